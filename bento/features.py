@@ -129,6 +129,16 @@ class Field:
         """Category values that get a one-hot column: all but the default, which is all zeros."""
         return tuple(value for value in self.values if value != self.default)
 
+    def display(self, value: Any) -> str:
+        """A value as a clinician reads it ("Emergency", "428 (Circulatory system)", "not recorded")."""
+        if value is None:
+            return "not recorded"
+        if self.kind is Kind.NUMBER:
+            return f"{value:g}"
+        if self.kind is Kind.ICD9:
+            return f"{value} ({icd9.GROUP_LABELS[icd9.group(value)]})"
+        return str(self.value_labels.get(value, value))
+
     def describe(self) -> dict[str, Any]:
         """A JSON-friendly description, for docs, the UI and the spec hash."""
         return {
@@ -561,3 +571,60 @@ def decode(row: np.ndarray) -> dict[str, Any]:
             record[f.name] = None if np.isnan(code) else f"{float(code):g}"
         start += width
     return record
+
+
+def _matrix_rules() -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[str, np.ndarray]], list[tuple[int, Field]]]:
+    low = np.full(len(COLUMNS), -np.inf)
+    high = np.full(len(COLUMNS), np.inf)
+    one_hot = np.zeros(len(COLUMNS), dtype=bool)
+    groups: list[tuple[str, np.ndarray]] = []
+    codes: list[tuple[int, Field]] = []
+    for f in FIELDS:
+        indices = np.array([COLUMN_INDEX[c] for c in f.columns])
+        if f.kind is Kind.NUMBER:
+            low[indices], high[indices] = f.minimum, f.maximum
+        elif f.kind is Kind.CODE:
+            codes.append((int(indices[0]), f))
+        else:
+            hot = indices if f.kind is Kind.CATEGORY else indices[:-1]
+            one_hot[hot] = True
+            groups.append((f.name, hot))
+            if f.kind is Kind.ICD9:
+                low[indices[-1]], high[indices[-1]] = 1.0, 999.99
+    return low, high, one_hot, groups, codes
+
+
+_LOW, _HIGH, _ONE_HOT, _GROUPS, _CODES = _matrix_rules()
+
+
+def check_matrix(matrix: np.ndarray) -> None:
+    """Validate an encoded matrix [N, len(COLUMNS)] as a whole; NaN means missing.
+
+    Raises FieldError naming the first offending row and column.
+    """
+
+    def fail(mask: np.ndarray, reason: str) -> None:
+        row, column = np.argwhere(mask)[0]
+        raise FieldError(f"row {row} column {COLUMNS[column]}", reason)
+
+    if np.isinf(matrix).any():
+        fail(np.isinf(matrix), "must be finite (NaN means missing)")
+    with np.errstate(invalid="ignore"):
+        outside = (matrix < _LOW) | (matrix > _HIGH)
+        not_binary = _ONE_HOT & ~((matrix == 0) | (matrix == 1))
+    if outside.any():
+        fail(outside, "is outside the column's range")
+    if not_binary.any():
+        fail(not_binary, "a one-hot column must be 0 or 1")
+    for name, hot in _GROUPS:
+        several = matrix[:, hot].sum(axis=1) > 1
+        if several.any():
+            raise FieldError(f"row {int(np.argmax(several))} field {name}", "more than one of its one-hot columns is 1")
+    for index, f in _CODES:
+        column = matrix[:, index]
+        allowed = np.isin(column, np.array(f.values, dtype=matrix.dtype)) | np.isnan(column)
+        if not allowed.all():
+            row = int(np.argmin(allowed))
+            value = column[row]
+            reason = "is outside the model's scope" if value in f.out_of_scope else "is not an allowed code"
+            raise FieldError(f"row {row} column {f.name}", f"{value:g} {reason}")

@@ -1,4 +1,4 @@
-"""`readmission`: train, promote and evaluate the readmission model."""
+"""`readmission`: train, promote, evaluate and import the readmission model."""
 
 from __future__ import annotations
 
@@ -33,6 +33,13 @@ def _evaluate(args: argparse.Namespace, settings: TrainingSettings) -> None:
     print(model_card.metrics_table(test, baseline))
 
 
+def _import(args: argparse.Namespace, settings: TrainingSettings) -> None:
+    from training import importer
+
+    tag = importer.import_model(args.alias, settings)
+    print(f"imported {MODEL_NAME}@{args.alias} into the BentoML model store as {tag}")
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line: one sub-command per task."""
     top = argparse.ArgumentParser(prog="readmission", description=__doc__)
@@ -52,6 +59,9 @@ def parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="print the test metrics of a registered version")
     evaluate.add_argument("version", nargs="?", default="champion", help="version number or alias (default champion)")
     evaluate.set_defaults(handler=_evaluate)
+    imports = commands.add_parser("import", help="copy a registered model into the BentoML model store")
+    imports.add_argument("--alias", default="champion", help="alias or version to import (default champion)")
+    imports.set_defaults(handler=_import)
     return top
 
 

@@ -1,0 +1,149 @@
+"""The HTTP application: routes of the simple API, the V2 protocol, health, metrics and OpenAPI.
+
+Mounted into the BentoML service at "/" with full paths (a mount at /v2 would turn GET /v2 into a
+307). Every client error becomes a JSON `{"error": ...}` with a 4xx status; nothing of the request
+body is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Match, Route
+from starlette.types import Scope
+
+from bento import metrics, openapi, predict_api, v2_api
+from bento.errors import Reason, RequestError
+from bento.predictor import Predictor
+from bento.settings import ServiceSettings
+
+logger = logging.getLogger("readmission")
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _predictor(request: Request) -> Predictor:
+    predictor: Predictor | None = request.app.state.predictor
+    if predictor is None:
+        raise RequestError(Reason.NOT_READY, "the model is not loaded; see /readyz and the service log")
+    return predictor
+
+
+def _settings(request: Request) -> ServiceSettings:
+    return request.app.state.settings
+
+
+async def predict(request: Request) -> Response:
+    return await predict_api.predict(request, _predictor(request), _settings(request))
+
+
+async def predict_batch(request: Request) -> Response:
+    return await predict_api.predict_batch(request, _predictor(request), _settings(request))
+
+
+async def health(request: Request) -> Response:
+    """The original design's health check: status and the served model."""
+    predictor: Predictor | None = request.app.state.predictor
+    if predictor is None:
+        return JSONResponse({"status": "not ready", "model_loaded": False}, status_code=503)
+    return JSONResponse({"status": "ok", "model_loaded": True, "model": predictor.info.summary()})
+
+
+async def v2_server(_: Request) -> Response:
+    return JSONResponse(v2_api.server_metadata())
+
+
+async def v2_live(_: Request) -> Response:
+    return Response(status_code=200)
+
+
+async def v2_ready(request: Request) -> Response:
+    return v2_api.ready_response(request.app.state.predictor)
+
+
+async def v2_model(request: Request) -> Response:
+    predictor = _predictor(request)
+    v2_api.check_model(request.path_params["model"], request.path_params.get("version"), _settings(request), predictor)
+    return v2_api.metadata_response(_settings(request), predictor)
+
+
+async def v2_model_ready(request: Request) -> Response:
+    predictor: Predictor | None = request.app.state.predictor
+    v2_api.check_model(request.path_params["model"], request.path_params.get("version"), _settings(request), predictor)
+    return v2_api.ready_response(predictor)
+
+
+async def v2_infer(request: Request) -> Response:
+    params = request.path_params
+    return await v2_api.infer(request, _predictor(request), _settings(request), params["model"], params.get("version"))
+
+
+async def prometheus(_: Request) -> Response:
+    return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)
+
+
+async def openapi_document(request: Request) -> Response:
+    return JSONResponse(openapi.document(_settings(request)))
+
+
+ROUTES = [
+    Route("/predict", predict, methods=["POST"]),
+    Route("/predict/batch", predict_batch, methods=["POST"]),
+    Route("/health", health, methods=["GET"]),
+    Route("/v2", v2_server, methods=["GET"]),
+    Route("/v2/health/live", v2_live, methods=["GET"]),
+    Route("/v2/health/ready", v2_ready, methods=["GET"]),
+    Route("/v2/models/{model}", v2_model, methods=["GET"]),
+    Route("/v2/models/{model}/ready", v2_model_ready, methods=["GET"]),
+    Route("/v2/models/{model}/infer", v2_infer, methods=["POST"]),
+    Route("/v2/models/{model}/versions/{version}", v2_model, methods=["GET"]),
+    Route("/v2/models/{model}/versions/{version}/ready", v2_model_ready, methods=["GET"]),
+    Route("/v2/models/{model}/versions/{version}/infer", v2_infer, methods=["POST"]),
+    Route("/metrics", prometheus, methods=["GET"]),
+    Route("/openapi.json", openapi_document, methods=["GET"]),
+]
+
+
+def endpoint_of(scope: Scope) -> str:
+    """The route template a request matches ("other" for none): a bounded metrics label."""
+    for route in ROUTES:
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:
+            return route.path
+    return "other"
+
+
+async def _refused(request: Request, error: Exception) -> Response:
+    assert isinstance(error, RequestError)
+    metrics.FAILURES.labels(endpoint_of(request.scope), error.reason.value).inc()
+    return JSONResponse({"error": error.message}, status_code=error.status)
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    reason = Reason.NOT_FOUND if error.status_code == 404 else Reason.INVALID_VALUE
+    metrics.FAILURES.labels(endpoint_of(request.scope), reason.value).inc()
+    message = "no such endpoint" if error.status_code == 404 else str(error.detail)
+    return JSONResponse({"error": message}, status_code=error.status_code, headers=error.headers)
+
+
+async def _unexpected(request: Request, error: Exception) -> Response:
+    logger.error("unexpected %s on %s", type(error).__name__, endpoint_of(request.scope))
+    return JSONResponse({"error": "internal error; see the service log"}, status_code=500)
+
+
+def create_app(settings: ServiceSettings) -> Starlette:
+    """The application; `app.state.predictor` is set once the service has loaded the model."""
+    app = Starlette(
+        routes=ROUTES,
+        middleware=[Middleware(metrics.TrafficMiddleware, endpoint_of=endpoint_of)],
+        exception_handlers={RequestError: _refused, HTTPException: _http_error, Exception: _unexpected},
+    )
+    app.state.settings = settings
+    app.state.predictor = None
+    return app

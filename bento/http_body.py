@@ -1,0 +1,51 @@
+"""Reading request bodies: bounded in size, parsed as JSON with errors a client can act on."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+
+from bento.errors import Reason, RequestError
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The whole body, refused with 413 as soon as it is known to exceed `max_bytes`."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise RequestError(Reason.INVALID_JSON, "Content-Length must be a non-negative integer")
+        if int(declared) > max_bytes:
+            raise RequestError(Reason.BODY_TOO_LARGE, f"the body exceeds the limit of {max_bytes} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise RequestError(Reason.BODY_TOO_LARGE, f"the body exceeds the limit of {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(raw: bytes) -> Any:
+    """JSON from bytes; malformed, too deeply nested or oversized numbers give a 400."""
+    if not raw.strip():
+        raise RequestError(Reason.INVALID_JSON, "the body is empty; expected JSON")
+    try:
+        return json.loads(raw)
+    except RecursionError as error:
+        raise RequestError(Reason.INVALID_JSON, "the JSON is nested too deeply") from error
+    except UnicodeDecodeError as error:
+        raise RequestError(Reason.INVALID_JSON, "the body is not UTF-8 text") from error
+    except json.JSONDecodeError as error:
+        raise RequestError(Reason.INVALID_JSON, f"malformed JSON: {error.msg} at line {error.lineno} column {error.colno}") from error
+    except ValueError as error:  # e.g. an integer literal with more digits than Python converts
+        raise RequestError(Reason.INVALID_JSON, f"malformed JSON: {error}") from error
+
+
+def require_json(request: Request) -> None:
+    """Refuse (415) a body declared as something other than JSON."""
+    media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if media not in ("application/json", "", "*/*") and not media.endswith("+json"):
+        raise RequestError(Reason.MEDIA_TYPE, f"Content-Type {media} is not supported; send application/json")

@@ -1,0 +1,134 @@
+"""Prometheus metrics: HTTP traffic with bounded labels, predictions, scores, failures, model info.
+
+HTTP traffic keeps BentoML's metric names (`bentoml_service_request_*`) so BentoML dashboards
+work, but the `endpoint` label is the route template (or "other"), never the raw path, so an
+unknown path or model name cannot create a series. Works with several workers through
+prometheus-client's multiprocess mode (BentoML sets PROMETHEUS_MULTIPROC_DIR for its workers).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+import numpy as np
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE  # noqa: F401  (re-exported for /metrics)
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bento import scores
+from bento.errors import Reason
+from bento.predictor import ModelInfo
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+REQUESTS = Counter("bentoml_service_request", "HTTP requests by route template and status", ["endpoint", "http_response_code"])
+DURATION = Histogram(
+    "bentoml_service_request_duration_seconds",
+    "HTTP request duration in seconds",
+    ["endpoint", "http_response_code"],
+    buckets=LATENCY_BUCKETS,
+)
+IN_PROGRESS = Gauge(
+    "bentoml_service_request_in_progress", "HTTP requests being served", ["endpoint"], multiprocess_mode="livesum"
+)
+PREDICTIONS = Counter("readmission_predictions", "Predictions by label and model version", ["label", "model_version"])
+PROBABILITY = Histogram(
+    "readmission_predicted_probability",
+    "Predicted probability of readmission within 30 days",
+    ["model_version"],
+    buckets=scores.SCORE_BUCKETS,
+)
+FAILURES = Counter("readmission_validation_failures", "Refused requests by reason", ["endpoint", "reason"])
+MODEL_INFO = Gauge(
+    "readmission_model_info",
+    "The served model (value 1)",
+    ["model_name", "model_version", "bento_tag", "spec_hash"],
+    multiprocess_mode="livemax",
+)
+MODEL_READY = Gauge("readmission_model_ready", "1 when the model is loaded in every worker", multiprocess_mode="livemin")
+SCORE_REFERENCE = Gauge(
+    "readmission_training_score_share",
+    "Share of the training test-split scores at or below `le` (the reference for drift)",
+    ["le"],
+    multiprocess_mode="livemax",
+)
+ALL_REASONS = tuple(Reason)
+
+
+def model_loaded(info: ModelInfo) -> None:
+    """Publish the model's identity and its reference score distribution."""
+    MODEL_INFO.labels(info.name, info.version, info.tag, info.spec_hash).set(1)
+    MODEL_READY.set(1)
+    for bound, share in zip(scores.SCORE_BUCKETS, info.score_reference, strict=True):
+        SCORE_REFERENCE.labels(_le(bound)).set(share)
+    for label in ("0", "1"):
+        PREDICTIONS.labels(label, info.version)  # start at zero so rate() sees the first predictions
+
+
+def model_missing() -> None:
+    """Publish that this worker has no model."""
+    MODEL_READY.set(0)
+
+
+def predictions(info: ModelInfo, probabilities: np.ndarray, labels: np.ndarray) -> None:
+    """Count predictions by label and record their probabilities."""
+    positives = int(labels.sum())
+    if positives:
+        PREDICTIONS.labels("1", info.version).inc(positives)
+    if len(labels) - positives:
+        PREDICTIONS.labels("0", info.version).inc(len(labels) - positives)
+    histogram = PROBABILITY.labels(info.version)
+    for value in probabilities.tolist():
+        histogram.observe(value)
+
+
+def _le(bound: float) -> str:
+    return f"{bound:g}" if bound < 1 else "1.0"
+
+
+def exposition() -> bytes:
+    """The text exposition of every metric of every worker."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=directory)
+    return generate_latest(registry)
+
+
+class TrafficMiddleware:
+    """Pure ASGI middleware counting requests and their duration per route template."""
+
+    def __init__(self, app: ASGIApp, endpoint_of: Callable[[Scope], str], skip: tuple[str, ...] = ("/metrics",)) -> None:
+        self.app = app
+        self.endpoint_of = endpoint_of
+        self.skip = skip
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        endpoint = self.endpoint_of(scope)
+        if endpoint in self.skip:
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        started = time.perf_counter()
+
+        async def record_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        in_progress = IN_PROGRESS.labels(endpoint)
+        in_progress.inc()
+        try:
+            await self.app(scope, receive, record_status)
+        finally:
+            in_progress.dec()
+            code = str(status)
+            REQUESTS.labels(endpoint, code).inc()
+            DURATION.labels(endpoint, code).observe(time.perf_counter() - started)

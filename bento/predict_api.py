@@ -1,0 +1,88 @@
+"""The simple JSON API: `POST /predict` (one patient) and `POST /predict/batch` (a list).
+
+A patient is either the clinical record (`"race": "Caucasian"`, `"diag_1": "428"` ...) or the
+encoded flat form of the original design (`"race_Caucasian": 1.0`, `"age_[50-60)": 1.0` ...); a
+body holding any one-hot column name is read as the encoded form. `?explain=true` adds the top
+contributing factors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from bento import explain, features, metrics
+from bento.errors import Reason, RequestError
+from bento.http_body import parse_json, read_body, require_json
+from bento.predictor import Predictor
+from bento.settings import ServiceSettings
+
+ENCODED_ONLY_COLUMNS = frozenset(features.COLUMNS) - frozenset(features.FIELDS_BY_NAME)
+
+
+def parse_patient(body: Any, where: str = "") -> tuple[np.ndarray, dict[str, Any]]:
+    """One patient as (encoded row, clinical record); RequestError names the field and the reason."""
+    if not isinstance(body, dict):
+        raise RequestError(Reason.INVALID_VALUE, f"{where or 'the body'} must be a JSON object of patient fields")
+    try:
+        if ENCODED_ONLY_COLUMNS.intersection(body):
+            row = features.vector_from_encoded(body)
+            return row, features.decode(row)
+        record = features.validate(body)
+        return features.encode([record])[0], record
+    except features.FieldError as error:
+        raise RequestError(Reason.INVALID_VALUE, f"{where}{error.field}: {error.reason}") from error
+
+
+def _answers(predictor: Predictor, matrix: np.ndarray, records: list[dict[str, Any]], top: int) -> list[dict[str, Any]]:
+    probabilities = predictor.probabilities(matrix)
+    labels = predictor.labels(probabilities)
+    metrics.predictions(predictor.info, probabilities, labels)
+    contributions = predictor.field_contributions(matrix) if top else None
+    answers = []
+    for i, probability in enumerate(probabilities.tolist()):
+        answer: dict[str, Any] = {
+            "probability": round(probability, 6),
+            "label": int(labels[i]),
+            "risk_band": predictor.band(probability).value,
+        }
+        if contributions is not None:
+            answer["factors"] = explain.top_factors(contributions[i], records[i], top)
+        answers.append(answer)
+    return answers
+
+
+def _explain_count(request: Request, settings: ServiceSettings) -> int:
+    flag = request.query_params.get("explain", "false").lower()
+    if flag not in ("true", "false", "1", "0"):
+        raise RequestError(Reason.INVALID_VALUE, "explain: must be true or false")
+    return settings.top_factors if flag in ("true", "1") else 0
+
+
+async def predict(request: Request, predictor: Predictor, settings: ServiceSettings) -> JSONResponse:
+    """`POST /predict`: one patient in, probability, label, risk band and model out."""
+    require_json(request)
+    top = _explain_count(request, settings)
+    row, record = parse_patient(parse_json(await read_body(request, settings.max_body_bytes)))
+    answer = _answers(predictor, row[None, :], [record], top)[0]
+    return JSONResponse({**answer, "model": predictor.info.summary()})
+
+
+async def predict_batch(request: Request, predictor: Predictor, settings: ServiceSettings) -> JSONResponse:
+    """`POST /predict/batch`: a JSON list of patients (at most READMISSION_MAX_BATCH_ROWS)."""
+    require_json(request)
+    top = _explain_count(request, settings)
+    body = parse_json(await read_body(request, settings.max_body_bytes))
+    if not isinstance(body, list):
+        raise RequestError(Reason.INVALID_VALUE, "the body must be a JSON list of patients")
+    if not body:
+        raise RequestError(Reason.BATCH_SIZE, "the batch is empty")
+    if len(body) > settings.max_batch_rows:
+        raise RequestError(Reason.BATCH_SIZE, f"the batch has {len(body)} patients; the limit is {settings.max_batch_rows}")
+    parsed = [parse_patient(patient, f"[{i}].") for i, patient in enumerate(body)]
+    matrix = np.stack([row for row, _ in parsed])
+    answers = _answers(predictor, matrix, [record for _, record in parsed], top)
+    return JSONResponse({"predictions": answers, "model": predictor.info.summary()})

@@ -1,0 +1,45 @@
+"""Service configuration, read from the environment once (the README's Configuration table)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+MIB = 1024 * 1024
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError as error:
+        raise ValueError(f"{name} must be an integer, got {value!r}") from error
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """What the service reads from READMISSION_* variables."""
+
+    model_tag: str = "readmission:latest"
+    v2_model_name: str = "readmission"
+    workers: int = 1
+    max_batch_rows: int = 1000
+    max_infer_rows: int = 10_000
+    max_body_bytes: int = 16 * MIB
+    top_factors: int = 5
+
+    @classmethod
+    def from_env(cls) -> ServiceSettings:
+        """Settings from the environment, defaults where unset."""
+        defaults = cls()
+        return cls(
+            model_tag=os.environ.get("READMISSION_MODEL_TAG", defaults.model_tag),
+            v2_model_name=os.environ.get("READMISSION_V2_MODEL_NAME", defaults.v2_model_name),
+            workers=_int("READMISSION_WORKERS", defaults.workers),
+            max_batch_rows=_int("READMISSION_MAX_BATCH_ROWS", defaults.max_batch_rows),
+            max_infer_rows=_int("READMISSION_MAX_INFER_ROWS", defaults.max_infer_rows),
+            max_body_bytes=_int("READMISSION_MAX_BODY_BYTES", defaults.max_body_bytes),
+            top_factors=_int("READMISSION_TOP_FACTORS", defaults.top_factors),
+        )

@@ -1,0 +1,186 @@
+"""Open Inference Protocol (KServe V2) REST endpoints over the prediction core.
+
+Inputs: one FP32/FP64 tensor [N, F] in the model's column order (what KServe's xgbserver and
+MLServer accept), or one tensor per clinical field ("pd" content type; BYTES for text fields).
+Outputs: `probability` (FP32 [N]) and `label` (INT64 [N]).
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import numpy as np
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from bento import features, metrics
+from bento.errors import Reason, RequestError
+from bento.http_body import read_body
+from bento.predictor import Predictor
+from bento.settings import ServiceSettings
+from bento.v2_tensors import HEADER_LENGTH, InferRequest, Tensor, decode_request, encode_response
+
+MATRIX_INPUT = "input-0"
+OUTPUTS = {"probability": "FP32", "label": "INT64"}
+FIELD_DATATYPES = {
+    features.Kind.NUMBER: "FP64",
+    features.Kind.CODE: "INT64",
+    features.Kind.CATEGORY: "BYTES",
+    features.Kind.ICD9: "BYTES",
+}
+SERVER_NAME = "readmission-bentoml"
+
+
+def _server_version() -> str:
+    try:
+        return version("readmission")
+    except PackageNotFoundError:
+        return "0"
+
+
+def server_metadata() -> dict[str, Any]:
+    """`GET /v2`."""
+    return {"name": SERVER_NAME, "version": _server_version(), "extensions": ["binary_tensor_data"]}
+
+
+def check_model(name: str, requested_version: str | None, settings: ServiceSettings, predictor: Predictor | None) -> None:
+    """404 for another model name or version."""
+    if name != settings.v2_model_name:
+        raise RequestError(Reason.UNKNOWN_MODEL, f"model {name!r} is not served here; this server serves {settings.v2_model_name!r}")
+    if requested_version is not None and predictor is not None and requested_version != predictor.info.version:
+        raise RequestError(Reason.UNKNOWN_MODEL, f"model {name!r} has no version {requested_version!r}; served: {predictor.info.version}")
+
+
+def model_metadata(settings: ServiceSettings, predictor: Predictor) -> dict[str, Any]:
+    """`GET /v2/models/{name}`: every input a client may send, and the outputs."""
+    field_inputs = [
+        {"name": f.name, "datatype": FIELD_DATATYPES[f.kind], "shape": [-1]} for f in features.FIELDS
+    ]
+    return {
+        "name": settings.v2_model_name,
+        "versions": [predictor.info.version],
+        "platform": "xgboost",
+        "inputs": [{"name": MATRIX_INPUT, "datatype": "FP32", "shape": [-1, len(features.COLUMNS)]}, *field_inputs],
+        "outputs": [{"name": name, "datatype": datatype, "shape": [-1]} for name, datatype in OUTPUTS.items()],
+        "parameters": {
+            "input_forms": f"either {MATRIX_INPUT} alone (FP32 or FP64 [N, {len(features.COLUMNS)}] in the order of "
+            "`columns`), or one tensor per clinical field with parameters.content_type 'pd'",
+            "columns": list(features.COLUMNS),
+            "threshold": predictor.info.threshold,
+            "bento_tag": predictor.info.tag,
+        },
+    }
+
+
+def _is_field_form(request: InferRequest) -> bool:
+    return request.parameters.get("content_type") == "pd" or any(t.name in features.FIELDS_BY_NAME for t in request.inputs)
+
+
+def _matrix_from_tensor(tensor: Tensor, max_rows: int) -> np.ndarray:
+    if tensor.datatype not in ("FP32", "FP64"):
+        raise RequestError(Reason.TENSOR, f"input {tensor.name}: datatype must be FP32 or FP64, not {tensor.datatype}")
+    if len(tensor.shape) != 2 or tensor.shape[1] != len(features.COLUMNS):
+        raise RequestError(Reason.TENSOR, f"input {tensor.name}: shape must be [N, {len(features.COLUMNS)}], got {list(tensor.shape)}")
+    _check_rows(tensor.shape[0], max_rows)
+    matrix = np.ascontiguousarray(tensor.data, dtype=np.float32)
+    try:
+        features.check_matrix(matrix)
+    except features.FieldError as error:
+        raise RequestError(Reason.INVALID_VALUE, f"input {tensor.name} {error.field}: {error.reason}") from error
+    return matrix
+
+
+def _check_rows(rows: int, max_rows: int) -> None:
+    if rows == 0:
+        raise RequestError(Reason.BATCH_SIZE, "the request holds no rows")
+    if rows > max_rows:
+        raise RequestError(Reason.BATCH_SIZE, f"the request holds {rows} rows; the limit is {max_rows}")
+
+
+def _matrix_from_fields(tensors: list[Tensor], max_rows: int) -> np.ndarray:
+    columns: dict[str, list[Any]] = {}
+    rows = None
+    for tensor in tensors:
+        f = features.FIELDS_BY_NAME.get(tensor.name)
+        if f is None:
+            raise RequestError(Reason.INVALID_VALUE, f"input {tensor.name}: not a clinical field")
+        if len(tensor.shape) not in (1, 2) or (len(tensor.shape) == 2 and tensor.shape[1] != 1):
+            raise RequestError(Reason.TENSOR, f"input {tensor.name}: shape must be [N] or [N, 1], got {list(tensor.shape)}")
+        if rows is not None and tensor.shape[0] != rows:
+            raise RequestError(Reason.TENSOR, f"input {tensor.name}: has {tensor.shape[0]} rows, other inputs {rows}")
+        rows = tensor.shape[0]
+        columns[f.name] = [_field_value(v, tensor) for v in tensor.data.ravel().tolist()]
+    assert rows is not None
+    _check_rows(rows, max_rows)
+    records = []
+    for i in range(rows):
+        try:
+            records.append(features.validate({name: values[i] for name, values in columns.items()}))
+        except features.FieldError as error:
+            raise RequestError(Reason.INVALID_VALUE, f"input {error.field} row {i}: {error.reason}") from error
+    return features.encode(records)
+
+
+def _field_value(value: Any, tensor: Tensor) -> Any:
+    if isinstance(value, bytes):
+        try:
+            text = value.decode()
+        except UnicodeDecodeError as error:
+            raise RequestError(Reason.TENSOR, f"input {tensor.name}: BYTES data must be UTF-8 text") from error
+        return text or None
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    return value
+
+
+def _requested_outputs(request: InferRequest) -> tuple[list[str], set[str]]:
+    binary_all = bool(request.parameters.get("binary_data_output", False))
+    if request.outputs is None:
+        names = list(OUTPUTS)
+        return names, set(names) if binary_all else set()
+    names, binary = [], set()
+    for output in request.outputs:
+        name = output["name"]
+        if name not in OUTPUTS:
+            raise RequestError(Reason.TENSOR, f"output {name!r} does not exist; outputs are {', '.join(OUTPUTS)}")
+        names.append(name)
+        parameters = output.get("parameters") or {}
+        if not isinstance(parameters, dict):
+            raise RequestError(Reason.TENSOR, f"output {name}: parameters must be an object")
+        if parameters.get("binary_data", binary_all):
+            binary.add(name)
+    return names, binary
+
+
+async def infer(request: Request, predictor: Predictor, settings: ServiceSettings, name: str, requested_version: str | None) -> Response:
+    """`POST /v2/models/{name}[/versions/{v}]/infer`."""
+    check_model(name, requested_version, settings, predictor)
+    raw = await read_body(request, settings.max_body_bytes)
+    decoded = decode_request(raw, request.headers.get(HEADER_LENGTH))
+    if _is_field_form(decoded):
+        matrix = _matrix_from_fields(decoded.inputs, settings.max_infer_rows)
+    elif len(decoded.inputs) != 1:
+        raise RequestError(Reason.TENSOR, f"expected one input tensor [N, {len(features.COLUMNS)}] or one per clinical field")
+    else:
+        matrix = _matrix_from_tensor(decoded.inputs[0], settings.max_infer_rows)
+    names, binary = _requested_outputs(decoded)
+    probabilities = predictor.probabilities(matrix)
+    labels = predictor.labels(probabilities)
+    metrics.predictions(predictor.info, probabilities, labels)
+    produced = {"probability": probabilities, "label": labels}
+    payload: dict[str, Any] = {"model_name": settings.v2_model_name, "model_version": predictor.info.version}
+    if decoded.id is not None:
+        payload["id"] = decoded.id
+    body, headers = encode_response(payload, [(n, OUTPUTS[n], produced[n]) for n in names], binary)
+    return Response(body, headers=headers)
+
+
+def ready_response(predictor: Predictor | None) -> Response:
+    """200 with an empty body when the model is loaded, else 503."""
+    return Response(status_code=200 if predictor is not None else 503)
+
+
+def metadata_response(settings: ServiceSettings, predictor: Predictor) -> JSONResponse:
+    """The model metadata as JSON."""
+    return JSONResponse(model_metadata(settings, predictor))

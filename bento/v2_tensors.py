@@ -1,0 +1,189 @@
+"""Open Inference Protocol (KServe V2) tensors: JSON and the binary tensor data extension."""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bento.errors import Reason, RequestError
+from bento.http_body import parse_json
+
+HEADER_LENGTH = "inference-header-content-length"
+DTYPES: dict[str, Any] = {
+    "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
+    "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
+    "FP16": np.float16, "FP32": np.float32, "FP64": np.float64, "BYTES": object,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """One named input tensor, its data reshaped to `shape` (BYTES as an object array of bytes)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    data: np.ndarray
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    """A decoded inference request."""
+
+    id: str | None
+    parameters: dict[str, Any]
+    inputs: list[Tensor]
+    outputs: list[dict[str, Any]] | None
+
+
+def _fail(message: str) -> RequestError:
+    return RequestError(Reason.TENSOR, message)
+
+
+def decode_request(raw: bytes, header_length: str | None) -> InferRequest:
+    """Parse an inference request body; `header_length` is the binary extension's header value."""
+    binary = b""
+    if header_length is not None:
+        if not header_length.strip().isdigit() or int(header_length) > len(raw):
+            raise _fail(f"{HEADER_LENGTH} {header_length!r} does not fit a body of {len(raw)} bytes")
+        raw, binary = raw[: int(header_length)], raw[int(header_length) :]
+    body = parse_json(raw)
+    if not isinstance(body, dict):
+        raise _fail("the request must be a JSON object")
+    request_id = body.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise _fail("id: must be a string")
+    parameters = _parameters(body.get("parameters"), "parameters")
+    inputs = body.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise _fail("inputs: must be a non-empty list of tensors")
+    outputs = body.get("outputs")
+    if outputs is not None and (not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs)):
+        raise _fail("outputs: must be a list of objects with a name")
+    offset = 0
+    tensors = []
+    for index, item in enumerate(inputs):
+        tensor, offset = _decode_input(item, index, binary, offset)
+        tensors.append(tensor)
+    if offset != len(binary):
+        raise _fail(f"the body holds {len(binary) - offset} bytes of binary data that no input claims")
+    names = [t.name for t in tensors]
+    if len(set(names)) != len(names):
+        raise _fail("inputs: the same input name appears twice")
+    return InferRequest(request_id, parameters, tensors, outputs)
+
+
+def _parameters(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _fail(f"{where}: must be an object")
+    return value
+
+
+def _decode_input(item: Any, index: int, binary: bytes, offset: int) -> tuple[Tensor, int]:
+    if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+        raise _fail(f"inputs[{index}]: must be an object with a name")
+    name = item["name"]
+    datatype = item.get("datatype")
+    if datatype not in DTYPES:
+        raise _fail(f"input {name}: unknown datatype {datatype!r}; expected one of {', '.join(DTYPES)}")
+    shape = item.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise _fail(f"input {name}: shape must be a list of non-negative integers")
+    count = math.prod(shape)
+    parameters = _parameters(item.get("parameters"), f"input {name} parameters")
+    size = parameters.get("binary_data_size")
+    if size is not None:
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0 or offset + size > len(binary):
+            raise _fail(f"input {name}: binary_data_size {size!r} exceeds the binary data sent")
+        data = _from_binary(binary[offset : offset + size], datatype, count, name)
+        offset += size
+    else:
+        if "data" not in item:
+            raise _fail(f"input {name}: has neither data nor binary_data_size")
+        data = _from_json(item["data"], datatype, name)
+    if data.size != count:
+        raise _fail(f"input {name}: shape {shape} needs {count} elements, the data holds {data.size}")
+    return Tensor(name, datatype, tuple(shape), data.reshape(shape), parameters), offset
+
+
+def _from_binary(chunk: bytes, datatype: str, count: int, name: str) -> np.ndarray:
+    if datatype == "BYTES":
+        items, position = [], 0
+        while position < len(chunk):
+            if position + 4 > len(chunk):
+                raise _fail(f"input {name}: truncated BYTES element length")
+            (length,) = struct.unpack_from("<I", chunk, position)
+            position += 4
+            if position + length > len(chunk):
+                raise _fail(f"input {name}: a BYTES element is longer than the data sent")
+            items.append(chunk[position : position + length])
+            position += length
+        return np.array(items, dtype=object)
+    dtype = np.dtype(DTYPES[datatype]).newbyteorder("<")
+    if len(chunk) != count * dtype.itemsize:
+        raise _fail(f"input {name}: {len(chunk)} bytes of {datatype} do not make {count} elements")
+    return np.frombuffer(chunk, dtype=dtype)
+
+
+def _from_json(data: Any, datatype: str, name: str) -> np.ndarray:
+    try:
+        array = np.asarray(data)
+    except ValueError as error:
+        raise _fail(f"input {name}: data is ragged or malformed") from error
+    if datatype == "BYTES":
+        flat = array.ravel()
+        if array.dtype.kind != "U" and not all(v is None or isinstance(v, str) for v in flat.tolist()):
+            raise _fail(f"input {name}: BYTES data must be strings")
+        return np.array([None if v is None else v.encode() for v in flat.tolist()], dtype=object)
+    if array.dtype == object:  # JSON null (missing) among numbers: NaN, for floating types only
+        values = array.ravel().tolist()
+        if datatype not in ("FP16", "FP32", "FP64") or not all(
+            v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in values
+        ):
+            raise _fail(f"input {name}: data must be numbers{' (null means missing)' if datatype.startswith('FP') else ''}")
+        array = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    if datatype == "BOOL":
+        if array.size and array.dtype.kind != "b":
+            raise _fail(f"input {name}: BOOL data must be true or false")
+        return array.astype(np.bool_)
+    if array.size and array.dtype.kind not in "iuf":
+        raise _fail(f"input {name}: {datatype} data must be numbers")
+    target = np.dtype(DTYPES[datatype])
+    if target.kind in "iu":
+        if array.size and array.dtype.kind == "f":
+            raise _fail(f"input {name}: {datatype} data must be integers")
+        info = np.iinfo(target)
+        if array.size and (array.min() < info.min or array.max() > info.max):
+            raise _fail(f"input {name}: a value does not fit {datatype}")
+    return array.astype(target)
+
+
+def encode_response(
+    payload: dict[str, Any], outputs: list[tuple[str, str, np.ndarray]], binary: set[str]
+) -> tuple[bytes, dict[str, str]]:
+    """The response body and headers; outputs named in `binary` go in the binary extension."""
+    described, chunks = [], []
+    for name, datatype, array in outputs:
+        entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+        if name in binary:
+            chunk = np.ascontiguousarray(array, dtype=np.dtype(DTYPES[datatype]).newbyteorder("<")).tobytes()
+            entry["parameters"] = {"binary_data_size": len(chunk)}
+            chunks.append(chunk)
+        else:
+            entry["data"] = array.ravel().tolist()
+        described.append(entry)
+    header = json.dumps({**payload, "outputs": described}, separators=(",", ":")).encode()
+    if not chunks:
+        return header, {"content-type": "application/json"}
+    return header + b"".join(chunks), {
+        "content-type": "application/octet-stream",
+        HEADER_LENGTH: str(len(header)),
+    }
