@@ -2,11 +2,15 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+STATE := .readmission
 SHARED_DATA := $(abspath ../shared/data/dataset_diabetes.zip)
+PORT ?= 3000
 # The UCI data: $READMISSION_DATA, else the team's shared copy, else `readmission train` downloads it.
 export READMISSION_DATA ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA))
+export BENTOML_HOME ?= $(CURDIR)/$(STATE)/bentoml
+export BENTOML_DO_NOT_TRACK := true
 
-.PHONY: venv up train test lint format clean
+.PHONY: venv up serve train import build test lint format bench clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,10 +20,30 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 
 venv: $(BIN)/.installed
 
-train: venv
+# Each step leaves a stamp, so `make up` retrains, re-imports or rebuilds only what changed.
+$(STATE)/trained.stamp: $(BIN)/.installed $(wildcard training/*.py) bento/features.py bento/icd9.py
 	$(BIN)/readmission train
+	touch $@
 
-up: train
+$(STATE)/imported.stamp: $(STATE)/trained.stamp
+	$(BIN)/readmission import
+	touch $@
+
+$(STATE)/built.stamp: $(STATE)/imported.stamp $(wildcard bento/*.py) bento/requirements.txt bentofile.yaml
+	$(BIN)/bentoml build
+	touch $@
+
+train:
+	rm -f $(STATE)/trained.stamp && $(MAKE) $(STATE)/trained.stamp
+
+import: $(STATE)/imported.stamp
+
+build: $(STATE)/built.stamp
+
+serve: build
+	$(BIN)/bentoml serve readmission:latest --host 127.0.0.1 --port $(PORT)
+
+up: serve
 
 test: venv
 	$(BIN)/ruff check .
@@ -34,5 +58,8 @@ format: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+bench: build
+	$(BIN)/python bench/run.py
+
 clean:
-	rm -rf .readmission .pytest_cache
+	rm -rf $(STATE) .pytest_cache

@@ -38,15 +38,15 @@ def _settings(request: Request) -> ServiceSettings:
     return request.app.state.settings
 
 
-async def predict(request: Request) -> Response:
+async def _predict(request: Request) -> Response:
     return await predict_api.predict(request, _predictor(request), _settings(request))
 
 
-async def predict_batch(request: Request) -> Response:
+async def _predict_batch(request: Request) -> Response:
     return await predict_api.predict_batch(request, _predictor(request), _settings(request))
 
 
-async def health(request: Request) -> Response:
+async def _health(request: Request) -> Response:
     """The original design's health check: status and the served model."""
     predictor: Predictor | None = request.app.state.predictor
     if predictor is None:
@@ -54,58 +54,58 @@ async def health(request: Request) -> Response:
     return JSONResponse({"status": "ok", "model_loaded": True, "model": predictor.info.summary()})
 
 
-async def v2_server(_: Request) -> Response:
+async def _v2_server(_: Request) -> Response:
     return JSONResponse(v2_api.server_metadata())
 
 
-async def v2_live(_: Request) -> Response:
+async def _v2_live(_: Request) -> Response:
     return Response(status_code=200)
 
 
-async def v2_ready(request: Request) -> Response:
+async def _v2_ready(request: Request) -> Response:
     return v2_api.ready_response(request.app.state.predictor)
 
 
-async def v2_model(request: Request) -> Response:
+async def _v2_model(request: Request) -> Response:
     predictor = _predictor(request)
     v2_api.check_model(request.path_params["model"], request.path_params.get("version"), _settings(request), predictor)
     return v2_api.metadata_response(_settings(request), predictor)
 
 
-async def v2_model_ready(request: Request) -> Response:
+async def _v2_model_ready(request: Request) -> Response:
     predictor: Predictor | None = request.app.state.predictor
     v2_api.check_model(request.path_params["model"], request.path_params.get("version"), _settings(request), predictor)
     return v2_api.ready_response(predictor)
 
 
-async def v2_infer(request: Request) -> Response:
+async def _v2_infer(request: Request) -> Response:
     params = request.path_params
     return await v2_api.infer(request, _predictor(request), _settings(request), params["model"], params.get("version"))
 
 
-async def prometheus(_: Request) -> Response:
+async def _prometheus(_: Request) -> Response:
     return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)
 
 
-async def openapi_document(request: Request) -> Response:
+async def _openapi_document(request: Request) -> Response:
     return JSONResponse(openapi.document(_settings(request)))
 
 
 ROUTES = [
-    Route("/predict", predict, methods=["POST"]),
-    Route("/predict/batch", predict_batch, methods=["POST"]),
-    Route("/health", health, methods=["GET"]),
-    Route("/v2", v2_server, methods=["GET"]),
-    Route("/v2/health/live", v2_live, methods=["GET"]),
-    Route("/v2/health/ready", v2_ready, methods=["GET"]),
-    Route("/v2/models/{model}", v2_model, methods=["GET"]),
-    Route("/v2/models/{model}/ready", v2_model_ready, methods=["GET"]),
-    Route("/v2/models/{model}/infer", v2_infer, methods=["POST"]),
-    Route("/v2/models/{model}/versions/{version}", v2_model, methods=["GET"]),
-    Route("/v2/models/{model}/versions/{version}/ready", v2_model_ready, methods=["GET"]),
-    Route("/v2/models/{model}/versions/{version}/infer", v2_infer, methods=["POST"]),
-    Route("/metrics", prometheus, methods=["GET"]),
-    Route("/openapi.json", openapi_document, methods=["GET"]),
+    Route("/predict", _predict, methods=["POST"]),
+    Route("/predict/batch", _predict_batch, methods=["POST"]),
+    Route("/health", _health, methods=["GET"]),
+    Route("/v2", _v2_server, methods=["GET"]),
+    Route("/v2/health/live", _v2_live, methods=["GET"]),
+    Route("/v2/health/ready", _v2_ready, methods=["GET"]),
+    Route("/v2/models/{model}", _v2_model, methods=["GET"]),
+    Route("/v2/models/{model}/ready", _v2_model_ready, methods=["GET"]),
+    Route("/v2/models/{model}/infer", _v2_infer, methods=["POST"]),
+    Route("/v2/models/{model}/versions/{version}", _v2_model, methods=["GET"]),
+    Route("/v2/models/{model}/versions/{version}/ready", _v2_model_ready, methods=["GET"]),
+    Route("/v2/models/{model}/versions/{version}/infer", _v2_infer, methods=["POST"]),
+    Route("/metrics", _prometheus, methods=["GET"]),
+    Route("/openapi.json", _openapi_document, methods=["GET"]),
 ]
 
 

@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE  # noqa: F401  (re-exported for /metrics)
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bento import scores
@@ -23,7 +23,9 @@ from bento.predictor import ModelInfo
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
-REQUESTS = Counter("bentoml_service_request", "HTTP requests by route template and status", ["endpoint", "http_response_code"])
+REQUESTS = Counter(
+    "bentoml_service_request", "HTTP requests by route template and status", ["endpoint", "http_response_code"]
+)
 DURATION = Histogram(
     "bentoml_service_request_duration_seconds",
     "HTTP request duration in seconds",
@@ -47,7 +49,9 @@ MODEL_INFO = Gauge(
     ["model_name", "model_version", "bento_tag", "spec_hash"],
     multiprocess_mode="livemax",
 )
-MODEL_READY = Gauge("readmission_model_ready", "1 when the model is loaded in every worker", multiprocess_mode="livemin")
+MODEL_READY = Gauge(
+    "readmission_model_ready", "1 when the model is loaded in every worker", multiprocess_mode="livemin"
+)
 SCORE_REFERENCE = Gauge(
     "readmission_training_score_share",
     "Share of the training test-split scores at or below `le` (the reference for drift)",
@@ -101,12 +105,15 @@ def exposition() -> bytes:
 class TrafficMiddleware:
     """Pure ASGI middleware counting requests and their duration per route template."""
 
-    def __init__(self, app: ASGIApp, endpoint_of: Callable[[Scope], str], skip: tuple[str, ...] = ("/metrics",)) -> None:
+    def __init__(
+        self, app: ASGIApp, endpoint_of: Callable[[Scope], str], skip: tuple[str, ...] = ("/metrics",)
+    ) -> None:
         self.app = app
         self.endpoint_of = endpoint_of
         self.skip = skip
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve the request and record its endpoint, status and duration."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

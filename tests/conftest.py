@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+from tests import sample_data, servers
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_ZIP = REPO.parent / "shared" / "data" / "dataset_diabetes.zip"
@@ -33,3 +37,51 @@ def real_champion(uci_zip, tmp_path_factory):
         settings = TrainingSettings.from_env()
         registered = train.run(str(uci_zip), settings, model_card_path=home / "model-card.md")
     return {"home": home, "settings": settings, "registered": registered}
+
+
+@pytest.fixture(scope="session")
+def champion_store(request, tmp_path_factory):
+    """An MLflow store holding a champion: the real-data one where the file exists, else a synthetic one."""
+    try:
+        return request.getfixturevalue("real_champion")
+    except pytest.skip.Exception:
+        from training import train
+        from training.settings import TrainingSettings
+
+        home = tmp_path_factory.mktemp("synthetic-mlflow")
+        data_file = sample_data.write_csv(home, count=2000)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("READMISSION_HOME", str(home))
+            patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+            settings = TrainingSettings.from_env()
+            registered = train.run(str(data_file), settings, verify=False, model_card_path=None)
+        return {"home": home, "settings": settings, "registered": registered}
+
+
+@pytest.fixture(scope="session")
+def bento_home(champion_store, tmp_path_factory):
+    """A BentoML home holding the imported champion (its own, so Prometheus folders are not shared)."""
+    home = tmp_path_factory.mktemp("bentoml-home")
+    env = {**os.environ, **bentoml_env(home), "READMISSION_HOME": str(champion_store["home"])}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    readmission = str(Path(sys.executable).parent / "readmission")
+    done = subprocess.run([readmission, "import"], env=env, capture_output=True, text=True, check=True)
+    tag = done.stdout.strip().rsplit(" ", 1)[-1]
+    return {"home": home, "tag": tag, "model_dir": home / "models" / "readmission" / tag.split(":")[1]}
+
+
+def bentoml_env(home: Path) -> dict[str, str]:
+    """Environment of a test BentoML server: its own home, no telemetry."""
+    return {"BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true", "PYTHONPATH": str(REPO)}
+
+
+@pytest.fixture(scope="session")
+def service(bento_home, tmp_path_factory):
+    """`bentoml serve` of the source tree on a free loopback port, ready."""
+    port = servers.free_port()
+    log = tmp_path_factory.mktemp("service") / "service.log"
+    command = [str(Path(sys.executable).parent / "bentoml"), "serve", "bento.service:ReadmissionService",
+               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    server = servers.start(command, port, bentoml_env(bento_home["home"]), log)
+    yield server
+    server.stop()

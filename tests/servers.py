@@ -1,0 +1,67 @@
+"""Real servers for tests: start a process on a free loopback port and wait until it is ready."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """A running server process and where it answers."""
+
+    process: subprocess.Popen
+    url: str
+    log: Path
+
+    def stop(self, timeout: float = 20) -> None:
+        """SIGTERM the process group, SIGKILL it if it lingers."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+    def log_text(self) -> str:
+        """Everything the server printed."""
+        return self.log.read_text(errors="replace")
+
+
+def start(
+    command: Sequence[str], port: int, env: dict[str, str], log: Path, ready_path: str = "/readyz", timeout: float = 90
+) -> Server:
+    """Start `command` and poll `ready_path` until it answers 200 (or fail with the log)."""
+    handle = log.open("wb")
+    process = subprocess.Popen(
+        command, env={**os.environ, **env}, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    server = Server(process, f"http://127.0.0.1:{port}", log)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{command[0]} exited with {process.returncode}:\n{server.log_text()[-3000:]}")
+        try:
+            if httpx.get(server.url + ready_path, timeout=2).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    server.stop()
+    raise RuntimeError(f"{command[0]} was not ready within {timeout} s:\n{server.log_text()[-3000:]}")

@@ -1,0 +1,65 @@
+"""The built Bento: self-contained, lean, and serving the same predictions as the source tree."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bento import features
+from bento.predictor import Predictor
+from tests import servers
+from tests.conftest import bentoml_env
+from tests.test_features import RECORD
+
+BENTOML = str(Path(sys.executable).parent / "bentoml")
+
+
+def _run(args: list[str], home: Path, cwd: Path) -> str:
+    done = subprocess.run([BENTOML, *args], env={**bentoml_env(home), "PATH": str(Path(sys.executable).parent)},
+                          cwd=cwd, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def exported_bento(bento_home, tmp_path_factory):
+    """Build the Bento from the repo, export it to a file, import it into an empty BentoML home."""
+    repo = Path(__file__).resolve().parents[1]
+    out = _run(["build", "--output", "tag"], bento_home["home"], repo)
+    tag = out.strip().splitlines()[-1].removeprefix("__tag__:")
+    archive = tmp_path_factory.mktemp("export") / "readmission.bento"
+    _run(["export", tag, str(archive)], bento_home["home"], repo)
+    fresh = tmp_path_factory.mktemp("fresh-bentoml-home")
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    _run(["import", str(archive)], fresh, elsewhere)
+    return {"tag": tag, "home": fresh, "cwd": elsewhere, "archive": archive}
+
+
+def test_bento_carries_the_model_and_lean_requirements(exported_bento, bento_home):
+    models = _run(["models", "list", "-o", "json"], exported_bento["home"], exported_bento["cwd"])
+    assert bento_home["tag"] in models  # the model travelled inside the exported Bento
+    version = exported_bento["tag"].split(":")[1]
+    bento_dir = exported_bento["home"] / "bentos" / "readmission" / version
+    lines = (bento_dir / "env" / "python" / "requirements.txt").read_text().splitlines()
+    packages = {line.split("==")[0].strip().lower() for line in lines if line.strip() and not line.startswith("#")}
+    assert "xgboost-cpu" in packages
+    assert not packages & {"mlflow", "mlflow-skinny", "kserve", "scikit-learn", "pandas", "xgboost"}
+    shipped = {p.name for p in (bento_dir / "src").rglob("*.py")}
+    assert "service.py" in shipped and not shipped & {"train.py", "registry.py", "importer.py"}
+
+
+def test_built_bento_serves_the_same_predictions(exported_bento, bento_home, tmp_path):
+    port = servers.free_port()
+    command = [BENTOML, "serve", exported_bento["tag"], "--host", "127.0.0.1", "--port", str(port)]
+    env = bentoml_env(exported_bento["home"]) | {"PYTHONPATH": ""}
+    server = servers.start(command, port, env, tmp_path / "bento.log")
+    try:
+        answer = httpx.post(f"{server.url}/predict", json=RECORD, timeout=10).json()
+    finally:
+        server.stop()
+    local = Predictor.load(bento_home["model_dir"], bento_home["tag"])
+    expected = float(local.probabilities(features.encode([features.validate(RECORD)]))[0])
+    assert answer["probability"] == pytest.approx(expected, abs=1e-6)
+    assert answer["model"]["bento_tag"] == bento_home["tag"]
