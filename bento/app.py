@@ -14,12 +14,13 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
 from bento import metrics, openapi, predict_api, v2_api
 from bento.errors import Reason, RequestError
+from bento.http_body import FastJSONResponse
 from bento.predictor import Predictor
 from bento.settings import ServiceSettings
 
@@ -50,12 +51,12 @@ async def _health(request: Request) -> Response:
     """The original design's health check: status and the served model."""
     predictor: Predictor | None = request.app.state.predictor
     if predictor is None:
-        return JSONResponse({"status": "not ready", "model_loaded": False}, status_code=503)
-    return JSONResponse({"status": "ok", "model_loaded": True, "model": predictor.info.summary()})
+        return FastJSONResponse({"status": "not ready", "model_loaded": False}, status_code=503)
+    return FastJSONResponse({"status": "ok", "model_loaded": True, "model": predictor.info.summary()})
 
 
 async def _v2_server(_: Request) -> Response:
-    return JSONResponse(v2_api.server_metadata())
+    return FastJSONResponse(v2_api.server_metadata())
 
 
 async def _v2_live(_: Request) -> Response:
@@ -88,7 +89,7 @@ async def _prometheus(_: Request) -> Response:
 
 
 async def _openapi_document(request: Request) -> Response:
-    return JSONResponse(openapi.document(_settings(request)))
+    return FastJSONResponse(openapi.document(_settings(request)))
 
 
 ROUTES = [
@@ -121,7 +122,7 @@ def endpoint_of(scope: Scope) -> str:
 async def _refused(request: Request, error: Exception) -> Response:
     assert isinstance(error, RequestError)
     metrics.FAILURES.labels(endpoint_of(request.scope), error.reason.value).inc()
-    return JSONResponse({"error": error.message}, status_code=error.status)
+    return FastJSONResponse({"error": error.message}, status_code=error.status)
 
 
 async def _http_error(request: Request, error: Exception) -> Response:
@@ -129,12 +130,12 @@ async def _http_error(request: Request, error: Exception) -> Response:
     reason = Reason.NOT_FOUND if error.status_code == 404 else Reason.INVALID_VALUE
     metrics.FAILURES.labels(endpoint_of(request.scope), reason.value).inc()
     message = "no such endpoint" if error.status_code == 404 else str(error.detail)
-    return JSONResponse({"error": message}, status_code=error.status_code, headers=error.headers)
+    return FastJSONResponse({"error": message}, status_code=error.status_code, headers=error.headers)
 
 
 async def _unexpected(request: Request, error: Exception) -> Response:
     logger.error("unexpected %s on %s", type(error).__name__, endpoint_of(request.scope))
-    return JSONResponse({"error": "internal error; see the service log"}, status_code=500)
+    return FastJSONResponse({"error": "internal error; see the service log"}, status_code=500)
 
 
 def create_app(settings: ServiceSettings) -> Starlette:

@@ -573,58 +573,76 @@ def decode(row: np.ndarray) -> dict[str, Any]:
     return record
 
 
-def _matrix_rules() -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[str, np.ndarray]], list[tuple[int, Field]]]:
-    low = np.full(len(COLUMNS), -np.inf)
-    high = np.full(len(COLUMNS), np.inf)
-    one_hot = np.zeros(len(COLUMNS), dtype=bool)
-    groups: list[tuple[str, np.ndarray]] = []
-    codes: list[tuple[int, Field]] = []
-    for f in FIELDS:
-        indices = np.array([COLUMN_INDEX[c] for c in f.columns])
-        if f.kind is Kind.NUMBER:
-            low[indices], high[indices] = f.minimum, f.maximum
-        elif f.kind is Kind.CODE:
-            codes.append((int(indices[0]), f))
-        else:
-            hot = indices if f.kind is Kind.CATEGORY else indices[:-1]
-            one_hot[hot] = True
-            groups.append((f.name, hot))
-            if f.kind is Kind.ICD9:
-                low[indices[-1]], high[indices[-1]] = 1.0, 999.99
-    return low, high, one_hot, groups, codes
+@dataclass(frozen=True)
+class _MatrixRules:
+    """Per-column bounds and group tables that validate a whole encoded matrix at once."""
+
+    low: np.ndarray  # per column; -inf where unbounded
+    high: np.ndarray
+    one_hot: np.ndarray  # bool per column
+    groups: np.ndarray  # [columns, one-hot groups]: 1 where a column belongs to a group
+    group_names: tuple[str, ...]
+    code_columns: np.ndarray  # indices of integer-code columns
+    code_allowed: np.ndarray  # [code columns, max code + 1]: True for allowed codes
+
+    @classmethod
+    def build(cls) -> _MatrixRules:
+        low = np.full(len(COLUMNS), -np.inf)
+        high = np.full(len(COLUMNS), np.inf)
+        one_hot = np.zeros(len(COLUMNS), dtype=bool)
+        hot_groups: list[tuple[str, list[int]]] = []
+        codes = [f for f in FIELDS if f.kind is Kind.CODE]
+        allowed = np.zeros((len(codes), max(max(f.values) for f in codes) + 1), dtype=bool)
+        for f in FIELDS:
+            indices = [COLUMN_INDEX[c] for c in f.columns]
+            if f.kind is Kind.NUMBER:
+                low[indices], high[indices] = f.minimum, f.maximum
+            elif f.kind in (Kind.CATEGORY, Kind.ICD9):
+                hot = indices if f.kind is Kind.CATEGORY else indices[:-1]
+                one_hot[hot] = True
+                hot_groups.append((f.name, hot))
+                if f.kind is Kind.ICD9:
+                    low[indices[-1]], high[indices[-1]] = 1.0, 999.99
+        for row, f in enumerate(codes):
+            allowed[row, list(f.values)] = True
+        groups = np.zeros((len(COLUMNS), len(hot_groups)), dtype=np.float32)
+        for g, (_, hot) in enumerate(hot_groups):
+            groups[hot, g] = 1.0
+        code_columns = np.array([COLUMN_INDEX[f.name] for f in codes])
+        return cls(low, high, one_hot, groups, tuple(n for n, _ in hot_groups), code_columns, allowed)
 
 
-_LOW, _HIGH, _ONE_HOT, _GROUPS, _CODES = _matrix_rules()
+_RULES = _MatrixRules.build()
 
 
 def check_matrix(matrix: np.ndarray) -> None:
     """Validate an encoded matrix [N, len(COLUMNS)] as a whole; NaN means missing.
 
-    Raises FieldError naming the first offending row and column.
+    Vectorised (a few numpy operations whatever the size). Raises FieldError naming the first
+    offending row and column.
     """
-
-    def fail(mask: np.ndarray, reason: str) -> None:
-        row, column = np.argwhere(mask)[0]
-        raise FieldError(f"row {row} column {COLUMNS[column]}", reason)
-
-    if np.isinf(matrix).any():
-        fail(np.isinf(matrix), "must be finite (NaN means missing)")
+    rules = _RULES
     with np.errstate(invalid="ignore"):
-        outside = (matrix < _LOW) | (matrix > _HIGH)
-        not_binary = _ONE_HOT & ~((matrix == 0) | (matrix == 1))
-    if outside.any():
-        fail(outside, "is outside the column's range")
-    if not_binary.any():
-        fail(not_binary, "a one-hot column must be 0 or 1")
-    for name, hot in _GROUPS:
-        several = matrix[:, hot].sum(axis=1) > 1
-        if several.any():
-            raise FieldError(f"row {int(np.argmax(several))} field {name}", "more than one of its one-hot columns is 1")
-    for index, f in _CODES:
-        column = matrix[:, index]
-        allowed = np.isin(column, np.array(f.values, dtype=matrix.dtype)) | np.isnan(column)
-        if not allowed.all():
-            row = int(np.argmin(allowed))
-            value = column[row]
-            reason = "is outside the model's scope" if value in f.out_of_scope else "is not an allowed code"
-            raise FieldError(f"row {row} column {f.name}", f"{value:g} {reason}")
+        bad = (matrix < rules.low) | (matrix > rules.high) | np.isinf(matrix)
+        bad |= rules.one_hot & ~((matrix == 0) | (matrix == 1))
+    if bad.any():
+        row, column = np.argwhere(bad)[0]
+        value = matrix[row, column]
+        reason = "must be 0 or 1 (one-hot)" if rules.one_hot[column] else f"{value:g} is outside the column's range"
+        raise FieldError(f"row {row} column {COLUMNS[column]}", reason)
+    several = (np.where(rules.one_hot, matrix, 0) @ rules.groups) > 1
+    if several.any():
+        row, group = np.argwhere(several)[0]
+        raise FieldError(f"row {row} field {rules.group_names[group]}", "more than one of its one-hot columns is 1")
+    codes = matrix[:, rules.code_columns]
+    missing = np.isnan(codes)
+    whole = np.where(missing, 0, codes)
+    in_table = (whole == np.round(whole)) & (whole >= 0) & (whole < rules.code_allowed.shape[1])
+    index = np.where(in_table, whole, 0).astype(np.intp)
+    valid = missing | (in_table & rules.code_allowed[np.arange(len(rules.code_columns)), index])
+    if not valid.all():
+        row, j = np.argwhere(~valid)[0]
+        f = FIELDS_BY_NAME[COLUMNS[rules.code_columns[j]]]
+        value = codes[row, j]
+        reason = "is outside the model's scope" if value in f.out_of_scope else "is not an allowed code"
+        raise FieldError(f"row {row} column {f.name}", f"{value:g} {reason}")

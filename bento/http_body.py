@@ -1,20 +1,30 @@
-"""Reading request bodies: bounded in size, parsed as JSON with errors a client can act on."""
+"""JSON bodies: read bounded in size, parsed with errors a client can act on, answered with orjson."""
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
+import orjson
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 from bento.errors import Reason, RequestError
+
+_LENGTH = re.compile(r"[ \t]*[0-9]+[ \t]*")
+
+
+def is_length(value: str) -> bool:
+    """Whether a header value is a byte count: ASCII digits only (str.isdigit also takes '²', which int() refuses)."""
+    return _LENGTH.fullmatch(value) is not None
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
     """The whole body, refused with 413 as soon as it is known to exceed `max_bytes`."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not is_length(declared):
             raise RequestError(Reason.INVALID_JSON, "Content-Length must be a non-negative integer")
         if int(declared) > max_bytes:
             raise RequestError(Reason.BODY_TOO_LARGE, f"the body exceeds the limit of {max_bytes} bytes")
@@ -29,9 +39,13 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 
 
 def parse_json(raw: bytes) -> Any:
-    """JSON from bytes; malformed, too deeply nested or oversized numbers give a 400."""
+    """JSON from bytes (orjson); malformed, too deeply nested or oversized numbers give a 400."""
     if not raw.strip():
         raise RequestError(Reason.INVALID_JSON, "the body is empty; expected JSON")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass  # the rare path: let the standard parser explain, and take NaN/Infinity so the field gets named
     try:
         return json.loads(raw)
     except RecursionError as error:
@@ -39,7 +53,9 @@ def parse_json(raw: bytes) -> Any:
     except UnicodeDecodeError as error:
         raise RequestError(Reason.INVALID_JSON, "the body is not UTF-8 text") from error
     except json.JSONDecodeError as error:
-        raise RequestError(Reason.INVALID_JSON, f"malformed JSON: {error.msg} at line {error.lineno} column {error.colno}") from error
+        raise RequestError(
+            Reason.INVALID_JSON, f"malformed JSON: {error.msg} at line {error.lineno} column {error.colno}"
+        ) from error
     except ValueError as error:  # e.g. an integer literal with more digits than Python converts
         raise RequestError(Reason.INVALID_JSON, f"malformed JSON: {error}") from error
 
@@ -49,3 +65,11 @@ def require_json(request: Request) -> None:
     media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if media not in ("application/json", "", "*/*") and not media.endswith("+json"):
         raise RequestError(Reason.MEDIA_TYPE, f"Content-Type {media} is not supported; send application/json")
+
+
+class FastJSONResponse(JSONResponse):
+    """A JSON response serialised by orjson (several times faster than the standard library)."""
+
+    def render(self, content: Any) -> bytes:
+        """The body bytes."""
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)

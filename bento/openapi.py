@@ -37,7 +37,9 @@ def _responses(ok: dict[str, Any], *codes: int) -> dict[str, Any]:
 
 
 def _health(description: str) -> dict[str, Any]:
-    return {"get": {"summary": description, "responses": {"200": {"description": "true"}, "503": {"description": "false"}}}}
+    return {
+        "get": {"summary": description, "responses": {"200": {"description": "true"}, "503": {"description": "false"}}}
+    }
 
 
 @cache
@@ -110,7 +112,9 @@ def _document(model_name: str, max_batch_rows: int) -> dict[str, Any]:
                     "summary": "30-day readmission risk of one patient",
                     "parameters": explain,
                     "requestBody": {"required": True, "content": {"application/json": {"schema": patient}}},
-                    "responses": _responses(answer | {"properties": answer["properties"] | {"model": model}}, 400, 413, 415, 503),
+                    "responses": _responses(
+                        answer | {"properties": answer["properties"] | {"model": model}}, 400, 413, 415, 503
+                    ),
                 }
             },
             "/predict/batch": {
@@ -119,9 +123,22 @@ def _document(model_name: str, max_batch_rows: int) -> dict[str, Any]:
                     "parameters": explain,
                     "requestBody": {
                         "required": True,
-                        "content": {"application/json": {"schema": {"type": "array", "items": patient, "minItems": 1, "maxItems": max_batch_rows}}},
+                        "content": {
+                            "application/json": {
+                                "schema": {"type": "array", "items": patient, "minItems": 1, "maxItems": max_batch_rows}
+                            }
+                        },
                     },
-                    "responses": _responses({"type": "object", "properties": {"predictions": {"type": "array", "items": answer}, "model": model}}, 400, 413, 415, 503),
+                    "responses": _responses(
+                        {
+                            "type": "object",
+                            "properties": {"predictions": {"type": "array", "items": answer}, "model": model},
+                        },
+                        400,
+                        413,
+                        415,
+                        503,
+                    ),
                 }
             },
             "/health": {"get": {"summary": "Service status", "responses": _responses({"type": "object"}, 503)}},
@@ -132,8 +149,20 @@ def _document(model_name: str, max_batch_rows: int) -> dict[str, Any]:
             "/v2/models/{model}/ready": {"parameters": [name], **_health("Model ready")},
             "/v2/models/{model}/infer": {"parameters": [name], **infer},
             "/v2/models/{model}/versions/{version}": {"parameters": [name, version], **metadata},
-            "/v2/models/{model}/versions/{version}/ready": {"parameters": [name, version], **_health("Model version ready")},
+            "/v2/models/{model}/versions/{version}/ready": {
+                "parameters": [name, version],
+                **_health("Model version ready"),
+            },
             "/v2/models/{model}/versions/{version}/infer": {"parameters": [name, version], **infer},
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "responses": {
+                        "200": {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}
+                    },
+                }
+            },
+            "/openapi.json": {"get": {"summary": "This document", "responses": _responses({"type": "object"})}},
         },
     }
 

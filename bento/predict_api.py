@@ -12,11 +12,10 @@ from typing import Any
 
 import numpy as np
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 
 from bento import explain, features, metrics
 from bento.errors import Reason, RequestError
-from bento.http_body import parse_json, read_body, require_json
+from bento.http_body import FastJSONResponse, parse_json, read_body, require_json
 from bento.predictor import Predictor
 from bento.settings import ServiceSettings
 
@@ -62,16 +61,16 @@ def _explain_count(request: Request, settings: ServiceSettings) -> int:
     return settings.top_factors if flag in ("true", "1") else 0
 
 
-async def predict(request: Request, predictor: Predictor, settings: ServiceSettings) -> JSONResponse:
+async def predict(request: Request, predictor: Predictor, settings: ServiceSettings) -> FastJSONResponse:
     """`POST /predict`: one patient in, probability, label, risk band and model out."""
     require_json(request)
     top = _explain_count(request, settings)
     row, record = parse_patient(parse_json(await read_body(request, settings.max_body_bytes)))
     answer = _answers(predictor, row[None, :], [record], top)[0]
-    return JSONResponse({**answer, "model": predictor.info.summary()})
+    return FastJSONResponse({**answer, "model": predictor.info.summary()})
 
 
-async def predict_batch(request: Request, predictor: Predictor, settings: ServiceSettings) -> JSONResponse:
+async def predict_batch(request: Request, predictor: Predictor, settings: ServiceSettings) -> FastJSONResponse:
     """`POST /predict/batch`: a JSON list of patients (at most READMISSION_MAX_BATCH_ROWS)."""
     require_json(request)
     top = _explain_count(request, settings)
@@ -81,8 +80,10 @@ async def predict_batch(request: Request, predictor: Predictor, settings: Servic
     if not body:
         raise RequestError(Reason.BATCH_SIZE, "the batch is empty")
     if len(body) > settings.max_batch_rows:
-        raise RequestError(Reason.BATCH_SIZE, f"the batch has {len(body)} patients; the limit is {settings.max_batch_rows}")
+        raise RequestError(
+            Reason.BATCH_SIZE, f"the batch has {len(body)} patients; the limit is {settings.max_batch_rows}"
+        )
     parsed = [parse_patient(patient, f"[{i}].") for i, patient in enumerate(body)]
     matrix = np.stack([row for row, _ in parsed])
     answers = _answers(predictor, matrix, [record for _, record in parsed], top)
-    return JSONResponse({"predictions": answers, "model": predictor.info.summary()})
+    return FastJSONResponse({"predictions": answers, "model": predictor.info.summary()})

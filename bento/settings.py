@@ -29,6 +29,7 @@ class ServiceSettings:
     max_infer_rows: int = 10_000
     max_body_bytes: int = 16 * MIB
     top_factors: int = 5
+    tracing: bool = False
 
     @classmethod
     def from_env(cls) -> ServiceSettings:
@@ -42,4 +43,5 @@ class ServiceSettings:
             max_infer_rows=_int("READMISSION_MAX_INFER_ROWS", defaults.max_infer_rows),
             max_body_bytes=_int("READMISSION_MAX_BODY_BYTES", defaults.max_body_bytes),
             top_factors=_int("READMISSION_TOP_FACTORS", defaults.top_factors),
+            tracing=os.environ.get("READMISSION_TRACING", "").lower() in ("1", "true", "yes"),
         )

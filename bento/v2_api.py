@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from bento import features, metrics
 from bento.errors import Reason, RequestError
-from bento.http_body import read_body
+from bento.http_body import FastJSONResponse, read_body
 from bento.predictor import Predictor
 from bento.settings import ServiceSettings
 from bento.v2_tensors import HEADER_LENGTH, InferRequest, Tensor, decode_request, encode_response
@@ -44,19 +44,24 @@ def server_metadata() -> dict[str, Any]:
     return {"name": SERVER_NAME, "version": _server_version(), "extensions": ["binary_tensor_data"]}
 
 
-def check_model(name: str, requested_version: str | None, settings: ServiceSettings, predictor: Predictor | None) -> None:
+def check_model(
+    name: str, requested_version: str | None, settings: ServiceSettings, predictor: Predictor | None
+) -> None:
     """404 for another model name or version."""
     if name != settings.v2_model_name:
-        raise RequestError(Reason.UNKNOWN_MODEL, f"model {name!r} is not served here; this server serves {settings.v2_model_name!r}")
+        raise RequestError(
+            Reason.UNKNOWN_MODEL, f"model {name!r} is not served here; this server serves {settings.v2_model_name!r}"
+        )
     if requested_version is not None and predictor is not None and requested_version != predictor.info.version:
-        raise RequestError(Reason.UNKNOWN_MODEL, f"model {name!r} has no version {requested_version!r}; served: {predictor.info.version}")
+        raise RequestError(
+            Reason.UNKNOWN_MODEL,
+            f"model {name!r} has no version {requested_version!r}; served: {predictor.info.version}",
+        )
 
 
 def model_metadata(settings: ServiceSettings, predictor: Predictor) -> dict[str, Any]:
     """`GET /v2/models/{name}`: every input a client may send, and the outputs."""
-    field_inputs = [
-        {"name": f.name, "datatype": FIELD_DATATYPES[f.kind], "shape": [-1]} for f in features.FIELDS
-    ]
+    field_inputs = [{"name": f.name, "datatype": FIELD_DATATYPES[f.kind], "shape": [-1]} for f in features.FIELDS]
     return {
         "name": settings.v2_model_name,
         "versions": [predictor.info.version],
@@ -74,14 +79,18 @@ def model_metadata(settings: ServiceSettings, predictor: Predictor) -> dict[str,
 
 
 def _is_field_form(request: InferRequest) -> bool:
-    return request.parameters.get("content_type") == "pd" or any(t.name in features.FIELDS_BY_NAME for t in request.inputs)
+    return request.parameters.get("content_type") == "pd" or any(
+        t.name in features.FIELDS_BY_NAME for t in request.inputs
+    )
 
 
 def _matrix_from_tensor(tensor: Tensor, max_rows: int) -> np.ndarray:
     if tensor.datatype not in ("FP32", "FP64"):
         raise RequestError(Reason.TENSOR, f"input {tensor.name}: datatype must be FP32 or FP64, not {tensor.datatype}")
     if len(tensor.shape) != 2 or tensor.shape[1] != len(features.COLUMNS):
-        raise RequestError(Reason.TENSOR, f"input {tensor.name}: shape must be [N, {len(features.COLUMNS)}], got {list(tensor.shape)}")
+        raise RequestError(
+            Reason.TENSOR, f"input {tensor.name}: shape must be [N, {len(features.COLUMNS)}], got {list(tensor.shape)}"
+        )
     _check_rows(tensor.shape[0], max_rows)
     matrix = np.ascontiguousarray(tensor.data, dtype=np.float32)
     try:
@@ -106,7 +115,9 @@ def _matrix_from_fields(tensors: list[Tensor], max_rows: int) -> np.ndarray:
         if f is None:
             raise RequestError(Reason.INVALID_VALUE, f"input {tensor.name}: not a clinical field")
         if len(tensor.shape) not in (1, 2) or (len(tensor.shape) == 2 and tensor.shape[1] != 1):
-            raise RequestError(Reason.TENSOR, f"input {tensor.name}: shape must be [N] or [N, 1], got {list(tensor.shape)}")
+            raise RequestError(
+                Reason.TENSOR, f"input {tensor.name}: shape must be [N] or [N, 1], got {list(tensor.shape)}"
+            )
         if rows is not None and tensor.shape[0] != rows:
             raise RequestError(Reason.TENSOR, f"input {tensor.name}: has {tensor.shape[0]} rows, other inputs {rows}")
         rows = tensor.shape[0]
@@ -153,7 +164,9 @@ def _requested_outputs(request: InferRequest) -> tuple[list[str], set[str]]:
     return names, binary
 
 
-async def infer(request: Request, predictor: Predictor, settings: ServiceSettings, name: str, requested_version: str | None) -> Response:
+async def infer(
+    request: Request, predictor: Predictor, settings: ServiceSettings, name: str, requested_version: str | None
+) -> Response:
     """`POST /v2/models/{name}[/versions/{v}]/infer`."""
     check_model(name, requested_version, settings, predictor)
     raw = await read_body(request, settings.max_body_bytes)
@@ -161,7 +174,9 @@ async def infer(request: Request, predictor: Predictor, settings: ServiceSetting
     if _is_field_form(decoded):
         matrix = _matrix_from_fields(decoded.inputs, settings.max_infer_rows)
     elif len(decoded.inputs) != 1:
-        raise RequestError(Reason.TENSOR, f"expected one input tensor [N, {len(features.COLUMNS)}] or one per clinical field")
+        raise RequestError(
+            Reason.TENSOR, f"expected one input tensor [N, {len(features.COLUMNS)}] or one per clinical field"
+        )
     else:
         matrix = _matrix_from_tensor(decoded.inputs[0], settings.max_infer_rows)
     names, binary = _requested_outputs(decoded)
@@ -181,6 +196,6 @@ def ready_response(predictor: Predictor | None) -> Response:
     return Response(status_code=200 if predictor is not None else 503)
 
 
-def metadata_response(settings: ServiceSettings, predictor: Predictor) -> JSONResponse:
+def metadata_response(settings: ServiceSettings, predictor: Predictor) -> FastJSONResponse:
     """The model metadata as JSON."""
-    return JSONResponse(model_metadata(settings, predictor))
+    return FastJSONResponse(model_metadata(settings, predictor))

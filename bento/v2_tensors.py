@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import math
 import struct
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 
 from bento.errors import Reason, RequestError
-from bento.http_body import parse_json
+from bento.http_body import is_length, parse_json
 
 HEADER_LENGTH = "inference-header-content-length"
 DTYPES: dict[str, Any] = {
@@ -50,7 +50,7 @@ def decode_request(raw: bytes, header_length: str | None) -> InferRequest:
     """Parse an inference request body; `header_length` is the binary extension's header value."""
     binary = b""
     if header_length is not None:
-        if not header_length.strip().isdigit() or int(header_length) > len(raw):
+        if not is_length(header_length) or int(header_length) > len(raw):
             raise _fail(f"{HEADER_LENGTH} {header_length!r} does not fit a body of {len(raw)} bytes")
         raw, binary = raw[: int(header_length)], raw[int(header_length) :]
     body = parse_json(raw)
@@ -64,7 +64,10 @@ def decode_request(raw: bytes, header_length: str | None) -> InferRequest:
     if not isinstance(inputs, list) or not inputs:
         raise _fail("inputs: must be a non-empty list of tensors")
     outputs = body.get("outputs")
-    if outputs is not None and (not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs)):
+    if outputs is not None and (
+        not isinstance(outputs, list)
+        or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs)
+    ):
         raise _fail("outputs: must be a list of objects with a name")
     offset = 0
     tensors = []
@@ -92,7 +95,7 @@ def _decode_input(item: Any, index: int, binary: bytes, offset: int) -> tuple[Te
         raise _fail(f"inputs[{index}]: must be an object with a name")
     name = item["name"]
     datatype = item.get("datatype")
-    if datatype not in DTYPES:
+    if not isinstance(datatype, str) or datatype not in DTYPES:
         raise _fail(f"input {name}: unknown datatype {datatype!r}; expected one of {', '.join(DTYPES)}")
     shape = item.get("shape")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
@@ -148,8 +151,13 @@ def _from_json(data: Any, datatype: str, name: str) -> np.ndarray:
         if datatype not in ("FP16", "FP32", "FP64") or not all(
             v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in values
         ):
-            raise _fail(f"input {name}: data must be numbers{' (null means missing)' if datatype.startswith('FP') else ''}")
-        array = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+            raise _fail(
+                f"input {name}: data must be numbers{' (null means missing)' if datatype.startswith('FP') else ''}"
+            )
+        try:
+            array = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+        except OverflowError as error:  # an integer literal beyond float64, e.g. 1 followed by 400 zeros
+            raise _fail(f"input {name}: a value does not fit {datatype}") from error
     if datatype == "BOOL":
         if array.size and array.dtype.kind != "b":
             raise _fail(f"input {name}: BOOL data must be true or false")
@@ -180,7 +188,7 @@ def encode_response(
         else:
             entry["data"] = array.ravel().tolist()
         described.append(entry)
-    header = json.dumps({**payload, "outputs": described}, separators=(",", ":")).encode()
+    header = orjson.dumps({**payload, "outputs": described})
     if not chunks:
         return header, {"content-type": "application/json"}
     return header + b"".join(chunks), {

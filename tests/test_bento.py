@@ -63,3 +63,14 @@ def test_built_bento_serves_the_same_predictions(exported_bento, bento_home, tmp
     expected = float(local.probabilities(features.encode([features.validate(RECORD)]))[0])
     assert answer["probability"] == pytest.approx(expected, abs=1e-6)
     assert answer["model"]["bento_tag"] == bento_home["tag"]
+
+
+def test_bento_requirements_are_the_serve_extra():
+    import tomllib
+
+    repo = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((repo / "pyproject.toml").read_text())["project"]
+    serve = [*project["dependencies"], *project["optional-dependencies"]["serve"]]
+    lines = (repo / "bento" / "requirements.txt").read_text().splitlines()
+    shipped = {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+    assert shipped == set(serve)
