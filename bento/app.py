@@ -60,11 +60,11 @@ async def _v2_server(_: Request) -> Response:
 
 
 async def _v2_live(_: Request) -> Response:
-    return Response(status_code=200)
+    return v2_api.health_response("live", True)
 
 
 async def _v2_ready(request: Request) -> Response:
-    return v2_api.ready_response(request.app.state.predictor)
+    return v2_api.health_response("ready", request.app.state.predictor is not None)
 
 
 async def _v2_model(request: Request) -> Response:
@@ -75,8 +75,9 @@ async def _v2_model(request: Request) -> Response:
 
 async def _v2_model_ready(request: Request) -> Response:
     predictor: Predictor | None = request.app.state.predictor
-    v2_api.check_model(request.path_params["model"], request.path_params.get("version"), _settings(request), predictor)
-    return v2_api.ready_response(predictor)
+    name = request.path_params["model"]
+    v2_api.check_model(name, request.path_params.get("version"), _settings(request), predictor)
+    return v2_api.health_response("ready", predictor is not None, name=name)
 
 
 async def _v2_infer(request: Request) -> Response:

@@ -61,8 +61,11 @@ GROUPS: tuple[str, ...] = tuple(GROUP_LABELS)
 
 
 def is_valid(code: str) -> bool:
-    """Whether `code` is written as an ICD-9-CM code (e.g. "428", "250.83", "V57", "E885")."""
-    return bool(_CODE.match(code))
+    """Whether `code` is written as an ICD-9-CM code (e.g. "428", "250.83", "V57", "E885").
+
+    Numeric codes start at 001 (written "1" in the data, which drops leading zeros).
+    """
+    return bool(_CODE.match(code)) and (code[0] in "VE" or float(code) >= 1)
 
 
 def numeric_value(code: str) -> float:

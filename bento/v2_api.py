@@ -191,9 +191,13 @@ async def infer(
     return Response(body, headers=headers)
 
 
-def ready_response(predictor: Predictor | None) -> Response:
-    """200 with an empty body when the model is loaded, else 503."""
-    return Response(status_code=200 if predictor is not None else 503)
+def health_response(key: str, healthy: bool, **extra: str) -> Response:
+    """200 when healthy, else 503; the status code is the answer.
+
+    The body (`{"live": true}`, `{"ready": false}`, ...) is what KServe's own server returns: the
+    kserve SDK reads it, tritonclient reads the status code only.
+    """
+    return FastJSONResponse({**extra, key: healthy}, status_code=200 if healthy else 503)
 
 
 def metadata_response(settings: ServiceSettings, predictor: Predictor) -> FastJSONResponse:

@@ -38,7 +38,11 @@ def import_model(alias_or_version: str, settings: TrainingSettings) -> str:
                 f"this code has {features.spec_hash()}: retrain it"
             )
         booster = mlflow.xgboost.load_model(f"models:/{MODEL_NAME}/{version.version}")
-        metadata |= {"mlflow_model_name": MODEL_NAME, "mlflow_version": str(version.version), "mlflow_run_id": version.run_id}
+        metadata |= {
+            "mlflow_model_name": MODEL_NAME,
+            "mlflow_version": str(version.version),
+            "mlflow_run_id": version.run_id,
+        }
         test = {k: round(v, 6) for k, v in metadata["test_metrics"].items()}
         with bentoml.models.create(
             BENTO_MODEL_NAME,

@@ -1,0 +1,775 @@
+"""Benchmark our BentoML service against the servers a user would pick instead, on the same model.
+
+    .venv/bin/python bench/run.py [--duration 10] [--warmup 2] [--quick] [--servers ours,mlserver,kserve,floor]
+
+Every server runs pinned to CPU core 0 (`taskset -c 0`), the load generator (wrk) on core 1, both on
+127.0.0.1 only. For each server: start it, wait until ready, check that one row and 1,000 rows get
+the reference probabilities (within 1e-5 of the booster in this process), run the workloads, stop the
+whole process group. Prints a markdown table and ratios; writes bench/results/latest.{json,md}.
+See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+RESULTS = BENCH / "results"
+sys.path.insert(0, str(ROOT))
+
+MODEL_NAME = "readmission"
+TOLERANCE = 1e-5
+SERVER_CORE, LOAD_CORE = "0", "1"
+BATCH_ROWS = 1000
+
+# Separate venvs (the servers pin conflicting versions); created on first use.
+MLSERVER_VENV = ROOT / ".venv-bench-mlserver"
+MLSERVER_PACKAGES = ["mlserver==1.7.1", "mlserver-xgboost==1.7.1", "xgboost==3.2.0"]
+KSERVE_VENV = ROOT / ".venv-bench-kserve"
+KSERVE_PACKAGES = ["kserve==0.21.0", "xgboost-cpu==3.2.0"]
+
+# Every server: one inference thread (our Predictor sets nthread=1; the others would otherwise size
+# their OpenMP pool by the core count) and no telemetry home calls.
+COMMON_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "BENTOML_DO_NOT_TRACK": "true",
+    "PYTHONUNBUFFERED": "1",
+}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# model and request bodies
+
+
+def model_file() -> Path:
+    """model.ubj of readmission:latest in the project's BentoML store."""
+    store = ROOT / ".readmission" / "bentoml" / "models" / MODEL_NAME
+    latest = store / "latest"
+    if latest.is_file():
+        folder = store / latest.read_text().strip()
+    else:
+        folders = sorted((p for p in store.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+        if not folders:
+            sys.exit(f"no model in {store}; train and import one first (make up)")
+        folder = folders[-1]
+    path = folder / "model.ubj"
+    if not path.is_file():
+        sys.exit(f"{path} does not exist")
+    return path
+
+
+def _data_zip() -> Path | None:
+    for candidate in (
+        os.environ.get("READMISSION_DATA"),
+        str(ROOT.parent / "shared" / "data" / "dataset_diabetes.zip"),
+    ):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def input_rows(count: int) -> tuple[np.ndarray, list[dict[str, Any]], str]:
+    """`count` realistic encoded rows with no missing value (V2 JSON has no NaN), their records, the source.
+
+    Real rows of the UCI test split when the data is at hand, else variations of a hand-written record.
+    """
+    from bento import features
+
+    source = _data_zip()
+    if source is not None:
+        from training import data
+
+        test = data.split(data.clean(data.load(source))).test
+        records = data.records(test)
+        matrix = features.encode(records)
+        complete = np.flatnonzero(~np.isnan(matrix).any(axis=1))[:count]
+        if len(complete) == count:
+            return matrix[complete], [records[i] for i in complete], f"UCI test split ({source.name})"
+    base = {
+        "race": "Caucasian", "gender": "Female", "age": "[70-80)", "admission_type_id": 1, "admission_source_id": 7,
+        "discharge_disposition_id": 1, "time_in_hospital": 5, "num_lab_procedures": 44, "num_procedures": 1,
+        "num_medications": 18, "number_outpatient": 0, "number_emergency": 1, "number_inpatient": 2,
+        "A1Cresult": ">8", "insulin": "Up", "metformin": "Steady", "change": "Ch", "diabetesMed": "Yes",
+        "diag_1": "428", "diag_2": "250.02", "diag_3": "401", "number_diagnoses": 9,
+    }  # fmt: skip
+    rng = np.random.default_rng(7)
+    ages = ["[40-50)", "[50-60)", "[60-70)", "[70-80)", "[80-90)"]
+    records = []
+    for _ in range(count):
+        record = dict(base)
+        record["time_in_hospital"] = int(rng.integers(1, 15))
+        record["num_lab_procedures"] = int(rng.integers(1, 100))
+        record["num_medications"] = int(rng.integers(1, 60))
+        record["number_inpatient"] = int(rng.integers(0, 6))
+        record["age"] = ages[int(rng.integers(0, len(ages)))]
+        records.append(features.validate(record))
+    return features.encode(records), records, "generated from a sample record"
+
+
+def v2_body(rows: np.ndarray) -> bytes:
+    """The V2 request every server gets: one FP32 tensor "input-0" [N, F], JSON data (row-major, flat)."""
+    values = ",".join(str(v) for v in rows.astype(np.float32).ravel())  # shortest float32 round-trip text
+    head = json.dumps({"name": "input-0", "shape": list(rows.shape), "datatype": "FP32"})[:-1]
+    return f'{{"inputs":[{head},"data":[{values}]}}]}}'.encode()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# servers
+
+
+@dataclass
+class Server:
+    """How to start one server and where its routes are."""
+
+    name: str
+    label: str
+    command: list[str]
+    env: dict[str, str]
+    cwd: Path
+    ready_path: str
+    infer_path: str
+    extra: dict[str, str] = field(default_factory=dict)  # workload name -> path (ours: /predict)
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ensure_venv(venv: Path, packages: list[str], check_import: str) -> Path:
+    """The venv's python, creating the venv with the pinned packages when missing or broken."""
+    python = venv / "bin" / "python"
+    if (
+        python.exists()
+        and subprocess.run([python, "-c", f"import {check_import}"], capture_output=True).returncode == 0
+    ):
+        return python
+    print(f"creating {venv.name} with {' '.join(packages)} (a few minutes) ...", flush=True)
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", str(venv)], check=True)
+    (venv / ".gitignore").write_text("*\n")  # as `python -m venv` does from 3.13 on: never commit it
+    subprocess.run([python, "-m", "pip", "install", "--quiet", *packages], check=True)
+    return python
+
+
+def server_ours(port: int, work: Path) -> Server:
+    """Our BentoML service, from the project root and its model store."""
+    bentoml = ROOT / ".venv" / "bin" / "bentoml"
+    env = {"BENTOML_HOME": str(ROOT / ".readmission" / "bentoml")}
+    return Server(
+        name="ours",
+        label="ours (BentoML)",
+        command=[str(bentoml), "serve", "bento.service:ReadmissionService", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        ready_path="/readyz",
+        infer_path=f"/v2/models/{MODEL_NAME}/infer",
+        extra={"predict": "/predict"},
+    )
+
+
+def server_mlserver(port: int, work: Path, model: Path) -> Server:
+    """MLServer with mlserver_xgboost, a model repository in `work` holding a copy of the booster."""
+    python = ensure_venv(MLSERVER_VENV, MLSERVER_PACKAGES, "mlserver_xgboost")
+    models = work / "mlserver"
+    folder = models / MODEL_NAME
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(model, folder / "model.ubj")  # a well-known name of mlserver_xgboost
+    (models / "settings.json").write_text(
+        json.dumps(
+            {
+                "host": "127.0.0.1",
+                "http_port": port,
+                "grpc_port": free_port(),
+                "metrics_endpoint": None,  # no /metrics server, no Prometheus middleware
+                "parallel_workers": 0,  # inference in the HTTP process, as the others do
+                "load_models_at_startup": True,
+                "debug": False,
+            }
+        )
+    )
+    (folder / "model-settings.json").write_text(
+        json.dumps(
+            {
+                "name": MODEL_NAME,
+                "implementation": "mlserver_xgboost.XGBoostModel",
+                "parameters": {"uri": "./model.ubj"},
+            }
+        )
+    )
+    return Server(
+        name="mlserver",
+        label="MLServer",
+        command=[str(python.parent / "mlserver"), "start", str(models)],
+        env={},
+        cwd=models,
+        ready_path=f"/v2/models/{MODEL_NAME}/ready",
+        infer_path=f"/v2/models/{MODEL_NAME}/infer",
+    )
+
+
+def server_kserve(port: int, work: Path, model: Path) -> Server:
+    """KServe ModelServer with the xgbserver-like model of bench/servers/kserve_xgb.py."""
+    python = ensure_venv(KSERVE_VENV, KSERVE_PACKAGES, "kserve, xgboost")
+    return Server(
+        name="kserve",
+        label="KServe ModelServer",
+        command=[
+            str(python),
+            str(BENCH / "servers" / "kserve_xgb.py"),
+            "--model_name",
+            MODEL_NAME,
+            "--model_file",
+            str(model),
+            "--http_port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        env={},
+        cwd=work,
+        ready_path=f"/v2/models/{MODEL_NAME}/ready",
+        infer_path=f"/v2/models/{MODEL_NAME}/infer",
+    )
+
+
+def server_floor(port: int, work: Path, model: Path) -> Server:
+    """The bare Starlette floor of bench/servers/floor_app.py (stdlib json), in the main venv."""
+    return Server(
+        name="floor",
+        label="floor (bare Starlette)",
+        command=[
+            str(ROOT / ".venv" / "bin" / "uvicorn"),
+            "floor_app:app",
+            "--app-dir",
+            str(BENCH / "servers"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        env={"BENCH_MODEL": str(model), "BENCH_MODEL_NAME": MODEL_NAME},
+        cwd=work,
+        ready_path="/v2/health/ready",
+        infer_path=f"/v2/models/{MODEL_NAME}/infer",
+    )
+
+
+def server_floor_orjson(port: int, work: Path, model: Path) -> Server:
+    """The same floor app with orjson, run by the MLServer venv (it has starlette, uvicorn, orjson, xgboost)."""
+    python = ensure_venv(MLSERVER_VENV, MLSERVER_PACKAGES, "mlserver_xgboost")
+    server = server_floor(port, work, model)
+    server.command[0] = str(python.parent / "uvicorn")
+    server.name, server.label = "floor-orjson", "floor + orjson"
+    server.env["BENCH_JSON"] = "orjson"
+    return server
+
+
+class Running:
+    """A server process group pinned to SERVER_CORE, with its log in `log`."""
+
+    def __init__(self, server: Server, port: int, log: Path) -> None:
+        self.server, self.port, self.log = server, port, log
+        env = {**os.environ, **COMMON_ENV, **server.env}
+        env.pop("VIRTUAL_ENV", None)
+        self._log = log.open("wb")
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", SERVER_CORE, *server.command],
+            cwd=server.cwd,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def url(self, path: str) -> str:
+        """The URL of `path` on this server."""
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def wait_ready(self, timeout: float = 180) -> float:
+        """Seconds until the readiness route answers 200; raises if the server exits or times out."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.server.name} exited with {self.proc.returncode}; see {self.log}")
+            try:
+                with urllib.request.urlopen(self.url(self.server.ready_path), timeout=2) as response:
+                    if response.status == 200:
+                        return time.monotonic() - start
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                pass
+            time.sleep(0.25)
+        raise RuntimeError(f"{self.server.name} not ready after {timeout:.0f} s; see {self.log}")
+
+    def pids(self) -> list[int]:
+        """The server's process tree (the group leader is taskset, exec'd into the server)."""
+        children: dict[int, list[int]] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry))
+        tree, todo = [], [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            tree.append(pid)
+            todo.extend(children.get(pid, []))
+        return tree
+
+    def stop(self) -> None:
+        """SIGTERM the process group (and any stray child), SIGKILL what is left."""
+        pids = self.pids()
+        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+            for pid in pids:  # any child that left the group
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            try:
+                self.proc.wait(timeout=wait)
+                deadline = time.monotonic() + wait
+                while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                if not any(_alive(p) for p in pids):
+                    break
+            except subprocess.TimeoutExpired:
+                continue
+        self._log.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _status_kb(pid: int, key: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _cpu_ticks(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _core_busy_ticks(core: str) -> int:
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{core} "):
+            values = [int(v) for v in line.split()[1:]]
+            return sum(values) - values[3] - values[4]  # all but idle and iowait
+    return 0
+
+
+class MemorySampler:
+    """Peak of the summed RSS of the server's process tree, sampled every 100 ms while running."""
+
+    def __init__(self, running: Running) -> None:
+        self.running = running
+        self.peak_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            total = sum(_status_kb(pid, "VmRSS") for pid in self.running.pids())
+            self.peak_kb = max(self.peak_kb, total)
+            self._stop.wait(0.1)
+
+    def _cpu(self) -> tuple[float, int, int]:
+        return time.monotonic(), sum(_cpu_ticks(pid) for pid in self.running.pids()), _core_busy_ticks(SERVER_CORE)
+
+    def __enter__(self) -> MemorySampler:
+        self._start = self._cpu()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        end = self._cpu()
+        hz, wall = os.sysconf("SC_CLK_TCK"), end[0] - self._start[0]
+        server = (end[1] - self._start[1]) / hz
+        core = (end[2] - self._start[2]) / hz
+        self.server_cpu_pct = 100 * server / wall  # CPU the server's processes used (of one core)
+        self.other_on_core_pct = max(0.0, 100 * (core - server) / wall)  # anything else busy on the server's core
+
+
+# ----------------------------------------------------------------------------------------------------------
+# checks and load
+
+
+def post(url: str, body: bytes, timeout: float = 30) -> dict[str, Any]:
+    """POST a JSON body, the decoded JSON answer."""
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        raise RuntimeError(f"POST {url}: {error.code} {error.read()[:500]!r}") from error
+
+
+def v2_probabilities(answer: dict[str, Any]) -> np.ndarray:
+    """The probability output of a V2 response ("probability" ours/floor/KServe, "predict" MLServer)."""
+    outputs = {o["name"]: o for o in answer["outputs"]}
+    chosen = next((outputs[n] for n in ("probability", "predict", "output-0") if n in outputs), answer["outputs"][0])
+    return np.asarray(chosen["data"], dtype=np.float64).ravel()
+
+
+def check(running: Running, bodies: dict[str, bytes], reference: np.ndarray) -> dict[str, float]:
+    """Every answer within TOLERANCE of the reference probabilities; returns the worst differences."""
+    infer = running.url(running.server.infer_path)
+    worst = {}
+    for name, rows in (("v2_1", 1), (f"v2_{BATCH_ROWS}", BATCH_ROWS)):
+        got = v2_probabilities(post(infer, bodies[name]))
+        if got.shape != (rows,):
+            raise AssertionError(f"{running.server.name}: {rows} rows gave {got.shape[0]} probabilities")
+        worst[name] = float(np.max(np.abs(got - reference[:rows])))
+    if "predict" in running.server.extra:
+        got = float(post(running.url(running.server.extra["predict"]), bodies["predict"])["probability"])
+        worst["predict"] = abs(got - float(reference[0]))
+    for name, diff in worst.items():
+        if not diff <= TOLERANCE:
+            raise AssertionError(f"{running.server.name} {name}: differs from the reference by {diff:.3g}")
+    return worst
+
+
+def wrk(url: str, body_file: Path, connections: int, seconds: float) -> dict[str, Any]:
+    """One wrk run on LOAD_CORE; the summary its Lua `done()` hook printed."""
+    command = [
+        "taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s",
+        "--timeout", "10s", "--latency", "-s", str(BENCH / "post.lua"), url, "--", str(body_file),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
+    if done.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stdout[-800:]} {done.stderr[-800:]}")
+    stats = json.loads(line.split(" ", 1)[1])
+    stats["stdout"] = done.stdout
+    return stats
+
+
+@dataclass
+class Result:
+    """One workload on one server."""
+
+    server: str
+    label: str
+    workload: str
+    rows_per_request: int
+    connections: int
+    seconds: float
+    requests: int
+    req_s: float
+    rows_s: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    errors: int
+    non_2xx: int
+    socket_errors: int
+    peak_rss_mb: float
+    hwm_sum_mb: float
+    server_cpu_pct: float
+    other_on_core_pct: float
+
+
+WORKLOADS = [  # name, body, connections, path key (None: the V2 infer route)
+    ("v2 1 row, 8 conn", "v2_1", 8, None),
+    ("v2 1 row, 64 conn", "v2_1", 64, None),
+    (f"v2 {BATCH_ROWS:,} rows, 8 conn", f"v2_{BATCH_ROWS}", 8, None),
+    ("/predict 1 row, 8 conn", "predict", 8, "predict"),
+]
+BODY_ROWS = {"v2_1": 1, f"v2_{BATCH_ROWS}": BATCH_ROWS, "predict": 1}
+
+
+def bench_server(
+    server: Server, port: int, files: dict[str, Path], bodies: dict[str, bytes], reference: np.ndarray, args: Any
+) -> tuple[list[Result], dict[str, Any]]:
+    """Start, check, load and stop one server."""
+    running = Running(server, port, RESULTS / f"server-{server.name}.log")
+    results, info = [], {}
+    try:
+        info["startup_s"] = round(running.wait_ready(), 2)
+        info["max_abs_diff"] = check(running, bodies, reference)
+        print(f"  ready in {info['startup_s']} s; answers match (max |diff| {max(info['max_abs_diff'].values()):.2g})")
+        for workload, body, connections, path_key in WORKLOADS:
+            if path_key is not None and path_key not in server.extra:
+                continue
+            url = running.url(server.extra[path_key] if path_key else server.infer_path)
+            if args.warmup > 0:
+                wrk(url, files[body], connections, args.warmup)
+            with MemorySampler(running) as memory:
+                stats = wrk(url, files[body], connections, args.duration)
+            hwm = sum(_status_kb(pid, "VmHWM") for pid in running.pids())
+            seconds = stats["duration_us"] / 1e6
+            socket_errors = stats["connect"] + stats["read"] + stats["write"] + stats["timeout"]
+            rows = BODY_ROWS[body]
+            result = Result(
+                server=server.name,
+                label=server.label,
+                workload=workload,
+                rows_per_request=rows,
+                connections=connections,
+                seconds=round(seconds, 2),
+                requests=stats["requests"],
+                req_s=stats["requests"] / seconds,
+                rows_s=stats["requests"] * rows / seconds,
+                p50_ms=stats["p50_us"] / 1000,
+                p90_ms=stats["p90_us"] / 1000,
+                p99_ms=stats["p99_us"] / 1000,
+                max_ms=stats["max_us"] / 1000,
+                errors=stats["status"] + socket_errors,
+                non_2xx=stats["status"],
+                socket_errors=socket_errors,
+                peak_rss_mb=memory.peak_kb / 1024,
+                hwm_sum_mb=hwm / 1024,
+                server_cpu_pct=memory.server_cpu_pct,
+                other_on_core_pct=memory.other_on_core_pct,
+            )
+            results.append(result)
+            print(
+                f"  {workload:<24} {result.req_s:9.1f} req/s {result.rows_s:10.0f} rows/s  p50 {result.p50_ms:7.2f} ms"
+                f"  p99 {result.p99_ms:7.2f} ms  errors {result.errors}  peak {result.peak_rss_mb:.0f} MB"
+                f"  cpu {result.server_cpu_pct:.0f}% (other on core {result.other_on_core_pct:.0f}%)",
+                flush=True,
+            )
+    finally:
+        running.stop()
+    return results, info
+
+
+# ----------------------------------------------------------------------------------------------------------
+# report
+
+
+def _find(results: list[Result], server: str, workload: str) -> Result | None:
+    return next((r for r in results if r.server == server and r.workload == workload), None)
+
+
+def ratios(results: list[Result]) -> list[dict[str, Any]]:
+    """Ours / each other server on the headline metrics, and p99/p50 of each at 8 connections."""
+    rows = []
+    metrics = [
+        ("single-row V2 req/s, 8 conn", "v2 1 row, 8 conn", "req_s"),
+        ("single-row V2 req/s, 64 conn", "v2 1 row, 64 conn", "req_s"),
+        (f"{BATCH_ROWS:,}-row V2 rows/s, 8 conn", f"v2 {BATCH_ROWS:,} rows, 8 conn", "rows_s"),
+    ]
+    for other in ("mlserver", "kserve", "floor", "floor-orjson"):
+        for label, workload, key in metrics:
+            ours, theirs = _find(results, "ours", workload), _find(results, other, workload)
+            if ours and theirs and getattr(theirs, key) > 0:
+                rows.append(
+                    {
+                        "comparison": f"ours / {other}",
+                        "metric": label,
+                        "ratio": getattr(ours, key) / getattr(theirs, key),
+                    }
+                )
+    for server in ("ours", "mlserver", "kserve", "floor", "floor-orjson"):
+        r = _find(results, server, "v2 1 row, 8 conn")
+        if r and r.p50_ms > 0:
+            rows.append(
+                {"comparison": server, "metric": "p99/p50, single-row V2, 8 conn", "ratio": r.p99_ms / r.p50_ms}
+            )
+    return rows
+
+
+def markdown(results: list[Result], ratio_rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    """The results and ratio tables as markdown."""
+    lines = [
+        "| server | workload | req/s | rows/s | p50 ms | p99 ms | errors | peak MB | server CPU % |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.label} | {r.workload} | {r.req_s:,.1f} | {r.rows_s:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
+            f"| {r.errors} | {r.peak_rss_mb:.0f} | {r.server_cpu_pct:.0f} |"
+        )
+    lines += ["", "| comparison | metric | ratio |", "|---|---|---:|"]
+    lines += [f"| {r['comparison']} | {r['metric']} | {r['ratio']:.2f} |" for r in ratio_rows]
+    lines += [
+        "",
+        f"{meta['duration_s']} s per workload after a {meta['warmup_s']} s warm-up; servers on core {SERVER_CORE}, "
+        f"wrk (1 thread) on core {LOAD_CORE}; rows: {meta['rows_source']}; peak MB = max summed RSS of the "
+        "server's process tree during the measured run; server CPU % = CPU time of that tree / wall time "
+        "(100 = one core saturated). ratio > 1 on throughput = ours faster.",
+    ]
+    busy = [r for r in results if r.other_on_core_pct > 10]
+    if busy:
+        lines.append(
+            f"\nWARNING: other processes used core {SERVER_CORE} during {len(busy)} run(s) (up to "
+            f"{max(r.other_on_core_pct for r in busy):.0f}% of it): throughput is understated; "
+            "rerun on an idle machine."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def versions() -> dict[str, str]:
+    """Versions of the serving packages in each venv."""
+    found = {}
+    for venv, packages in (
+        (ROOT / ".venv", ["bentoml", "starlette", "uvicorn", "xgboost-cpu", "numpy"]),
+        (MLSERVER_VENV, ["mlserver", "mlserver-xgboost", "xgboost", "fastapi", "uvicorn", "numpy"]),
+        (KSERVE_VENV, ["kserve", "xgboost-cpu", "fastapi", "uvicorn", "numpy"]),
+    ):
+        python = venv / "bin" / "python"
+        if not python.exists():
+            continue
+        code = (
+            "import importlib.metadata as m, json\n"
+            f"out = {{}}\nfor p in {packages!r}:\n"
+            "    try: out[p] = m.version(p)\n    except m.PackageNotFoundError: pass\nprint(json.dumps(out))"
+        )
+        done = subprocess.run([python, "-c", code], capture_output=True, text=True)
+        if done.returncode == 0:
+            found[venv.name] = json.loads(done.stdout)
+    return found
+
+
+def main() -> int:
+    """Run the benchmark; 1 if a server failed."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=float, default=10, help="seconds per measured workload (default 10)")
+    parser.add_argument("--warmup", type=float, default=2, help="seconds of warm-up before each workload (default 2)")
+    parser.add_argument("--quick", action="store_true", help="smoke test: 3 s runs, 1 s warm-up")
+    parser.add_argument("--servers", default="ours,mlserver,kserve,floor,floor-orjson", help="comma-separated subset")
+    args = parser.parse_args()
+    if args.quick:
+        args.duration, args.warmup = 3, 1
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install -y wrk")
+    if (os.cpu_count() or 1) < 2:
+        print("warning: fewer than 2 cores; server and load generator share one", file=sys.stderr)
+    RESULTS.mkdir(exist_ok=True)
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2:
+        os.sched_setaffinity(0, {int(LOAD_CORE)})  # keep this harness (memory sampling) off the server's core
+    started = time.monotonic()
+
+    import xgboost as xgb
+
+    model = model_file()
+    rows, records, source = input_rows(BATCH_ROWS)
+    booster = xgb.Booster(model_file=str(model))
+    booster.set_param({"nthread": 1})
+    reference = booster.inplace_predict(rows, validate_features=False).astype(np.float64)
+    predict_record = {k: v for k, v in records[0].items() if v is not None}
+    bodies = {
+        "v2_1": v2_body(rows[:1]),
+        f"v2_{BATCH_ROWS}": v2_body(rows),
+        "predict": json.dumps(predict_record).encode(),
+    }
+    work = Path(tempfile.mkdtemp(prefix="readmission-bench-"))
+    files = {}
+    for name, body in bodies.items():
+        files[name] = work / f"{name}.json"
+        files[name].write_bytes(body)
+    print(
+        f"model {model.relative_to(ROOT)}; rows: {source}; bodies: 1 row {len(bodies['v2_1']):,} B, "
+        f"{BATCH_ROWS:,} rows {len(bodies[f'v2_{BATCH_ROWS}']):,} B",
+        flush=True,
+    )
+
+    factories = {
+        "ours": lambda p: server_ours(p, work),
+        "mlserver": lambda p: server_mlserver(p, work, model),
+        "kserve": lambda p: server_kserve(p, work, model),
+        "floor": lambda p: server_floor(p, work, model),
+        "floor-orjson": lambda p: server_floor_orjson(p, work, model),
+    }
+    results: list[Result] = []
+    meta: dict[str, Any] = {
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "rows_source": source,
+        "model": str(model.relative_to(ROOT)),
+        "tolerance": TOLERANCE,
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "loadavg_start": Path("/proc/loadavg").read_text().split()[:3],
+        "servers": {},
+        "failures": {},
+    }
+    for name in [s.strip() for s in args.servers.split(",") if s.strip()]:
+        if name not in factories:
+            sys.exit(f"unknown server {name!r}; choose from {', '.join(factories)}")
+        print(f"{name}:", flush=True)
+        try:
+            port = free_port()
+            server = factories[name](port)
+            server_results, info = bench_server(server, port, files, bodies, reference, args)
+        except (RuntimeError, AssertionError, subprocess.SubprocessError, OSError) as error:
+            print(f"  FAILED: {error}", file=sys.stderr, flush=True)
+            meta["failures"][name] = str(error)
+            if isinstance(error, AssertionError):
+                raise
+            continue
+        results.extend(server_results)
+        meta["servers"][name] = info
+    meta["versions"] = versions()
+    meta["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
+    meta["wall_s"] = round(time.monotonic() - started, 1)
+    shutil.rmtree(work, ignore_errors=True)
+
+    ratio_rows = ratios(results)
+    table = markdown(results, ratio_rows, meta)
+    print()
+    print(table)
+    print(f"total {meta['wall_s']} s")
+    (RESULTS / "latest.md").write_text(table)
+    (RESULTS / "latest.json").write_text(
+        json.dumps(
+            {"meta": meta, "results": [asdict(r) for r in results], "ratios": ratio_rows},
+            indent=2,
+            default=lambda v: None if isinstance(v, float) and math.isnan(v) else str(v),
+        )
+        + "\n"
+    )
+    return 1 if meta["failures"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

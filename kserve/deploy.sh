@@ -1,0 +1,431 @@
+#!/usr/bin/env bash
+# Deploy the readmission Bento as a KServe InferenceService on MicroK8s, and roll out new champions.
+#
+#   kserve/deploy.sh [deploy] [--overlay knative|standard]   build, push, apply, wait for Ready, smoke test
+#   kserve/deploy.sh canary --tag NEW [--model-version V | --no-train]
+#                                                    train (or promote V) in MLflow, import, build NEW, 10% canary
+#   kserve/deploy.sh promote [--tag NEW]             the canary takes 100%; NEW becomes the tag in kserve/base
+#   kserve/deploy.sh rollback                        back to the tag in kserve/base at 100%
+#   kserve/deploy.sh backup [--dir DIR]              the stack's configuration as JSON files (no Secrets)
+#   kserve/deploy.sh restore --dir DIR               apply a backup
+#   --dry-run                                        print every command, run none
+#
+# Environment: KUBECTL (default "microk8s kubectl"), HELM (default "microk8s helm"), BUILDER
+# (docker|podman|buildah, default: the first that works), BENTOML, READMISSION_CLI, API_URL.
+set -euo pipefail
+
+# Pinned versions of what the cluster needs (kserve/README.md names the Kubernetes version validated against).
+MICROK8S_CHANNEL="1.34/stable"
+CERT_MANAGER_VERSION="v1.17.0"
+KNATIVE_SERVING_VERSION="knative-v1.21.1"
+KOURIER_VERSION="knative-v1.21.0"
+KSERVE_VERSION="v0.17.0"
+
+REGISTRY="localhost:32000"
+NAMESPACE="readmission"
+ISVC="readmission"
+BENTO="readmission"
+CANARY_PERCENT=10
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+KSERVE_DIR="$ROOT/kserve"
+BASE_KUSTOMIZATION="$KSERVE_DIR/base/kustomization.yaml"
+read -r -a KUBECTL <<<"${KUBECTL:-microk8s kubectl}"
+read -r -a HELM <<<"${HELM:-microk8s helm}"
+BENTOML="${BENTOML:-$ROOT/.venv/bin/bentoml}"
+READMISSION_CLI="${READMISSION_CLI:-$ROOT/.venv/bin/readmission}"
+API_URL="${API_URL:-http://127.0.0.1:30080}"
+export BENTOML_HOME="${BENTOML_HOME:-$ROOT/.readmission/bentoml}"
+export BENTOML_DO_NOT_TRACK=true
+
+DRY_RUN=0
+COMMAND=deploy
+OVERLAY=knative
+TAG=""
+MODEL_VERSION=""
+TRAIN=1
+BACKUP_DIR=""
+
+usage() {
+    sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+}
+
+die() {
+    echo "deploy.sh: $*" >&2
+    exit 1
+}
+
+log() {
+    echo "==> $*" >&2
+}
+
+# Print a command; run it unless --dry-run.
+run() {
+    printf '+'
+    printf ' %q' "$@"
+    printf '\n'
+    if [[ $DRY_RUN -eq 0 ]]; then
+        "$@"
+    fi
+}
+
+# A step that only makes sense against a live cluster: described in --dry-run, run otherwise.
+note() {
+    printf '+ # %s\n' "$*"
+}
+
+kubectl_() {
+    run "${KUBECTL[@]}" "$@"
+}
+
+need() {
+    local tool
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null 2>&1 || die "'$tool' is required (see kserve/README.md, Prerequisites)"
+    done
+}
+
+base_tag() {
+    sed -n 's/^ *newTag: *"\{0,1\}\([^"]*\)"\{0,1\} *$/\1/p' "$BASE_KUSTOMIZATION"
+}
+
+choose_builder() {
+    if [[ -n "${BUILDER:-}" ]]; then
+        echo "$BUILDER"
+    elif command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+        echo docker
+    elif command -v podman >/dev/null 2>&1; then
+        echo podman
+    elif command -v buildah >/dev/null 2>&1; then
+        echo buildah
+    elif [[ $DRY_RUN -eq 1 ]]; then
+        echo docker
+    else
+        die "no image builder: install docker, podman or buildah (kserve/README.md)"
+    fi
+}
+
+check_prerequisites() {
+    log "checking prerequisites"
+    if [[ $DRY_RUN -eq 1 ]]; then
+        note "check: microk8s curl python3 $BENTOML and docker|podman|buildah are installed"
+        return
+    fi
+    need "${KUBECTL[0]}" "${HELM[0]}" curl python3
+    if [[ ! -x "$BENTOML" ]]; then
+        need bentoml
+        BENTOML=bentoml
+    fi
+}
+
+enable_addons() {
+    log "MicroK8s add-ons (channel $MICROK8S_CHANNEL)"
+    run microk8s status --wait-ready
+    run microk8s enable dns
+    run microk8s enable hostpath-storage
+    run microk8s enable registry  # a registry on localhost:32000, its storage on hostpath
+    run microk8s enable metrics-server  # CPU metrics for the Standard overlay's HPA
+}
+
+have() {
+    # Is a resource there? Never asked in --dry-run, where every install step is printed.
+    [[ $DRY_RUN -eq 0 ]] && "${KUBECTL[@]}" get "$@" >/dev/null 2>&1
+}
+
+install_cert_manager() {
+    if have crd certificates.cert-manager.io; then
+        log "cert-manager is installed"
+        return
+    fi
+    log "installing cert-manager $CERT_MANAGER_VERSION"
+    kubectl_ apply -f "https://github.com/cert-manager/cert-manager/releases/download/$CERT_MANAGER_VERSION/cert-manager.yaml"
+    kubectl_ wait --for=condition=Available deployment --all -n cert-manager --timeout=300s
+}
+
+install_knative() {
+    if have crd services.serving.knative.dev; then
+        log "Knative Serving is installed"
+    else
+        log "installing Knative Serving $KNATIVE_SERVING_VERSION with Kourier $KOURIER_VERSION"
+        local serving="https://github.com/knative/serving/releases/download/$KNATIVE_SERVING_VERSION"
+        kubectl_ apply -f "$serving/serving-crds.yaml"
+        kubectl_ apply -f "$serving/serving-core.yaml"
+        kubectl_ apply -f "https://github.com/knative/net-kourier/releases/download/$KOURIER_VERSION/kourier.yaml"
+        kubectl_ wait --for=condition=Available deployment --all -n knative-serving --timeout=300s
+        kubectl_ wait --for=condition=Available deployment --all -n kourier-system --timeout=300s
+    fi
+    # Kourier as Knative's ingress; emptyDir volumes and container security contexts in Knative pods.
+    kubectl_ patch configmap/config-network -n knative-serving --type merge \
+        -p '{"data":{"ingress-class":"kourier.ingress.networking.knative.dev"}}'
+    kubectl_ patch configmap/config-features -n knative-serving --type merge \
+        -p '{"data":{"kubernetes.podspec-emptydir":"enabled","kubernetes.podspec-securitycontext":"enabled"}}'
+}
+
+install_kserve() {
+    local mode
+    mode=$([[ $OVERLAY == standard ]] && echo Standard || echo Knative)
+    if have crd inferenceservices.serving.kserve.io; then
+        log "KServe is installed"
+        return
+    fi
+    log "installing KServe $KSERVE_VERSION ($mode mode by default)"
+    run "${HELM[@]}" upgrade --install kserve-crd oci://ghcr.io/kserve/charts/kserve-crd \
+        --version "$KSERVE_VERSION" --namespace kserve --create-namespace --wait
+    run "${HELM[@]}" upgrade --install kserve oci://ghcr.io/kserve/charts/kserve \
+        --version "$KSERVE_VERSION" --namespace kserve --wait \
+        --set "kserve.controller.deploymentMode=$mode"
+    configure_kserve_ingress
+    kubectl_ rollout restart deployment/kserve-controller-manager -n kserve
+    kubectl_ rollout status deployment/kserve-controller-manager -n kserve --timeout=300s
+}
+
+# No Istio: KServe makes no top-level VirtualService or Ingress; the API is reached on NodePort 30080
+# (Kourier's gateway in Knative mode, the predictor pods in Standard mode).
+configure_kserve_ingress() {
+    if [[ $DRY_RUN -eq 1 ]]; then
+        note "set disableIstioVirtualHost and disableIngressCreation in configmap/inferenceservice-config (kserve)"
+        return
+    fi
+    local ingress patch
+    ingress=$("${KUBECTL[@]}" get configmap inferenceservice-config -n kserve -o 'jsonpath={.data.ingress}')
+    patch=$(python3 -c '
+import json, sys
+ingress = json.loads(sys.argv[1] or "{}")
+ingress.update(disableIstioVirtualHost=True, disableIngressCreation=True)
+print(json.dumps({"data": {"ingress": json.dumps(ingress, indent=2)}}))' "$ingress")
+    kubectl_ patch configmap/inferenceservice-config -n kserve --type merge -p "$patch"
+}
+
+build_and_push() {
+    local tag=$1 builder image
+    image="$REGISTRY/$BENTO:$tag"
+    builder=$(choose_builder)
+    log "building the Bento $BENTO:$tag and the image $image with $builder"
+    if [[ $DRY_RUN -eq 0 ]] && "$BENTOML" get "$BENTO:$tag" >/dev/null 2>&1; then
+        log "the Bento $BENTO:$tag exists: a tag is never rebuilt (use a new tag for a new model)"
+    else
+        run "$BENTOML" build --version "$tag" "$ROOT"
+    fi
+    run "$BENTOML" containerize "$BENTO:$tag" --backend "$builder" --image-tag "$image"
+    case $builder in
+        docker) run docker push "$image" ;;
+        podman) run podman push --tls-verify=false "$image" ;;
+        buildah) run buildah push --tls-verify=false "$image" "docker://$image" ;;
+        *) die "unknown builder '$builder' (docker, podman or buildah)" ;;
+    esac
+}
+
+# Render an overlay with another image tag, without touching the files in the repository.
+apply_with_tag() {
+    local overlay=$1 tag=$2 dir
+    if [[ $tag == "$(base_tag)" ]]; then
+        kubectl_ apply -k "$KSERVE_DIR/overlays/$overlay"
+        return
+    fi
+    dir=$(mktemp -d)
+    # shellcheck disable=SC2064  # expand now: the folder of this call
+    trap "rm -rf '$dir'" RETURN
+    cat >"$dir/kustomization.yaml" <<EOF
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - $(realpath --relative-to="$dir" "$KSERVE_DIR/overlays/$overlay")
+images:
+  - name: $REGISTRY/$BENTO
+    newTag: "$tag"
+EOF
+    note "$dir/kustomization.yaml: overlays/$overlay with the image $REGISTRY/$BENTO:$tag"
+    kubectl_ apply -k "$dir"
+}
+
+wait_ready() {
+    log "waiting for inferenceservice/$ISVC to be Ready"
+    kubectl_ wait --for=condition=Ready "inferenceservice/$ISVC" -n "$NAMESPACE" --timeout=600s
+}
+
+smoke_test() {
+    log "V2 smoke request through $API_URL"
+    local host=() zeros body
+    if [[ $OVERLAY == knative ]]; then
+        # Kourier routes by Host: the predictor's Knative host name, from the InferenceService's status.
+        if [[ $DRY_RUN -eq 1 ]]; then
+            host=(-H "Host: <host of .status.components.predictor.url>")
+        else
+            local url
+            url=$("${KUBECTL[@]}" get "inferenceservice/$ISVC" -n "$NAMESPACE" \
+                -o 'jsonpath={.status.components.predictor.url}')
+            host=(-H "Host: ${url#*://}")
+        fi
+    fi
+    zeros=$(printf '0,%.0s' $(seq 262))0
+    body='{"id":"smoke","inputs":[{"name":"input-0","shape":[1,263],"datatype":"FP32","data":['"$zeros"']}]}'
+    run curl -fsS --retry 5 --retry-all-errors --max-time 10 "${host[@]}" "$API_URL/v2/models/$BENTO/ready"
+    run curl -fsS --max-time 10 "${host[@]}" -H 'Content-Type: application/json' \
+        -d "$body" "$API_URL/v2/models/$BENTO/infer"
+    echo
+}
+
+cmd_deploy() {
+    local tag
+    tag=$(base_tag)
+    check_prerequisites
+    enable_addons
+    install_cert_manager
+    if [[ $OVERLAY == knative ]]; then
+        install_knative
+    fi
+    install_kserve
+    run make -C "$ROOT" import  # the champion from MLflow into the BentoML store (stamped)
+    build_and_push "$tag"
+    log "applying kserve/overlays/$OVERLAY"
+    kubectl_ apply -k "$KSERVE_DIR/overlays/$OVERLAY"
+    wait_ready
+    smoke_test
+}
+
+cmd_canary() {
+    [[ -n $TAG ]] || die "canary needs --tag NEW (a new Bento version, e.g. 0.2.0)"
+    [[ $TAG != "$(base_tag)" ]] || die "--tag $TAG is the running tag; a new champion needs a new tag"
+    [[ $OVERLAY == knative ]] || die "canary rollouts need the knative overlay (traffic split by Knative revisions)"
+    check_prerequisites
+    log "the new champion in MLflow"
+    if [[ -n $MODEL_VERSION ]]; then
+        run "$READMISSION_CLI" promote "$MODEL_VERSION"
+    elif [[ $TRAIN -eq 1 ]]; then
+        run "$READMISSION_CLI" train  # champion only if it beats the current one (see README.md)
+    fi
+    run "$READMISSION_CLI" import
+    build_and_push "$TAG"
+    log "canary: $TAG on $CANARY_PERCENT% of the traffic"
+    apply_with_tag canary "$TAG"
+    wait_ready
+    smoke_test
+    log "watch it (Grafana on :30030, kubectl get isvc $ISVC -n $NAMESPACE), then: deploy.sh promote --tag $TAG, or rollback"
+}
+
+cmd_promote() {
+    check_prerequisites
+    if [[ -z $TAG ]]; then
+        [[ $DRY_RUN -eq 0 ]] || die "promote --dry-run needs --tag NEW"
+        local image
+        image=$("${KUBECTL[@]}" get "inferenceservice/$ISVC" -n "$NAMESPACE" \
+            -o 'jsonpath={.spec.predictor.containers[0].image}')
+        TAG=${image##*:}
+    fi
+    log "promoting $TAG: the tag in kserve/base, 100% of the traffic"
+    run sed -i "s/^\( *newTag: \).*/\1\"$TAG\"/" "$BASE_KUSTOMIZATION"
+    kubectl_ apply -k "$KSERVE_DIR/overlays/$OVERLAY"  # no canaryTrafficPercent: the latest revision takes all
+    wait_ready
+    smoke_test
+    log "commit kserve/base/kustomization.yaml: the released tag is now $TAG"
+}
+
+cmd_rollback() {
+    check_prerequisites
+    log "rolling back to $(base_tag) (the tag in kserve/base) at 100%"
+    kubectl_ apply -k "$KSERVE_DIR/overlays/$OVERLAY"
+    wait_ready
+    smoke_test
+}
+
+# The configuration of the whole stack, as applied objects without their cluster state. Secrets are
+# left out on purpose: they are kept outside the cluster and re-created by hand.
+BACKUP_KINDS="inferenceservices.serving.kserve.io,deployments,statefulsets,services,configmaps,serviceaccounts"
+BACKUP_KINDS="$BACKUP_KINDS,poddisruptionbudgets,networkpolicies,horizontalpodautoscalers,persistentvolumeclaims"
+
+cmd_backup() {
+    check_prerequisites
+    local dir=${BACKUP_DIR:-$ROOT/backups/$(date +%Y%m%d-%H%M%S)} ns
+    log "backing up the configuration into $dir"
+    run mkdir -p "$dir"
+    for ns in "$NAMESPACE" loadtest observability; do
+        if [[ $DRY_RUN -eq 1 ]]; then
+            note "${KUBECTL[*]} get $BACKUP_KINDS -n $ns -o json | clean > $dir/$ns.json"
+            continue
+        fi
+        "${KUBECTL[@]}" get "$BACKUP_KINDS" -n "$ns" -o json | clean_for_restore >"$dir/$ns.json"
+    done
+    for ns in knative-serving kserve; do
+        if [[ $DRY_RUN -eq 1 ]]; then
+            note "${KUBECTL[*]} get configmaps -n $ns -o json | clean > $dir/$ns-config.json"
+            continue
+        fi
+        "${KUBECTL[@]}" get configmaps -n "$ns" -o json | clean_for_restore >"$dir/$ns-config.json"
+    done
+    run cp "$BASE_KUSTOMIZATION" "$dir/kustomization.yaml"
+}
+
+# Drop what the cluster owns (status, ids, generated names) and what controllers create themselves
+# (KServe's and Knative's children of the InferenceService, kube-root-ca.crt).
+clean_for_restore() {
+    python3 -c '
+import json, sys
+items = []
+for item in json.load(sys.stdin)["items"]:
+    meta = item["metadata"]
+    owned = any(ref.get("controller") for ref in meta.get("ownerReferences", []))
+    if owned or meta["name"] == "kube-root-ca.crt":
+        continue
+    item.pop("status", None)
+    for key in ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields", "ownerReferences"):
+        meta.pop(key, None)
+    meta.get("annotations", {}).pop("kubectl.kubernetes.io/last-applied-configuration", None)
+    if item["kind"] == "Service":
+        for key in ("clusterIP", "clusterIPs"):
+            item["spec"].pop(key, None)
+    items.append(item)
+json.dump({"apiVersion": "v1", "kind": "List", "items": items}, sys.stdout, indent=1)'
+}
+
+cmd_restore() {
+    [[ -n $BACKUP_DIR ]] || die "restore needs --dir DIR (a folder written by deploy.sh backup)"
+    check_prerequisites
+    [[ $DRY_RUN -eq 1 || -d $BACKUP_DIR ]] || die "no backup in $BACKUP_DIR"
+    log "restoring the configuration from $BACKUP_DIR"
+    local file
+    for file in knative-serving-config kserve-config "$NAMESPACE" loadtest observability; do
+        if [[ $DRY_RUN -eq 1 || -s "$BACKUP_DIR/$file.json" ]]; then
+            kubectl_ apply --server-side --force-conflicts -f "$BACKUP_DIR/$file.json"
+        fi
+    done
+    run cp "$BACKUP_DIR/kustomization.yaml" "$BASE_KUSTOMIZATION"
+    wait_ready
+}
+
+main() {
+    while [[ $# -gt 0 ]]; do
+        case $1 in
+            deploy | canary | promote | rollback | backup | restore) COMMAND=$1 ;;
+            --dry-run) DRY_RUN=1 ;;
+            --overlay)
+                OVERLAY=${2:?--overlay needs knative or standard}
+                shift
+                ;;
+            --overlay=*) OVERLAY=${1#*=} ;;
+            --tag)
+                TAG=${2:?--tag needs a value}
+                shift
+                ;;
+            --model-version)
+                MODEL_VERSION=${2:?--model-version needs a registered version}
+                shift
+                ;;
+            --no-train) TRAIN=0 ;;
+            --dir)
+                BACKUP_DIR=${2:?--dir needs a folder}
+                shift
+                ;;
+            -h | --help)
+                usage
+                exit 0
+                ;;
+            *) die "unknown argument '$1' (--help)" ;;
+        esac
+        shift
+    done
+    [[ $OVERLAY == knative || $OVERLAY == standard ]] || die "--overlay is knative or standard, not '$OVERLAY'"
+    [[ -z $TAG || $TAG =~ ^[a-z0-9][a-z0-9._-]{0,127}$ ]] || die "--tag '$TAG' is not a valid Bento version"
+    "cmd_$COMMAND"
+}
+
+main "$@"

