@@ -13,9 +13,8 @@ import sys
 from typing import Any
 
 import numpy as np
-from kserve.protocol.infer_type import RequestedOutput
-
 from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
+from kserve.protocol.infer_type import RequestedOutput
 
 NUMPY_TYPES = {"FP64": np.float64, "INT64": np.int64, "BYTES": np.object_}
 
