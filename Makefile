@@ -10,12 +10,12 @@ export READMISSION_DATA ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA))
 export BENTOML_HOME ?= $(CURDIR)/$(STATE)/bentoml
 export BENTOML_DO_NOT_TRACK := true
 
-.PHONY: venv up serve train import build ui test lint format bench deploy clean
+.PHONY: venv up serve train import build ui loadtest test lint format bench deploy clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet --constraint constraints.txt --editable '.[serve,train,ui,dev]'
+	$(BIN)/pip install --quiet --constraint constraints.txt --editable '.[serve,train,ui,loadtest,dev]'
 	touch $@
 
 venv: $(BIN)/.installed
@@ -50,6 +50,9 @@ ui: venv
 	READMISSION_API_URL=$${READMISSION_API_URL:-http://127.0.0.1:$(PORT)} $(BIN)/streamlit run ui/app.py \
 	  --server.port $(UI_PORT) --server.address 127.0.0.1 --server.headless true \
 	  --browser.gatherUsageStats false --client.toolbarMode viewer
+
+loadtest: venv
+	$(BIN)/python loadtest/run.py --host http://127.0.0.1:$(PORT) $(LOADTEST_ARGS)
 
 deploy: venv
 	bash kserve/deploy.sh $(DEPLOY_ARGS)
