@@ -106,13 +106,7 @@ def input_rows(count: int) -> tuple[np.ndarray, list[dict[str, Any]], str]:
         complete = np.flatnonzero(~np.isnan(matrix).any(axis=1))[:count]
         if len(complete) == count:
             return matrix[complete], [records[i] for i in complete], f"UCI test split ({source.name})"
-    base = {
-        "race": "Caucasian", "gender": "Female", "age": "[70-80)", "admission_type_id": 1, "admission_source_id": 7,
-        "discharge_disposition_id": 1, "time_in_hospital": 5, "num_lab_procedures": 44, "num_procedures": 1,
-        "num_medications": 18, "number_outpatient": 0, "number_emergency": 1, "number_inpatient": 2,
-        "A1Cresult": ">8", "insulin": "Up", "metformin": "Steady", "change": "Ch", "diabetesMed": "Yes",
-        "diag_1": "428", "diag_2": "250.02", "diag_3": "401", "number_diagnoses": 9,
-    }  # fmt: skip
+    base = features.EXAMPLE_PATIENT | {"diag_3": "401"}  # a numeric code: no missing value in the row
     rng = np.random.default_rng(7)
     ages = ["[40-50)", "[50-60)", "[60-70)", "[70-80)", "[80-90)"]
     records = []

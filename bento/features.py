@@ -453,6 +453,15 @@ FIELDS: tuple[Field, ...] = (
 )
 del S
 
+# The worked example of the docs, the UI and the tests: an elderly woman with heart failure and diabetes.
+EXAMPLE_PATIENT: dict[str, Any] = {
+    "race": "Caucasian", "gender": "Female", "age": "[70-80)", "admission_type_id": 1, "admission_source_id": 7,
+    "discharge_disposition_id": 1, "time_in_hospital": 5, "num_lab_procedures": 44, "num_procedures": 1,
+    "num_medications": 18, "number_outpatient": 0, "number_emergency": 1, "number_inpatient": 2,
+    "A1Cresult": ">8", "insulin": "Up", "metformin": "Steady", "change": "Ch", "diabetesMed": "Yes",
+    "diag_1": "428", "diag_2": "250.02", "diag_3": "V45", "number_diagnoses": 9,
+}  # fmt: skip
+
 FIELDS_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
 COLUMNS: tuple[str, ...] = tuple(column for f in FIELDS for column in f.columns)
 COLUMN_INDEX: dict[str, int] = {column: i for i, column in enumerate(COLUMNS)}

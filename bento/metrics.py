@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
+import psutil
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE  # noqa: F401  (re-exported for /metrics)
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bento import scores
@@ -92,14 +95,52 @@ def _le(bound: float) -> str:
     return f"{bound:g}" if bound < 1 else "1.0"
 
 
+class ServiceProcesses(Collector):
+    """CPU time and resident memory of the whole service: the BentoML supervisor and its workers.
+
+    Multiprocess mode drops prometheus-client's per-process metrics, so these are read with psutil
+    at scrape time from the process tree of the worker's parent (the supervisor).
+    """
+
+    def __init__(self, root_pid: int) -> None:
+        self.root_pid = root_pid
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        """Sum over the live processes of the tree."""
+        rss = cpu = 0.0
+        count = 0
+        try:
+            root = psutil.Process(self.root_pid)
+            processes = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            processes = []
+        for process in processes:
+            try:
+                with process.oneshot():
+                    rss += process.memory_info().rss
+                    times = process.cpu_times()
+                    cpu += times.user + times.system
+                count += 1
+            except psutil.Error:
+                continue
+        yield GaugeMetricFamily("readmission_process_resident_memory_bytes", "Resident memory (bytes)", value=rss)
+        yield CounterMetricFamily("readmission_process_cpu_seconds", "CPU time (user + system)", value=cpu)
+        yield GaugeMetricFamily("readmission_process_count", "Processes of the service", value=count)
+
+
 def exposition() -> bytes:
-    """The text exposition of every metric of every worker."""
+    """The text exposition of every metric of every worker, and of the service's processes."""
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not directory:
-        return generate_latest(REGISTRY)
+        return generate_latest(REGISTRY) + generate_latest(_single_process)
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=directory)
+    registry.register(ServiceProcesses(os.getppid()))
     return generate_latest(registry)
+
+
+_single_process = CollectorRegistry()
+_single_process.register(ServiceProcesses(os.getpid()))
 
 
 class TrafficMiddleware:

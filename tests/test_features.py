@@ -14,13 +14,7 @@ SEED_EXAMPLE = {
     "A1Cresult_Norm": 1.0,
 }  # fmt: skip
 
-RECORD = {
-    "race": "Caucasian", "gender": "Female", "age": "[70-80)", "admission_type_id": 1, "admission_source_id": 7,
-    "discharge_disposition_id": 1, "time_in_hospital": 5, "num_lab_procedures": 44, "num_procedures": 1,
-    "num_medications": 18, "number_outpatient": 0, "number_emergency": 1, "number_inpatient": 2,
-    "A1Cresult": ">8", "insulin": "Up", "metformin": "Steady", "change": "Ch", "diabetesMed": "Yes",
-    "diag_1": "428", "diag_2": "250.02", "diag_3": "V45", "number_diagnoses": 9,
-}  # fmt: skip
+RECORD = features.EXAMPLE_PATIENT
 
 
 def test_every_raw_field_of_the_data_is_specified():

@@ -155,6 +155,10 @@ def test_metrics_count_predictions_and_refusals_with_bounded_labels(client):
     assert "readmission_predicted_probability_bucket" in text
     assert "readmission_model_info{" in text
     assert 'readmission_training_score_share{le="1.0"} 1.0' in text
+    processes = _series(text, "readmission_process_")
+    assert processes["readmission_process_count"] >= 2  # BentoML's supervisor and its worker
+    assert processes["readmission_process_resident_memory_bytes"] > 50e6
+    assert processes["readmission_process_cpu_seconds_total"] > 0
 
 
 def test_openapi_document_covers_every_route(client):

@@ -13,9 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bento import features
 from tests import servers
 from tests.test_ui_form import CSV
-from ui import batch, form
+from ui import batch
 from ui.client import Client
 from ui.result import BANDS, percent
 from ui.settings import Settings
@@ -89,7 +90,7 @@ def test_the_page_shows_the_services_risk_for_the_entered_patient(page, app, ser
     shown = page.locator("#risk-probability")
     shown.wait_for()
 
-    record = {**form.EXAMPLE_PATIENT, "number_inpatient": 3, "time_in_hospital": 7, "age": "[80-90)",
+    record = {**features.EXAMPLE_PATIENT, "number_inpatient": 3, "time_in_hospital": 7, "age": "[80-90)",
               "diag_1": "410.71"}  # fmt: skip
     expected = httpx.post(f"{service.url}/predict?explain=true", json=record, timeout=10).json()
     assert shown.inner_text() == percent(expected["probability"])

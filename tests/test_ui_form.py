@@ -130,7 +130,7 @@ def test_blank_required_fields_are_named_next_to_the_field_and_nothing_is_sent(m
 def test_the_example_patient_fills_the_form_and_shows_the_diagnosis_groups(monkeypatch):
     at = app(monkeypatch, closed_url())
     button(at, "Load an example patient").click().run()
-    for name, value in form.EXAMPLE_PATIENT.items():
+    for name, value in features.EXAMPLE_PATIENT.items():
         assert widget(at, name).value == value, name
     assert widget(at, "weight").value == form.NOT_RECORDED
     captions = [c.value for c in at.caption]
@@ -165,7 +165,7 @@ def test_the_answer_shows_risk_band_threshold_factors_and_model(monkeypatch, fak
     button(at, "Estimate the risk").click().run()
     path, sent = fake.requests[0]
     assert path == "/predict?explain=true"
-    assert sent == {k: v for k, v in features.validate(form.EXAMPLE_PATIENT).items() if v is not None}
+    assert sent == {k: v for k, v in features.validate(features.EXAMPLE_PATIENT).items() if v is not None}
     text = page_text(at)
     assert "19.2%" in text and "High risk" in text
     assert "14.9%" in text  # the operating threshold
@@ -193,7 +193,7 @@ def test_service_errors_are_a_clear_message_and_the_values_stay(monkeypatch, fak
     assert not at.exception
     assert message in " ".join(e.value for e in at.error)
     assert "Traceback" not in page_text(at)
-    assert widget(at, "number_inpatient").value == form.EXAMPLE_PATIENT["number_inpatient"]
+    assert widget(at, "number_inpatient").value == features.EXAMPLE_PATIENT["number_inpatient"]
 
 
 def test_service_down_is_a_clear_message_and_the_values_stay(monkeypatch):
@@ -266,7 +266,7 @@ def test_a_csv_is_checked_row_by_row_with_the_reasons():
 def test_a_csv_record_matches_the_form_record():
     upload = batch.read(CSV.encode())
     first = features.validate(upload.records[0])
-    expected = features.validate({**form.EXAMPLE_PATIENT, "payer_code": "MC", "metformin": "No"})
+    expected = features.validate({**features.EXAMPLE_PATIENT, "payer_code": "MC", "metformin": "No"})
     assert first == expected
 
 
@@ -299,7 +299,7 @@ def test_scoring_goes_in_chunks_and_keeps_the_rows_in_order(fake):
 def test_a_batch_answer_of_the_wrong_length_is_refused(fake):
     fake.body = {"predictions": [], "model": {}}
     with pytest.raises(ServiceError, match="does not understand"):
-        Client(Settings(api_url=fake.url)).predict_batch([form.EXAMPLE_PATIENT])
+        Client(Settings(api_url=fake.url)).predict_batch([features.EXAMPLE_PATIENT])
 
 
 def test_the_kubernetes_manifests_expose_a_hardened_app_on_nodeport_30081():

@@ -15,6 +15,7 @@ if ROOT not in sys.path:
 
 import streamlit as st  # noqa: E402
 
+from bento import features  # noqa: E402
 from ui import batch, form, result  # noqa: E402
 from ui.client import Client, ServiceError  # noqa: E402
 from ui.settings import Settings  # noqa: E402
@@ -51,7 +52,7 @@ def one_patient(client: Client) -> None:
     state = st.session_state
     form.init_state(state)
     left, right, _ = st.columns([1, 1, 3])
-    left.button("Load an example patient", on_click=form.load, args=(state, form.EXAMPLE_PATIENT))
+    left.button("Load an example patient", on_click=form.load, args=(state, features.EXAMPLE_PATIENT))
     right.button("Clear the form", on_click=form.reset, args=(state,))
     record, errors = form.check(form.read(state))
     form.render(errors if state.get(ATTEMPTED) else {})

@@ -14,14 +14,6 @@ import streamlit as st
 from bento import icd9
 from bento.features import FIELDS, Field, FieldError, Kind, Section
 
-# The worked example of the README and the tests: an elderly woman with heart failure and diabetes.
-EXAMPLE_PATIENT: dict[str, Any] = {
-    "race": "Caucasian", "gender": "Female", "age": "[70-80)", "admission_type_id": 1, "admission_source_id": 7,
-    "discharge_disposition_id": 1, "time_in_hospital": 5, "num_lab_procedures": 44, "num_procedures": 1,
-    "num_medications": 18, "number_outpatient": 0, "number_emergency": 1, "number_inpatient": 2,
-    "A1Cresult": ">8", "insulin": "Up", "metformin": "Steady", "change": "Ch", "diabetesMed": "Yes",
-    "diag_1": "428", "diag_2": "250.02", "diag_3": "V45", "number_diagnoses": 9,
-}  # fmt: skip
 ICD9_HINT = 'Type the ICD-9 code, e.g. "428", "250.83" or "V57"; its group is shown below.'
 COLUMNS_PER_ROW = {Section.MEDICATIONS: 4}
 NOT_RECORDED = ""  # the choice "Not recorded" of an optional list (a selectbox shows None as unselected)
