@@ -10,7 +10,7 @@ export READMISSION_DATA ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA))
 export BENTOML_HOME ?= $(CURDIR)/$(STATE)/bentoml
 export BENTOML_DO_NOT_TRACK := true
 
-.PHONY: venv up serve train import build ui loadtest test lint format bench deploy clean
+.PHONY: venv up serve train import build ui loadtest test lint format bench deploy oci oci-test clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,13 @@ ui: venv
 
 loadtest: venv
 	$(BIN)/python loadtest/run.py --host http://127.0.0.1:$(PORT) $(LOADTEST_ARGS)
+
+# The Bento as an OCI image (oci/README.md): Docker if an engine answers, else buildah/podman as root.
+oci: build
+	oci/build.sh
+
+oci-test: oci
+	oci/test.sh
 
 deploy: venv
 	bash kserve/deploy.sh $(DEPLOY_ARGS)

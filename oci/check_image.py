@@ -1,0 +1,197 @@
+"""Run the built image with podman and check it: readiness, answers, user, size, start-up; export it.
+
+Run by oci/test.sh (which sets up the container store); prints a JSON report and writes it to --report.
+The answers are compared with the same model loaded in-process from $BENTOML_HOME (the source tree's
+Predictor), to 1e-6.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bento import features  # noqa: E402
+from bento.predictor import Predictor  # noqa: E402
+
+BENTO_PATH = "/home/bentoml/bento"
+# podman here: runc (crun fails on this cgroup setup) and explicit limits.
+RUN_FLAGS = ["--runtime", "runc", "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=20000:20000"]
+RECORD = features.EXAMPLE_PATIENT
+OTHER = RECORD | {"number_inpatient": 6, "age": "[80-90)", "race": None, "diag_1": "250.83"}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run a command, its output captured; raise with that output if it fails and `check`."""
+    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} exited with {done.returncode}:\n{done.stdout}{done.stderr}")
+    return done
+
+
+def v2_request() -> dict[str, Any]:
+    """A V2 infer request: RECORD and OTHER encoded as a [2, width] FP32 tensor."""
+    matrix = features.encode([features.validate(p) for p in (RECORD, OTHER)])
+    data = [None if np.isnan(v) else float(v) for v in matrix.ravel().tolist()]
+    return {"inputs": [{"name": "input-0", "datatype": "FP32", "shape": list(matrix.shape), "data": data}]}
+
+
+def wait_ready(url: str, container: str, timeout: float) -> None:
+    """Poll /readyz until it answers 200; fail early with the logs if the container stops."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        state = run("podman", "inspect", "--format", "{{.State.Status}}", container, check=False).stdout.strip()
+        if state not in ("running", "created", "configured"):
+            raise RuntimeError(f"the container is {state}:\n{logs(container)}")
+        time.sleep(0.2)
+    raise RuntimeError(f"not ready within {timeout} s:\n{logs(container)}")
+
+
+def logs(container: str) -> str:
+    """The end of what the container printed."""
+    done = run("podman", "logs", container, check=False)
+    return (done.stdout + done.stderr)[-4000:]
+
+
+def remove(container: str) -> None:
+    """Stop (SIGTERM, then SIGKILL after 10 s) and remove the container."""
+    run("podman", "rm", "--force", "--time", "10", container, check=False)
+
+
+def offline_start(image: str, timeout: float) -> float:
+    """Start with no network at all (--network none) and wait for /readyz from inside: seconds to ready."""
+    name = f"readmission-oci-offline-{os.getpid()}"
+    probe = "import urllib.request as u; print(u.urlopen('http://127.0.0.1:3000/readyz', timeout=2).status)"
+    started = time.monotonic()
+    run("podman", "run", "--detach", "--name", name, "--network", "none", *RUN_FLAGS, image)
+    try:
+        while time.monotonic() - started < timeout:
+            if run("podman", "exec", name, "python", "-c", probe, check=False).stdout.strip() == "200":
+                return time.monotonic() - started
+            time.sleep(0.3)
+        raise RuntimeError(f"not ready without a network within {timeout} s:\n{logs(name)}")
+    finally:
+        remove(name)
+
+
+def check(image: str, store: str, archive: Path, timeout: float) -> dict[str, Any]:
+    """Everything measured and answered; the verdicts are computed in `main`."""
+    report: dict[str, Any] = {"image": image}
+    inspect = json.loads(run("podman", "image", "inspect", image).stdout)[0]
+    report["size_bytes"] = int(inspect["Size"])
+    report["size_mb"] = round(report["size_bytes"] / 1e6)
+    report["config_user"] = inspect["Config"].get("User", "")
+    report["exposed_ports"] = sorted(inspect["Config"].get("ExposedPorts") or {})
+    report["env"] = inspect["Config"].get("Env", [])
+
+    port = free_port()
+    name = f"readmission-oci-{os.getpid()}"
+    url = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
+    run("podman", "run", "--detach", "--name", name, "--network", "host", *RUN_FLAGS, image,
+        "--host", "127.0.0.1", "--port", str(port))  # fmt: skip
+    try:
+        wait_ready(url, name, timeout)
+        report["startup_seconds"] = round(time.monotonic() - started, 2)
+        report["uid"] = int(run("podman", "exec", name, "id", "-u").stdout)
+        report["user"] = run("podman", "exec", name, "id", "-un").stdout.strip()
+        top = run("podman", "top", name, "user", "args").stdout.splitlines()[1:]
+        report["process_users"] = sorted({line.split()[0] for line in top if line.strip()})
+        report["models"] = run("podman", "exec", name, "ls", f"{BENTO_PATH}/models/readmission").stdout.split()
+        mlflow = run("podman", "exec", name, "python", "-c", "import mlflow", check=False)
+        report["mlflow_installed"] = mlflow.returncode == 0
+        with httpx.Client(base_url=url, timeout=30) as client:
+            predict = client.post("/predict", json=RECORD)
+            predict.raise_for_status()
+            infer = client.post("/v2/models/readmission/infer", json=v2_request())
+            infer.raise_for_status()
+        report["predict_request"], report["predict"] = RECORD, predict.json()
+        report["infer_request"], report["infer"] = v2_request(), infer.json()
+    except Exception:
+        print(logs(name), file=sys.stderr)
+        raise
+    finally:
+        remove(name)
+    report["offline_startup_seconds"] = round(offline_start(image, timeout), 2)
+
+    tag = report["predict"]["model"]["bento_tag"]
+    model_name, model_version = tag.split(":")
+    local = Predictor.load(Path(os.environ["BENTOML_HOME"]) / "models" / model_name / model_version, tag)
+    expected = local.probabilities(features.encode([features.validate(p) for p in (RECORD, OTHER)]))
+    outputs = {o["name"]: o for o in report["infer"]["outputs"]}
+    report["expected_probabilities"] = [float(p) for p in expected]
+    report["predict_matches"] = abs(report["predict"]["probability"] - float(expected[0])) <= 1e-6
+    report["infer_matches"] = bool(np.allclose(outputs["probability"]["data"], expected, rtol=0, atol=1e-6))
+
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    archive.unlink(missing_ok=True)
+    started = time.monotonic()
+    run("skopeo", "copy", "--quiet", f"{store}{image}", f"oci-archive:{archive}:{image}", timeout=600)
+    report["export_seconds"] = round(time.monotonic() - started, 1)
+    report["archive"] = str(archive)
+    report["archive_bytes"] = archive.stat().st_size
+    manifest = json.loads(run("skopeo", "inspect", "--raw", f"oci-archive:{archive}").stdout)
+    report["layers"] = [{"digest": layer["digest"], "size": layer["size"]} for layer in manifest["layers"]]
+    return report
+
+
+def main() -> None:
+    """Check the image, write the report, exit non-zero on any failed check."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--image", default="localhost/readmission:latest")
+    parser.add_argument("--store", default=os.environ.get("READMISSION_OCI_STORE", "containers-storage:"))
+    parser.add_argument("--archive", type=Path, default=REPO / ".readmission" / "oci" / "readmission.oci.tar")
+    parser.add_argument("--report", type=Path, default=REPO / ".readmission" / "oci" / "report.json")
+    parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for /readyz")
+    args = parser.parse_args()
+    report = check(args.image, args.store, args.archive, args.timeout)
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.write_text(json.dumps(report, indent=2) + "\n")
+    summary = {k: v for k, v in report.items() if not k.endswith(("request", "infer", "predict", "env"))}
+    print(json.dumps(summary, indent=2))
+    failures = [
+        message
+        for ok, message in [
+            (report["uid"] != 0 and "root" not in report["process_users"], "the service runs as root"),
+            (bool(report["models"]), "no model in the image"),
+            (not report["mlflow_installed"], "mlflow is installed in the image"),
+            (report["predict_matches"], "/predict differs from the source tree's model"),
+            (report["infer_matches"], "V2 infer differs from the source tree's model"),
+            (bool(report["layers"]), "the OCI archive lists no layers"),
+        ]
+        if not ok
+    ]
+    print(
+        f"image {report['image']}: {report['size_mb']} MB, ready in {report['startup_seconds']} s "
+        f"(offline {report['offline_startup_seconds']} s), {len(report['layers'])} layers, uid {report['uid']}"
+    )
+    if failures:
+        sys.exit("FAILED: " + "; ".join(failures))
+
+
+if __name__ == "__main__":
+    main()
