@@ -10,7 +10,7 @@ export READMISSION_DATA ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA))
 export BENTOML_HOME ?= $(CURDIR)/$(STATE)/bentoml
 export BENTOML_DO_NOT_TRACK := true
 
-.PHONY: venv up serve train import build ui loadtest test lint format bench deploy oci oci-test clean
+.PHONY: venv up serve train import build ui loadtest test lint format bench deploy oci oci-test prometheus clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -43,7 +43,14 @@ build: $(STATE)/built.stamp
 serve: build
 	$(BIN)/bentoml serve readmission:latest --host 127.0.0.1 --port $(PORT)
 
-up: serve
+# The service, with a local Prometheus beside it on 127.0.0.1 when the binary is installed.
+PROMETHEUS_PORT ?= 9090
+up: build
+	SERVICE_PORT=$(PORT) PROMETHEUS_PORT=$(PROMETHEUS_PORT) bash observability/run_prometheus.sh \
+	  $(BIN)/bentoml serve readmission:latest --host 127.0.0.1 --port $(PORT)
+
+prometheus:
+	SERVICE_PORT=$(PORT) PROMETHEUS_PORT=$(PROMETHEUS_PORT) bash observability/run_prometheus.sh
 
 UI_PORT ?= 8501
 ui: venv
