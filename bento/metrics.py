@@ -86,9 +86,20 @@ def predictions(info: ModelInfo, probabilities: np.ndarray, labels: np.ndarray) 
         PREDICTIONS.labels("1", info.version).inc(positives)
     if len(labels) - positives:
         PREDICTIONS.labels("0", info.version).inc(len(labels) - positives)
-    histogram = PROBABILITY.labels(info.version)
-    for value in probabilities.tolist():
-        histogram.observe(value)
+    observe_all(PROBABILITY.labels(info.version), probabilities)
+
+
+def observe_all(histogram: Histogram, values: np.ndarray) -> None:
+    """Observe many values at once: one increment per bucket instead of one call per value.
+
+    Uses prometheus-client's bucket and sum values (pinned version; tests compare with observe()).
+    """
+    bounds = np.asarray(histogram._upper_bounds)
+    counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
+    for bucket, count in zip(histogram._buckets, counts.tolist(), strict=True):
+        if count:
+            bucket.inc(count)
+    histogram._sum.inc(float(np.sum(values, dtype=np.float64)))
 
 
 def _le(bound: float) -> str:

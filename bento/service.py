@@ -6,6 +6,7 @@ Routes live in bento/app.py; BentoML adds /livez, /readyz and /healthz.
 
 from __future__ import annotations
 
+import gc
 import logging
 from pathlib import Path
 
@@ -50,6 +51,7 @@ class ReadmissionService:
         app.state.predictor = predictor
         metrics.model_loaded(predictor.info)
         logger.info("serving %s version %s (%s)", predictor.info.name, predictor.info.version, predictor.info.tag)
+        gc.freeze()  # start-up objects never die: keep them out of the collector's full passes (tail latency)
 
     def __is_ready__(self) -> bool:
         """Ready only with a model loaded."""
