@@ -24,19 +24,24 @@ def uci_zip() -> Path:
     return candidate
 
 
-@pytest.fixture(scope="session")
-def real_champion(uci_zip, tmp_path_factory):
-    """A champion trained on the real data into a fresh SQLite MLflow store (about a minute)."""
+def train_into(home: Path, data_file: Path, patch: pytest.MonkeyPatch, **options) -> dict:
+    """Point READMISSION_HOME at `home` (an embedded SQLite MLflow store) and train there once."""
     from training import train
     from training.settings import TrainingSettings
 
+    patch.setenv("READMISSION_HOME", str(home))
+    patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    settings = TrainingSettings.from_env()
+    registered = train.run(str(data_file), settings, **options)
+    return {"home": home, "settings": settings, "registered": registered, "data": data_file}
+
+
+@pytest.fixture(scope="session")
+def real_champion(uci_zip, tmp_path_factory):
+    """A champion trained on the real data into a fresh SQLite MLflow store (about a minute)."""
     home = tmp_path_factory.mktemp("real-mlflow")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("READMISSION_HOME", str(home))
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        settings = TrainingSettings.from_env()
-        registered = train.run(str(uci_zip), settings, model_card_path=home / "model-card.md")
-    return {"home": home, "settings": settings, "registered": registered}
+        return train_into(home, uci_zip, patch, model_card_path=home / "model-card.md")
 
 
 @pytest.fixture(scope="session")
@@ -45,17 +50,26 @@ def champion_store(request, tmp_path_factory):
     try:
         return request.getfixturevalue("real_champion")
     except pytest.skip.Exception:
-        from training import train
-        from training.settings import TrainingSettings
-
         home = tmp_path_factory.mktemp("synthetic-mlflow")
-        data_file = sample_data.write_csv(home, count=2000)
         with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("READMISSION_HOME", str(home))
-            patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-            settings = TrainingSettings.from_env()
-            registered = train.run(str(data_file), settings, verify=False, model_card_path=None)
-        return {"home": home, "settings": settings, "registered": registered}
+            return train_into(home, sample_data.write_csv(home, count=2000), patch, verify=False, model_card_path=None)
+
+
+@pytest.fixture(scope="module")
+def local(bento_home):
+    """The served model loaded in-process, to compare with what comes over HTTP."""
+    from bento.predictor import Predictor
+
+    return Predictor.load(bento_home["model_dir"], bento_home["tag"])
+
+
+@pytest.fixture(scope="module")
+def client(service):
+    """An HTTP client of the shared service."""
+    import httpx
+
+    with httpx.Client(base_url=service.url, timeout=30) as c:
+        yield c
 
 
 @pytest.fixture(scope="session")

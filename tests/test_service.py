@@ -3,25 +3,11 @@
 import json
 import math
 
-import httpx
 import numpy as np
 import pytest
 
 from bento import features
-from bento.predictor import Predictor
 from tests.test_features import RECORD, SEED_EXAMPLE
-
-
-@pytest.fixture(scope="module")
-def client(service):
-    with httpx.Client(base_url=service.url, timeout=10) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def local(bento_home):
-    """The same model loaded in-process, to compare with what comes over HTTP."""
-    return Predictor.load(bento_home["model_dir"], bento_home["tag"])
 
 
 def test_seed_example_gets_a_probability_label_band_and_model(client, local):

@@ -11,8 +11,9 @@ from mlflow.tracking import MlflowClient
 
 from bento import features
 from tests import sample_data
+from tests.conftest import train_into
 from training import cli, registry, train
-from training.settings import MODEL_NAME, TrainingSettings
+from training.settings import MODEL_NAME
 
 
 @pytest.fixture(scope="module")
@@ -20,11 +21,8 @@ def store(tmp_path_factory):
     home = tmp_path_factory.mktemp("mlflow-home")
     data_file = sample_data.write_csv(home, count=1500)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("READMISSION_HOME", str(home))
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        settings = TrainingSettings.from_env()
-        first = train.run(str(data_file), settings, verify=False, model_card_path=home / "model-card.md")
-        yield {"home": home, "data": data_file, "settings": settings, "first": first, "patch": patch}
+        trained = train_into(home, data_file, patch, verify=False, model_card_path=home / "model-card.md")
+        yield trained | {"first": trained["registered"]}
 
 
 def test_first_model_becomes_champion_with_its_metrics_logged(store):

@@ -28,18 +28,6 @@ FIELD_DATATYPES = {
 }
 
 
-@pytest.fixture(scope="module")
-def client(service):
-    with httpx.Client(base_url=service.url, timeout=30) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def local(bento_home):
-    """The same model loaded in-process, to compare with what comes over HTTP."""
-    return Predictor.load(bento_home["model_dir"], bento_home["tag"])
-
-
 def records(count: int, seed: int = 11) -> list[dict[str, Any]]:
     """`count` valid clinical records drawn from the feature spec."""
     rng = random.Random(seed)
