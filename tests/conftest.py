@@ -99,3 +99,24 @@ def service(bento_home, tmp_path_factory):
     server = servers.start(command, port, bentoml_env(bento_home["home"]), log)
     yield server
     server.stop()
+
+
+_FIGURES: list[tuple[str, str]] = []
+
+
+@pytest.fixture
+def figure(request):
+    """Record a measured figure (name, value); `make test` prints them all at the end, for the README."""
+
+    def record(name: str, value: object) -> None:
+        _FIGURES.append((f"{request.node.name}: {name}", str(value)))
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Print the figures the tests measured (soak, fault recovery, fuzzing) under one heading."""
+    if _FIGURES:
+        terminalreporter.section("measured figures")
+        for name, value in _FIGURES:
+            terminalreporter.write_line(f"{name} = {value}")
