@@ -123,7 +123,11 @@ def endpoint_of(scope: Scope) -> str:
 async def _refused(request: Request, error: Exception) -> Response:
     assert isinstance(error, RequestError)
     metrics.FAILURES.labels(endpoint_of(request.scope), error.reason.value).inc()
-    return FastJSONResponse({"error": error.message}, status_code=error.status)
+    # the rest of a body that was too large or too slow is never read: the connection cannot be reused
+    unread = error.reason in (Reason.BODY_TOO_LARGE, Reason.BODY_TIMEOUT)
+    return FastJSONResponse(
+        {"error": error.message}, status_code=error.status, headers={"Connection": "close"} if unread else None
+    )
 
 
 async def _http_error(request: Request, error: Exception) -> Response:

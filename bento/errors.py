@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
 
@@ -12,6 +13,7 @@ class Reason(StrEnum):
     INVALID_VALUE = "invalid_value"
     BATCH_SIZE = "batch_size"
     BODY_TOO_LARGE = "body_too_large"
+    BODY_TIMEOUT = "body_timeout"
     MEDIA_TYPE = "media_type"
     TENSOR = "tensor"
     UNKNOWN_MODEL = "unknown_model"
@@ -24,6 +26,7 @@ STATUS: dict[Reason, int] = {
     Reason.INVALID_VALUE: 400,
     Reason.BATCH_SIZE: 400,
     Reason.BODY_TOO_LARGE: 413,
+    Reason.BODY_TIMEOUT: 408,
     Reason.MEDIA_TYPE: 415,
     Reason.TENSOR: 400,
     Reason.UNKNOWN_MODEL: 404,
@@ -32,10 +35,18 @@ STATUS: dict[Reason, int] = {
 }
 
 
+# Errors echo field names and values a client chose, possibly megabytes of them: long words are cut, then the whole.
+MAX_MESSAGE = 500
+_LONG_WORD = re.compile(r"\S{80,}")
+
+
 class RequestError(Exception):
     """A request the service refuses, with a message that names the field and the reason."""
 
     def __init__(self, reason: Reason, message: str) -> None:
+        message = _LONG_WORD.sub(lambda word: word.group()[:60] + "...", message)
+        if len(message) > MAX_MESSAGE:
+            message = message[: MAX_MESSAGE - 20] + " ... (message cut)"
         super().__init__(message)
         self.reason = reason
         self.message = message

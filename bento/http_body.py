@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
@@ -20,8 +21,11 @@ def is_length(value: str) -> bool:
     return _LENGTH.fullmatch(value) is not None
 
 
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The whole body, refused with 413 as soon as it is known to exceed `max_bytes`."""
+async def read_body(request: Request, max_bytes: int, timeout_seconds: float) -> bytes:
+    """The whole body: 413 as soon as it is known to exceed `max_bytes`, 408 if it takes over `timeout_seconds`.
+
+    The deadline covers the whole body, so a client trickling bytes cannot hold a connection open for long.
+    """
     declared = request.headers.get("content-length")
     if declared is not None:
         if not is_length(declared):
@@ -30,11 +34,17 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
             raise RequestError(Reason.BODY_TOO_LARGE, f"the body exceeds the limit of {max_bytes} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise RequestError(Reason.BODY_TOO_LARGE, f"the body exceeds the limit of {max_bytes} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise RequestError(Reason.BODY_TOO_LARGE, f"the body exceeds the limit of {max_bytes} bytes")
+                chunks.append(chunk)
+    except TimeoutError as error:
+        raise RequestError(
+            Reason.BODY_TIMEOUT, f"the body did not arrive within {timeout_seconds:g} s ({size} bytes received)"
+        ) from error
     return b"".join(chunks)
 
 

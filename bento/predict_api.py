@@ -65,7 +65,9 @@ async def predict(request: Request, predictor: Predictor, settings: ServiceSetti
     """`POST /predict`: one patient in, probability, label, risk band and model out."""
     require_json(request)
     top = _explain_count(request, settings)
-    row, record = parse_patient(parse_json(await read_body(request, settings.max_body_bytes)))
+    row, record = parse_patient(
+        parse_json(await read_body(request, settings.max_body_bytes, settings.body_timeout_seconds))
+    )
     answer = _answers(predictor, row[None, :], [record], top)[0]
     return FastJSONResponse({**answer, "model": predictor.info.summary()})
 
@@ -74,7 +76,7 @@ async def predict_batch(request: Request, predictor: Predictor, settings: Servic
     """`POST /predict/batch`: a JSON list of patients (at most READMISSION_MAX_BATCH_ROWS)."""
     require_json(request)
     top = _explain_count(request, settings)
-    body = parse_json(await read_body(request, settings.max_body_bytes))
+    body = parse_json(await read_body(request, settings.max_body_bytes, settings.body_timeout_seconds))
     if not isinstance(body, list):
         raise RequestError(Reason.INVALID_VALUE, "the body must be a JSON list of patients")
     if not body:

@@ -28,6 +28,7 @@ class ServiceSettings:
     max_batch_rows: int = 1000
     max_infer_rows: int = 10_000
     max_body_bytes: int = 16 * MIB
+    body_timeout_seconds: int = 10
     top_factors: int = 5
     tracing: bool = False
 
@@ -42,6 +43,7 @@ class ServiceSettings:
             max_batch_rows=_int("READMISSION_MAX_BATCH_ROWS", defaults.max_batch_rows),
             max_infer_rows=_int("READMISSION_MAX_INFER_ROWS", defaults.max_infer_rows),
             max_body_bytes=_int("READMISSION_MAX_BODY_BYTES", defaults.max_body_bytes),
+            body_timeout_seconds=_int("READMISSION_BODY_TIMEOUT_SECONDS", defaults.body_timeout_seconds),
             top_factors=_int("READMISSION_TOP_FACTORS", defaults.top_factors),
             tracing=os.environ.get("READMISSION_TRACING", "").lower() in ("1", "true", "yes"),
         )

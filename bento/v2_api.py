@@ -169,7 +169,7 @@ async def infer(
 ) -> Response:
     """`POST /v2/models/{name}[/versions/{v}]/infer`."""
     check_model(name, requested_version, settings, predictor)
-    raw = await read_body(request, settings.max_body_bytes)
+    raw = await read_body(request, settings.max_body_bytes, settings.body_timeout_seconds)
     decoded = decode_request(raw, request.headers.get(HEADER_LENGTH))
     if _is_field_form(decoded):
         matrix = _matrix_from_fields(decoded.inputs, settings.max_infer_rows)

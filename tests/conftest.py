@@ -101,15 +101,18 @@ def service(bento_home, tmp_path_factory):
     server.stop()
 
 
-_FIGURES: list[tuple[str, str]] = []
+_FIGURES: dict[str, str] = {}
 
 
 @pytest.fixture
 def figure(request):
-    """Record a measured figure (name, value); `make test` prints them all at the end, for the README."""
+    """Record a measured figure (name, value); `make test` prints them all at the end, for the README.
+
+    A figure recorded again under the same test and name replaces the earlier value (running totals).
+    """
 
     def record(name: str, value: object) -> None:
-        _FIGURES.append((f"{request.node.name}: {name}", str(value)))
+        _FIGURES[f"{request.node.originalname}: {name}"] = str(value)
 
     return record
 
@@ -118,5 +121,5 @@ def pytest_terminal_summary(terminalreporter) -> None:
     """Print the figures the tests measured (soak, fault recovery, fuzzing) under one heading."""
     if _FIGURES:
         terminalreporter.section("measured figures")
-        for name, value in _FIGURES:
+        for name, value in _FIGURES.items():
             terminalreporter.write_line(f"{name} = {value}")

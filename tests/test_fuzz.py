@@ -21,6 +21,7 @@ from schemathesis import GenerationMode  # noqa: E402
 
 MAX_EXAMPLES = 30
 LEAKS = re.compile(r"Traceback|/work/|\.py\b|site-packages")
+_examples_run = 0
 
 
 # Parametrizing needs the operations at collection time, before the server runs, so the schema is built from
@@ -52,7 +53,10 @@ def test_the_fuzzed_schema_is_the_one_the_service_serves(service):
     database=None,
     suppress_health_check=list(HealthCheck),
 )
-def test_no_server_error_and_no_leak(case, service):
+def test_no_server_error_and_no_leak(case, service, figure):
+    global _examples_run
     response = case.call(base_url=service.url, timeout=30)
+    _examples_run += 1
+    figure("requests sent over all operations", _examples_run)
     assert response.status_code < 500, (response.status_code, response.text[:500])
     assert not LEAKS.search(response.text), response.text[:500]
