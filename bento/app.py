@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
-from bento import metrics, openapi, predict_api, v2_api
+from bento import auth, metrics, openapi, predict_api, v2_api
 from bento.errors import Reason, RequestError
 from bento.http_body import FastJSONResponse
 from bento.predictor import Predictor
@@ -47,11 +47,18 @@ async def _predict_batch(request: Request) -> Response:
     return await predict_api.predict_batch(request, _predictor(request), _settings(request))
 
 
+def is_ready(request: Request) -> bool:
+    """A model is loaded and the worker is not draining for shutdown (bento/drain.py)."""
+    return request.app.state.predictor is not None and not request.app.state.draining
+
+
 async def _health(request: Request) -> Response:
     """The original design's health check: status and the served model."""
     predictor: Predictor | None = request.app.state.predictor
     if predictor is None:
         return FastJSONResponse({"status": "not ready", "model_loaded": False}, status_code=503)
+    if request.app.state.draining:
+        return FastJSONResponse({"status": "draining", "model_loaded": True}, status_code=503)
     return FastJSONResponse({"status": "ok", "model_loaded": True, "model": predictor.info.summary()})
 
 
@@ -64,7 +71,7 @@ async def _v2_live(_: Request) -> Response:
 
 
 async def _v2_ready(request: Request) -> Response:
-    return v2_api.health_response("ready", request.app.state.predictor is not None)
+    return v2_api.health_response("ready", is_ready(request))
 
 
 async def _v2_model(request: Request) -> Response:
@@ -77,7 +84,7 @@ async def _v2_model_ready(request: Request) -> Response:
     predictor: Predictor | None = request.app.state.predictor
     name = request.path_params["model"]
     v2_api.check_model(name, request.path_params.get("version"), _settings(request), predictor)
-    return v2_api.health_response("ready", predictor is not None, name=name)
+    return v2_api.health_response("ready", is_ready(request), name=name)
 
 
 async def _v2_infer(request: Request) -> Response:
@@ -111,6 +118,19 @@ ROUTES = [
 ]
 
 
+def _guarded(route: Route) -> Route:
+    """The route behind the bearer token where bento/auth.py protects its path (checked before the body is read)."""
+    if not auth.protects(route.path):
+        return route
+    handler = route.endpoint
+
+    async def guarded(request: Request) -> Response:
+        auth.check(request.headers.get("authorization"), _settings(request).api_token)
+        return await handler(request)
+
+    return Route(route.path, guarded, methods=route.methods, name=route.name)
+
+
 def endpoint_of(scope: Scope) -> str:
     """The route template a request matches ("other" for none): a bounded metrics label."""
     for route in ROUTES:
@@ -125,9 +145,10 @@ async def _refused(request: Request, error: Exception) -> Response:
     metrics.FAILURES.labels(endpoint_of(request.scope), error.reason.value).inc()
     # the rest of a body that was too large or too slow is never read: the connection cannot be reused
     unread = error.reason in (Reason.BODY_TOO_LARGE, Reason.BODY_TIMEOUT)
-    return FastJSONResponse(
-        {"error": error.message}, status_code=error.status, headers={"Connection": "close"} if unread else None
-    )
+    headers = {"Connection": "close"} if unread else {}
+    if error.reason is Reason.UNAUTHORIZED:
+        headers |= auth.CHALLENGE
+    return FastJSONResponse({"error": error.message}, status_code=error.status, headers=headers or None)
 
 
 async def _http_error(request: Request, error: Exception) -> Response:
@@ -146,10 +167,11 @@ async def _unexpected(request: Request, error: Exception) -> Response:
 def create_app(settings: ServiceSettings) -> Starlette:
     """The application; `app.state.predictor` is set once the service has loaded the model."""
     app = Starlette(
-        routes=ROUTES,
+        routes=[_guarded(route) for route in ROUTES],
         middleware=[Middleware(metrics.TrafficMiddleware, endpoint_of=endpoint_of)],
         exception_handlers={RequestError: _refused, HTTPException: _http_error, Exception: _unexpected},
     )
     app.state.settings = settings
     app.state.predictor = None
+    app.state.draining = False  # set by bento/drain.py on SIGTERM
     return app

@@ -19,6 +19,7 @@ class Reason(StrEnum):
     UNKNOWN_MODEL = "unknown_model"
     NOT_FOUND = "not_found"
     NOT_READY = "not_ready"
+    UNAUTHORIZED = "unauthorized"
 
 
 STATUS: dict[Reason, int] = {
@@ -32,6 +33,7 @@ STATUS: dict[Reason, int] = {
     Reason.UNKNOWN_MODEL: 404,
     Reason.NOT_FOUND: 404,
     Reason.NOT_READY: 503,
+    Reason.UNAUTHORIZED: 401,
 }
 
 

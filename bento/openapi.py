@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 from functools import cache
 from typing import Any
 
-from bento import features
+from bento import auth, features
 from bento.settings import ServiceSettings
 
 _ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
@@ -167,6 +168,25 @@ def _document(model_name: str, max_batch_rows: int) -> dict[str, Any]:
     }
 
 
+_OPERATIONS = ("get", "put", "post", "delete", "patch")
+
+
+@cache
+def _secured(model_name: str, max_batch_rows: int) -> dict[str, Any]:
+    """The document with the bearer scheme on the operations bento/auth.py protects."""
+    doc = copy.deepcopy(_document(model_name, max_batch_rows))
+    doc["components"] = {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}}
+    unauthorized = {"description": "Bearer token missing or wrong", "content": {"application/json": {"schema": _ERROR}}}
+    for path, item in doc["paths"].items():
+        if auth.protects(path):
+            for operation in (item[method] for method in _OPERATIONS if method in item):
+                operation["security"] = [{"bearerAuth": []}]
+                operation["responses"]["401"] = unauthorized
+    return doc
+
+
 def document(settings: ServiceSettings) -> dict[str, Any]:
-    """The OpenAPI document (cached)."""
+    """The OpenAPI document (cached); with the bearer scheme when the service has a token."""
+    if settings.api_token is not None:
+        return _secured(settings.v2_model_name, settings.max_batch_rows)
     return _document(settings.v2_model_name, settings.max_batch_rows)

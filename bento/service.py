@@ -2,6 +2,10 @@
 
 `bentoml serve bento.service:ReadmissionService` (or `bentoml serve` in the project root).
 Routes live in bento/app.py; BentoML adds /livez, /readyz and /healthz.
+
+Faults (tests/test_faults.py): a model missing, corrupt or trained on another feature spec leaves the
+server up but not ready (a log line says why; predictions answer 503); a worker that dies is respawned;
+SIGTERM drains before it stops (bento/drain.py).
 """
 
 from __future__ import annotations
@@ -11,16 +15,47 @@ import logging
 from pathlib import Path
 
 import bentoml
-from bentoml.exceptions import NotFound
+import bentoml.serving
+from bentoml._internal.models import Model as StoredModel
+from bentoml._internal.types import PathType
+from bentoml.exceptions import BentoMLException
 
-from bento import metrics
+from bento import drain, metrics
 from bento.app import create_app
 from bento.predictor import ModelLoadError, Predictor
 from bento.settings import ServiceSettings
 
 logger = logging.getLogger("readmission")
+logger.setLevel(logging.INFO)  # BentoML's server logging keeps the root at WARNING; our INFO lines reach its handler
 SETTINGS = ServiceSettings.from_env()
 app = create_app(SETTINGS)
+app.add_middleware(drain.RequestClock)
+DRAIN = drain.Drain(SETTINGS.drain_seconds, app.state)
+
+# BentoML turns circus's respawn of dead workers off where BENTOML_CONTAINERIZED is set (its Dockerfile sets
+# it): a worker killed there (OOM killer, segfault) is never replaced, and when it was the last one the whole
+# server exits. Respawn everywhere instead: the arbiter notices within its 10 s check period and starts a new
+# worker, with or without Kubernetes. (create_watcher, in the `bentoml serve` process, asks this function;
+# that process imports this module before it creates its watchers.)
+bentoml.serving.running_inside_container = lambda: False
+
+
+class ServedModel(bentoml.models.BentoModel):
+    """A BentoModel that lets the server start without its model: the worker then stays not ready.
+
+    BentoML resolves every model of the service before it starts the workers and stops with an error when
+    one is not in the store; here the worker logs what is wrong and /readyz stays 503 instead. `bentoml
+    build` still refuses a missing model (it asks `to_info`), and copying into a Bento still raises.
+    """
+
+    def resolve(self, base_path: PathType | None = None) -> StoredModel | None:  # type: ignore[override]
+        """The stored model, or None where it is not in the store (and not being copied into a Bento)."""
+        try:
+            return super().resolve(base_path)
+        except BentoMLException:
+            if base_path is not None:
+                raise
+            return None
 
 
 @bentoml.asgi_app(app, path="/")
@@ -38,13 +73,17 @@ app = create_app(SETTINGS)
 class ReadmissionService:
     """Loads the model from the BentoML store (carried by the Bento) into every worker."""
 
-    model = bentoml.models.BentoModel(SETTINGS.model_tag)
+    model = ServedModel(SETTINGS.model_tag)
 
     def __init__(self) -> None:
+        DRAIN.install()  # uvicorn's SIGTERM handler is in place: the service is created in its lifespan
         try:
             stored = self.model
+            if stored is None:
+                missing = f"model {SETTINGS.model_tag} is not in the BentoML model store"
+                raise ModelLoadError(missing + " (see READMISSION_MODEL_TAG and `readmission import`)")
             predictor = Predictor.load(Path(stored.path), str(stored.tag))
-        except (NotFound, ModelLoadError) as error:
+        except ModelLoadError as error:
             logger.error("not ready: the model cannot be loaded: %s", error)
             metrics.model_missing()
             return
@@ -54,5 +93,5 @@ class ReadmissionService:
         gc.freeze()  # start-up objects never die: keep them out of the collector's full passes (tail latency)
 
     def __is_ready__(self) -> bool:
-        """Ready only with a model loaded."""
-        return app.state.predictor is not None
+        """Ready only with a model loaded, and not once SIGTERM has begun the drain."""
+        return app.state.predictor is not None and not app.state.draining

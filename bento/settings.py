@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 MIB = 1024 * 1024
 
@@ -31,6 +31,10 @@ class ServiceSettings:
     body_timeout_seconds: int = 10
     top_factors: int = 5
     tracing: bool = False
+    # after SIGTERM: keep serving until no request for a second, at most this long (bento/drain.py)
+    drain_seconds: int = 10
+    # bearer token of the prediction routes (bento/auth.py); None: no check. Kept out of repr: never logged.
+    api_token: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls) -> ServiceSettings:
@@ -46,4 +50,6 @@ class ServiceSettings:
             body_timeout_seconds=_int("READMISSION_BODY_TIMEOUT_SECONDS", defaults.body_timeout_seconds),
             top_factors=_int("READMISSION_TOP_FACTORS", defaults.top_factors),
             tracing=os.environ.get("READMISSION_TRACING", "").lower() in ("1", "true", "yes"),
+            drain_seconds=_int("READMISSION_DRAIN_SECONDS", defaults.drain_seconds),
+            api_token=os.environ.get("READMISSION_API_TOKEN", "").strip() or None,
         )

@@ -11,7 +11,8 @@
 #   --dry-run                                        print every command, run none
 #
 # Environment: KUBECTL (default "microk8s kubectl"), HELM (default "microk8s helm"), BUILDER
-# (docker|podman|buildah, default: the first that works), BENTOML, READMISSION_CLI, API_URL.
+# (docker|podman|buildah, default: the first that works), BENTOML, READMISSION_CLI, API_URL,
+# READMISSION_API_TOKEN (the API's bearer token; default: the one in the cluster, else a new random one).
 set -euo pipefail
 
 # Pinned versions of what the cluster needs (kserve/README.md names the Kubernetes version validated against).
@@ -26,6 +27,10 @@ NAMESPACE="readmission"
 ISVC="readmission"
 BENTO="readmission"
 CANARY_PERCENT=10
+# The API's bearer token (key `token`), never in the repository: in the namespaces of the callers' pods,
+# the predictor and the UI (readmission) and Locust (loadtest).
+API_TOKEN_SECRET="readmission-api-token"  # pragma: allowlist secret (the Secret's name, not a secret)
+TOKEN_NAMESPACES=("$NAMESPACE" loadtest)
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 KSERVE_DIR="$ROOT/kserve"
@@ -238,6 +243,39 @@ EOF
     kubectl_ apply -k "$dir"
 }
 
+# The API token as it is in the cluster (empty when there is none yet).
+read_api_token() {
+    "${KUBECTL[@]}" get secret "$API_TOKEN_SECRET" -n "$NAMESPACE" -o 'jsonpath={.data.token}' 2>/dev/null |
+        base64 -d 2>/dev/null || true
+}
+
+# Secret readmission-api-token in every namespace of TOKEN_NAMESPACES: the token is $READMISSION_API_TOKEN,
+# else the one already in the cluster (kept across deploys), else a new random one. Never printed.
+ensure_api_token() {
+    local namespaces=${TOKEN_NAMESPACES[*]} token file ns
+    log "the API token: Secret/$API_TOKEN_SECRET in namespaces $namespaces"
+    kubectl_ apply -f "$KSERVE_DIR/base/namespace.yaml"
+    kubectl_ apply -f "$ROOT/loadtest/k8s/namespace.yaml"
+    if [[ $DRY_RUN -eq 1 ]]; then
+        note "token: \$READMISSION_API_TOKEN, else the Secret's, else openssl rand -hex 32 (never printed)"
+        note "${KUBECTL[*]} create secret generic $API_TOKEN_SECRET --from-file=token=<file> -n <ns> --dry-run=client -o yaml | ${KUBECTL[*]} apply -f - (for $namespaces)"
+        return
+    fi
+    token=${READMISSION_API_TOKEN:-}
+    [[ -n $token ]] || token=$(read_api_token)
+    [[ -n $token ]] || token=$(openssl rand -hex 32 2>/dev/null || python3 -c 'import secrets; print(secrets.token_hex(32))')
+    file=$(mktemp)  # mode 600: the token never appears on a command line
+    # shellcheck disable=SC2064  # expand now: the file of this call
+    trap "rm -f '$file'" RETURN
+    printf '%s' "$token" >"$file"
+    for ns in "${TOKEN_NAMESPACES[@]}"; do
+        "${KUBECTL[@]}" create secret generic "$API_TOKEN_SECRET" -n "$ns" --from-file=token="$file" \
+            --dry-run=client -o yaml | "${KUBECTL[@]}" apply -f -
+    done
+    log "read the token with: ${KUBECTL[*]} get secret $API_TOKEN_SECRET -n $NAMESPACE -o jsonpath='{.data.token}' | base64 -d"
+    log "pods read it when they start: after a new token, restart the predictor, the UI and Locust"
+}
+
 wait_ready() {
     log "waiting for inferenceservice/$ISVC to be Ready"
     kubectl_ wait --for=condition=Ready "inferenceservice/$ISVC" -n "$NAMESPACE" --timeout=600s
@@ -245,7 +283,7 @@ wait_ready() {
 
 smoke_test() {
     log "V2 smoke request through $API_URL"
-    local host=() zeros body
+    local host=() zeros body auth
     if [[ $OVERLAY == knative ]]; then
         # Kourier routes by Host: the predictor's Knative host name, from the InferenceService's status.
         if [[ $DRY_RUN -eq 1 ]]; then
@@ -258,9 +296,16 @@ smoke_test() {
         fi
     fi
     zeros=$(printf '0,%.0s' $(seq 262))0
+    # /infer needs the bearer token: passed in a header file so that it is never printed
+    auth=$(mktemp)
+    # shellcheck disable=SC2064  # expand now: the file of this call
+    trap "rm -f '$auth'" RETURN
+    if [[ $DRY_RUN -eq 0 ]]; then
+        printf 'Authorization: Bearer %s\n' "$(read_api_token)" >"$auth"
+    fi
     body='{"id":"smoke","inputs":[{"name":"input-0","shape":[1,263],"datatype":"FP32","data":['"$zeros"']}]}'
     run curl -fsS --retry 5 --retry-all-errors --max-time 10 "${host[@]}" "$API_URL/v2/models/$BENTO/ready"
-    run curl -fsS --max-time 10 "${host[@]}" -H 'Content-Type: application/json' \
+    run curl -fsS --max-time 10 "${host[@]}" -H "@$auth" -H 'Content-Type: application/json' \
         -d "$body" "$API_URL/v2/models/$BENTO/infer"
     echo
 }
@@ -277,6 +322,7 @@ cmd_deploy() {
     install_kserve
     run make -C "$ROOT" import  # the champion from MLflow into the BentoML store (stamped)
     build_and_push "$tag"
+    ensure_api_token
     log "applying kserve/overlays/$OVERLAY"
     kubectl_ apply -k "$KSERVE_DIR/overlays/$OVERLAY"
     wait_ready
@@ -296,6 +342,7 @@ cmd_canary() {
     fi
     run "$READMISSION_CLI" import
     build_and_push "$TAG"
+    ensure_api_token
     log "canary: $TAG on $CANARY_PERCENT% of the traffic"
     apply_with_tag canary "$TAG"
     wait_ready
@@ -382,6 +429,7 @@ cmd_restore() {
     check_prerequisites
     [[ $DRY_RUN -eq 1 || -d $BACKUP_DIR ]] || die "no backup in $BACKUP_DIR"
     log "restoring the configuration from $BACKUP_DIR"
+    ensure_api_token  # Secrets are not in backups
     local file
     for file in knative-serving-config kserve-config "$NAMESPACE" loadtest observability; do
         if [[ $DRY_RUN -eq 1 || -s "$BACKUP_DIR/$file.json" ]]; then

@@ -15,6 +15,7 @@ between calls. Tasks, by weight:
 
 Every response is checked (status 200 and a well-formed body); anything else counts as a failure.
 The target is Locust's `--host`; the V2 model name is `--v2-model` (env READMISSION_V2_MODEL_NAME).
+With READMISSION_API_TOKEN set, every request carries `Authorization: Bearer <token>`.
 At the end the master prints a summary, writes `summary.json` next to the CSV, and sets the exit code
 from the SLO check (loadtest/slo.py): 0 when met, 1 when violated.
 """
@@ -200,6 +201,8 @@ class ReadmissionClient(FastHttpUser):
     connection_timeout = 10.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        token = os.environ.get("READMISSION_API_TOKEN", "").strip()  # the service's bearer token, if it has one
+        self.default_headers = {"Authorization": f"Bearer {token}"} if token else None  # read by super().__init__
         super().__init__(*args, **kwargs)
         self.rng = random.Random(int.from_bytes(os.urandom(8), "big"))
         options = self.environment.parsed_options

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -29,6 +30,7 @@ from bento.predictor import Predictor  # noqa: E402
 BENTO_PATH = "/home/bentoml/bento"
 # podman here: runc (crun fails on this cgroup setup) and explicit limits.
 RUN_FLAGS = ["--runtime", "runc", "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=20000:20000"]
+PREDICTOR_MANIFEST = REPO / "kserve" / "base" / "inferenceservice.yaml"
 RECORD = features.EXAMPLE_PATIENT
 OTHER = RECORD | {"number_inpatient": 6, "age": "[80-90)", "race": None, "diag_1": "250.83"}
 
@@ -82,6 +84,29 @@ def remove(container: str) -> None:
     run("podman", "rm", "--force", "--time", "10", container, check=False)
 
 
+def pod_flags(manifest: Path = PREDICTOR_MANIFEST) -> list[str]:
+    """podman flags that run the container as the KServe predictor's securityContext does.
+
+    Read-only root, every capability dropped, no privilege escalation, the pod's user, and a tmpfs for
+    each emptyDir the manifest mounts (with the environment that points there): the image must work so.
+    """
+    predictor = yaml.safe_load(manifest.read_text())["spec"]["predictor"]
+    container = predictor["containers"][0]
+    security = container["securityContext"]
+    flags = ["--user", str(security["runAsUser"])]
+    if security.get("readOnlyRootFilesystem"):
+        flags.append("--read-only")
+    flags += [f"--cap-drop={c.lower()}" for c in security.get("capabilities", {}).get("drop", [])]
+    if security.get("allowPrivilegeEscalation") is False:
+        flags += ["--security-opt", "no-new-privileges"]
+    scratch = {v["name"] for v in predictor.get("volumes", []) if "emptyDir" in v}
+    for mount in container.get("volumeMounts", []):
+        if mount["name"] in scratch:
+            flags += ["--tmpfs", f"{mount['mountPath']}:rw,mode=1777"]
+    flags += [f"--env={e['name']}={e['value']}" for e in container.get("env", []) if "value" in e]
+    return flags
+
+
 def offline_start(image: str, timeout: float) -> float:
     """Start with no network at all (--network none) and wait for /readyz from inside: seconds to ready."""
     name = f"readmission-oci-offline-{os.getpid()}"
@@ -112,12 +137,15 @@ def check(image: str, store: str, archive: Path, timeout: float) -> dict[str, An
     name = f"readmission-oci-{os.getpid()}"
     url = f"http://127.0.0.1:{port}"
     started = time.monotonic()
-    run("podman", "run", "--detach", "--name", name, "--network", "host", *RUN_FLAGS, image,
+    report["pod_flags"] = pod_flags()
+    run("podman", "run", "--detach", "--name", name, "--network", "host", *RUN_FLAGS, *report["pod_flags"], image,
         "--host", "127.0.0.1", "--port", str(port))  # fmt: skip
     try:
         wait_ready(url, name, timeout)
         report["startup_seconds"] = round(time.monotonic() - started, 2)
         report["uid"] = int(run("podman", "exec", name, "id", "-u").stdout)
+        touch = run("podman", "exec", name, "touch", f"{BENTO_PATH}/written", check=False)
+        report["root_filesystem_writable"] = touch.returncode == 0
         report["user"] = run("podman", "exec", name, "id", "-un").stdout.strip()
         top = run("podman", "top", name, "user", "args").stdout.splitlines()[1:]
         report["process_users"] = sorted({line.split()[0] for line in top if line.strip()})
@@ -177,6 +205,7 @@ def main() -> None:
         message
         for ok, message in [
             (report["uid"] != 0 and "root" not in report["process_users"], "the service runs as root"),
+            (not report["root_filesystem_writable"], "the root filesystem is writable under the pod's flags"),
             (bool(report["models"]), "no model in the image"),
             (not report["mlflow_installed"], "mlflow is installed in the image"),
             (report["predict_matches"], "/predict differs from the source tree's model"),

@@ -86,7 +86,14 @@ def bento_home(champion_store, tmp_path_factory):
 
 def bentoml_env(home: Path) -> dict[str, str]:
     """Environment of a test BentoML server: its own home, no telemetry."""
-    return {"BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true", "PYTHONPATH": str(REPO)}
+    # READMISSION_API_TOKEN empty: the shared service has no bearer token whatever the developer's shell holds
+    # (tests/test_auth.py starts its own service with one).
+    return {
+        "BENTOML_HOME": str(home),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "PYTHONPATH": str(REPO),
+        "READMISSION_API_TOKEN": "",
+    }
 
 
 @pytest.fixture(scope="session")

@@ -130,3 +130,14 @@ def test_the_repository_root_is_what_the_folders_say():
     # the folders that ship manifests: a new one must be added to this policy's sources
     shipped = {path.parent.name for path in Path(KSERVE.parent).glob("*/k8s")} | {"kserve"}
     assert shipped == {"kserve", "ui", "loadtest", "observability"}, shipped
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_grace_period_covers_the_drain_and_the_longest_request(overlay):
+    from bento.settings import ServiceSettings
+
+    (isvc,) = [doc for doc in render(KSERVE / "overlays" / overlay) if doc["kind"] == "InferenceService"]
+    request_timeout = 30  # bento/service.py traffic timeout
+    assert (
+        isvc["spec"]["predictor"]["terminationGracePeriodSeconds"] >= ServiceSettings().drain_seconds + request_timeout
+    )

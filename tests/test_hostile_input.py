@@ -13,6 +13,7 @@ import socket
 import time
 from urllib.parse import urlparse
 
+import httpx
 import pytest
 
 from bento.settings import ServiceSettings
@@ -82,6 +83,23 @@ def test_a_body_sent_byte_by_byte_is_cut_off_at_the_deadline(service, client, pa
     assert "did not arrive within" in json.loads(body)["error"]
     assert BODY_TIMEOUT - 1 <= seconds <= BODY_TIMEOUT + 5, seconds
     still_serving(client)
+
+
+@pytest.mark.slow
+def test_many_clients_stuck_in_their_headers_do_not_starve_the_others(service):
+    # headers are not bounded by the body deadline (uvicorn has no header timeout; the ingress bounds them
+    # in Kubernetes): idle half-open requests must at least not block anybody else
+    where = urlparse(service.url)
+    stuck = [socket.create_connection((where.hostname, where.port), timeout=5) for _ in range(200)]
+    try:
+        for connection in stuck:
+            connection.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Le")
+        started = time.monotonic()
+        fresh = httpx.post(f"{service.url}/predict", json=RECORD, timeout=10)  # a new connection, not a kept one
+        assert fresh.status_code == 200 and time.monotonic() - started < 5
+    finally:
+        for connection in stuck:
+            connection.close()
 
 
 def test_a_megabyte_in_a_categorical_field_names_the_field_and_is_not_echoed(client):

@@ -541,3 +541,86 @@ def test_deploy_refuses_bad_arguments() -> None:
             [bash, str(KSERVE / "deploy.sh"), *args, "--dry-run"], capture_output=True, text=True, env=env, timeout=60
         )
         assert result.returncode != 0, args
+
+
+# The API's bearer token (bento/auth.py): from a Secret that deploy.sh makes, never from the repository
+
+API_TOKEN_REF = {"name": "readmission-api-token", "key": "token"}
+TOKEN_CALLERS = {"ui": "readmission-ui", "loadtest": "locust-worker"}  # the Deployments that call the API
+
+
+def token_ref(container: dict) -> dict | None:
+    """The secretKeyRef of READMISSION_API_TOKEN in a container's env (None when absent or a plain value)."""
+    for item in container.get("env", []):
+        if item["name"] == "READMISSION_API_TOKEN":
+            assert "value" not in item, "the token is never a literal in a manifest"
+            return item.get("valueFrom", {}).get("secretKeyRef")
+    return None
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_predictor_reads_the_api_token_from_a_secret(overlay: str) -> None:
+    ref = token_ref(predictor_container(isvc_of(overlay)))
+    assert ref is not None and {key: ref[key] for key in ("name", "key")} == API_TOKEN_REF
+    assert not ref.get("optional"), "without its Secret the predictor must not start unprotected"
+
+
+def test_the_ui_and_locust_send_the_token_from_the_same_secret() -> None:
+    for part, name in TOKEN_CALLERS.items():
+        (deployment,) = [
+            doc
+            for doc in resources_of(load_folder(REPO / part / "k8s"))
+            if doc.get("kind") == "Deployment" and doc["metadata"]["name"] == name
+        ]
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        ref = token_ref(container)
+        assert ref is not None and {key: ref[key] for key in ("name", "key")} == API_TOKEN_REF, f"{part}: {name}"
+
+
+def test_no_manifest_carries_a_secret_value() -> None:
+    """Secrets are made by deploy.sh; a `kind: Secret` with data in a file or a rendered overlay would commit one."""
+    docs = [(source, doc) for source, doc in all_manifests()]
+    for part in ("kserve", "ui", "loadtest", "observability"):
+        for path in sorted([*(REPO / part).rglob("*.yaml"), *(REPO / part).rglob("*.yml")]):
+            source = str(path.relative_to(REPO))
+            docs.extend((source, doc) for doc in yaml.safe_load_all(path.read_text()) if isinstance(doc, dict))
+    assert len(docs) > 20
+    offenders = [
+        f"{source}: {name_of(doc)}"
+        for source, doc in docs
+        if doc.get("kind") == "Secret" and (doc.get("data") or doc.get("stringData"))
+    ]
+    assert not offenders, "\n".join(offenders)
+
+
+def test_deploy_creates_the_token_secret_before_applying_and_never_prints_the_token() -> None:
+    bash = shutil.which("bash")
+    assert bash is not None
+    token = "not-a-real-token-0123456789abcdef"
+    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp"), "BUILDER": "docker"}
+    result = subprocess.run(
+        [bash, str(KSERVE / "deploy.sh"), "--dry-run"],
+        capture_output=True,
+        text=True,
+        env={**env, "READMISSION_API_TOKEN": token},
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert token not in result.stdout + result.stderr
+    commands = [line[2:] for line in result.stdout.splitlines() if line.startswith("+ ")]
+    assert_in_order(
+        commands,
+        [
+            "namespace.yaml",
+            "create secret generic readmission-api-token",
+            "kubectl apply -k",
+            "/v2/models/readmission/ready",
+            "/v2/models/readmission/infer",
+        ],
+    )
+    (create,) = [command for command in commands if "create secret generic readmission-api-token" in command]
+    assert "--dry-run=client -o yaml" in create and "apply -f -" in create  # create or update, idempotent
+    (infer,) = [command for command in commands if "/v2/models/readmission/infer" in command]
+    assert "-H @" in infer, "the smoke request's token comes from a header file, not the command line"
+    for command in ("canary --tag 9.9.9", "restore --dir /tmp/readmission-backup"):
+        assert any("create secret generic readmission-api-token" in c for c in dry_run(*command.split()))

@@ -87,6 +87,15 @@ def test_image_holds_the_model_and_no_mlflow(report, bento_home):
     assert not any(v.startswith(("PIP_CERT=", "SSL_CERT_FILE=")) for v in report["env"])  # build-only settings
 
 
+def test_image_serves_under_the_pods_security_context(report):
+    # the KServe manifest's read-only root, dropped capabilities and emptyDir scratch, applied by podman
+    flags = report["pod_flags"]
+    assert "--read-only" in flags and "--cap-drop=all" in flags and "no-new-privileges" in flags
+    assert sum(flag == "--tmpfs" for flag in flags) >= 2
+    assert not report["root_filesystem_writable"]
+    assert report["predict"]["probability"] > 0
+
+
 def test_image_starts_without_a_network(report):
     assert report["offline_startup_seconds"] < MAX_STARTUP_SECONDS
 

@@ -320,6 +320,6 @@ def test_the_kubernetes_manifests_expose_a_hardened_app_on_nodeport_30081():
     hardened = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
     assert container["securityContext"] == hardened
     assert {"requests", "limits"} <= container["resources"].keys()
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}  # the API token: a secretKeyRef
     assert env["READMISSION_API_URL"] == "http://readmission-predictor.readmission.svc.cluster.local"
     assert {m["mountPath"] for m in container["volumeMounts"]} == {env["HOME"], "/tmp"}

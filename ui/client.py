@@ -23,6 +23,7 @@ class Client:
     def __init__(self, settings: Settings) -> None:
         self.url = settings.api_url
         self.timeout = settings.timeout
+        self.headers = {"Authorization": f"Bearer {settings.api_token}"} if settings.api_token else {}
 
     def predict(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """One patient's answer with its top factors (`POST /predict?explain=true`)."""
@@ -41,7 +42,7 @@ class Client:
 
     def _post(self, path: str, body: Any) -> Any:
         try:
-            response = httpx.post(self.url + path, json=body, timeout=self.timeout)
+            response = httpx.post(self.url + path, json=body, headers=self.headers, timeout=self.timeout)
         except httpx.TimeoutException as error:
             raise ServiceError(
                 f"The risk service did not answer within {self.timeout:g} seconds. It may be busy: "
@@ -52,6 +53,8 @@ class Client:
                 f"The risk service cannot be reached at {self.url}. It may be down or restarting: "
                 "your values are kept, try again in a minute and tell IT if it persists."
             ) from error
+        if response.status_code == 401:
+            raise ServiceError("The risk service refused this page's API token (READMISSION_API_TOKEN). Tell IT.")
         if response.status_code == 503:
             raise ServiceError("The risk service is starting up and not ready yet. Try again in a minute.")
         if 400 <= response.status_code < 500:

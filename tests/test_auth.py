@@ -1,0 +1,337 @@
+"""The optional bearer token (bento/auth.py): a real service started with READMISSION_API_TOKEN, its clients
+(tritonclient, the Streamlit UI's client, the Locust user), and the OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from bento import auth, features, openapi
+from bento.errors import RequestError
+from bento.settings import ServiceSettings
+from tests import servers
+from tests.conftest import bentoml_env
+from tests.test_features import RECORD, SEED_EXAMPLE
+from ui.client import Client, ServiceError
+from ui.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+TOKEN = secrets.token_hex(24)  # random per run: it can only reach the log through the service
+MODEL = "readmission"
+ROW = features.vector_from_encoded(SEED_EXAMPLE).tolist()
+DATA = [None if math.isnan(value) else value for value in ROW]  # JSON null: missing (the ICD-9 code columns)
+INFER = {"inputs": [{"name": "input-0", "shape": [1, len(ROW)], "datatype": "FP32", "data": DATA}]}
+# (method, path, JSON body) of every protected operation; {v} is the served model version
+PROTECTED = [
+    ("POST", "/predict", SEED_EXAMPLE),
+    ("POST", "/predict/batch", [RECORD, SEED_EXAMPLE]),
+    ("POST", f"/v2/models/{MODEL}/infer", INFER),
+    ("POST", f"/v2/models/{MODEL}/versions/{{v}}/infer", INFER),
+    ("GET", f"/v2/models/{MODEL}", None),
+    ("GET", f"/v2/models/{MODEL}/versions/{{v}}", None),
+]
+OPEN = [
+    *("/livez", "/readyz", "/healthz", "/health", "/v2", "/v2/health/live", "/v2/health/ready"),
+    *(f"/v2/models/{MODEL}/ready", f"/v2/models/{MODEL}/versions/{{v}}/ready", "/metrics", "/openapi.json"),
+]
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+# --- the decision and the comparison, in-process -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "protected"),
+    [
+        ("/predict", True),
+        ("/predict/batch", True),
+        ("/v2/models/readmission", True),
+        ("/v2/models/readmission/infer", True),
+        ("/v2/models/readmission/versions/3", True),
+        ("/v2/models/readmission/versions/3/infer", True),
+        ("/v2/models/{model}/versions/{version}/infer", True),
+        ("/v2/models/readmission/ready/infer", True),
+        ("/v2/models/readmission/ready", False),
+        ("/v2/models/readmission/versions/3/ready", False),
+        ("/v2/models/{model}/ready", False),
+        ("/v2", False),
+        ("/v2/health/live", False),
+        ("/v2/health/ready", False),
+        ("/health", False),
+        ("/livez", False),
+        ("/readyz", False),
+        ("/healthz", False),
+        ("/metrics", False),
+        ("/openapi.json", False),
+    ],
+)
+def test_which_paths_need_the_token(path, protected):
+    assert auth.protects(path) is protected
+
+
+def test_check_accepts_only_the_exact_bearer_token():
+    auth.check(None, None)  # no token configured: every request passes
+    auth.check("Bearer anything", None)
+    auth.check(f"Bearer {TOKEN}", TOKEN)
+    auth.check(f"bearer   {TOKEN} ", TOKEN)  # the scheme is case-insensitive (RFC 7235)
+    for header, message in [
+        (None, auth.MISSING),
+        ("", auth.MISSING),
+        ("Bearer", auth.MISSING),
+        (f"Basic {TOKEN}", auth.MISSING),
+        (TOKEN, auth.MISSING),
+        (f"Bearer {TOKEN}x", auth.WRONG),
+        (f"Bearer {TOKEN[:-1]}", auth.WRONG),
+        ("Bearer é", auth.WRONG),
+    ]:
+        with pytest.raises(RequestError) as refused:
+            auth.check(header, TOKEN)
+        assert refused.value.status == 401 and refused.value.reason.value == "unauthorized"
+        assert refused.value.message == message and TOKEN not in refused.value.message
+
+
+def test_the_token_is_read_from_the_environment_and_kept_out_of_repr(monkeypatch):
+    monkeypatch.setenv("READMISSION_API_TOKEN", f" {TOKEN}\n")
+    settings = ServiceSettings.from_env()
+    assert settings.api_token == TOKEN
+    assert TOKEN not in repr(settings)
+    monkeypatch.setenv("READMISSION_API_TOKEN", "")
+    assert ServiceSettings.from_env().api_token is None
+    monkeypatch.delenv("READMISSION_API_TOKEN")
+    assert ServiceSettings.from_env().api_token is None
+
+
+def test_the_openapi_document_has_security_only_with_a_token():
+    plain = openapi.document(ServiceSettings())
+    assert "components" not in plain  # what tests/test_fuzz.py fuzzes: no token configured
+    assert not any("security" in op for item in plain["paths"].values() for op in item.values() if isinstance(op, dict))
+    secured = openapi.document(ServiceSettings(api_token=TOKEN))
+    assert secured["components"]["securitySchemes"]["bearerAuth"] == {"type": "http", "scheme": "bearer"}
+    assert TOKEN not in json.dumps(secured)
+    for path, item in secured["paths"].items():
+        for method in ("get", "post"):
+            if method in item:
+                operation = item[method]
+                assert ("security" in operation) is auth.protects(path), f"{method} {path}"
+                if auth.protects(path):
+                    assert operation["security"] == [{"bearerAuth": []}]
+                    assert "401" in operation["responses"]
+
+
+# --- the Streamlit UI's client -----------------------------------------------------------------------------
+
+
+class FakePost:
+    """Stands in for httpx.post in ui/client.py: records the headers, answers `status` (200: a prediction)."""
+
+    def __init__(self) -> None:
+        self.status, self.headers = 200, []
+
+    def __call__(self, url, json=None, headers=None, timeout=None):  # httpx.post's own parameter names
+        self.headers.append(dict(headers or {}))
+        answer = {"probability": 0.2, "label": 1, "risk_band": "high", "model": {"version": "1"}}
+        body = answer | {"predictions": [answer] * len(json)}  # one answer per patient for /predict/batch
+        if self.status == 401:
+            body = {"error": auth.WRONG}
+        return httpx.Response(self.status, json=body, request=httpx.Request("POST", url))
+
+
+@pytest.fixture
+def fake_post(monkeypatch) -> FakePost:
+    fake = FakePost()
+    monkeypatch.setattr("ui.client.httpx.post", fake)
+    return fake
+
+
+def test_ui_client_sends_the_token_from_the_environment(monkeypatch, fake_post):
+    monkeypatch.setenv("READMISSION_API_TOKEN", TOKEN)
+    settings = Settings.from_env()
+    assert TOKEN not in repr(settings)
+    Client(settings).predict(RECORD)
+    Client(settings).predict_batch([RECORD])
+    assert [h.get("Authorization") for h in fake_post.headers] == [f"Bearer {TOKEN}"] * 2
+    monkeypatch.delenv("READMISSION_API_TOKEN")
+    Client(Settings.from_env()).predict(RECORD)
+    assert "Authorization" not in fake_post.headers[-1]
+
+
+def test_ui_client_says_the_token_was_refused(fake_post):
+    fake_post.status = 401
+    with pytest.raises(ServiceError, match="API token") as refused:
+        Client(Settings(api_token="s3cr3t")).predict(RECORD)
+    assert "s3cr3t" not in str(refused.value)
+
+
+# --- a real service with a token ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def secured(bento_home, tmp_path_factory) -> Iterator[servers.Server]:
+    """`bentoml serve` of the source tree with READMISSION_API_TOKEN, in its own BentoML home (own metrics)."""
+    folder = tmp_path_factory.mktemp("auth-service")
+    home = folder / "bentoml"
+    shutil.copytree(bento_home["home"], home, ignore=shutil.ignore_patterns("prometheus_multiproc_dir", "tmp"))
+    port = servers.free_port()
+    command = [str(Path(sys.executable).parent / "bentoml"), "serve", "bento.service:ReadmissionService",
+               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    server = servers.start(command, port, {**bentoml_env(home), "READMISSION_API_TOKEN": TOKEN}, folder / "log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def http(secured) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=secured.url, timeout=30) as client:
+        yield client
+
+
+def request(http: httpx.Client, method: str, path: str, body, version: str, headers=None) -> httpx.Response:
+    return http.request(method, path.format(v=version), json=body, headers=headers)
+
+
+def failures(http: httpx.Client, endpoint: str, reason: str) -> float:
+    """readmission_validation_failures_total{endpoint, reason} as the service exposes it (0 when absent)."""
+    for family in text_string_to_metric_families(http.get("/metrics").text):
+        if family.name == "readmission_validation_failures":
+            for sample in family.samples:
+                if sample.name.endswith("_total") and sample.labels == {"endpoint": endpoint, "reason": reason}:
+                    return sample.value
+    return 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("method", "path", "body"), PROTECTED, ids=[f"{m} {p}" for m, p, _ in PROTECTED])
+@pytest.mark.parametrize("headers", [None, bearer("wrong-" + TOKEN[:8]), {"Authorization": f"Basic {TOKEN}"}],
+                         ids=["no token", "wrong token", "basic scheme"])  # fmt: skip
+def test_protected_routes_refuse_without_the_token(http, local, method, path, body, headers):
+    response = request(http, method, path, body, local.info.version, headers)
+    assert response.status_code == 401, response.text
+    assert response.headers["www-authenticate"] == "Bearer"
+    error = response.json()["error"]
+    assert ("bearer token is required" in error) if headers is None else ("bearer token" in error)
+    assert TOKEN not in response.text and TOKEN[:8] not in response.text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("method", "path", "body"), PROTECTED, ids=[f"{m} {p}" for m, p, _ in PROTECTED])
+def test_protected_routes_answer_with_the_token(http, local, method, path, body):
+    response = request(http, method, path, body, local.info.version, bearer(TOKEN))
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.slow
+def test_the_token_gives_the_in_process_predictions(http, local):
+    expected = float(local.probabilities(np.asarray([ROW], dtype=np.float32))[0])
+    answer = http.post("/predict", json=SEED_EXAMPLE, headers=bearer(TOKEN)).json()
+    assert answer["probability"] == pytest.approx(expected, abs=1e-6)
+    batch = http.post("/predict/batch", json=[SEED_EXAMPLE, RECORD], headers=bearer(TOKEN)).json()
+    assert batch["predictions"][0]["probability"] == pytest.approx(expected, abs=1e-6)
+    infer = http.post(f"/v2/models/{MODEL}/infer", json=INFER, headers=bearer(TOKEN)).json()
+    (probability,) = [o for o in infer["outputs"] if o["name"] == "probability"]
+    assert probability["data"][0] == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", OPEN)
+def test_probes_health_metrics_and_openapi_stay_open(http, local, path):
+    response = http.get(path.format(v=local.info.version))
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.slow
+def test_refusals_are_counted_as_unauthorized(http):
+    before = failures(http, "/predict", "unauthorized")
+    for headers in (None, bearer("nope")):
+        assert http.post("/predict", json=SEED_EXAMPLE, headers=headers).status_code == 401
+    assert failures(http, "/predict", "unauthorized") == before + 2
+    metrics = http.get("/metrics").text
+    assert 'http_response_code="401"' in metrics  # the request metrics see the refusals too
+    assert TOKEN not in metrics
+
+
+@pytest.mark.slow
+def test_openapi_of_the_secured_service_declares_the_scheme(http):
+    document = http.get("/openapi.json").json()
+    assert document["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    assert document["paths"]["/predict"]["post"]["security"] == [{"bearerAuth": []}]
+    assert "security" not in document["paths"]["/v2/models/{model}/ready"]["get"]
+
+
+@pytest.mark.slow
+def test_tritonclient_sends_the_token_in_headers(secured, local):
+    triton = pytest.importorskip("tritonclient.http")
+    from tritonclient.utils import InferenceServerException
+
+    client = triton.InferenceServerClient(url=urlsplit(secured.url).netloc, network_timeout=30)
+    try:
+        matrix = np.asarray([ROW, ROW], dtype=np.float32)
+        tensor = triton.InferInput("input-0", list(matrix.shape), "FP32")
+        tensor.set_data_from_numpy(matrix)
+        assert client.is_model_ready(MODEL)  # readiness needs no token
+        with pytest.raises(InferenceServerException, match="bearer token is required"):
+            client.infer(MODEL, [tensor])
+        result = client.infer(MODEL, [tensor], headers=bearer(TOKEN))
+        np.testing.assert_allclose(result.as_numpy("probability"), local.probabilities(matrix), atol=1e-6)
+        assert client.get_model_metadata(MODEL, headers=bearer(TOKEN))["name"] == MODEL
+    finally:
+        client.close()
+
+
+LOCUST_USER = textwrap.dedent(
+    """
+    import json
+    import sys
+    from locust.env import Environment
+    from loadtest import locustfile
+
+    class Pool:
+        records = ()
+        def sample(self, rng):
+            return json.loads(sys.argv[2])
+
+    locustfile.POOL = Pool()
+    locustfile.ReadmissionClient.host = sys.argv[1]
+    env = Environment(user_classes=[locustfile.ReadmissionClient], host=sys.argv[1])
+    seen = []
+    env.events.request.add_listener(lambda **kw: seen.append((kw["response"].status_code, kw["exception"])))
+    locustfile.ReadmissionClient(env).predict_clinical()
+    print(seen[0][0], "failed" if seen[0][1] else "ok")
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("token", "expected"), [(TOKEN, "200 ok"), ("", "401 failed")], ids=["token", "none"])
+def test_the_locust_user_sends_the_token_from_the_environment(secured, token, expected):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "READMISSION_API_TOKEN": token}
+    command = [sys.executable, "-c", LOCUST_USER, secured.url, json.dumps(RECORD)]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == expected
+    assert TOKEN not in done.stdout + done.stderr
+
+
+@pytest.mark.slow
+def test_the_token_never_appears_in_the_service_log(secured, http):
+    http.post("/predict", json=SEED_EXAMPLE, headers=bearer(TOKEN))
+    http.post("/predict", json=SEED_EXAMPLE, headers=bearer(TOKEN + "x"))
+    log = secured.log_text()
+    assert "path=/predict" in log and "status=401" in log  # the access log was written, refusals included
+    assert TOKEN not in log
