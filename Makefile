@@ -10,7 +10,7 @@ export READMISSION_DATA ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA))
 export BENTOML_HOME ?= $(CURDIR)/$(STATE)/bentoml
 export BENTOML_DO_NOT_TRACK := true
 
-.PHONY: venv up serve train import build ui loadtest test lint format bench deploy oci oci-test prometheus clean
+.PHONY: venv up serve train import build ui loadtest soak test lint format bench deploy oci oci-test prometheus audit clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,20 @@ ui: venv
 loadtest: venv
 	$(BIN)/python loadtest/run.py --host http://127.0.0.1:$(PORT) $(LOADTEST_ARGS)
 
+# Soak (loadtest/soak.py): the built Bento on a free loopback port, its log beside the results, mixed traffic
+# for SOAK_DURATION; checks failures, p99 drift, memory growth and the log; the service always stops after.
+SOAK_DURATION ?= 10m
+SOAK_WINDOW ?= 60
+soak: $(STATE)/built.stamp
+	@set -eu; name=$$(date -u +%Y%m%dT%H%M%SZ)-soak; dir=$${LOADTEST_RESULTS:-loadtest/results}/$$name; mkdir -p $$dir; \
+	port=$(or $(SOAK_PORT),$$($(BIN)/python -c 'from loadtest.run import free_port; print(free_port())')); \
+	setsid $(BIN)/bentoml serve readmission:latest --host 127.0.0.1 --port $$port >$$dir/service.log 2>&1 & pid=$$!; \
+	trap 'kill -TERM -- -$$pid 2>/dev/null || kill -TERM $$pid 2>/dev/null || true; wait $$pid 2>/dev/null || true' EXIT; \
+	trap 'exit 130' INT TERM; \
+	echo "service: 127.0.0.1:$$port, pid $$pid, log $$dir/service.log"; \
+	$(BIN)/python loadtest/soak.py --host http://127.0.0.1:$$port --duration $(SOAK_DURATION) --window $(SOAK_WINDOW) \
+	  --name $$name --service-log $$dir/service.log $(SOAK_ARGS)
+
 # The Bento as an OCI image (oci/README.md): Docker if an engine answers, else buildah/podman as root.
 oci: build
 	oci/build.sh
@@ -83,6 +97,10 @@ lint: venv
 format: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# Known vulnerabilities in the locked requirements (.ci/audit.py says which sources work here); JSON report.
+audit: venv
+	$(BIN)/python .ci/audit.py --report $(STATE)/audit.json
 
 bench: build
 	$(BIN)/python bench/run.py

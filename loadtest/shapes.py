@@ -4,7 +4,8 @@
     step      users ramp up in equal steps to a maximum (watch the autoscaler follow)
     stress    users grow step by step until the failure ratio or p95 of a step passes a bound, then stop
               and report the breaking point (users and req/s); also stops at the user cap or the duration
-    soak      fixed users for a long, parameterised duration (default one hour)
+    soak      fixed users for a long, parameterised duration (default one hour), measured window by window
+              (`--soak-window`, 60 s: requests, failures, req/s, p50 and p99 of each window)
 
 The locustfile exposes only `Scenario`, which runs the class named by `--scenario` (env LOADTEST_SCENARIO),
 so one locustfile serves all four, headless or from the web UI. Every scenario ends by itself: its tick
@@ -94,6 +95,13 @@ def add_arguments(parser: Any) -> None:
         env_var="LOADTEST_STRESS_MAX_FAILURE_RATIO",
         help="stress: a step whose failure ratio exceeds this is the breaking point",
     )
+    group.add_argument(
+        "--soak-window",
+        type=float,
+        default=60.0,
+        env_var="LOADTEST_SOAK_WINDOW",
+        help="soak: seconds per measurement window (requests, failures, req/s, p50, p99 of each)",
+    )
 
 
 @dataclass(frozen=True)
@@ -109,6 +117,7 @@ class ScenarioSettings:
     stress_step_time: float = 20.0
     stress_max_p95_ms: float = 1000.0
     stress_max_failure_ratio: float = 0.05
+    soak_window: float = 60.0
 
     @classmethod
     def from_options(cls, options: Any) -> ScenarioSettings:
@@ -125,6 +134,7 @@ class ScenarioSettings:
             stress_step_time=max(1.0, float(getattr(options, "stress_step_time", cls.stress_step_time))),
             stress_max_p95_ms=float(getattr(options, "stress_max_p95_ms", cls.stress_max_p95_ms)),
             stress_max_failure_ratio=float(getattr(options, "stress_max_failure_ratio", cls.stress_max_failure_ratio)),
+            soak_window=max(1.0, float(getattr(options, "soak_window", cls.soak_window))),
         )
 
 
@@ -163,12 +173,6 @@ class ConstantShape(_Shape):
         if self.get_run_time() >= s.duration:
             return None
         return s.users, s.spawn_rate
-
-
-class SoakShape(ConstantShape):
-    """Fixed users for a long time (default one hour): leaks, drift, slow degradation."""
-
-    name: ClassVar[str] = "soak"
 
 
 class StepShape(_Shape):
@@ -301,6 +305,120 @@ class StressShape(_Shape):
             "capacity": asdict(good[-1]) if good else None,
             "steps": [asdict(step) for step in self.steps],
         }
+
+
+@dataclass
+class WindowResult:
+    """Measured over one soak window (its slice of the cumulative statistics)."""
+
+    index: int
+    started: float  # wall clock (epoch seconds), to line up with samples taken outside Locust
+    ended: float
+    seconds: float
+    users: int
+    requests: int
+    failures: int
+    rps: float
+    p50_ms: float | None
+    p99_ms: float | None
+    partial: bool = False  # shorter than --soak-window (the run ended or was stopped inside it)
+
+
+class SoakShape(ConstantShape):
+    """Fixed users for a long time (default one hour): leaks, drift, slow degradation.
+
+    Every `--soak-window` seconds the window just ended is measured (requests, failures, req/s, p50, p99
+    over that window only) and kept for the report, so the first and the last window can be compared.
+    """
+
+    name: ClassVar[str] = "soak"
+
+    def __init__(self, settings: ScenarioSettings | None = None) -> None:
+        super().__init__(settings)
+        self.windows: list[WindowResult] = []
+        self._window_index = -1
+        self._window: _Window | None = None
+
+    def reset_time(self) -> None:
+        """A new run starts: forget earlier windows."""
+        super().reset_time()
+        self.windows, self._window_index, self._window = [], -1, None
+
+    def _close_window(self) -> WindowResult | None:
+        if self._window is None or self.runner is None:
+            return None
+        total, users = self.runner.stats.total, self.runner.user_count
+        result = self._window.measure(total, self._window_index, users, self.settings.soak_window, self.get_run_time())
+        self._window = None
+        return result
+
+    def tick(self) -> tuple[int, float] | None:
+        """Hold the user count; at each window boundary measure the window that ended."""
+        s = self.settings
+        run_time = self.get_run_time()
+        index = int(run_time // s.soak_window)
+        finished = run_time >= s.duration
+        if index != self._window_index or finished:
+            result = self._close_window()  # the last one is partial when the duration is not a multiple
+            if result is not None:
+                self.windows.append(result)
+                log.info("soak window: %s", asdict(result))
+            if finished:
+                return None
+            self._window_index = index
+            self._window = _Window.start(self.runner.stats.total, run_time)
+        return s.users, s.spawn_rate
+
+    def report(self) -> dict[str, Any]:
+        """Every window (a window still open, e.g. after a hard stop, is measured as partial)."""
+        windows = list(self.windows)
+        if self._window is not None and self.runner is not None:
+            total, users, now = self.runner.stats.total, self.runner.user_count, self.get_run_time()
+            windows.append(self._window.measure(total, self._window_index, users, self.settings.soak_window, now))
+        return {**super().report(), "windows": [asdict(window) for window in windows]}
+
+
+@dataclass(frozen=True)
+class _Window:
+    """A snapshot of the cumulative statistics at the start of a window."""
+
+    times: dict[int, int]
+    requests: int
+    none_requests: int
+    failures: int
+    wall: float
+    run_time: float
+
+    @classmethod
+    def start(cls, total: Any, run_time: float) -> _Window:
+        return cls(
+            copy(total.response_times),
+            total.num_requests,
+            total.num_none_requests,
+            total.num_failures,
+            time.time(),
+            run_time,
+        )
+
+    def measure(self, total: Any, index: int, users: int, length: float, run_time: float) -> WindowResult:
+        """The window from the snapshot to `run_time` (partial when shorter than 90% of `length`)."""
+        count = total.num_requests - self.requests
+        timed = count - (total.num_none_requests - self.none_requests)
+        seconds = max(run_time - self.run_time, 1e-9)
+        times = diff_response_time_dicts(total.response_times, self.times) if timed > 0 else {}
+        return WindowResult(
+            index=index,
+            started=round(self.wall, 3),
+            ended=round(self.wall + seconds, 3),
+            seconds=round(seconds, 1),
+            users=users,
+            requests=count,
+            failures=total.num_failures - self.failures,
+            rps=round(count / seconds, 2),
+            p50_ms=calculate_response_time_percentile(times, timed, 0.50) if timed > 0 else None,
+            p99_ms=calculate_response_time_percentile(times, timed, 0.99) if timed > 0 else None,
+            partial=seconds < 0.9 * length,
+        )
 
 
 SCENARIOS: dict[str, type[_Shape]] = {shape.name: shape for shape in (ConstantShape, StepShape, StressShape, SoakShape)}

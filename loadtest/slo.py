@@ -217,6 +217,12 @@ def format_summary(result: Result, extra: dict[str, Any] | None = None) -> str:
         capacity = scenario.get("capacity")
         if scenario.get("scenario") == "stress" and capacity:
             lines.append(f"last good step: {capacity['users']} users, {capacity['rps']:.1f} req/s")
+        for w in scenario.get("windows") or []:
+            partial = " (partial)" if w["partial"] else ""
+            lines.append(
+                f"soak window {w['index']}: {w['seconds']:g} s, {w['requests']} reqs, {w['failures']} fails, "
+                f"{w['rps']:.1f} req/s, p50 {w['p50_ms']} ms, p99 {w['p99_ms']} ms{partial}"
+            )
     if extra.get("workers"):
         reported = ", ".join(f"{w['id']}: {w['requests']} reqs" for w in extra["workers"])
         lines.append(f"workers reported: {len(extra['workers'])} ({reported})")

@@ -213,10 +213,15 @@ def test_stress_scenario_reports_the_breaking_point(service, tmp_path):
 @pytest.mark.slow
 def test_soak_scenario(service, tmp_path):
     done, folder = _run(_command(service.url, "soak", tmp_path, "--users", "8", "--duration", "15",
-                                 "--prometheus-port", "0", "--", *FAST))  # fmt: skip
+                                 "--prometheus-port", "0", "--", "--soak-window", "5", *FAST))  # fmt: skip
     summary = _assert_clean_run(done, folder, tasks=TASKS - {"/v2/models/[model]"})
     assert summary["scenario"]["scenario"] == "soak"
     assert summary["scenario"]["settings"]["duration"] == 15
+    windows = summary["scenario"]["windows"]  # per-window figures (tests/test_soak.py: the soak verdict)
+    assert [w["index"] for w in windows] == [0, 1, 2], windows
+    assert all(w["requests"] > 0 and w["failures"] == 0 and w["p99_ms"] > 0 for w in windows), windows
+    assert sum(w["requests"] for w in windows) <= summary["total"]["requests"]
+    assert "soak window 2: " in done.stdout
 
 
 @pytest.mark.slow
