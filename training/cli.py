@@ -73,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     except (data.DataError, registry.RegistryError) as error:
         print(f"readmission {args.command}: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        # the champion alias moves only in the last step of a run: an interrupted one leaves it where it was
+        print(f"readmission {args.command}: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 from bento import features, icd9
 
 CSV_NAME = "diabetic_data.csv"
-CSV_SHA256 = "0689e7ec031237dc63031b938805c48377748761a3b26acab621567afa24df97"
+CSV_SHA256 = "0689e7ec031237dc63031b938805c48377748761a3b26acab621567afa24df97"  # pragma: allowlist secret
 UCI_ARCHIVE_URL = "https://archive.ics.uci.edu/static/public/296/diabetes+130-us+hospitals+for+years+1999-2008.zip"
 ID_COLUMNS = ("encounter_id", "patient_nbr")
 LABEL_COLUMN = "readmitted"

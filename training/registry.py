@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import mlflow
 import numpy as np
+import requests
 import xgboost as xgb
 from mlflow.exceptions import MlflowException
 from mlflow.models.signature import ModelSignature
@@ -20,6 +23,15 @@ from bento import features
 from training.settings import CHALLENGER, CHAMPION, EXPERIMENT_NAME, MODEL_NAME, TrainingSettings
 
 METADATA_ARTIFACT = "model_metadata.json"  # everything the service needs besides the booster
+# A tracking server that does not answer within this (connect, read) time is reported unreachable at once.
+PROBE_TIMEOUT_S = (5.0, 15.0)
+# MLflow's own HTTP defaults retry 7 times with exponential backoff (minutes) and wait 120 s per request:
+# an unreachable or failing server would make every command hang. These apply unless the environment sets them.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+}
 
 
 class RegistryError(RuntimeError):
@@ -38,8 +50,16 @@ class Registered:
 
 
 def connect(settings: TrainingSettings) -> str:
-    """Point MLflow at the configured store and return the experiment id (created if missing)."""
+    """Point MLflow at the configured store and return the experiment id (created if missing).
+
+    A remote tracking server is probed once with a short timeout first, so an unreachable or failing one
+    is a prompt RegistryError naming it rather than minutes of retries.
+    """
     settings.home.mkdir(parents=True, exist_ok=True)
+    if urlsplit(settings.tracking_uri).scheme in ("http", "https"):
+        for name, value in HTTP_DEFAULTS.items():
+            os.environ.setdefault(name, value)
+        probe(settings.tracking_uri)
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
     try:
@@ -48,7 +68,35 @@ def connect(settings: TrainingSettings) -> str:
             return experiment.experiment_id
         return mlflow.create_experiment(EXPERIMENT_NAME, artifact_location=settings.artifact_location)
     except MlflowException as error:
-        raise RegistryError(f"cannot reach MLflow at {settings.tracking_uri}: {error.message}") from error
+        raise RegistryError(f"cannot reach MLflow at {shown(settings.tracking_uri)}: {error.message}") from error
+
+
+def shown(uri: str) -> str:
+    """The URI without any user:password part, for messages."""
+    parts = urlsplit(uri)
+    if parts.password is None and parts.username is None:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")))
+
+
+def probe(uri: str) -> None:
+    """One request to an HTTP tracking server, no retries; RegistryError when it does not answer like MLflow.
+
+    Refused connections, time-outs and 5xx answers fail; 2xx/4xx (e.g. an unknown experiment, missing
+    credentials) are left for the MLflow client to report in its own words.
+    """
+    url = f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/get-by-name?{urlencode({'experiment_name': EXPERIMENT_NAME})}"
+    try:
+        answer = requests.get(url, timeout=PROBE_TIMEOUT_S, allow_redirects=False)
+    except requests.Timeout:
+        raise RegistryError(f"MLflow at {shown(uri)} is unreachable: timed out") from None
+    except requests.ConnectionError as error:
+        reason = "connection refused" if "refused" in str(error).lower() else type(error).__name__
+        raise RegistryError(f"MLflow at {shown(uri)} is unreachable: {reason}") from None
+    except requests.RequestException as error:
+        raise RegistryError(f"MLflow at {shown(uri)} is unreachable: {type(error).__name__}") from None
+    if answer.status_code >= 500:
+        raise RegistryError(f"MLflow at {shown(uri)} is not working: HTTP {answer.status_code} from the tracking API")
 
 
 def signature() -> ModelSignature:
