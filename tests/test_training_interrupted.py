@@ -73,7 +73,14 @@ def train_until(
 ) -> tuple[subprocess.Popen, queue.Queue[str | None], list[str]]:
     """Start `command`; return once it printed a line containing `marker` (its output so far, and the rest to come)."""
     process = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        # as from a terminal: a shell's background job (CI under nohup, say) passes SIGINT on as ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines: queue.Queue[str | None] = queue.Queue()
 
