@@ -65,6 +65,7 @@ loadtest: venv
 # for SOAK_DURATION; checks failures, p99 drift, memory growth and the log; the service always stops after.
 SOAK_DURATION ?= 10m
 SOAK_WINDOW ?= 60
+SOAK_USERS ?= 100
 soak: $(STATE)/built.stamp
 	@set -eu; name=$$(date -u +%Y%m%dT%H%M%SZ)-soak; dir=$${LOADTEST_RESULTS:-loadtest/results}/$$name; mkdir -p $$dir; \
 	port=$(or $(SOAK_PORT),$$($(BIN)/python -c 'from loadtest.run import free_port; print(free_port())')); \
@@ -73,7 +74,7 @@ soak: $(STATE)/built.stamp
 	trap 'exit 130' INT TERM; \
 	echo "service: 127.0.0.1:$$port, pid $$pid, log $$dir/service.log"; \
 	$(BIN)/python loadtest/soak.py --host http://127.0.0.1:$$port --duration $(SOAK_DURATION) --window $(SOAK_WINDOW) \
-	  --name $$name --service-log $$dir/service.log $(SOAK_ARGS)
+	  --users $(SOAK_USERS) --name $$name --service-log $$dir/service.log $(SOAK_ARGS)
 
 # The Bento as an OCI image (oci/README.md): Docker if an engine answers, else buildah/podman as root.
 oci: build
