@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -14,8 +15,29 @@ from pathlib import Path
 import httpx
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    """A TCP port on 127.0.0.1 that nothing listens on now, below the kernel's ephemeral range.
+
+    A port the kernel hands out for binding port 0 comes from the same range as the source ports of
+    outgoing connections: with load tests running, one of those can take it before the server binds it.
+    """
+    low, _ = _ephemeral_range()
+    for _ in range(50):
+        candidate = random.randint(20000, max(20001, low - 1))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return candidate
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
