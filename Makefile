@@ -68,7 +68,7 @@ SOAK_WINDOW ?= 60
 SOAK_USERS ?= 100
 soak: $(STATE)/built.stamp
 	@set -eu; name=$$(date -u +%Y%m%dT%H%M%SZ)-soak; dir=$${LOADTEST_RESULTS:-loadtest/results}/$$name; mkdir -p $$dir; \
-	port=$(or $(SOAK_PORT),$$($(BIN)/python -c 'from loadtest.run import free_port; print(free_port())')); \
+	port=$(or $(SOAK_PORT),$$($(BIN)/python -c 'from loadtest.cli import free_port; print(free_port())')); \
 	setsid $(BIN)/bentoml serve readmission:latest --host 127.0.0.1 --port $$port >$$dir/service.log 2>&1 & pid=$$!; \
 	trap 'kill -TERM -- -$$pid 2>/dev/null || kill -TERM $$pid 2>/dev/null || true; wait $$pid 2>/dev/null || true' EXIT; \
 	trap 'exit 130' INT TERM; \

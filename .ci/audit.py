@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -48,7 +48,6 @@ DEFAULT_REPORT = ROOT / ".readmission" / "audit.json"
 PYPI = "https://pypi.org/pypi"
 OSV_QUERY = "https://api.osv.dev/v1/query"
 TIMEOUT_S = 15
-PIN = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*==\s*([^\s;#]+)")
 
 
 @dataclass
@@ -76,8 +75,14 @@ class Finding:
 
 def pins_of_line(line: str) -> tuple[str, str] | None:
     """(canonical name, version) of an exact `name==version` requirement, None for anything else."""
-    found = PIN.match(line)
-    return (canonicalize_name(found[1]), found[2]) if found else None
+    try:
+        requirement = Requirement(line.split("#", 1)[0].strip())
+    except InvalidRequirement:  # blank lines, comments, pip options such as -c or --extra-index-url
+        return None
+    specifiers = list(requirement.specifier)
+    if len(specifiers) != 1 or specifiers[0].operator != "==":
+        return None
+    return canonicalize_name(requirement.name), specifiers[0].version
 
 
 def read_pins(paths: Iterable[Path]) -> tuple[dict[str, Pin], list[str]]:

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
-from bento import auth, metrics, openapi, predict_api, v2_api
+from bento import auth, drain, metrics, openapi, predict_api, v2_api
 from bento.errors import Reason, RequestError
 from bento.http_body import FastJSONResponse
 from bento.predictor import Predictor
@@ -168,7 +168,8 @@ def create_app(settings: ServiceSettings) -> Starlette:
     """The application; `app.state.predictor` is set once the service has loaded the model."""
     app = Starlette(
         routes=[_guarded(route) for route in ROUTES],
-        middleware=[Middleware(metrics.TrafficMiddleware, endpoint_of=endpoint_of)],
+        # outermost first: the drain's request clock sees every request (bento/drain.py)
+        middleware=[Middleware(drain.RequestClock), Middleware(metrics.TrafficMiddleware, endpoint_of=endpoint_of)],
         exception_handlers={RequestError: _refused, HTTPException: _http_error, Exception: _unexpected},
     )
     app.state.settings = settings

@@ -29,7 +29,6 @@ logger = logging.getLogger("readmission")
 logger.setLevel(logging.INFO)  # BentoML's server logging keeps the root at WARNING; our INFO lines reach its handler
 SETTINGS = ServiceSettings.from_env()
 app = create_app(SETTINGS)
-app.add_middleware(drain.RequestClock)
 DRAIN = drain.Drain(SETTINGS.drain_seconds, app.state)
 
 # BentoML turns circus's respawn of dead workers off where BENTOML_CONTAINERIZED is set (its Dockerfile sets

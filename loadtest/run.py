@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,47 +32,16 @@ LOADTEST = Path(__file__).resolve().parent
 sys.path.insert(0, str(LOADTEST.parent))
 
 from loadtest import encounters, shapes, slo  # noqa: E402
+from loadtest.cli import duration_seconds, free_port, split_passthrough  # noqa: E402
 
 LOCUSTFILE = LOADTEST / "locustfile.py"
 RESULTS = LOADTEST / "results"
 GRACE = 90.0  # seconds past the hard limit before the processes are killed
 
 
-def duration_seconds(text: str) -> float:
-    """Seconds from "90", "90s", "5m", "1h30m"."""
-    text = text.strip().lower()
-    if not text:
-        return 0.0
-    if text.replace(".", "", 1).isdigit():
-        return float(text)
-    total, number = 0.0, ""
-    units = {"h": 3600, "m": 60, "s": 1}
-    for char in text:
-        if char.isdigit() or char == ".":
-            number += char
-        elif char in units and number:
-            total, number = total + float(number) * units[char], ""
-        else:
-            raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use 90, 90s, 5m, 1h30m)")
-    if number:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (a number needs a unit after another unit)")
-    return total
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
     """This script's options, and the ones passed through to Locust."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    passthrough: list[str] = []
-    if "--" in argv:
-        at = argv.index("--")
-        argv, passthrough = argv[:at], argv[at + 1 :]
+    argv, passthrough = split_passthrough(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--host",

@@ -224,8 +224,7 @@ class StressShape(_Shape):
         self.breaking_point: StepResult | None = None
         self.stop_reason = ""
         self._step_index = -1
-        self._step_started = 0.0
-        self._snapshot: tuple[dict[int, int], int, int, int] | None = None
+        self._snapshot: Snapshot | None = None
 
     def reset_time(self) -> None:
         """A new run starts: forget earlier steps."""
@@ -236,25 +235,12 @@ class StressShape(_Shape):
     def _users(self, index: int) -> int:
         return min(self.settings.users, self.settings.stress_step_users * (index + 1))
 
-    def _take_snapshot(self) -> None:
-        total = self.runner.stats.total
-        self._snapshot = (copy(total.response_times), total.num_requests, total.num_none_requests, total.num_failures)
-        self._step_started = time.perf_counter()
-
     def _measure(self, users: int) -> StepResult:
-        total = self.runner.stats.total
-        times, requests, none_requests, failures = self._snapshot or ({}, 0, 0, 0)
-        count = total.num_requests - requests
-        timed = count - (total.num_none_requests - none_requests)
-        failed = total.num_failures - failures
-        seconds = max(time.perf_counter() - self._step_started, 1e-9)
-        p95 = (
-            calculate_response_time_percentile(diff_response_time_dicts(total.response_times, times), timed, 0.95)
-            if timed > 0
-            else None
-        )
+        assert self._snapshot is not None
+        window = self._snapshot.since(self.runner.stats.total, self.get_run_time())
+        count, failed, p95 = window.requests, window.failures, window.percentile(0.95)
         ratio = failed / count if count else (1.0 if failed else 0.0)
-        result = StepResult(users, round(seconds, 1), count, failed, round(count / seconds, 2), p95, round(ratio, 4))
+        result = StepResult(users, round(window.seconds, 1), count, failed, window.rps, p95, round(ratio, 4))
         s = self.settings
         if ratio > s.stress_max_failure_ratio:
             result.reasons.append(f"failure ratio {ratio:.2%} > {s.stress_max_failure_ratio:.2%}")
@@ -292,7 +278,7 @@ class StressShape(_Shape):
                 self.stop_reason = f"duration {s.duration:g} s reached without a breaking point"
                 return None
             self._step_index = index
-            self._take_snapshot()
+            self._snapshot = Snapshot.take(self.runner.stats.total, run_time)
         return self._users(self._step_index), s.spawn_rate
 
     def report(self) -> dict[str, Any]:
@@ -337,20 +323,31 @@ class SoakShape(ConstantShape):
         super().__init__(settings)
         self.windows: list[WindowResult] = []
         self._window_index = -1
-        self._window: _Window | None = None
+        self._snapshot: Snapshot | None = None
 
     def reset_time(self) -> None:
         """A new run starts: forget earlier windows."""
         super().reset_time()
-        self.windows, self._window_index, self._window = [], -1, None
+        self.windows, self._window_index, self._snapshot = [], -1, None
 
-    def _close_window(self) -> WindowResult | None:
-        if self._window is None or self.runner is None:
+    def _measure(self) -> WindowResult | None:
+        """The window open now, from its snapshot to this moment (None when none is open)."""
+        if self._snapshot is None or self.runner is None:
             return None
-        total, users = self.runner.stats.total, self.runner.user_count
-        result = self._window.measure(total, self._window_index, users, self.settings.soak_window, self.get_run_time())
-        self._window = None
-        return result
+        window = self._snapshot.since(self.runner.stats.total, self.get_run_time())
+        return WindowResult(
+            index=self._window_index,
+            started=round(self._snapshot.wall, 3),
+            ended=round(self._snapshot.wall + window.seconds, 3),
+            seconds=round(window.seconds, 1),
+            users=self.runner.user_count,
+            requests=window.requests,
+            failures=window.failures,
+            rps=window.rps,
+            p50_ms=window.percentile(0.50),
+            p99_ms=window.percentile(0.99),
+            partial=window.seconds < 0.9 * self.settings.soak_window,
+        )
 
     def tick(self) -> tuple[int, float] | None:
         """Hold the user count; at each window boundary measure the window that ended."""
@@ -359,66 +356,68 @@ class SoakShape(ConstantShape):
         index = int(run_time // s.soak_window)
         finished = run_time >= s.duration
         if index != self._window_index or finished:
-            result = self._close_window()  # the last one is partial when the duration is not a multiple
+            result = self._measure()  # the last one is partial when the duration is not a multiple
             if result is not None:
                 self.windows.append(result)
                 log.info("soak window: %s", asdict(result))
+            self._snapshot = None
             if finished:
                 return None
             self._window_index = index
-            self._window = _Window.start(self.runner.stats.total, run_time)
+            self._snapshot = Snapshot.take(self.runner.stats.total, run_time)
         return s.users, s.spawn_rate
 
     def report(self) -> dict[str, Any]:
         """Every window (a window still open, e.g. after a hard stop, is measured as partial)."""
-        windows = list(self.windows)
-        if self._window is not None and self.runner is not None:
-            total, users, now = self.runner.stats.total, self.runner.user_count, self.get_run_time()
-            windows.append(self._window.measure(total, self._window_index, users, self.settings.soak_window, now))
+        open_window = self._measure()
+        windows = [*self.windows, *([open_window] if open_window is not None else [])]
         return {**super().report(), "windows": [asdict(window) for window in windows]}
 
 
 @dataclass(frozen=True)
-class _Window:
-    """A snapshot of the cumulative statistics at the start of a window."""
+class Window:
+    """What happened between a snapshot of Locust's cumulative statistics and a later moment."""
 
-    times: dict[int, int]
+    seconds: float
+    requests: int
+    failures: int
+    timed: int  # requests with a response time (Locust leaves some without one)
+    response_times: dict[int, int]
+
+    @property
+    def rps(self) -> float:
+        """Requests per second over the window."""
+        return round(self.requests / self.seconds, 2)
+
+    def percentile(self, fraction: float) -> float | None:
+        """Response-time percentile of the window in ms (None without a timed request)."""
+        return calculate_response_time_percentile(self.response_times, self.timed, fraction) if self.timed else None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Locust's cumulative statistics at one moment: stress steps and soak windows are differences of two."""
+
+    response_times: dict[int, int]
     requests: int
     none_requests: int
     failures: int
-    wall: float
+    wall: float  # epoch seconds, to line up with samples taken outside Locust
     run_time: float
 
     @classmethod
-    def start(cls, total: Any, run_time: float) -> _Window:
-        return cls(
-            copy(total.response_times),
-            total.num_requests,
-            total.num_none_requests,
-            total.num_failures,
-            time.time(),
-            run_time,
-        )
+    def take(cls, total: Any, run_time: float) -> Snapshot:
+        """Snapshot of `runner.stats.total` at `run_time` seconds into the run."""
+        times = copy(total.response_times)
+        return cls(times, total.num_requests, total.num_none_requests, total.num_failures, time.time(), run_time)
 
-    def measure(self, total: Any, index: int, users: int, length: float, run_time: float) -> WindowResult:
-        """The window from the snapshot to `run_time` (partial when shorter than 90% of `length`)."""
+    def since(self, total: Any, run_time: float) -> Window:
+        """The window from this snapshot to `run_time`."""
         count = total.num_requests - self.requests
         timed = count - (total.num_none_requests - self.none_requests)
+        times = diff_response_time_dicts(total.response_times, self.response_times) if timed > 0 else {}
         seconds = max(run_time - self.run_time, 1e-9)
-        times = diff_response_time_dicts(total.response_times, self.times) if timed > 0 else {}
-        return WindowResult(
-            index=index,
-            started=round(self.wall, 3),
-            ended=round(self.wall + seconds, 3),
-            seconds=round(seconds, 1),
-            users=users,
-            requests=count,
-            failures=total.num_failures - self.failures,
-            rps=round(count / seconds, 2),
-            p50_ms=calculate_response_time_percentile(times, timed, 0.50) if timed > 0 else None,
-            p99_ms=calculate_response_time_percentile(times, timed, 0.99) if timed > 0 else None,
-            partial=seconds < 0.9 * length,
-        )
+        return Window(seconds, count, total.num_failures - self.failures, max(timed, 0), times)
 
 
 SCENARIOS: dict[str, type[_Shape]] = {shape.name: shape for shape in (ConstantShape, StepShape, StressShape, SoakShape)}

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -33,11 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 LOADTEST = Path(__file__).resolve().parent
 sys.path.insert(0, str(LOADTEST.parent))
 
 from loadtest import logscan  # noqa: E402  (not loadtest.run: it imports Locust, which monkey-patches this process)
+from loadtest.cli import duration_seconds, split_passthrough  # noqa: E402
 
 RUN = LOADTEST / "run.py"
 RESULTS = LOADTEST / "results"
@@ -48,27 +49,9 @@ CPU_METRIC = "readmission_process_cpu_seconds_total"
 EXIT_OK, EXIT_FAILED, EXIT_NO_RESULT = 0, 1, 2
 
 
-def duration_seconds(text: str) -> float:
-    """Seconds from "90", "90s", "10m", "1h30m" (the formats of run.py's --duration)."""
-    text = text.strip().lower()
-    parts = re.findall(r"(\d+(?:\.\d+)?)([hms]?)", text)
-    if (
-        not parts
-        or "".join(n + u for n, u in parts) != text
-        or any(not u for _, u in parts[:-1])
-        or (len(parts) > 1 and not parts[-1][1])
-    ):
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use 90, 90s, 10m, 1h30m)")
-    return sum(float(n) * {"h": 3600, "m": 60, "s": 1, "": 1}[u] for n, u in parts)
-
-
 def parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
     """This script's options, and the ones passed to Locust unchanged (after `--`)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    passthrough: list[str] = []
-    if "--" in argv:
-        at = argv.index("--")
-        argv, passthrough = argv[:at], argv[at + 1 :]
+    argv, passthrough = split_passthrough(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default=os.environ.get("LOADTEST_HOST", "http://127.0.0.1:3000"))
     parser.add_argument("--duration", type=duration_seconds, default="10m", help="90, 10m, 1h (default 10m)")
@@ -88,10 +71,14 @@ def parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
     return args, passthrough
 
 
-def metric_value(exposition: str, name: str) -> float | None:
-    """The value of an unlabelled metric in a Prometheus text exposition (None when absent)."""
-    match = re.search(rf"^{re.escape(name)}(?:\{{\}})?\s+(\S+)", exposition, re.MULTILINE)
-    return float(match.group(1)) if match else None
+def unlabelled_values(exposition: str) -> dict[str, float]:
+    """Every unlabelled sample of a Prometheus text exposition, by sample name."""
+    return {
+        sample.name: float(sample.value)
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if not sample.labels
+    }
 
 
 class Sampler(threading.Thread):
@@ -108,11 +95,11 @@ class Sampler(threading.Thread):
     def sample(self, client: httpx.Client) -> None:
         """One sample (an unreachable service counts as an error, not a sample)."""
         try:
-            text = client.get(self.url).text
-        except httpx.HTTPError:
+            values = unlabelled_values(client.get(self.url).text)
+        except (httpx.HTTPError, ValueError):  # unreachable, or not an exposition
             self.errors += 1
             return
-        rss, cpu = metric_value(text, RSS_METRIC), metric_value(text, CPU_METRIC)
+        rss, cpu = values.get(RSS_METRIC), values.get(CPU_METRIC)
         if rss is None:
             self.errors += 1
             return

@@ -152,12 +152,13 @@ def test_soak_verdict_passes_and_fails_on_each_criterion():
     assert not soak.verdict(_summary([40, 40]), [])["checks"]["memory_flat"]["passed"]  # no samples
 
 
-def test_metric_value_reads_the_resident_memory():
+def test_unlabelled_values_read_the_resident_memory():
     text = (
         "# TYPE readmission_process_resident_memory_bytes gauge\nreadmission_process_resident_memory_bytes 4.99e+08\n"
     )
-    assert soak.metric_value(text, soak.RSS_METRIC) == 4.99e08
-    assert soak.metric_value(text, soak.CPU_METRIC) is None
+    values = soak.unlabelled_values(text)
+    assert values[soak.RSS_METRIC] == 4.99e08
+    assert soak.CPU_METRIC not in values
 
 
 # ----------------------------------------------------------------------------------------------------------
