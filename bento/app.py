@@ -1,4 +1,4 @@
-"""The HTTP application: routes of the simple API, the V2 protocol, health, metrics and OpenAPI.
+"""The HTTP transport: routes of the simple API, the V2 protocol, health, metrics and OpenAPI over the scoring core.
 
 Mounted into the BentoML service at "/" with full paths (a mount at /v2 would turn GET /v2 into a
 307). Every client error becomes a JSON `{"error": ...}` with a 4xx status; nothing of the request
@@ -18,48 +18,35 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
-from bento import auth, drain, metrics, openapi, predict_api, v2_api
+from bento import auth, metrics, openapi, predict_api, v2_api
+from bento.core import ScoringCore
 from bento.errors import Reason, RequestError
 from bento.http_body import FastJSONResponse
-from bento.predictor import Predictor
-from bento.settings import ServiceSettings
 
 logger = logging.getLogger("readmission")
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def _predictor(request: Request) -> Predictor:
-    predictor: Predictor | None = request.app.state.predictor
-    if predictor is None:
-        raise RequestError(Reason.NOT_READY, "the model is not loaded; see /readyz and the service log")
-    return predictor
-
-
-def _settings(request: Request) -> ServiceSettings:
-    return request.app.state.settings
+def _core(request: Request) -> ScoringCore:
+    return request.app.state.core
 
 
 async def _predict(request: Request) -> Response:
-    return await predict_api.predict(request, _predictor(request), _settings(request))
+    return await predict_api.predict(request, _core(request))
 
 
 async def _predict_batch(request: Request) -> Response:
-    return await predict_api.predict_batch(request, _predictor(request), _settings(request))
-
-
-def is_ready(request: Request) -> bool:
-    """A model is loaded and the worker is not draining for shutdown (bento/drain.py)."""
-    return request.app.state.predictor is not None and not request.app.state.draining
+    return await predict_api.predict_batch(request, _core(request))
 
 
 async def _health(request: Request) -> Response:
     """The original design's health check: status and the served model."""
-    predictor: Predictor | None = request.app.state.predictor
-    if predictor is None:
+    core = _core(request)
+    if core.predictor is None:
         return FastJSONResponse({"status": "not ready", "model_loaded": False}, status_code=503)
-    if request.app.state.draining:
+    if core.draining:
         return FastJSONResponse({"status": "draining", "model_loaded": True}, status_code=503)
-    return FastJSONResponse({"status": "ok", "model_loaded": True, "model": predictor.info.summary()})
+    return FastJSONResponse({"status": "ok", "model_loaded": True, "model": core.predictor.info.summary()})
 
 
 async def _v2_server(_: Request) -> Response:
@@ -71,25 +58,24 @@ async def _v2_live(_: Request) -> Response:
 
 
 async def _v2_ready(request: Request) -> Response:
-    return v2_api.health_response("ready", is_ready(request))
+    return v2_api.health_response("ready", _core(request).ready())
 
 
 async def _v2_model(request: Request) -> Response:
-    predictor = _predictor(request)
-    v2_api.check_model(request.path_params["model"], request.path_params.get("version"), _settings(request), predictor)
-    return v2_api.metadata_response(_settings(request), predictor)
+    core = _core(request)
+    core.check_model(request.path_params["model"], request.path_params.get("version"))
+    return FastJSONResponse(v2_api.model_metadata(core.settings, core.model()))
 
 
 async def _v2_model_ready(request: Request) -> Response:
-    predictor: Predictor | None = request.app.state.predictor
+    core = _core(request)
     name = request.path_params["model"]
-    v2_api.check_model(name, request.path_params.get("version"), _settings(request), predictor)
-    return v2_api.health_response("ready", is_ready(request), name=name)
+    core.check_model(name, request.path_params.get("version"))
+    return v2_api.health_response("ready", core.ready(), name=name)
 
 
 async def _v2_infer(request: Request) -> Response:
-    params = request.path_params
-    return await v2_api.infer(request, _predictor(request), _settings(request), params["model"], params.get("version"))
+    return await v2_api.infer(request, _core(request), request.path_params["model"], request.path_params.get("version"))
 
 
 async def _prometheus(_: Request) -> Response:
@@ -97,7 +83,7 @@ async def _prometheus(_: Request) -> Response:
 
 
 async def _openapi_document(request: Request) -> Response:
-    return FastJSONResponse(openapi.document(_settings(request)))
+    return FastJSONResponse(openapi.document(_core(request).settings))
 
 
 ROUTES = [
@@ -125,7 +111,7 @@ def _guarded(route: Route) -> Route:
     handler = route.endpoint
 
     async def guarded(request: Request) -> Response:
-        auth.check(request.headers.get("authorization"), _settings(request).api_token)
+        auth.check(request.headers.get("authorization"), _core(request).settings.api_token)
         return await handler(request)
 
     return Route(route.path, guarded, methods=route.methods, name=route.name)
@@ -164,15 +150,12 @@ async def _unexpected(request: Request, error: Exception) -> Response:
     return FastJSONResponse({"error": "internal error; see the service log"}, status_code=500)
 
 
-def create_app(settings: ServiceSettings) -> Starlette:
-    """The application; `app.state.predictor` is set once the service has loaded the model."""
+def create_app(core: ScoringCore) -> Starlette:
+    """The HTTP application over `core` (`app.state.core`), which the service loads the model into."""
     app = Starlette(
         routes=[_guarded(route) for route in ROUTES],
-        # outermost first: the drain's request clock sees every request (bento/drain.py)
-        middleware=[Middleware(drain.RequestClock), Middleware(metrics.TrafficMiddleware, endpoint_of=endpoint_of)],
+        middleware=[Middleware(metrics.TrafficMiddleware, endpoint_of=endpoint_of, in_flight=core.in_flight)],
         exception_handlers={RequestError: _refused, HTTPException: _http_error, Exception: _unexpected},
     )
-    app.state.settings = settings
-    app.state.predictor = None
-    app.state.draining = False  # set by bento/drain.py on SIGTERM
+    app.state.core = core
     return app

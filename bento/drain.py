@@ -19,40 +19,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from bento.core import ScoringCore
 
 logger = logging.getLogger("readmission")
 QUIET_SECONDS = 1.0
 
 
-class RequestClock:
-    """ASGI middleware that counts HTTP requests in flight and notes when the last one began."""
-
-    in_flight = 0
-    last_start = 0.0
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Pass the request on, counted."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        RequestClock.in_flight += 1
-        RequestClock.last_start = time.monotonic()
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            RequestClock.in_flight -= 1
-
-
 class Drain:
     """Delays the worker's SIGTERM handler (uvicorn's) until the drain is over."""
 
-    def __init__(self, max_seconds: float, state: Any) -> None:
+    def __init__(self, max_seconds: float, core: ScoringCore) -> None:
         self.max_seconds = max_seconds
-        self.state = state  # the application's state: `state.draining` turns the readiness routes to 503
+        self.core = core  # `core.draining` turns every readiness answer to 503; `core.in_flight` is waited on
         self._task: asyncio.Task[None] | None = None
 
     def install(self) -> None:
@@ -66,8 +44,8 @@ class Drain:
             return
 
         def on_sigterm(sig: int, frame: Any) -> None:
-            if not self.state.draining:  # a second SIGTERM (the process group's and the arbiter's) changes nothing
-                self.state.draining = True
+            if not self.core.draining:  # a second SIGTERM (the process group's and the arbiter's) changes nothing
+                self.core.draining = True
                 loop.call_soon_threadsafe(self._start, previous, sig)
 
         signal.signal(signal.SIGTERM, on_sigterm)
@@ -79,8 +57,8 @@ class Drain:
         began = time.monotonic()
         logger.warning("SIGTERM: not ready, draining (at most %s s)", self.max_seconds)
         while time.monotonic() - began < self.max_seconds:
-            quiet = time.monotonic() - RequestClock.last_start >= QUIET_SECONDS
-            if quiet and RequestClock.in_flight == 0:
+            in_flight = self.core.in_flight
+            if in_flight.count == 0 and time.monotonic() - in_flight.last_start >= QUIET_SECONDS:
                 break
             await asyncio.sleep(0.1)
         logger.warning("drained after %.1f s; stopping", time.monotonic() - began)

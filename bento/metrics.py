@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
+from functools import cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 import psutil
@@ -22,7 +24,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bento import scores
 from bento.errors import Reason
-from bento.predictor import ModelInfo
+from bento.predictor import BACKENDS, ModelInfo
+
+if TYPE_CHECKING:
+    from bento.core import InFlight
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -61,13 +66,21 @@ SCORE_REFERENCE = Gauge(
     ["le"],
     multiprocess_mode="livemax",
 )
+MODEL_BACKEND = Gauge(
+    "readmission_model_backend",
+    "1 for the backend that computes the probabilities (tl2cgen: compiled trees; xgboost: the fallback)",
+    ["backend"],
+    multiprocess_mode="livemax",
+)
 ALL_REASONS = tuple(Reason)
 
 
-def model_loaded(info: ModelInfo) -> None:
-    """Publish the model's identity and its reference score distribution."""
+def model_loaded(info: ModelInfo, backend: str) -> None:
+    """Publish the model's identity, its scoring backend and its reference score distribution."""
     MODEL_INFO.labels(info.name, info.version, info.tag, info.spec_hash).set(1)
     MODEL_READY.set(1)
+    for name in BACKENDS:
+        MODEL_BACKEND.labels(name).set(1 if name == backend else 0)
     for bound, share in zip(scores.SCORE_BUCKETS, info.score_reference, strict=True):
         SCORE_REFERENCE.labels(_le(bound)).set(share)
     for label in ("0", "1"):
@@ -79,14 +92,20 @@ def model_missing() -> None:
     MODEL_READY.set(0)
 
 
+@cache
+def _child(metric: Counter | Gauge | Histogram, *labels: str) -> Counter | Gauge | Histogram:
+    """`metric.labels(*labels)`, looked up once: every label value here comes from a closed set."""
+    return metric.labels(*labels)
+
+
 def predictions(info: ModelInfo, probabilities: np.ndarray, labels: np.ndarray) -> None:
     """Count predictions by label and record their probabilities."""
-    positives = int(labels.sum())
+    positives = int(np.count_nonzero(labels))
     if positives:
-        PREDICTIONS.labels("1", info.version).inc(positives)
+        _child(PREDICTIONS, "1", info.version).inc(positives)
     if len(labels) - positives:
-        PREDICTIONS.labels("0", info.version).inc(len(labels) - positives)
-    observe_all(PROBABILITY.labels(info.version), probabilities)
+        _child(PREDICTIONS, "0", info.version).inc(len(labels) - positives)
+    observe_all(_child(PROBABILITY, info.version), probabilities)
 
 
 def observe_all(histogram: Histogram, values: np.ndarray) -> None:
@@ -155,13 +174,21 @@ _single_process.register(ServiceProcesses(os.getpid()))
 
 
 class TrafficMiddleware:
-    """Pure ASGI middleware counting requests and their duration per route template."""
+    """Pure ASGI middleware counting requests, their duration and those in flight, per route template.
+
+    `in_flight` is the scoring core's count, which the drain waits on; /metrics (scrapes) is not counted.
+    """
 
     def __init__(
-        self, app: ASGIApp, endpoint_of: Callable[[Scope], str], skip: tuple[str, ...] = ("/metrics",)
+        self,
+        app: ASGIApp,
+        endpoint_of: Callable[[Scope], str],
+        in_flight: InFlight,
+        skip: tuple[str, ...] = ("/metrics",),
     ) -> None:
         self.app = app
         self.endpoint_of = endpoint_of
+        self.in_flight = in_flight
         self.skip = skip
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -182,12 +209,14 @@ class TrafficMiddleware:
                 status = message["status"]
             await send(message)
 
-        in_progress = IN_PROGRESS.labels(endpoint)
+        in_progress = _child(IN_PROGRESS, endpoint)
         in_progress.inc()
+        self.in_flight.begin()
         try:
             await self.app(scope, receive, record_status)
         finally:
+            self.in_flight.end()
             in_progress.dec()
             code = str(status)
-            REQUESTS.labels(endpoint, code).inc()
-            DURATION.labels(endpoint, code).observe(time.perf_counter() - started)
+            _child(REQUESTS, endpoint, code).inc()
+            _child(DURATION, endpoint, code).observe(time.perf_counter() - started)

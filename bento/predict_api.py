@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 from starlette.requests import Request
 
-from bento import explain, features, metrics
+from bento import explain, features
+from bento.core import ScoringCore
 from bento.errors import Reason, RequestError
 from bento.http_body import FastJSONResponse, parse_json, read_body, require_json
-from bento.predictor import Predictor
 from bento.settings import ServiceSettings
 
 ENCODED_ONLY_COLUMNS = frozenset(features.COLUMNS) - frozenset(features.FIELDS_BY_NAME)
@@ -36,20 +36,18 @@ def parse_patient(body: Any, where: str = "") -> tuple[np.ndarray, dict[str, Any
         raise RequestError(Reason.INVALID_VALUE, f"{where}{error.field}: {error.reason}") from error
 
 
-def _answers(predictor: Predictor, matrix: np.ndarray, records: list[dict[str, Any]], top: int) -> list[dict[str, Any]]:
-    probabilities = predictor.probabilities(matrix)
-    labels = predictor.labels(probabilities)
-    metrics.predictions(predictor.info, probabilities, labels)
-    contributions = predictor.field_contributions(matrix) if top else None
+def _answers(core: ScoringCore, matrix: np.ndarray, records: list[dict[str, Any]], top: int) -> list[dict[str, Any]]:
+    predictor = core.model()
+    scores = core.score(matrix, explain=top > 0)
     answers = []
-    for i, probability in enumerate(probabilities.tolist()):
+    for i, (probability, label) in enumerate(zip(scores.probabilities.tolist(), scores.labels.tolist(), strict=True)):
         answer: dict[str, Any] = {
             "probability": round(probability, 6),
-            "label": int(labels[i]),
+            "label": label,
             "risk_band": predictor.band(probability).value,
         }
-        if contributions is not None:
-            answer["factors"] = explain.top_factors(contributions[i], records[i], top)
+        if scores.contributions is not None:
+            answer["factors"] = explain.top_factors(scores.contributions[i], records[i], top)
         answers.append(answer)
     return answers
 
@@ -61,19 +59,21 @@ def _explain_count(request: Request, settings: ServiceSettings) -> int:
     return settings.top_factors if flag in ("true", "1") else 0
 
 
-async def predict(request: Request, predictor: Predictor, settings: ServiceSettings) -> FastJSONResponse:
+async def predict(request: Request, core: ScoringCore) -> FastJSONResponse:
     """`POST /predict`: one patient in, probability, label, risk band and model out."""
+    predictor, settings = core.model(), core.settings
     require_json(request)
     top = _explain_count(request, settings)
     row, record = parse_patient(
         parse_json(await read_body(request, settings.max_body_bytes, settings.body_timeout_seconds))
     )
-    answer = _answers(predictor, row[None, :], [record], top)[0]
+    answer = _answers(core, row[None, :], [record], top)[0]
     return FastJSONResponse({**answer, "model": predictor.info.summary()})
 
 
-async def predict_batch(request: Request, predictor: Predictor, settings: ServiceSettings) -> FastJSONResponse:
+async def predict_batch(request: Request, core: ScoringCore) -> FastJSONResponse:
     """`POST /predict/batch`: a JSON list of patients (at most READMISSION_MAX_BATCH_ROWS)."""
+    predictor, settings = core.model(), core.settings
     require_json(request)
     top = _explain_count(request, settings)
     body = parse_json(await read_body(request, settings.max_body_bytes, settings.body_timeout_seconds))
@@ -87,5 +87,5 @@ async def predict_batch(request: Request, predictor: Predictor, settings: Servic
         )
     parsed = [parse_patient(patient, f"[{i}].") for i, patient in enumerate(body)]
     matrix = np.stack([row for row, _ in parsed])
-    answers = _answers(predictor, matrix, [record for _, record in parsed], top)
+    answers = _answers(core, matrix, [record for _, record in parsed], top)
     return FastJSONResponse({"predictions": answers, "model": predictor.info.summary()})

@@ -1,8 +1,14 @@
-"""The prediction core: the booster, its metadata, probabilities, labels, bands and factors."""
+"""The model: the booster, its compiled form, its metadata; probabilities, labels, bands and factors.
+
+Probabilities come from the compiled trees (bento/compiled.py) when the artifact loads and agrees with xgboost,
+else from xgboost itself (the reason is logged and `readmission_model_backend` says which). TreeSHAP
+explanations always come from xgboost.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,11 +17,15 @@ import numpy as np
 import xgboost as xgb
 
 from bento import features, scores
+from bento.compiled import CompiledModelError, CompiledTrees
 
 BOOSTER_FILE = "model.ubj"
 METADATA_FILE = "model_metadata.json"
 _FIELD_INDEX = {name: i for i, name in enumerate(f.name for f in features.FIELDS)}
 _COLUMN_TO_FIELD = np.array([_FIELD_INDEX[name] for name in features.COLUMN_FIELD])
+XGBOOST, COMPILED = "xgboost", "tl2cgen"
+BACKENDS = (XGBOOST, COMPILED)
+logger = logging.getLogger("readmission")
 
 
 class ModelLoadError(RuntimeError):
@@ -44,9 +54,12 @@ class ModelInfo:
 class Predictor:
     """One booster, single-threaded (one per worker), predicting probabilities of readmission."""
 
-    def __init__(self, booster: xgb.Booster, info: ModelInfo) -> None:
+    def __init__(self, booster: xgb.Booster, info: ModelInfo, compiled: CompiledTrees | None = None) -> None:
         self.booster = booster
         self.info = info
+        self.compiled = compiled
+        self.backend = COMPILED if compiled is not None else XGBOOST
+        self.probabilities = compiled.probabilities if compiled is not None else self._xgboost_probabilities
 
     @classmethod
     def load(cls, folder: Path, tag: str) -> Predictor:
@@ -56,6 +69,8 @@ class Predictor:
             booster = xgb.Booster(model_file=str(folder / BOOSTER_FILE))
         except (OSError, ValueError, xgb.core.XGBoostError) as error:
             raise ModelLoadError(f"model {tag} cannot be read from {folder.name}: {type(error).__name__}") from error
+        if not isinstance(metadata, dict):
+            raise ModelLoadError(f"model {tag} has metadata that is not a JSON object")
         if metadata.get("spec_hash") != features.spec_hash() or metadata.get("columns") != list(features.COLUMNS):
             raise ModelLoadError(
                 f"model {tag} was trained on feature spec {metadata.get('spec_hash')}, "
@@ -64,21 +79,14 @@ class Predictor:
         if booster.num_features() != len(features.COLUMNS):
             raise ModelLoadError(f"model {tag} expects {booster.num_features()} columns, not {len(features.COLUMNS)}")
         booster.set_param({"nthread": 1})
-        info = ModelInfo(
-            name=metadata.get("mlflow_model_name", "readmission"),
-            version=str(metadata.get("mlflow_version", "0")),
-            run_id=metadata.get("mlflow_run_id", ""),
-            tag=tag,
-            threshold=float(metadata["threshold"]),
-            prevalence=float(metadata["prevalence"]),
-            spec_hash=metadata["spec_hash"],
-            test_metrics=metadata.get("test_metrics", {}),
-            score_reference=metadata["score_reference"],
-        )
-        return cls(booster, info)
+        try:
+            info = _model_info(metadata, tag)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ModelLoadError(f"model {tag} has incomplete metadata: {type(error).__name__} {error}") from error
+        return cls(booster, info, _compiled(folder, tag))
 
-    def probabilities(self, matrix: np.ndarray) -> np.ndarray:
-        """Probability of readmission within 30 days for each encoded row (float32)."""
+    def _xgboost_probabilities(self, matrix: np.ndarray) -> np.ndarray:
+        """Probability of readmission within 30 days for each encoded row (float32), from xgboost."""
         return self.booster.inplace_predict(matrix, validate_features=False).astype(np.float32, copy=False)
 
     def labels(self, probabilities: np.ndarray) -> np.ndarray:
@@ -95,3 +103,36 @@ class Predictor:
         per_field = np.zeros((matrix.shape[0], len(features.FIELDS)), dtype=np.float64)
         np.add.at(per_field.T, _COLUMN_TO_FIELD, contributions.T)
         return per_field
+
+
+def _compiled(folder: Path, tag: str) -> CompiledTrees | None:
+    """The compiled trees of the model, or None (and a log line saying why) to score with xgboost."""
+    try:
+        trees = CompiledTrees.load(folder, len(features.COLUMNS))
+    except CompiledModelError as error:
+        logger.warning("model %s scores with xgboost: %s", tag, error)
+        return None
+    logger.info("model %s scores with compiled trees (max |diff| to xgboost %.2g)", tag, trees.max_abs_diff)
+    return trees
+
+
+def _model_info(metadata: dict[str, Any], tag: str) -> ModelInfo:
+    """What the metadata says of the model; KeyError, TypeError or ValueError where it is incomplete."""
+    return ModelInfo(
+        name=metadata.get("mlflow_model_name", "readmission"),
+        version=str(metadata.get("mlflow_version", "0")),
+        run_id=metadata.get("mlflow_run_id", ""),
+        tag=tag,
+        threshold=float(metadata["threshold"]),
+        prevalence=float(metadata["prevalence"]),
+        spec_hash=metadata["spec_hash"],
+        test_metrics=metadata.get("test_metrics", {}),
+        score_reference=_score_reference(metadata["score_reference"]),
+    )
+
+
+def _score_reference(shares: Any) -> list[float]:
+    values = [float(share) for share in shares]
+    if len(values) != len(scores.SCORE_BUCKETS):
+        raise ValueError(f"score_reference has {len(values)} buckets, not {len(scores.SCORE_BUCKETS)}")
+    return values

@@ -20,16 +20,18 @@ from bentoml._internal.models import Model as StoredModel
 from bentoml._internal.types import PathType
 from bentoml.exceptions import BentoMLException
 
-from bento import drain, metrics
+from bento import drain
 from bento.app import create_app
+from bento.core import ScoringCore
 from bento.predictor import ModelLoadError, Predictor
 from bento.settings import ServiceSettings
 
 logger = logging.getLogger("readmission")
 logger.setLevel(logging.INFO)  # BentoML's server logging keeps the root at WARNING; our INFO lines reach its handler
 SETTINGS = ServiceSettings.from_env()
-app = create_app(SETTINGS)
-DRAIN = drain.Drain(SETTINGS.drain_seconds, app.state)
+CORE = ScoringCore(SETTINGS)
+app = create_app(CORE)
+DRAIN = drain.Drain(SETTINGS.drain_seconds, CORE)
 
 # BentoML turns circus's respawn of dead workers off where BENTOML_CONTAINERIZED is set (its Dockerfile sets
 # it): a worker killed there (OOM killer, segfault) is never replaced, and when it was the last one the whole
@@ -84,13 +86,13 @@ class ReadmissionService:
             predictor = Predictor.load(Path(stored.path), str(stored.tag))
         except ModelLoadError as error:
             logger.error("not ready: the model cannot be loaded: %s", error)
-            metrics.model_missing()
+            CORE.unavailable()
             return
-        app.state.predictor = predictor
-        metrics.model_loaded(predictor.info)
-        logger.info("serving %s version %s (%s)", predictor.info.name, predictor.info.version, predictor.info.tag)
+        CORE.load(predictor)
+        info = predictor.info
+        logger.info("serving %s version %s (%s) with %s", info.name, info.version, info.tag, predictor.backend)
         gc.freeze()  # start-up objects never die: keep them out of the collector's full passes (tail latency)
 
     def __is_ready__(self) -> bool:
         """Ready only with a model loaded, and not once SIGTERM has begun the drain."""
-        return app.state.predictor is not None and not app.state.draining
+        return CORE.ready()

@@ -1,4 +1,4 @@
-"""Open Inference Protocol (KServe V2) REST endpoints over the prediction core.
+"""Open Inference Protocol (KServe V2) REST: decode a request into a matrix for the scoring core, encode its answer.
 
 Inputs: one FP32/FP64 tensor [N, F] in the model's column order (what KServe's xgbserver and
 MLServer accept), or one tensor per clinical field ("pd" content type; BYTES for text fields).
@@ -14,7 +14,8 @@ import numpy as np
 from starlette.requests import Request
 from starlette.responses import Response
 
-from bento import features, metrics
+from bento import features
+from bento.core import ScoringCore
 from bento.errors import Reason, RequestError
 from bento.http_body import FastJSONResponse, read_body
 from bento.predictor import Predictor
@@ -42,21 +43,6 @@ def _server_version() -> str:
 def server_metadata() -> dict[str, Any]:
     """`GET /v2`."""
     return {"name": SERVER_NAME, "version": _server_version(), "extensions": ["binary_tensor_data"]}
-
-
-def check_model(
-    name: str, requested_version: str | None, settings: ServiceSettings, predictor: Predictor | None
-) -> None:
-    """404 for another model name or version."""
-    if name != settings.v2_model_name:
-        raise RequestError(
-            Reason.UNKNOWN_MODEL, f"model {name!r} is not served here; this server serves {settings.v2_model_name!r}"
-        )
-    if requested_version is not None and predictor is not None and requested_version != predictor.info.version:
-        raise RequestError(
-            Reason.UNKNOWN_MODEL,
-            f"model {name!r} has no version {requested_version!r}; served: {predictor.info.version}",
-        )
 
 
 def model_metadata(settings: ServiceSettings, predictor: Predictor) -> dict[str, Any]:
@@ -164,26 +150,28 @@ def _requested_outputs(request: InferRequest) -> tuple[list[str], set[str]]:
     return names, binary
 
 
-async def infer(
-    request: Request, predictor: Predictor, settings: ServiceSettings, name: str, requested_version: str | None
-) -> Response:
-    """`POST /v2/models/{name}[/versions/{v}]/infer`."""
-    check_model(name, requested_version, settings, predictor)
-    raw = await read_body(request, settings.max_body_bytes, settings.body_timeout_seconds)
-    decoded = decode_request(raw, request.headers.get(HEADER_LENGTH))
+def matrix_of(decoded: InferRequest, max_rows: int) -> np.ndarray:
+    """The checked float32 matrix of a decoded request, in either input form."""
     if _is_field_form(decoded):
-        matrix = _matrix_from_fields(decoded.inputs, settings.max_infer_rows)
-    elif len(decoded.inputs) != 1:
+        return _matrix_from_fields(decoded.inputs, max_rows)
+    if len(decoded.inputs) != 1:
         raise RequestError(
             Reason.TENSOR, f"expected one input tensor [N, {len(features.COLUMNS)}] or one per clinical field"
         )
-    else:
-        matrix = _matrix_from_tensor(decoded.inputs[0], settings.max_infer_rows)
+    return _matrix_from_tensor(decoded.inputs[0], max_rows)
+
+
+async def infer(request: Request, core: ScoringCore, name: str, requested_version: str | None) -> Response:
+    """`POST /v2/models/{name}[/versions/{v}]/infer`: decode, score, encode."""
+    core.check_model(name, requested_version)
+    predictor = core.model()
+    settings = core.settings
+    raw = await read_body(request, settings.max_body_bytes, settings.body_timeout_seconds)
+    decoded = decode_request(raw, request.headers.get(HEADER_LENGTH))
+    matrix = matrix_of(decoded, settings.max_infer_rows)
     names, binary = _requested_outputs(decoded)
-    probabilities = predictor.probabilities(matrix)
-    labels = predictor.labels(probabilities)
-    metrics.predictions(predictor.info, probabilities, labels)
-    produced = {"probability": probabilities, "label": labels}
+    scores = core.score(matrix)
+    produced = {"probability": scores.probabilities, "label": scores.labels}
     payload: dict[str, Any] = {"model_name": settings.v2_model_name, "model_version": predictor.info.version}
     if decoded.id is not None:
         payload["id"] = decoded.id
@@ -198,8 +186,3 @@ def health_response(key: str, healthy: bool, **extra: str) -> Response:
     kserve SDK reads it, tritonclient reads the status code only.
     """
     return FastJSONResponse({**extra, key: healthy}, status_code=200 if healthy else 503)
-
-
-def metadata_response(settings: ServiceSettings, predictor: Predictor) -> FastJSONResponse:
-    """The model metadata as JSON."""
-    return FastJSONResponse(model_metadata(settings, predictor))

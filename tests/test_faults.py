@@ -264,6 +264,13 @@ def _other_spec(model_dir: Path) -> None:
     metadata_file.write_text(json.dumps(metadata))
 
 
+def _drop_threshold(model_dir: Path) -> None:
+    metadata_file = model_dir / "model_metadata.json"
+    metadata = json.loads(metadata_file.read_text())
+    del metadata["threshold"]
+    metadata_file.write_text(json.dumps(metadata))
+
+
 DAMAGES = {
     # what is wrong: (damage to the copied model folder or None, extra environment, what the log must say)
     "empty-home": (None, {}, "is not in the BentoML model store"),
@@ -271,6 +278,7 @@ DAMAGES = {
     "garbled-booster": (_garble, {}, "cannot be read"),
     "truncated-booster": (_truncate, {}, "cannot be read"),
     "other-feature-spec": (_other_spec, {}, "was trained on feature spec 0123456789abcdef"),
+    "metadata-key-missing": (_drop_threshold, {}, "has incomplete metadata: KeyError 'threshold'"),
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -10,9 +11,9 @@ import bentoml
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from bento import features
+from bento import compiled, features
 from bento.predictor import BOOSTER_FILE, METADATA_FILE
-from training import registry
+from training import compiler, registry
 from training.settings import MODEL_NAME, TrainingSettings
 
 BENTO_MODEL_NAME = "readmission"
@@ -44,6 +45,11 @@ def import_model(alias_or_version: str, settings: TrainingSettings) -> str:
             "mlflow_run_id": version.run_id,
         }
         test = {k: round(v, 6) for k, v in metadata["test_metrics"].items()}
+        try:
+            backend = compiler.compile_booster(booster, local / compiled.COMPILED_DIR)["backend"]
+        except compiler.CompileError as error:
+            print(f"warning: the model is not compiled ({error}); the service will score with xgboost")
+            backend = "xgboost"
         with bentoml.models.create(
             BENTO_MODEL_NAME,
             labels={"mlflow_version": str(version.version), "source": f"mlflow-{alias_or_version}"},
@@ -56,8 +62,11 @@ def import_model(alias_or_version: str, settings: TrainingSettings) -> str:
                 "test_roc_auc": test["roc_auc"],
                 "test_pr_auc": test["pr_auc"],
                 "test_brier": test["brier"],
+                "backend": backend,
             },
         ) as stored:
             booster.save_model(stored.path_of(BOOSTER_FILE))
             Path(stored.path_of(METADATA_FILE)).write_text(json.dumps(metadata))
+            if backend != "xgboost":
+                shutil.copytree(local / compiled.COMPILED_DIR, stored.path_of(compiled.COMPILED_DIR))
         return str(stored.tag)

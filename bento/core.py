@@ -1,0 +1,97 @@
+"""The scoring core, which knows no protocol: what KServe's dataplane and MLServer's DataPlane are to them.
+
+Every protocol adapter (`/predict` and `/predict/batch` in bento/predict_api.py, V2 REST in bento/v2_api.py)
+decodes its input into a checked float32 matrix, asks `ScoringCore.score`, and encodes the `Scores`. The core
+records the prediction metrics once, answers readiness for every route, and counts the calls in flight that
+the drain waits for (bento/drain.py).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from bento import metrics
+from bento.errors import Reason, RequestError
+from bento.predictor import Predictor
+from bento.settings import ServiceSettings
+
+
+@dataclass(frozen=True)
+class Scores:
+    """The answer for N rows."""
+
+    probabilities: np.ndarray  # float32 [N]
+    labels: np.ndarray  # int64 [N]: 1 at or above the operating threshold
+    contributions: np.ndarray | None  # TreeSHAP per clinical field [N, FIELDS], when explanations were asked for
+
+
+class InFlight:
+    """Calls being served, over every protocol, and when the last one began (what the drain waits on)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last_start = 0.0
+
+    def begin(self) -> None:
+        """A call has begun."""
+        self.count += 1
+        self.last_start = time.monotonic()
+
+    def end(self) -> None:
+        """A call has ended."""
+        self.count -= 1
+
+
+class ScoringCore:
+    """The model of this worker, its readiness, and the one way to score with it."""
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.settings = settings
+        self.predictor: Predictor | None = None
+        self.draining = False  # set by bento/drain.py on SIGTERM
+        self.in_flight = InFlight()
+
+    def load(self, predictor: Predictor) -> None:
+        """Serve `predictor` from now on."""
+        self.predictor = predictor
+        metrics.model_loaded(predictor.info, predictor.backend)
+
+    def unavailable(self) -> None:
+        """The model could not be loaded: the worker stays up and never ready."""
+        metrics.model_missing()
+
+    def ready(self) -> bool:
+        """A model is loaded and the worker is not draining for shutdown."""
+        return self.predictor is not None and not self.draining
+
+    def model(self) -> Predictor:
+        """The loaded model; NOT_READY (503) where there is none."""
+        predictor = self.predictor
+        if predictor is None:
+            raise RequestError(Reason.NOT_READY, "the model is not loaded; see /readyz and the service log")
+        return predictor
+
+    def check_model(self, name: str, version: str | None) -> None:
+        """UNKNOWN_MODEL (404) for a model name or version this worker does not serve."""
+        if name != self.settings.v2_model_name:
+            raise RequestError(
+                Reason.UNKNOWN_MODEL,
+                f"model {name!r} is not served here; this server serves {self.settings.v2_model_name!r}",
+            )
+        predictor = self.predictor
+        if version is not None and predictor is not None and version != predictor.info.version:
+            raise RequestError(
+                Reason.UNKNOWN_MODEL, f"model {name!r} has no version {version!r}; served: {predictor.info.version}"
+            )
+
+    def score(self, matrix: np.ndarray, explain: bool = False) -> Scores:
+        """Probabilities and labels of checked rows (float32 [N, COLUMNS]), and per-field TreeSHAP if asked."""
+        predictor = self.model()
+        probabilities = predictor.probabilities(matrix)
+        labels = predictor.labels(probabilities)
+        metrics.predictions(predictor.info, probabilities, labels)
+        contributions = predictor.field_contributions(matrix) if explain else None
+        return Scores(probabilities, labels, contributions)
