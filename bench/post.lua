@@ -1,5 +1,6 @@
--- wrk script: POST one fixed JSON body file; report a JSON summary line from done().
--- usage: wrk ... -s post.lua URL -- /path/to/body.json
+-- wrk script: POST one fixed body file, with optional extra headers; report a JSON summary line from done().
+-- usage: wrk ... -s post.lua URL -- /path/to/body.json ["Name: value" ...]
+-- e.g. the binary tensor data extension: -- body.bin "Inference-Header-Content-Length: 187"
 local body_path = nil
 
 function init(args)
@@ -9,6 +10,11 @@ function init(args)
   f:close()
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
+  for i = 2, #args do
+    local name, value = string.match(args[i], "^%s*([^:]+):%s*(.-)%s*$")
+    assert(name, "extra header must be 'Name: value', got " .. args[i])
+    wrk.headers[name] = value
+  end
 end
 
 function done(summary, latency, requests)

@@ -1,12 +1,13 @@
 """Benchmark our BentoML service against the servers a user would pick instead, on the same model.
 
-    .venv/bin/python bench/run.py [--duration 10] [--warmup 2] [--quick] [--servers ours,mlserver,kserve,floor]
+    .venv/bin/python bench/run.py [--duration 10] [--warmup 2] [--quick] [--rounds 3] [--servers ours,mlserver,...]
 
 Every server runs pinned to CPU core 0 (`taskset -c 0`), the load generator (wrk) on core 1, both on
-127.0.0.1 only. For each server: start it, wait until ready, check that one row and 1,000 rows get
-the reference probabilities (within 1e-5 of the booster in this process), run the workloads, stop the
-whole process group. Prints a markdown table and ratios; writes bench/results/latest.{json,md}.
-See bench/README.md.
+127.0.0.1 only. For each server: start it, wait until ready, check that one row and 1,000 rows (JSON, and
+binary where the server takes the binary extension) get the reference probabilities (within 1e-5 of the
+booster in this process), run the workloads, stop the whole process group. All servers run `--rounds` times,
+interleaved; the report holds the medians over rounds, ratios of medians and the TARGETS with PASS/MISS.
+Prints markdown tables; writes bench/results/latest.{json,md}. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import platform
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,9 +29,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -128,6 +130,38 @@ def v2_body(rows: np.ndarray) -> bytes:
     return f'{{"inputs":[{head},"data":[{values}]}}]}}'.encode()
 
 
+def v2_binary_body(rows: np.ndarray) -> tuple[bytes, dict[str, str]]:
+    """The same tensor with the binary tensor data extension: body and headers.
+
+    A JSON header (input-0 with its `binary_data_size`; output "probability" asked as JSON) followed by the
+    raw little-endian float32 bytes, row-major; `Inference-Header-Content-Length` gives the header's length.
+    Content-Type application/octet-stream: the body is not JSON (KServe parses it as JSON otherwise).
+    """
+    data = np.ascontiguousarray(rows, dtype="<f4").tobytes()
+    header = {
+        "inputs": [
+            {
+                "name": "input-0",
+                "shape": list(rows.shape),
+                "datatype": "FP32",
+                "parameters": {"binary_data_size": len(data)},
+            }
+        ],
+        "outputs": [{"name": "probability", "parameters": {"binary_data": False}}],
+    }
+    head = json.dumps(header, separators=(",", ":")).encode()
+    return head + data, {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(head))}
+
+
+@dataclass
+class Body:
+    """One request: its bytes, the rows it holds, the headers it needs beyond Content-Type: application/json."""
+
+    data: bytes
+    rows: int
+    headers: dict[str, str] = field(default_factory=dict)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # servers
 
@@ -143,7 +177,8 @@ class Server:
     cwd: Path
     ready_path: str
     infer_path: str
-    extra: dict[str, str] = field(default_factory=dict)  # workload name -> path (ours: /predict)
+    extra: dict[str, str] = field(default_factory=dict)  # route key -> path (ours: /predict)
+    binary: bool = False  # takes the binary tensor data extension: gets the binary workload
 
 
 def free_port() -> int:
@@ -182,6 +217,7 @@ def server_ours(port: int, work: Path) -> Server:
         ready_path="/readyz",
         infer_path=f"/v2/models/{MODEL_NAME}/infer",
         extra={"predict": "/predict"},
+        binary=True,
     )
 
 
@@ -247,6 +283,7 @@ def server_kserve(port: int, work: Path, model: Path) -> Server:
         cwd=work,
         ready_path=f"/v2/models/{MODEL_NAME}/ready",
         infer_path=f"/v2/models/{MODEL_NAME}/infer",
+        binary=True,  # KServe decodes the extension (InferRequest.from_bytes) when the body is not declared JSON
     )
 
 
@@ -284,6 +321,26 @@ def server_floor_orjson(port: int, work: Path, model: Path) -> Server:
     server.command[0] = str(python.parent / "uvicorn")
     server.name, server.label = "floor-orjson", "floor + orjson"
     server.env["BENCH_JSON"] = "orjson"
+    return server
+
+
+def server_floor_compiled(port: int, work: Path, model: Path) -> Server:
+    """The honest floor: the floor app with orjson (as ours) scoring with the same compiled trees ours loads."""
+    if not (model.parent / "compiled").is_dir():
+        raise RuntimeError(f"no compiled/ folder beside {model.relative_to(ROOT)}; import the model again")
+    server = server_floor(port, work, model)
+    server.name, server.label = "floor-compiled", "floor + orjson + compiled"
+    pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    from bento import features
+
+    columns = str(len(features.COLUMNS))
+    server.env |= {
+        "BENCH_JSON": "orjson",
+        "BENCH_BACKEND": "compiled",
+        "BENCH_COLUMNS": columns,
+        "PYTHONPATH": pythonpath,
+    }
+    server.binary = True
     return server
 
 
@@ -435,9 +492,10 @@ class MemorySampler:
 # checks and load
 
 
-def post(url: str, body: bytes, timeout: float = 30) -> dict[str, Any]:
-    """POST a JSON body, the decoded JSON answer."""
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
+def post(url: str, body: bytes, timeout: float = 30, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """POST a body (JSON unless `headers` say otherwise), the decoded JSON answer."""
+    headers = {"Content-Type": "application/json", **(headers or {})}
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
@@ -452,29 +510,50 @@ def v2_probabilities(answer: dict[str, Any]) -> np.ndarray:
     return np.asarray(chosen["data"], dtype=np.float64).ravel()
 
 
-def check(running: Running, bodies: dict[str, bytes], reference: np.ndarray) -> dict[str, float]:
-    """Every answer within TOLERANCE of the reference probabilities; returns the worst differences."""
-    infer = running.url(running.server.infer_path)
-    worst = {}
-    for name, rows in (("v2_1", 1), (f"v2_{BATCH_ROWS}", BATCH_ROWS)):
-        got = v2_probabilities(post(infer, bodies[name]))
-        if got.shape != (rows,):
-            raise AssertionError(f"{running.server.name}: {rows} rows gave {got.shape[0]} probabilities")
-        worst[name] = float(np.max(np.abs(got - reference[:rows])))
-    if "predict" in running.server.extra:
-        got = float(post(running.url(running.server.extra["predict"]), bodies["predict"])["probability"])
+V2_1, V2_BATCH_BODY, BINARY_BODY = "v2_1", f"v2_{BATCH_ROWS}", f"v2_{BATCH_ROWS}_binary"  # keys of the bodies
+
+
+def _worst(running: Running, body: Body, reference: np.ndarray) -> float:
+    got = v2_probabilities(post(running.url(running.server.infer_path), body.data, headers=body.headers))
+    if got.shape != (body.rows,):
+        raise AssertionError(f"{running.server.name}: {body.rows} rows gave {got.shape[0]} probabilities")
+    return float(np.max(np.abs(got - reference[: body.rows])))
+
+
+def check(running: Running, bodies: dict[str, Body], reference: np.ndarray) -> tuple[dict[str, float], str]:
+    """Every answer within TOLERANCE of the reference probabilities: the worst differences, the binary probe.
+
+    The binary request is checked on servers with `binary`; the others get it once as a probe, whose
+    outcome ("ok ..." or why not) is returned and never fails the server.
+    """
+    server = running.server
+    worst = {name: _worst(running, bodies[name], reference) for name in (V2_1, V2_BATCH_BODY)}
+    probe = "benchmarked"
+    if server.binary:
+        worst[BINARY_BODY] = _worst(running, bodies[BINARY_BODY], reference)
+    else:
+        try:
+            diff = _worst(running, bodies[BINARY_BODY], reference)
+            probe = f"ok (max |diff| {diff:.2g}), not benchmarked" if diff <= TOLERANCE else f"wrong answers ({diff})"
+        except Exception as error:  # any refusal or garbage answer: recorded, not fatal
+            probe = f"refused: {type(error).__name__}: {error}"[:300]
+    if "predict" in server.extra:
+        got = float(post(running.url(server.extra["predict"]), bodies["predict"].data)["probability"])
         worst["predict"] = abs(got - float(reference[0]))
     for name, diff in worst.items():
         if not diff <= TOLERANCE:
-            raise AssertionError(f"{running.server.name} {name}: differs from the reference by {diff:.3g}")
-    return worst
+            raise AssertionError(f"{server.name} {name}: differs from the reference by {diff:.3g}")
+    return worst, probe
 
 
-def wrk(url: str, body_file: Path, connections: int, seconds: float) -> dict[str, Any]:
-    """One wrk run on LOAD_CORE; the summary its Lua `done()` hook printed."""
+def wrk(
+    url: str, body_file: Path, connections: int, seconds: float, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """One wrk run on LOAD_CORE; the summary its Lua `done()` hook printed. `headers`: extra request headers."""
     command = [
         "taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s",
         "--timeout", "10s", "--latency", "-s", str(BENCH / "post.lua"), url, "--", str(body_file),
+        *(f"{name}: {value}" for name, value in (headers or {}).items()),
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
@@ -487,7 +566,7 @@ def wrk(url: str, body_file: Path, connections: int, seconds: float) -> dict[str
 
 @dataclass
 class Result:
-    """One workload on one server."""
+    """One workload on one server: one round's run, or (round 0) the summary over `rounds` rounds."""
 
     server: str
     label: str
@@ -509,49 +588,81 @@ class Result:
     hwm_sum_mb: float
     server_cpu_pct: float
     other_on_core_pct: float
+    round: int = 0
+    rounds: int = 1
+    req_s_spread_pct: float = 0.0  # summary: (max - min) / median of req/s over the rounds
 
 
-WORKLOADS = [  # name, body, connections, path key (None: the V2 infer route)
-    ("v2 1 row, 8 conn", "v2_1", 8, None),
-    ("v2 1 row, 64 conn", "v2_1", 64, None),
-    (f"v2 {BATCH_ROWS:,} rows, 8 conn", f"v2_{BATCH_ROWS}", 8, None),
-    ("/predict 1 row, 8 conn", "predict", 8, "predict"),
+V2_1_8, V2_1_64 = "v2 1 row, 8 conn", "v2 1 row, 64 conn"
+V2_BATCH = f"v2 {BATCH_ROWS:,} rows, 8 conn"
+V2_BINARY = f"v2 {BATCH_ROWS:,} rows binary, 8 conn"
+PREDICT = "/predict 1 row, 8 conn"
+
+
+class Workload(NamedTuple):
+    """A wrk run: which body, how many connections, on which route."""
+
+    name: str
+    body: str  # a key of the bodies
+    connections: int
+    route: str | None = None  # a key of Server.extra; None: the V2 infer route
+
+    def runs_on(self, server: Server) -> bool:
+        """Whether `server` gets this workload (its route exists; binary only where the server takes it)."""
+        if self.route is not None and self.route not in server.extra:
+            return False
+        return self.body != BINARY_BODY or server.binary
+
+
+WORKLOADS = [
+    Workload(V2_1_8, V2_1, 8),
+    Workload(V2_1_64, V2_1, 64),
+    Workload(V2_BATCH, V2_BATCH_BODY, 8),
+    Workload(V2_BINARY, BINARY_BODY, 8),
+    Workload(PREDICT, "predict", 8, "predict"),
 ]
-BODY_ROWS = {"v2_1": 1, f"v2_{BATCH_ROWS}": BATCH_ROWS, "predict": 1}
 
 
 def bench_server(
-    server: Server, port: int, files: dict[str, Path], bodies: dict[str, bytes], reference: np.ndarray, args: Any
+    server: Server,
+    port: int,
+    files: dict[str, Path],
+    bodies: dict[str, Body],
+    reference: np.ndarray,
+    args: Any,
+    round_no: int = 1,
 ) -> tuple[list[Result], dict[str, Any]]:
-    """Start, check, load and stop one server."""
+    """Start, check, load and stop one server (one round)."""
     running = Running(server, port, RESULTS / f"server-{server.name}.log")
     results, info = [], {}
     try:
         info["startup_s"] = round(running.wait_ready(), 2)
-        info["max_abs_diff"] = check(running, bodies, reference)
+        info["max_abs_diff"], info["binary_probe"] = check(running, bodies, reference)
         print(f"  ready in {info['startup_s']} s; answers match (max |diff| {max(info['max_abs_diff'].values()):.2g})")
-        for workload, body, connections, path_key in WORKLOADS:
-            if path_key is not None and path_key not in server.extra:
+        if not server.binary:
+            print(f"  binary extension: {info['binary_probe']}")
+        for workload in WORKLOADS:
+            if not workload.runs_on(server):
                 continue
-            url = running.url(server.extra[path_key] if path_key else server.infer_path)
+            url = running.url(server.extra[workload.route] if workload.route else server.infer_path)
+            body, file = bodies[workload.body], files[workload.body]
             if args.warmup > 0:
-                wrk(url, files[body], connections, args.warmup)
+                wrk(url, file, workload.connections, args.warmup, body.headers)
             with MemorySampler(running) as memory:
-                stats = wrk(url, files[body], connections, args.duration)
+                stats = wrk(url, file, workload.connections, args.duration, body.headers)
             hwm = sum(_status_kb(pid, "VmHWM") for pid in running.pids())
             seconds = stats["duration_us"] / 1e6
             socket_errors = stats["connect"] + stats["read"] + stats["write"] + stats["timeout"]
-            rows = BODY_ROWS[body]
             result = Result(
                 server=server.name,
                 label=server.label,
-                workload=workload,
-                rows_per_request=rows,
-                connections=connections,
+                workload=workload.name,
+                rows_per_request=body.rows,
+                connections=workload.connections,
                 seconds=round(seconds, 2),
                 requests=stats["requests"],
                 req_s=stats["requests"] / seconds,
-                rows_s=stats["requests"] * rows / seconds,
+                rows_s=stats["requests"] * body.rows / seconds,
                 p50_ms=stats["p50_us"] / 1000,
                 p90_ms=stats["p90_us"] / 1000,
                 p99_ms=stats["p99_us"] / 1000,
@@ -563,12 +674,14 @@ def bench_server(
                 hwm_sum_mb=hwm / 1024,
                 server_cpu_pct=memory.server_cpu_pct,
                 other_on_core_pct=memory.other_on_core_pct,
+                round=round_no,
             )
             results.append(result)
             print(
-                f"  {workload:<24} {result.req_s:9.1f} req/s {result.rows_s:10.0f} rows/s  p50 {result.p50_ms:7.2f} ms"
-                f"  p99 {result.p99_ms:7.2f} ms  errors {result.errors}  peak {result.peak_rss_mb:.0f} MB"
-                f"  cpu {result.server_cpu_pct:.0f}% (other on core {result.other_on_core_pct:.0f}%)",
+                f"  {workload.name:<30} {result.req_s:9.1f} req/s {result.rows_s:10.0f} rows/s"
+                f"  p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  errors {result.errors}"
+                f"  peak {result.peak_rss_mb:.0f} MB  cpu {result.server_cpu_pct:.0f}%"
+                f" (other on core {result.other_on_core_pct:.0f}%)",
                 flush=True,
             )
     finally:
@@ -580,65 +693,273 @@ def bench_server(
 # report
 
 
-def _find(results: list[Result], server: str, workload: str) -> Result | None:
-    return next((r for r in results if r.server == server and r.workload == workload), None)
+def medians(raw: list[Result], order: list[str]) -> list[Result]:
+    """One row per server and workload over the rounds: medians of req/s, rows/s and latencies; errors,
+    requests and seconds summed; peak memory and CPU taken by others the maximum; server CPU the median."""
+    groups: dict[tuple[str, str], list[Result]] = {}
+    for result in raw:
+        groups.setdefault((result.server, result.workload), []).append(result)
+    workloads = [w.name for w in WORKLOADS]
+    summary = []
+    for _, runs in sorted(groups.items(), key=lambda item: (order.index(item[0][0]), workloads.index(item[0][1]))):
+
+        def median(key: str, runs: list[Result] = runs) -> float:
+            return statistics.median(getattr(r, key) for r in runs)
+
+        req_s = [r.req_s for r in runs]
+        summary.append(
+            replace(
+                runs[0],
+                round=0,
+                rounds=len(runs),
+                seconds=round(sum(r.seconds for r in runs), 2),
+                requests=sum(r.requests for r in runs),
+                req_s=median("req_s"),
+                rows_s=median("rows_s"),
+                p50_ms=median("p50_ms"),
+                p90_ms=median("p90_ms"),
+                p99_ms=median("p99_ms"),
+                max_ms=max(r.max_ms for r in runs),
+                errors=sum(r.errors for r in runs),
+                non_2xx=sum(r.non_2xx for r in runs),
+                socket_errors=sum(r.socket_errors for r in runs),
+                peak_rss_mb=max(r.peak_rss_mb for r in runs),
+                hwm_sum_mb=max(r.hwm_sum_mb for r in runs),
+                server_cpu_pct=median("server_cpu_pct"),
+                other_on_core_pct=max(r.other_on_core_pct for r in runs),
+                req_s_spread_pct=100 * (max(req_s) - min(req_s)) / median("req_s") if median("req_s") else 0.0,
+            )
+        )
+    return summary
 
 
-def ratios(results: list[Result]) -> list[dict[str, Any]]:
-    """Ours / each other server on the headline metrics, and p99/p50 of each at 8 connections."""
+ALL = "*"  # Metric.workload: summed over all the server's workloads
+
+
+class Metric(NamedTuple):
+    """One number of the summary: a field of one server's result on one workload."""
+
+    server: str
+    workload: str
+    field: str
+
+
+def value(summary: list[Result], metric: Metric) -> float | None:
+    """The metric's value in the summary; None when that server or workload did not run."""
+    found = [r for r in summary if r.server == metric.server and metric.workload in (ALL, r.workload)]
+    if not found:
+        return None
+    return float(sum(getattr(r, metric.field) for r in found))
+
+
+OTHERS = ("mlserver", "kserve", "floor", "floor-orjson", "floor-compiled")
+
+
+def ratios(summary: list[Result]) -> list[dict[str, Any]]:
+    """Ratios of medians: ours / each other server, the issue's cross comparisons, p99/p50 of every server."""
     rows = []
-    metrics = [
-        ("single-row V2 req/s, 8 conn", "v2 1 row, 8 conn", "req_s"),
-        ("single-row V2 req/s, 64 conn", "v2 1 row, 64 conn", "req_s"),
-        (f"{BATCH_ROWS:,}-row V2 rows/s, 8 conn", f"v2 {BATCH_ROWS:,} rows, 8 conn", "rows_s"),
-    ]
-    for other in ("mlserver", "kserve", "floor", "floor-orjson"):
-        for label, workload, key in metrics:
-            ours, theirs = _find(results, "ours", workload), _find(results, other, workload)
-            if ours and theirs and getattr(theirs, key) > 0:
-                rows.append(
-                    {
-                        "comparison": f"ours / {other}",
-                        "metric": label,
-                        "ratio": getattr(ours, key) / getattr(theirs, key),
-                    }
-                )
-    for server in ("ours", "mlserver", "kserve", "floor", "floor-orjson"):
-        r = _find(results, server, "v2 1 row, 8 conn")
-        if r and r.p50_ms > 0:
-            rows.append(
-                {"comparison": server, "metric": "p99/p50, single-row V2, 8 conn", "ratio": r.p99_ms / r.p50_ms}
+
+    def add(comparison: str, metric: str, numerator: Metric, denominator: Metric) -> None:
+        a, b = value(summary, numerator), value(summary, denominator)
+        if a is not None and b:
+            rows.append({"comparison": comparison, "metric": metric, "ratio": a / b})
+
+    for other in OTHERS:
+        for label, workload, key in (
+            ("single-row V2 req/s, 8 conn", V2_1_8, "req_s"),
+            ("single-row V2 req/s, 64 conn", V2_1_64, "req_s"),
+            (f"{BATCH_ROWS:,}-row V2 JSON rows/s, 8 conn", V2_BATCH, "rows_s"),
+            (f"{BATCH_ROWS:,}-row V2 binary rows/s, 8 conn", V2_BINARY, "rows_s"),
+        ):
+            add(f"ours / {other}", label, Metric("ours", workload, key), Metric(other, workload, key))
+    add(
+        "ours / mlserver",
+        "ours /predict 1 row req/s vs MLServer single-row V2 req/s, 8 conn",
+        Metric("ours", PREDICT, "req_s"),
+        Metric("mlserver", V2_1_8, "req_s"),
+    )
+    add(
+        "ours / mlserver",
+        f"ours binary {BATCH_ROWS:,} rows/s vs MLServer JSON {BATCH_ROWS:,} rows/s, 8 conn",
+        Metric("ours", V2_BINARY, "rows_s"),
+        Metric("mlserver", V2_BATCH, "rows_s"),
+    )
+    for workload, connections in ((V2_1_8, 8), (V2_1_64, 64)):
+        add(
+            "floor-compiled / ours",
+            f"single-row V2 req/s, {connections} conn",
+            Metric("floor-compiled", workload, "req_s"),
+            Metric("ours", workload, "req_s"),
+        )
+    for server in ("ours", *OTHERS):
+        for workload, connections in ((V2_1_8, 8), (V2_1_64, 64)):
+            add(
+                server,
+                f"p99/p50, single-row V2, {connections} conn",
+                Metric(server, workload, "p99_ms"),
+                Metric(server, workload, "p50_ms"),
             )
     return rows
 
 
-def markdown(results: list[Result], ratio_rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
-    """The results and ratio tables as markdown."""
+@dataclass(frozen=True)
+class Target:
+    """A goal of the issue: numerator / denominator (numerator alone without one) `op` bound."""
+
+    name: str
+    numerator: Metric
+    denominator: Metric | None
+    op: str  # ">=" or "<="
+    bound: float
+    unit: str = "x"
+
+
+# The issue's targets, checked on the medians; PASS/MISS (n/a when a server or workload did not run).
+TARGETS = [
+    Target(
+        "single-row V2 req/s, 8 conn: ours / MLServer",
+        Metric("ours", V2_1_8, "req_s"),
+        Metric("mlserver", V2_1_8, "req_s"),
+        ">=",
+        2.5,
+    ),
+    Target(
+        "single-row V2 req/s, 8 conn: ours / KServe",
+        Metric("ours", V2_1_8, "req_s"),
+        Metric("kserve", V2_1_8, "req_s"),
+        ">=",
+        2.5,
+    ),
+    Target(
+        "single-row V2 req/s, 8 conn: floor-compiled / ours (ours within 1.5x of the compiled floor)",
+        Metric("floor-compiled", V2_1_8, "req_s"),
+        Metric("ours", V2_1_8, "req_s"),
+        "<=",
+        1.5,
+    ),
+    Target(
+        "ours /predict 1 row req/s / MLServer single-row V2 req/s, 8 conn",
+        Metric("ours", PREDICT, "req_s"),
+        Metric("mlserver", V2_1_8, "req_s"),
+        ">=",
+        2.0,
+    ),
+    Target(
+        f"{BATCH_ROWS:,}-row V2 JSON rows/s: ours / MLServer",
+        Metric("ours", V2_BATCH, "rows_s"),
+        Metric("mlserver", V2_BATCH, "rows_s"),
+        ">=",
+        1.5,
+    ),
+    Target(
+        f"ours binary {BATCH_ROWS:,}-row rows/s / MLServer JSON {BATCH_ROWS:,}-row rows/s",
+        Metric("ours", V2_BINARY, "rows_s"),
+        Metric("mlserver", V2_BATCH, "rows_s"),
+        ">=",
+        3.0,
+    ),
+    Target(
+        "ours p99 / p50, single-row V2, 8 conn",
+        Metric("ours", V2_1_8, "p99_ms"),
+        Metric("ours", V2_1_8, "p50_ms"),
+        "<=",
+        3.0,
+    ),
+    Target(
+        "ours p99 / p50, single-row V2, 64 conn",
+        Metric("ours", V2_1_64, "p99_ms"),
+        Metric("ours", V2_1_64, "p50_ms"),
+        "<=",
+        3.0,
+    ),
+    Target(
+        "ours errors: non-2xx + socket errors over all workloads and rounds, + failed rounds",
+        Metric("ours", ALL, "errors"),
+        None,
+        "<=",
+        0,
+        unit="",
+    ),
+]
+
+
+def evaluate(summary: list[Result], failures: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Each of TARGETS with its measured value and PASS, MISS or n/a."""
+    rows = []
+    for target in TARGETS:
+        measured = value(summary, target.numerator)
+        if target.denominator is None:  # a count: failed rounds of the server count too
+            failed = len(failures.get(target.numerator.server, []))
+            if measured is not None or failed:
+                measured = (measured or 0) + failed
+        else:
+            denominator = value(summary, target.denominator)
+            measured = measured / denominator if measured is not None and denominator else None
+        if measured is None:
+            status = "n/a"
+        else:
+            status = "PASS" if (measured >= target.bound if target.op == ">=" else measured <= target.bound) else "MISS"
+        rows.append(
+            {
+                "target": target.name,
+                "measured": measured,
+                "op": target.op,
+                "bound": target.bound,
+                "unit": target.unit,
+                "status": status,
+            }
+        )
+    return rows
+
+
+def markdown(
+    summary: list[Result],
+    ratio_rows: list[dict[str, Any]],
+    target_rows: list[dict[str, Any]],
+    meta: dict[str, Any],
+) -> str:
+    """The results, ratio and target tables as markdown."""
     lines = [
-        "| server | workload | req/s | rows/s | p50 ms | p99 ms | errors | peak MB | server CPU % |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| server | workload | req/s | spread % | rows/s | p50 ms | p99 ms | errors | peak MB | server CPU % |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in results:
+    for r in summary:
         lines.append(
-            f"| {r.label} | {r.workload} | {r.req_s:,.1f} | {r.rows_s:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
-            f"| {r.errors} | {r.peak_rss_mb:.0f} | {r.server_cpu_pct:.0f} |"
+            f"| {r.label} | {r.workload} | {r.req_s:,.1f} | {r.req_s_spread_pct:.0f} | {r.rows_s:,.0f} "
+            f"| {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} | {r.peak_rss_mb:.0f} | {r.server_cpu_pct:.0f} |"
         )
     lines += ["", "| comparison | metric | ratio |", "|---|---|---:|"]
     lines += [f"| {r['comparison']} | {r['metric']} | {r['ratio']:.2f} |" for r in ratio_rows]
     lines += [
         "",
-        f"{meta['duration_s']} s per workload after a {meta['warmup_s']} s warm-up; servers on core {SERVER_CORE}, "
-        f"wrk (1 thread) on core {LOAD_CORE}; rows: {meta['rows_source']}; peak MB = max summed RSS of the "
-        "server's process tree during the measured run; server CPU % = CPU time of that tree / wall time "
-        "(100 = one core saturated). ratio > 1 on throughput = ours faster.",
+        f"Median of {meta['rounds']} round(s) (servers interleaved; spread % = (max - min) / median of req/s over "
+        f"the rounds; errors summed; peak MB the maximum). {meta['duration_s']} s per workload after a "
+        f"{meta['warmup_s']} s warm-up; servers on core {SERVER_CORE}, wrk (1 thread) on core {LOAD_CORE}; rows: "
+        f"{meta['rows_source']}; peak MB = max summed RSS of the server's process tree during the measured run; "
+        "server CPU % = CPU time of that tree / wall time (100 = one core saturated). ratio > 1 on throughput = "
+        "the first named faster. Binary extension: "
+        + "; ".join(f"{name}: {probe}" for name, probe in meta["binary_probe"].items())
+        + ".",
     ]
-    busy = [r for r in results if r.other_on_core_pct > 10]
+    if meta["failures"]:
+        lines.append("")
+        for name, failed in meta["failures"].items():
+            for failure in failed:
+                lines.append(f"FAILED: {name}, round {failure['round']}: {failure['error'][:300]}")
+    busy = [r for r in summary if r.other_on_core_pct > 10]
     if busy:
         lines.append(
             f"\nWARNING: other processes used core {SERVER_CORE} during {len(busy)} run(s) (up to "
             f"{max(r.other_on_core_pct for r in busy):.0f}% of it): throughput is understated; "
             "rerun on an idle machine."
         )
+    lines += ["", "| target | measured | required | status |", "|---|---:|---:|---|"]
+    for t in target_rows:
+        measured = "-" if t["measured"] is None else f"{t['measured']:.2f}{t['unit']}".replace(".00", "")
+        bound = "0" if t["bound"] == 0 else f"{'≥' if t['op'] == '>=' else '≤'} {t['bound']:g}{t['unit']}"
+        lines.append(f"| {t['target']} | {measured} | {bound} | {t['status']} |")
+    counts = {s: sum(t["status"] == s for t in target_rows) for s in ("PASS", "MISS", "n/a")}
+    lines += ["", "targets: " + ", ".join(f"{n} {s}" for s, n in counts.items())]
     return "\n".join(lines) + "\n"
 
 
@@ -646,7 +967,7 @@ def versions() -> dict[str, str]:
     """Versions of the serving packages in each venv."""
     found = {}
     for venv, packages in (
-        (ROOT / ".venv", ["bentoml", "starlette", "uvicorn", "xgboost-cpu", "numpy"]),
+        (ROOT / ".venv", ["bentoml", "starlette", "uvicorn", "xgboost-cpu", "numpy", "orjson"]),
         (MLSERVER_VENV, ["mlserver", "mlserver-xgboost", "xgboost", "fastapi", "uvicorn", "numpy"]),
         (KSERVE_VENV, ["kserve", "xgboost-cpu", "fastapi", "uvicorn", "numpy"]),
     ):
@@ -664,16 +985,31 @@ def versions() -> dict[str, str]:
     return found
 
 
+def _compiled_manifest(model: Path) -> dict[str, Any] | None:
+    try:
+        manifest = json.loads((model.parent / "compiled" / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return {k: manifest.get(k) for k in ("backend", "trees", "compiler", "cflags", "tl2cgen")}
+
+
 def main() -> int:
     """Run the benchmark; 1 if a server failed."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=10, help="seconds per measured workload (default 10)")
     parser.add_argument("--warmup", type=float, default=2, help="seconds of warm-up before each workload (default 2)")
     parser.add_argument("--quick", action="store_true", help="smoke test: 3 s runs, 1 s warm-up")
-    parser.add_argument("--servers", default="ours,mlserver,kserve,floor,floor-orjson", help="comma-separated subset")
+    parser.add_argument("--rounds", type=int, default=3, help="run every server this many times, interleaved (3)")
+    parser.add_argument(
+        "--servers",
+        default="ours,mlserver,kserve,floor,floor-orjson,floor-compiled",
+        help="comma-separated subset",
+    )
     args = parser.parse_args()
     if args.quick:
         args.duration, args.warmup = 3, 1
+    if args.rounds < 1:
+        sys.exit("--rounds must be at least 1")
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install -y wrk")
     if (os.cpu_count() or 1) < 2:
@@ -691,19 +1027,22 @@ def main() -> int:
     booster.set_param({"nthread": 1})
     reference = booster.inplace_predict(rows, validate_features=False).astype(np.float64)
     predict_record = {k: v for k, v in records[0].items() if v is not None}
+    binary, binary_headers = v2_binary_body(rows)
     bodies = {
-        "v2_1": v2_body(rows[:1]),
-        f"v2_{BATCH_ROWS}": v2_body(rows),
-        "predict": json.dumps(predict_record).encode(),
+        V2_1: Body(v2_body(rows[:1]), 1),
+        V2_BATCH_BODY: Body(v2_body(rows), BATCH_ROWS),
+        BINARY_BODY: Body(binary, BATCH_ROWS, binary_headers),
+        "predict": Body(json.dumps(predict_record).encode(), 1),
     }
     work = Path(tempfile.mkdtemp(prefix="readmission-bench-"))
     files = {}
     for name, body in bodies.items():
-        files[name] = work / f"{name}.json"
-        files[name].write_bytes(body)
+        files[name] = work / f"{name}.{'bin' if body.headers else 'json'}"
+        files[name].write_bytes(body.data)
     print(
-        f"model {model.relative_to(ROOT)}; rows: {source}; bodies: 1 row {len(bodies['v2_1']):,} B, "
-        f"{BATCH_ROWS:,} rows {len(bodies[f'v2_{BATCH_ROWS}']):,} B",
+        f"model {model.relative_to(ROOT)}; rows: {source}; bodies: 1 row {len(bodies[V2_1].data):,} B, "
+        f"{BATCH_ROWS:,} rows {len(bodies[V2_BATCH_BODY].data):,} B JSON, "
+        f"{len(bodies[BINARY_BODY].data):,} B binary",
         flush=True,
     )
 
@@ -713,50 +1052,78 @@ def main() -> int:
         "kserve": lambda p: server_kserve(p, work, model),
         "floor": lambda p: server_floor(p, work, model),
         "floor-orjson": lambda p: server_floor_orjson(p, work, model),
+        "floor-compiled": lambda p: server_floor_compiled(p, work, model),
     }
-    results: list[Result] = []
+    names = [s.strip() for s in args.servers.split(",") if s.strip()]
+    for name in names:
+        if name not in factories:
+            sys.exit(f"unknown server {name!r}; choose from {', '.join(factories)}")
+    raw: list[Result] = []
     meta: dict[str, Any] = {
         "duration_s": args.duration,
         "warmup_s": args.warmup,
+        "rounds": args.rounds,
         "rows_source": source,
         "model": str(model.relative_to(ROOT)),
+        "compiled": _compiled_manifest(model),
         "tolerance": TOLERANCE,
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
         "loadavg_start": Path("/proc/loadavg").read_text().split()[:3],
-        "servers": {},
-        "failures": {},
+        "servers": {},  # name -> per round: startup, largest differences, binary probe
+        "binary_probe": {},
+        "failures": {},  # name -> [{"round", "error"}]
     }
-    for name in [s.strip() for s in args.servers.split(",") if s.strip()]:
-        if name not in factories:
-            sys.exit(f"unknown server {name!r}; choose from {', '.join(factories)}")
-        print(f"{name}:", flush=True)
-        try:
-            port = free_port()
-            server = factories[name](port)
-            server_results, info = bench_server(server, port, files, bodies, reference, args)
-        except (RuntimeError, AssertionError, subprocess.SubprocessError, OSError) as error:
-            print(f"  FAILED: {error}", file=sys.stderr, flush=True)
-            meta["failures"][name] = str(error)
-            if isinstance(error, AssertionError):
-                raise
-            continue
-        results.extend(server_results)
-        meta["servers"][name] = info
+    unusable: set[str] = set()  # could not even be set up (venv): not retried
+    stop = False
+    for round_no in range(1, args.rounds + 1):
+        for name in names:
+            if name in unusable:
+                continue
+            print(f"{name} (round {round_no}/{args.rounds}):", flush=True)
+            try:
+                port = free_port()
+                try:
+                    server = factories[name](port)
+                except (subprocess.SubprocessError, OSError, RuntimeError):
+                    unusable.add(name)
+                    raise
+                server_results, info = bench_server(server, port, files, bodies, reference, args, round_no)
+            except (RuntimeError, AssertionError, subprocess.SubprocessError, OSError) as error:
+                print(f"  FAILED: {error}", file=sys.stderr, flush=True)
+                meta["failures"].setdefault(name, []).append({"round": round_no, "error": str(error)})
+                if isinstance(error, AssertionError):  # wrong answers: no point measuring anything
+                    print("  wrong answers: the run stops", file=sys.stderr, flush=True)
+                    stop = True
+                    break
+                continue
+            raw.extend(server_results)
+            meta["servers"].setdefault(name, []).append({"round": round_no, **info})
+            meta["binary_probe"][name] = info["binary_probe"]
+        if stop:
+            break
     meta["versions"] = versions()
     meta["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
     meta["wall_s"] = round(time.monotonic() - started, 1)
     shutil.rmtree(work, ignore_errors=True)
 
-    ratio_rows = ratios(results)
-    table = markdown(results, ratio_rows, meta)
+    summary = medians(raw, names)
+    ratio_rows = ratios(summary)
+    target_rows = evaluate(summary, meta["failures"])
+    table = markdown(summary, ratio_rows, target_rows, meta)
     print()
     print(table)
     print(f"total {meta['wall_s']} s")
     (RESULTS / "latest.md").write_text(table)
     (RESULTS / "latest.json").write_text(
         json.dumps(
-            {"meta": meta, "results": [asdict(r) for r in results], "ratios": ratio_rows},
+            {
+                "meta": meta,
+                "results": [asdict(r) for r in summary],
+                "ratios": ratio_rows,
+                "targets": target_rows,
+                "rounds": [asdict(r) for r in raw],
+            },
             indent=2,
             default=lambda v: None if isinstance(v, float) and math.isnan(v) else str(v),
         )

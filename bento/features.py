@@ -586,18 +586,19 @@ def decode(row: np.ndarray) -> dict[str, Any]:
 class _MatrixRules:
     """Per-column bounds and group tables that validate a whole encoded matrix at once."""
 
-    low: np.ndarray  # per column; -inf where unbounded
+    low: np.ndarray  # float32 per column; the lowest finite float32 where unbounded, so infinities are outside
     high: np.ndarray
     one_hot: np.ndarray  # bool per column
-    groups: np.ndarray  # [columns, one-hot groups]: 1 where a column belongs to a group
+    group_starts: np.ndarray  # first column of each one-hot group (a group's columns are contiguous)
     group_names: tuple[str, ...]
     code_columns: np.ndarray  # indices of integer-code columns
     code_allowed: np.ndarray  # [code columns, max code + 1]: True for allowed codes
 
     @classmethod
     def build(cls) -> _MatrixRules:
-        low = np.full(len(COLUMNS), -np.inf)
-        high = np.full(len(COLUMNS), np.inf)
+        finite = np.finfo(np.float32).max
+        low = np.full(len(COLUMNS), -finite, dtype=np.float32)
+        high = np.full(len(COLUMNS), finite, dtype=np.float32)
         one_hot = np.zeros(len(COLUMNS), dtype=bool)
         hot_groups: list[tuple[str, list[int]]] = []
         codes = [f for f in FIELDS if f.kind is Kind.CODE]
@@ -614,11 +615,11 @@ class _MatrixRules:
                     low[indices[-1]], high[indices[-1]] = 1.0, 999.99
         for row, f in enumerate(codes):
             allowed[row, list(f.values)] = True
-        groups = np.zeros((len(COLUMNS), len(hot_groups)), dtype=np.float32)
-        for g, (_, hot) in enumerate(hot_groups):
-            groups[hot, g] = 1.0
+        if any(hot != list(range(hot[0], hot[0] + len(hot))) for _, hot in hot_groups):
+            raise AssertionError("a one-hot group's columns are not contiguous")
+        starts = np.array([hot[0] for _, hot in hot_groups])
         code_columns = np.array([COLUMN_INDEX[f.name] for f in codes])
-        return cls(low, high, one_hot, groups, tuple(n for n, _ in hot_groups), code_columns, allowed)
+        return cls(low, high, one_hot, starts, tuple(n for n, _ in hot_groups), code_columns, allowed)
 
 
 _RULES = _MatrixRules.build()
@@ -632,14 +633,15 @@ def check_matrix(matrix: np.ndarray) -> None:
     """
     rules = _RULES
     with np.errstate(invalid="ignore"):
-        bad = (matrix < rules.low) | (matrix > rules.high) | np.isinf(matrix)
+        bad = (matrix < rules.low) | (matrix > rules.high)  # NaN compares False: missing passes here
         bad |= rules.one_hot & ~((matrix == 0) | (matrix == 1))
     if bad.any():
         row, column = np.argwhere(bad)[0]
         value = matrix[row, column]
         reason = "must be 0 or 1 (one-hot)" if rules.one_hot[column] else f"{value:g} is outside the column's range"
         raise FieldError(f"row {row} column {COLUMNS[column]}", reason)
-    several = (np.where(rules.one_hot, matrix, 0) @ rules.groups) > 1
+    # one-hot cells are 0 or 1 by now; each group's columns run from its start to the next group's
+    several = np.add.reduceat(np.where(rules.one_hot, matrix, 0), rules.group_starts, axis=1) > 1
     if several.any():
         row, group = np.argwhere(several)[0]
         raise FieldError(f"row {row} field {rules.group_names[group]}", "more than one of its one-hot columns is 1")

@@ -1,7 +1,10 @@
 """KServe's ModelServer with an xgboost `kserve.Model`, as kserve's xgbserver does it.
 
 Loads the booster (nthread=1), predicts on an `xgb.DMatrix` of the V2 input and answers a V2 response
-via kserve's own helpers. Binds 127.0.0.1 only (KServe hard-codes 0.0.0.0) and runs without gRPC.
+via kserve's own helpers. The one difference: the V2 output is named "probability" (as ours and the floor
+name it) instead of xgbserver's "output-0", so that the benchmark's binary request, which asks for output
+"probability" as JSON, is the same bytes for every server. Binds 127.0.0.1 only (KServe hard-codes 0.0.0.0)
+and runs without gRPC.
 Run with the KServe venv's python:
     kserve_xgb.py --model_name readmission --model_file model.ubj --http_port 8080 --workers 1
 """
@@ -25,7 +28,10 @@ uvicorn.Config.__init__ = _loopback_config  # before kserve builds its uvicorn.C
 import kserve  # noqa: E402
 import xgboost as xgb  # noqa: E402
 from kserve.errors import InferenceError  # noqa: E402
+from kserve.protocol.infer_type import InferResponse  # noqa: E402
 from kserve.utils.utils import get_predict_input, get_predict_response  # noqa: E402
+
+OUTPUT_NAME = "probability"
 
 
 class XGBoostModel(kserve.Model):
@@ -48,7 +54,11 @@ class XGBoostModel(kserve.Model):
         try:
             dmatrix = xgb.DMatrix(get_predict_input(payload), nthread=self.nthread)
             result = self._booster.predict(dmatrix)
-            return get_predict_response(payload, result, self.name)
+            response = get_predict_response(payload, result, self.name)
+            if isinstance(response, InferResponse):
+                for output in response.outputs:
+                    output._name = OUTPUT_NAME  # no public setter; before the requested outputs are matched
+            return response
         except Exception as error:
             raise InferenceError(str(error)) from error
 

@@ -1,0 +1,225 @@
+"""Compare scoring backends on the champion, in-process, single-threaded, pinned to one core.
+
+    .venv/bin/python bench/backends.py [--core 0] [--repeats 5] [--single-calls 5000] [--batch-calls 40]
+
+Backends: xgboost `inplace_predict` (the fallback of our Predictor), TL2cgen (`bento.compiled.CompiledTrees`,
+the `compiled/` folder of the model, what our service serves) and ONNX Runtime (the booster converted with
+onnxmltools; optional, not a project dependency: `.venv/bin/pip install onnxruntime onnxmltools`).
+Measures µs per single-row call cycling through different rows (the same row again and again would train
+the branch predictor), µs per 1,000-row call (consecutive batches of different rows), and the largest
+|difference| to xgboost over all rows. Rows: the held-out test split (missing values included) when the
+data is at $READMISSION_DATA or ../shared/data/dataset_diabetes.zip, else rows generated from a sample
+record. Prints a markdown table; writes bench/results/backends.json. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import run  # bench/run.py: the model store, the data and the results folder
+
+BATCH_ROWS = 1000
+ONNX_INSTALL = ".venv/bin/pip install onnxruntime onnxmltools"
+
+Scorer = Callable[[np.ndarray], np.ndarray]  # float32 [N, F] -> probabilities [N]
+
+
+def test_rows() -> tuple[np.ndarray, str]:
+    """The encoded held-out test rows (float32, NaN = missing), or generated rows; and where they come from."""
+    from bento import features
+
+    source = run._data_zip()
+    if source is not None:
+        from training import data
+
+        test = data.split(data.clean(data.load(source))).test
+        return features.encode(data.records(test)).astype(np.float32), f"UCI test split ({source.name})"
+    rows, _, what = run.input_rows(5000)
+    return rows.astype(np.float32), what
+
+
+def xgboost_scorer(model: Path) -> tuple[Scorer, dict[str, Any]]:
+    """xgboost `inplace_predict` on the booster, nthread=1."""
+    import xgboost as xgb
+
+    booster = xgb.Booster(model_file=str(model))
+    booster.set_param({"nthread": 1})
+
+    def score(matrix: np.ndarray) -> np.ndarray:
+        return booster.inplace_predict(matrix, validate_features=False)
+
+    return score, {"version": xgb.__version__}
+
+
+def tl2cgen_scorer(model: Path, columns: int) -> tuple[Scorer, dict[str, Any]]:
+    """The compiled trees our service loads (`bento.compiled.CompiledTrees`)."""
+    from bento.compiled import CompiledTrees
+
+    trees = CompiledTrees.load(model.parent, columns)
+    manifest = json.loads((model.parent / "compiled" / "manifest.json").read_text())
+    return trees.probabilities, {k: manifest.get(k) for k in ("tl2cgen", "compiler", "cflags", "trees")}
+
+
+def onnx_scorer(model: Path, columns: int) -> tuple[Scorer, dict[str, Any]]:
+    """ONNX Runtime on the booster converted by onnxmltools (opset 15), one intra- and one inter-op thread."""
+    import onnxmltools
+    import onnxruntime as ort
+    import xgboost as xgb
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    booster = xgb.Booster(model_file=str(model))
+    converted = onnxmltools.convert_xgboost(
+        booster, initial_types=[("input", FloatTensorType([None, columns]))], target_opset=15
+    )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(converted.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    probabilities = session.get_outputs()[1].name  # [N, 2]; index 0 is the label
+
+    def score(matrix: np.ndarray) -> np.ndarray:
+        return session.run([probabilities], {"input": matrix})[0][:, 1]
+
+    return score, {"version": ort.__version__, "onnxmltools": onnxmltools.__version__, "opset": 15}
+
+
+def per_call_us(score: Scorer, inputs: list[np.ndarray], calls: int, repeats: int) -> list[float]:
+    """µs per call of `score`, cycling through `inputs`, for each of `repeats` timed runs (after a warm-up)."""
+    for matrix in inputs[: min(len(inputs), 200)]:
+        score(matrix)
+    times = []
+    gc.disable()
+    try:
+        for _ in range(repeats):
+            start = time.perf_counter_ns()
+            for i in range(calls):
+                score(inputs[i % len(inputs)])
+            times.append((time.perf_counter_ns() - start) / calls / 1000)
+    finally:
+        gc.enable()
+    return times
+
+
+def main() -> int:
+    """Measure every backend available; 1 if xgboost or the compiled model could not be measured."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--core", type=int, default=int(run.SERVER_CORE), help="CPU core to pin to (default 0)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement; the median is reported")
+    parser.add_argument("--single-calls", type=int, default=5000, help="single-row calls per timed run")
+    parser.add_argument("--batch-calls", type=int, default=40, help=f"{BATCH_ROWS:,}-row calls per timed run")
+    args = parser.parse_args()
+    os.environ["OMP_NUM_THREADS"] = "1"  # before xgboost and onnxruntime (imported lazily) size their pools
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {args.core})
+
+    model = run.model_file()
+    rows, source = test_rows()
+    columns = rows.shape[1]
+    singles = [np.ascontiguousarray(rows[i : i + 1]) for i in range(len(rows))]
+    batches = [np.ascontiguousarray(rows[i : i + BATCH_ROWS]) for i in range(0, len(rows) - BATCH_ROWS + 1, BATCH_ROWS)]
+    if not batches:
+        sys.exit(f"fewer than {BATCH_ROWS} rows")
+    print(
+        f"model {model.relative_to(run.ROOT)}; {len(rows):,} rows from {source} "
+        f"({int(np.isnan(rows).any(axis=1).sum()):,} with a missing value); core {args.core}",
+        flush=True,
+    )
+
+    factories: list[tuple[str, Callable[[], tuple[Scorer, dict[str, Any]]]]] = [
+        ("xgboost inplace_predict", lambda: xgboost_scorer(model)),
+        ("TL2cgen (compiled/)", lambda: tl2cgen_scorer(model, columns)),
+        ("ONNX Runtime", lambda: onnx_scorer(model, columns)),
+    ]
+    reference: np.ndarray | None = None
+    results = []
+    for name, factory in factories:
+        start = time.perf_counter()
+        try:
+            score, info = factory()
+        except ImportError as error:
+            print(f"{name}: skipped, {error.name or error} is not installed: {ONNX_INSTALL}", flush=True)
+            results.append({"backend": name, "skipped": f"not installed ({ONNX_INSTALL})"})
+            continue
+        except Exception as error:  # e.g. CompiledModelError: report and go on with the others
+            print(f"{name}: skipped, {type(error).__name__}: {error}", flush=True)
+            results.append({"backend": name, "skipped": f"{type(error).__name__}: {error}"})
+            continue
+        load_ms = (time.perf_counter() - start) * 1000
+        probabilities = np.asarray(score(rows), dtype=np.float64)
+        if reference is None:  # xgboost, first
+            reference = probabilities
+        single = per_call_us(score, singles, args.single_calls, args.repeats)
+        batch = per_call_us(score, batches, args.batch_calls, args.repeats)
+        result = {
+            "backend": name,
+            "load_ms": round(load_ms, 1),
+            "single_row_us": statistics.median(single),
+            "batch_us": statistics.median(batch),
+            "batch_us_per_row": statistics.median(batch) / BATCH_ROWS,
+            "max_abs_diff": float(np.max(np.abs(probabilities - reference))),
+            "single_row_us_runs": single,
+            "batch_us_runs": batch,
+            **info,
+        }
+        results.append(result)
+        print(
+            f"{name}: {result['single_row_us']:.1f} µs / row, {result['batch_us']:,.0f} µs / {BATCH_ROWS:,} rows, "
+            f"max |diff| {result['max_abs_diff']:.2g}",
+            flush=True,
+        )
+
+    base = next((r for r in results if "single_row_us" in r), None)
+    lines = [
+        f"| backend | µs / 1-row call | µs / {BATCH_ROWS:,}-row call | µs / row in batch "
+        "| vs xgboost (1 row, batch) | max abs diff vs xgboost | load ms |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        if "skipped" in r:
+            lines.append(f"| {r['backend']} | skipped: {r['skipped']} | | | | | |")
+            continue
+        speedup = f"{base['single_row_us'] / r['single_row_us']:.1f}x, {base['batch_us'] / r['batch_us']:.1f}x"
+        lines.append(
+            f"| {r['backend']} | {r['single_row_us']:.1f} | {r['batch_us']:,.0f} | {r['batch_us_per_row']:.2f} "
+            f"| {speedup} | {r['max_abs_diff']:.2g} | {r['load_ms']:,.0f} |"
+        )
+    lines += [
+        "",
+        f"{len(rows):,} rows ({source}); single-threaded, pinned to core {args.core}; median of {args.repeats} "
+        f"runs of {args.single_calls:,} single-row calls (cycling through different rows) and {args.batch_calls} "
+        f"calls of {BATCH_ROWS:,} consecutive rows; max abs diff over all rows.",
+    ]
+    table = "\n".join(lines) + "\n"
+    print()
+    print(table)
+    run.RESULTS.mkdir(exist_ok=True)
+    meta = {
+        "model": str(model.relative_to(run.ROOT)),
+        "rows": len(rows),
+        "rows_with_missing": int(np.isnan(rows).any(axis=1).sum()),
+        "rows_source": source,
+        "core": args.core,
+        "repeats": args.repeats,
+        "single_calls": args.single_calls,
+        "batch_calls": args.batch_calls,
+        "cpu": platform.processor() or platform.machine(),
+        "numpy": np.__version__,
+        "loadavg": Path("/proc/loadavg").read_text().split()[:3],
+    }
+    (run.RESULTS / "backends.json").write_text(json.dumps({"meta": meta, "backends": results}, indent=2) + "\n")
+    return 0 if all("batch_us" in r for r in results[:2]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
