@@ -8,7 +8,8 @@ body is logged.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -18,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
-from bento import auth, metrics, openapi, predict_api, v2_api
+from bento import auth, grpc_server, metrics, openapi, predict_api, v2_api
 from bento.core import ScoringCore
 from bento.errors import Reason, RequestError
 from bento.http_body import FastJSONResponse
@@ -150,10 +151,25 @@ async def _unexpected(request: Request, error: Exception) -> Response:
     return FastJSONResponse({"error": "internal error; see the service log"}, status_code=500)
 
 
+@asynccontextmanager
+async def _grpc(app: Starlette) -> AsyncIterator[None]:
+    """The worker's gRPC server, from start-up (the model is loaded by then) to after the drain."""
+    core: ScoringCore = app.state.core
+    if not core.settings.grpc_port:
+        yield
+        return
+    server = await grpc_server.start(core)
+    try:
+        yield
+    finally:
+        await grpc_server.stop(server)
+
+
 def create_app(core: ScoringCore) -> Starlette:
     """The HTTP application over `core` (`app.state.core`), which the service loads the model into."""
     app = Starlette(
         routes=[_guarded(route) for route in ROUTES],
+        lifespan=_grpc,
         middleware=[Middleware(metrics.TrafficMiddleware, endpoint_of=endpoint_of, in_flight=core.in_flight)],
         exception_handlers={RequestError: _refused, HTTPException: _http_error, Exception: _unexpected},
     )

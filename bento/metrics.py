@@ -72,6 +72,10 @@ MODEL_BACKEND = Gauge(
     ["backend"],
     multiprocess_mode="livemax",
 )
+GRPC_REQUESTS = Counter("readmission_grpc_requests", "gRPC calls by method and status code", ["method", "code"])
+GRPC_DURATION = Histogram(
+    "readmission_grpc_request_duration_seconds", "gRPC call duration in seconds", ["method"], buckets=LATENCY_BUCKETS
+)
 ALL_REASONS = tuple(Reason)
 
 
@@ -106,6 +110,12 @@ def predictions(info: ModelInfo, probabilities: np.ndarray, labels: np.ndarray) 
     if len(labels) - positives:
         _child(PREDICTIONS, "0", info.version).inc(len(labels) - positives)
     observe_all(_child(PROBABILITY, info.version), probabilities)
+
+
+def grpc_call(method: str, code: str, seconds: float) -> None:
+    """Count one gRPC call of the V2 service (method and status code are closed sets) and its duration."""
+    _child(GRPC_REQUESTS, method, code).inc()
+    _child(GRPC_DURATION, method).observe(seconds)
 
 
 def observe_all(histogram: Histogram, values: np.ndarray) -> None:

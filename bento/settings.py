@@ -33,6 +33,9 @@ class ServiceSettings:
     tracing: bool = False
     # after SIGTERM: keep serving until no request for a second, at most this long (bento/drain.py)
     drain_seconds: int = 10
+    # the Open Inference Protocol over gRPC (bento/grpc_server.py) in every worker; port 0: no gRPC
+    grpc_port: int = 8081
+    grpc_host: str = "0.0.0.0"  # as BentoML's HTTP default; tests and `make serve` bind 127.0.0.1
     # bearer token of the prediction routes (bento/auth.py); None: no check. Kept out of repr: never logged.
     api_token: str | None = field(default=None, repr=False)
 
@@ -51,5 +54,7 @@ class ServiceSettings:
             top_factors=_int("READMISSION_TOP_FACTORS", defaults.top_factors),
             tracing=os.environ.get("READMISSION_TRACING", "").lower() in ("1", "true", "yes"),
             drain_seconds=_int("READMISSION_DRAIN_SECONDS", defaults.drain_seconds),
+            grpc_port=_int("READMISSION_GRPC_PORT", defaults.grpc_port),
+            grpc_host=os.environ.get("READMISSION_GRPC_HOST", defaults.grpc_host),
             api_token=os.environ.get("READMISSION_API_TOKEN", "").strip() or None,
         )

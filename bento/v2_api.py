@@ -131,6 +131,13 @@ def _field_value(value: Any, tensor: Tensor) -> Any:
     return value
 
 
+def check_output(name: str) -> str:
+    """The name of an output the model produces; TENSOR error otherwise."""
+    if name not in OUTPUTS:
+        raise RequestError(Reason.TENSOR, f"output {name!r} does not exist; outputs are {', '.join(OUTPUTS)}")
+    return name
+
+
 def _requested_outputs(request: InferRequest) -> tuple[list[str], set[str]]:
     binary_all = bool(request.parameters.get("binary_data_output", False))
     if request.outputs is None:
@@ -138,9 +145,7 @@ def _requested_outputs(request: InferRequest) -> tuple[list[str], set[str]]:
         return names, set(names) if binary_all else set()
     names, binary = [], set()
     for output in request.outputs:
-        name = output["name"]
-        if name not in OUTPUTS:
-            raise RequestError(Reason.TENSOR, f"output {name!r} does not exist; outputs are {', '.join(OUTPUTS)}")
+        name = check_output(output["name"])
         names.append(name)
         parameters = output.get("parameters") or {}
         if not isinstance(parameters, dict):

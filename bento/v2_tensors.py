@@ -94,30 +94,41 @@ def _decode_input(item: Any, index: int, binary: bytes, offset: int) -> tuple[Te
     if not isinstance(item, dict) or not isinstance(item.get("name"), str):
         raise _fail(f"inputs[{index}]: must be an object with a name")
     name = item["name"]
-    datatype = item.get("datatype")
-    if not isinstance(datatype, str) or datatype not in DTYPES:
-        raise _fail(f"input {name}: unknown datatype {datatype!r}; expected one of {', '.join(DTYPES)}")
-    shape = item.get("shape")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise _fail(f"input {name}: shape must be a list of non-negative integers")
-    count = math.prod(shape)
+    datatype, shape = item.get("datatype"), item.get("shape")
+    count = element_count(name, datatype, shape)
     parameters = _parameters(item.get("parameters"), f"input {name} parameters")
     size = parameters.get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or isinstance(size, bool) or size < 0 or offset + size > len(binary):
             raise _fail(f"input {name}: binary_data_size {size!r} exceeds the binary data sent")
-        data = _from_binary(binary[offset : offset + size], datatype, count, name)
+        data = from_binary(binary[offset : offset + size], datatype, count, name)
         offset += size
     else:
         if "data" not in item:
             raise _fail(f"input {name}: has neither data nor binary_data_size")
         data = _from_json(item["data"], datatype, name)
+    return shaped(name, datatype, shape, data, parameters), offset
+
+
+def element_count(name: str, datatype: Any, shape: Any) -> int:
+    """The number of elements of a tensor description; TENSOR error for an unknown datatype or a bad shape."""
+    if not isinstance(datatype, str) or datatype not in DTYPES:
+        raise _fail(f"input {name}: unknown datatype {datatype!r}; expected one of {', '.join(DTYPES)}")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise _fail(f"input {name}: shape must be a list of non-negative integers")
+    return math.prod(shape)
+
+
+def shaped(name: str, datatype: str, shape: list[int], data: np.ndarray, parameters: dict[str, Any]) -> Tensor:
+    """The tensor, its flat data reshaped; TENSOR error where the data does not hold the shape's elements."""
+    count = math.prod(shape)
     if data.size != count:
         raise _fail(f"input {name}: shape {shape} needs {count} elements, the data holds {data.size}")
-    return Tensor(name, datatype, tuple(shape), data.reshape(shape), parameters), offset
+    return Tensor(name, datatype, tuple(shape), data.reshape(shape), parameters)
 
 
-def _from_binary(chunk: bytes, datatype: str, count: int, name: str) -> np.ndarray:
+def from_binary(chunk: bytes, datatype: str, count: int, name: str) -> np.ndarray:
+    """The elements of raw little-endian tensor data (BYTES: each element 4-byte length-prefixed)."""
     if datatype == "BYTES":
         items, position = [], 0
         while position < len(chunk):

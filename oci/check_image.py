@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import numpy as np
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -157,6 +158,7 @@ def check(image: str, store: str, archive: Path, timeout: float) -> dict[str, An
             predict.raise_for_status()
             infer = client.post("/v2/models/readmission/infer", json=v2_request())
             infer.raise_for_status()
+            report["backends"] = scoring_backends(client.get("/metrics").text)
         report["predict_request"], report["predict"] = RECORD, predict.json()
         report["infer_request"], report["infer"] = v2_request(), infer.json()
     except Exception:
@@ -187,6 +189,16 @@ def check(image: str, store: str, archive: Path, timeout: float) -> dict[str, An
     return report
 
 
+def scoring_backends(exposition: str) -> dict[str, float]:
+    """`readmission_model_backend{backend}` of a /metrics answer: 1 for the backend that scores."""
+    return {
+        sample.labels["backend"]: sample.value
+        for family in text_string_to_metric_families(exposition)
+        if family.name == "readmission_model_backend"
+        for sample in family.samples
+    }
+
+
 def main() -> None:
     """Check the image, write the report, exit non-zero on any failed check."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -210,6 +222,10 @@ def main() -> None:
             (not report["mlflow_installed"], "mlflow is installed in the image"),
             (report["predict_matches"], "/predict differs from the source tree's model"),
             (report["infer_matches"], "V2 infer differs from the source tree's model"),
+            (
+                report["backends"].get("tl2cgen") == 1,
+                f"the image does not score with the compiled model: {report['backends']}",
+            ),
             (bool(report["layers"]), "the OCI archive lists no layers"),
         ]
         if not ok

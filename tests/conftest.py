@@ -93,17 +93,28 @@ def bentoml_env(home: Path) -> dict[str, str]:
         "BENTOML_DO_NOT_TRACK": "true",
         "PYTHONPATH": str(REPO),
         "READMISSION_API_TOKEN": "",
+        # no gRPC unless a test asks for it on a port of its own (`grpc_env`): workers share a gRPC port
+        # through SO_REUSEPORT, so two test servers on the default port would answer each other's calls
+        "READMISSION_GRPC_PORT": "0",
     }
+
+
+def grpc_env() -> tuple[dict[str, str], str]:
+    """The environment of a test server with gRPC on a free loopback port, and that address."""
+    port = servers.free_port()
+    return {"READMISSION_GRPC_PORT": str(port), "READMISSION_GRPC_HOST": "127.0.0.1"}, f"127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="session")
 def service(bento_home, tmp_path_factory):
-    """`bentoml serve` of the source tree on a free loopback port, ready."""
+    """`bentoml serve` of the source tree on a free loopback port, ready, with gRPC on another (`.grpc`)."""
     port = servers.free_port()
     log = tmp_path_factory.mktemp("service") / "service.log"
     command = [str(Path(sys.executable).parent / "bentoml"), "serve", "bento.service:ReadmissionService",
                "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
-    server = servers.start(command, port, bentoml_env(bento_home["home"]), log)
+    extra, address = grpc_env()
+    server = servers.start(command, port, bentoml_env(bento_home["home"]) | extra, log)
+    server.grpc = address
     yield server
     server.stop()
 

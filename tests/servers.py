@@ -50,6 +50,7 @@ class Server:
     process: subprocess.Popen
     url: str
     log: Path
+    grpc: str | None = None  # host:port of its gRPC server, where one was asked for
 
     def stop(self, timeout: float = 20) -> None:
         """SIGTERM the process group, SIGKILL it if it lingers."""

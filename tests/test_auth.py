@@ -24,7 +24,7 @@ from bento import auth, features, openapi
 from bento.errors import RequestError
 from bento.settings import ServiceSettings
 from tests import servers
-from tests.conftest import bentoml_env
+from tests.conftest import bentoml_env, grpc_env
 from tests.test_features import RECORD, SEED_EXAMPLE
 from ui.client import Client, ServiceError
 from ui.settings import Settings
@@ -191,7 +191,11 @@ def secured(bento_home, tmp_path_factory) -> Iterator[servers.Server]:
     port = servers.free_port()
     command = [str(Path(sys.executable).parent / "bentoml"), "serve", "bento.service:ReadmissionService",
                "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
-    server = servers.start(command, port, {**bentoml_env(home), "READMISSION_API_TOKEN": TOKEN}, folder / "log")
+    extra, address = grpc_env()
+    server = servers.start(
+        command, port, {**bentoml_env(home), **extra, "READMISSION_API_TOKEN": TOKEN}, folder / "log"
+    )
+    server.grpc = address
     yield server
     server.stop()
 
@@ -335,3 +339,33 @@ def test_the_token_never_appears_in_the_service_log(secured, http):
     log = secured.log_text()
     assert "path=/predict" in log and "status=401" in log  # the access log was written, refusals included
     assert TOKEN not in log
+
+
+# --- gRPC: the `authorization` metadata -------------------------------------------------------------------
+
+
+def test_grpc_inference_and_model_metadata_need_the_token(secured):
+    import grpc
+    import tritonclient.grpc as triton
+    from tritonclient.utils import InferenceServerException
+
+    rows = features.encode([features.validate(RECORD)]).astype(np.float32)
+    tensor = triton.InferInput("input-0", list(rows.shape), "FP32")
+    tensor.set_data_from_numpy(rows)
+    client = triton.InferenceServerClient(secured.grpc)
+    try:
+        assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("readmission")
+        for headers, message in ((None, auth.MISSING), ({"authorization": "Bearer wrong"}, auth.WRONG)):
+            for call in (
+                lambda h=headers: client.infer("readmission", [tensor], headers=h),
+                lambda h=headers: client.get_model_metadata("readmission", headers=h),
+            ):
+                with pytest.raises(InferenceServerException) as caught:
+                    call()
+                assert caught.value.status() == str(grpc.StatusCode.UNAUTHENTICATED)
+                assert caught.value.message() == message
+        answer = client.infer("readmission", [tensor], headers={"authorization": f"Bearer {TOKEN}"})
+        assert answer.as_numpy("probability").shape == (1,)
+    finally:
+        client.close()
+    assert TOKEN not in secured.log_text()

@@ -1,0 +1,191 @@
+"""Open Inference Protocol (KServe V2) over gRPC: `inference.GRPCInferenceService` on the scoring core.
+
+The messages and the service are the protocol's own, from the generated stubs `tritonclient[grpc]` ships
+(Triton's service is a superset of the protocol's; the methods beyond the protocol answer UNIMPLEMENTED).
+Inputs and outputs are those of V2 REST (bento/v2_api.py), decoded into the same tensors and checked by the
+same code, so every refusal carries the REST message; its status is `GRPC_STATUS[reason]`. Outputs come back
+as `raw_output_contents` when the request sent `raw_input_contents` (what tritonclient does), else typed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+import numpy as np
+from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc import service_pb2_grpc
+
+from bento import auth, metrics, v2_api
+from bento.core import ScoringCore
+from bento.errors import Reason, RequestError
+from bento.v2_tensors import DTYPES, InferRequest, Tensor, element_count, from_binary, shaped
+
+logger = logging.getLogger("readmission")
+SERVICE = "inference.GRPCInferenceService"
+GRPC_STATUS: dict[Reason, grpc.StatusCode] = {
+    Reason.INVALID_JSON: grpc.StatusCode.INVALID_ARGUMENT,
+    Reason.INVALID_VALUE: grpc.StatusCode.INVALID_ARGUMENT,
+    Reason.BATCH_SIZE: grpc.StatusCode.INVALID_ARGUMENT,
+    Reason.MEDIA_TYPE: grpc.StatusCode.INVALID_ARGUMENT,
+    Reason.TENSOR: grpc.StatusCode.INVALID_ARGUMENT,
+    Reason.BODY_TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Reason.BODY_TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
+    Reason.UNKNOWN_MODEL: grpc.StatusCode.NOT_FOUND,
+    Reason.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    Reason.NOT_READY: grpc.StatusCode.UNAVAILABLE,
+    Reason.UNAUTHORIZED: grpc.StatusCode.UNAUTHENTICATED,
+}
+# The typed contents field of each datatype (FP16 has none: raw contents only).
+CONTENTS_FIELD = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents", "INT64": "int64_contents",
+    "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents", "UINT64": "uint64_contents",
+    "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
+}  # fmt: skip
+PROTECTED = frozenset({"ModelMetadata", "ModelInfer"})  # as the REST routes under /v2/models/ (bento/auth.py)
+
+
+def _parameters(parameters: Any) -> dict[str, Any]:
+    """A protobuf map of InferParameter as plain values."""
+    return {
+        key: getattr(value, value.WhichOneof("parameter_choice") or "string_param") for key, value in parameters.items()
+    }
+
+
+def _fail(message: str) -> RequestError:
+    return RequestError(Reason.TENSOR, message)
+
+
+def _input(tensor: Any, raw: bytes | None) -> Tensor:
+    name, datatype, shape = tensor.name, tensor.datatype, list(tensor.shape)
+    count = element_count(name, datatype, shape)
+    if raw is not None:
+        if tensor.HasField("contents"):
+            raise _fail(f"input {name}: has both typed contents and raw_input_contents; send one of them")
+        data = from_binary(raw, datatype, count, name)
+    else:
+        field = CONTENTS_FIELD.get(datatype)
+        if field is None:
+            raise _fail(f"input {name}: {datatype} data must be sent as raw_input_contents")
+        sent = [f for f, _ in tensor.contents.ListFields()]
+        if any(f.name != field for f in sent):
+            raise _fail(f"input {name}: {datatype} data belongs in contents.{field}, not {sent[0].name}")
+        values = getattr(tensor.contents, field)
+        data = np.array(list(values) if datatype == "BYTES" else values, dtype=DTYPES[datatype])
+    return shaped(name, datatype, shape, data, _parameters(tensor.parameters))
+
+
+def decode(request: Any) -> tuple[InferRequest, bool]:
+    """The request as V2 tensors (the REST decoder's types) and whether it sent raw contents."""
+    if not request.inputs:
+        raise _fail("inputs: must be a non-empty list of tensors")
+    raw = list(request.raw_input_contents)
+    if raw and len(raw) != len(request.inputs):
+        raise _fail(f"raw_input_contents holds {len(raw)} entries for {len(request.inputs)} inputs")
+    tensors = [_input(tensor, raw[i] if raw else None) for i, tensor in enumerate(request.inputs)]
+    names = [t.name for t in tensors]
+    if len(set(names)) != len(names):
+        raise _fail("inputs: the same input name appears twice")
+    outputs = [{"name": output.name} for output in request.outputs] or None
+    return InferRequest(request.id or None, _parameters(request.parameters), tensors, outputs), bool(raw)
+
+
+def _tensor_metadata(entries: list[dict[str, Any]]) -> list[Any]:
+    return [pb.ModelMetadataResponse.TensorMetadata(**entry) for entry in entries]
+
+
+class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
+    """The protocol's six methods over one scoring core."""
+
+    def __init__(self, core: ScoringCore) -> None:
+        self.core = core
+
+    async def ServerLive(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        """Live while the process answers."""
+        return pb.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        """Ready with a model loaded and not draining."""
+        return pb.ServerReadyResponse(ready=self.core.ready())
+
+    async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        """NOT_FOUND for another model or version; else whether it is ready."""
+        self.core.check_model(request.name, request.version or None)
+        return pb.ModelReadyResponse(ready=self.core.ready())
+
+    async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        """Name, version and extensions, as `GET /v2`."""
+        return pb.ServerMetadataResponse(**v2_api.server_metadata())
+
+    async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        """Every input a client may send and the outputs, as `GET /v2/models/{name}`."""
+        self.core.check_model(request.name, request.version or None)
+        metadata = v2_api.model_metadata(self.core.settings, self.core.model())
+        return pb.ModelMetadataResponse(
+            name=metadata["name"],
+            versions=metadata["versions"],
+            platform=metadata["platform"],
+            inputs=_tensor_metadata(metadata["inputs"]),
+            outputs=_tensor_metadata(metadata["outputs"]),
+        )
+
+    async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        """Decode, score, encode."""
+        core = self.core
+        core.check_model(request.model_name, request.model_version or None)
+        predictor = core.model()
+        decoded, raw = decode(request)
+        matrix = v2_api.matrix_of(decoded, core.settings.max_infer_rows)
+        names = [v2_api.check_output(o["name"]) for o in decoded.outputs] if decoded.outputs else list(v2_api.OUTPUTS)
+        scores = core.score(matrix)
+        produced = {"probability": scores.probabilities, "label": scores.labels}
+        response = pb.ModelInferResponse(model_name=core.settings.v2_model_name, model_version=predictor.info.version)
+        if request.id:
+            response.id = request.id
+        for name in names:
+            datatype, values = v2_api.OUTPUTS[name], produced[name]
+            output = response.outputs.add(name=name, datatype=datatype, shape=list(values.shape))
+            if raw:
+                response.raw_output_contents.append(
+                    values.astype(np.dtype(DTYPES[datatype]).newbyteorder("<")).tobytes()
+                )
+            else:
+                getattr(output.contents, CONTENTS_FIELD[datatype]).extend(values.tolist())
+        return response
+
+
+Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+
+
+def guarded(method: str, handler: Handler, core: ScoringCore) -> Handler:
+    """`handler` with the token check, the call counted in flight and in the metrics, refusals as statuses."""
+    path = f"/{SERVICE}/{method}"
+    protected = method in PROTECTED
+
+    async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        core.in_flight.begin()
+        try:
+            if protected:
+                auth.check(dict(context.invocation_metadata() or ()).get("authorization"), core.settings.api_token)
+            return await handler(request, context)
+        except RequestError as error:
+            code = GRPC_STATUS[error.reason]
+            metrics.FAILURES.labels(path, error.reason.value).inc()
+            await context.abort(code, error.message)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:  # a bug, never a client's mistake: no request content in the log
+            code = grpc.StatusCode.INTERNAL
+            logger.error("unexpected %s in %s", type(error).__name__, path)
+            await context.abort(code, "internal error; see the service log")
+        finally:
+            core.in_flight.end()
+            metrics.grpc_call(method, code.name, time.perf_counter() - started)
+
+    return call
