@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Deploy the readmission Bento as a KServe InferenceService on MicroK8s, and roll out new champions.
 #
-#   kserve/deploy.sh [deploy] [--overlay knative|standard]   build, push, apply, wait for Ready, smoke test
+#   kserve/deploy.sh [deploy] [--overlay knative|standard|grpc]  build, push, apply, wait for Ready, smoke test
 #   kserve/deploy.sh canary --tag NEW [--model-version V | --no-train]
 #                                                    train (or promote V) in MLflow, import, build NEW, 10% canary
 #   kserve/deploy.sh promote [--tag NEW]             the canary takes 100%; NEW becomes the tag in kserve/base
@@ -11,7 +11,7 @@
 #   --dry-run                                        print every command, run none
 #
 # Environment: KUBECTL (default "microk8s kubectl"), HELM (default "microk8s helm"), BUILDER
-# (docker|podman|buildah, default: the first that works), BENTOML, READMISSION_CLI, API_URL,
+# (docker|podman|buildah, default: the first that works), BENTOML, PYTHON, READMISSION_CLI, API_URL,
 # READMISSION_API_TOKEN (the API's bearer token; default: the one in the cluster, else a new random one).
 set -euo pipefail
 
@@ -39,6 +39,7 @@ read -r -a KUBECTL <<<"${KUBECTL:-microk8s kubectl}"
 read -r -a HELM <<<"${HELM:-microk8s helm}"
 BENTOML="${BENTOML:-$ROOT/.venv/bin/bentoml}"
 READMISSION_CLI="${READMISSION_CLI:-$ROOT/.venv/bin/readmission}"
+PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"  # the gRPC smoke request (overlay grpc): tritonclient from the .venv
 API_URL="${API_URL:-http://127.0.0.1:30080}"
 export BENTOML_HOME="${BENTOML_HOME:-$ROOT/.readmission/bentoml}"
 export BENTOML_DO_NOT_TRACK=true
@@ -117,6 +118,7 @@ check_prerequisites() {
         return
     fi
     need "${KUBECTL[0]}" "${HELM[0]}" curl python3
+    [[ $OVERLAY != grpc || -x "$PYTHON" ]] || die "the grpc overlay's smoke request needs $PYTHON (make up)"
     if [[ ! -x "$BENTOML" ]]; then
         need bentoml
         BENTOML=bentoml
@@ -281,19 +283,26 @@ wait_ready() {
     kubectl_ wait --for=condition=Ready "inferenceservice/$ISVC" -n "$NAMESPACE" --timeout=600s
 }
 
+# The predictor's Knative host name, from the InferenceService's status: Kourier routes by it (Host, :authority).
+predictor_host() {
+    if [[ $DRY_RUN -eq 1 ]]; then
+        echo "<host of .status.components.predictor.url>"
+        return
+    fi
+    local url
+    url=$("${KUBECTL[@]}" get "inferenceservice/$ISVC" -n "$NAMESPACE" -o 'jsonpath={.status.components.predictor.url}')
+    echo "${url#*://}"
+}
+
 smoke_test() {
+    if [[ $OVERLAY == grpc ]]; then
+        grpc_smoke_test
+        return
+    fi
     log "V2 smoke request through $API_URL"
     local host=() zeros body auth
     if [[ $OVERLAY == knative ]]; then
-        # Kourier routes by Host: the predictor's Knative host name, from the InferenceService's status.
-        if [[ $DRY_RUN -eq 1 ]]; then
-            host=(-H "Host: <host of .status.components.predictor.url>")
-        else
-            local url
-            url=$("${KUBECTL[@]}" get "inferenceservice/$ISVC" -n "$NAMESPACE" \
-                -o 'jsonpath={.status.components.predictor.url}')
-            host=(-H "Host: ${url#*://}")
-        fi
+        host=(-H "Host: $(predictor_host)")
     fi
     zeros=$(printf '0,%.0s' $(seq 262))0
     # /infer needs the bearer token: passed in a header file so that it is never printed
@@ -310,14 +319,41 @@ smoke_test() {
     echo
 }
 
+# The same V2 requests over gRPC through Kourier (overlay grpc: the route carries gRPC only): ServerReady,
+# ModelReady and ModelInfer with tritonclient, the :authority set to the predictor's host; the token in a file.
+GRPC_SMOKE='
+import sys
+import numpy as np
+import tritonclient.grpc as grpcclient
+target, authority, token_file, model = sys.argv[1:5]
+client = grpcclient.InferenceServerClient(target, channel_args=[("grpc.default_authority", authority)])
+assert client.is_server_ready() and client.is_model_ready(model), "the server or the model is not ready"
+row = grpcclient.InferInput("input-0", [1, 263], "FP32")
+row.set_data_from_numpy(np.zeros((1, 263), dtype=np.float32))
+token = open(token_file).read().strip()
+print(client.infer(model, [row], headers={"authorization": "Bearer " + token}).get_response())
+'
+
+grpc_smoke_test() {
+    local target=${API_URL#*://} token
+    log "V2 gRPC smoke request through $target"
+    token=$(mktemp)
+    # shellcheck disable=SC2064  # expand now: the file of this call
+    trap "rm -f '$token'" RETURN
+    if [[ $DRY_RUN -eq 0 ]]; then
+        read_api_token >"$token"
+    fi
+    run "$PYTHON" -c "$GRPC_SMOKE" "$target" "$(predictor_host)" "$token" "$BENTO"
+}
+
 cmd_deploy() {
     local tag
     tag=$(base_tag)
     check_prerequisites
     enable_addons
     install_cert_manager
-    if [[ $OVERLAY == knative ]]; then
-        install_knative
+    if [[ $OVERLAY != standard ]]; then
+        install_knative  # knative and grpc
     fi
     install_kserve
     run make -C "$ROOT" import  # the champion from MLflow into the BentoML store (stamped)
@@ -446,7 +482,7 @@ main() {
             deploy | canary | promote | rollback | backup | restore) COMMAND=$1 ;;
             --dry-run) DRY_RUN=1 ;;
             --overlay)
-                OVERLAY=${2:?--overlay needs knative or standard}
+                OVERLAY=${2:?--overlay needs knative, standard or grpc}
                 shift
                 ;;
             --overlay=*) OVERLAY=${1#*=} ;;
@@ -471,7 +507,7 @@ main() {
         esac
         shift
     done
-    [[ $OVERLAY == knative || $OVERLAY == standard ]] || die "--overlay is knative or standard, not '$OVERLAY'"
+    [[ $OVERLAY =~ ^(knative|standard|grpc)$ ]] || die "--overlay is knative, standard or grpc, not '$OVERLAY'"
     [[ -z $TAG || $TAG =~ ^[a-z0-9][a-z0-9._-]{0,127}$ ]] || die "--tag '$TAG' is not a valid Bento version"
     "cmd_$COMMAND"
 }

@@ -134,13 +134,14 @@ def check(image: str, store: str, archive: Path, timeout: float) -> dict[str, An
     report["exposed_ports"] = sorted(inspect["Config"].get("ExposedPorts") or {})
     report["env"] = inspect["Config"].get("Env", [])
 
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     name = f"readmission-oci-{os.getpid()}"
     url = f"http://127.0.0.1:{port}"
     started = time.monotonic()
     report["pod_flags"] = pod_flags()
-    run("podman", "run", "--detach", "--name", name, "--network", "host", *RUN_FLAGS, *report["pod_flags"], image,
-        "--host", "127.0.0.1", "--port", str(port))  # fmt: skip
+    grpc_env = ["--env", f"READMISSION_GRPC_PORT={grpc_port}", "--env", "READMISSION_GRPC_HOST=127.0.0.1"]
+    run("podman", "run", "--detach", "--name", name, "--network", "host", *RUN_FLAGS, *report["pod_flags"], *grpc_env,
+        image, "--host", "127.0.0.1", "--port", str(port))  # fmt: skip
     try:
         wait_ready(url, name, timeout)
         report["startup_seconds"] = round(time.monotonic() - started, 2)
@@ -159,6 +160,7 @@ def check(image: str, store: str, archive: Path, timeout: float) -> dict[str, An
             infer = client.post("/v2/models/readmission/infer", json=v2_request())
             infer.raise_for_status()
             report["backends"] = scoring_backends(client.get("/metrics").text)
+        report["grpc_probabilities"] = grpc_probabilities(f"127.0.0.1:{grpc_port}")
         report["predict_request"], report["predict"] = RECORD, predict.json()
         report["infer_request"], report["infer"] = v2_request(), infer.json()
     except Exception:
@@ -176,6 +178,7 @@ def check(image: str, store: str, archive: Path, timeout: float) -> dict[str, An
     report["expected_probabilities"] = [float(p) for p in expected]
     report["predict_matches"] = abs(report["predict"]["probability"] - float(expected[0])) <= 1e-6
     report["infer_matches"] = bool(np.allclose(outputs["probability"]["data"], expected, rtol=0, atol=1e-6))
+    report["grpc_matches"] = bool(np.allclose(report["grpc_probabilities"], expected, rtol=0, atol=1e-6))
 
     archive.parent.mkdir(parents=True, exist_ok=True)
     archive.unlink(missing_ok=True)
@@ -187,6 +190,20 @@ def check(image: str, store: str, archive: Path, timeout: float) -> dict[str, An
     manifest = json.loads(run("skopeo", "inspect", "--raw", f"oci-archive:{archive}").stdout)
     report["layers"] = [{"digest": layer["digest"], "size": layer["size"]} for layer in manifest["layers"]]
     return report
+
+
+def grpc_probabilities(address: str) -> list[float]:
+    """The probabilities of RECORD and OTHER through the image's gRPC port (tritonclient, raw contents)."""
+    import tritonclient.grpc as triton
+
+    matrix = features.encode([features.validate(p) for p in (RECORD, OTHER)])
+    tensor = triton.InferInput("input-0", list(matrix.shape), "FP32")
+    tensor.set_data_from_numpy(matrix)
+    client = triton.InferenceServerClient(address)
+    try:
+        return client.infer("readmission", [tensor]).as_numpy("probability").tolist()
+    finally:
+        client.close()
 
 
 def scoring_backends(exposition: str) -> dict[str, float]:
@@ -222,6 +239,7 @@ def main() -> None:
             (not report["mlflow_installed"], "mlflow is installed in the image"),
             (report["predict_matches"], "/predict differs from the source tree's model"),
             (report["infer_matches"], "V2 infer differs from the source tree's model"),
+            (report["grpc_matches"], "V2 gRPC infer differs from the source tree's model"),
             (
                 report["backends"].get("tl2cgen") == 1,
                 f"the image does not score with the compiled model: {report['backends']}",

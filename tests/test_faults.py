@@ -25,7 +25,7 @@ import pytest
 
 from bento import features
 from tests import servers
-from tests.conftest import bentoml_env
+from tests.conftest import bentoml_env, grpc_env
 from tests.test_v2 import INFER, matrix_request, records
 
 pytestmark = pytest.mark.slow
@@ -356,3 +356,112 @@ def test_sigterm_under_load_lets_every_request_sent_before_it_finish(bento_home,
     assert "SIGTERM: not ready, draining" in server.log_text()
     # during the drain the service answers as usual; after it, nothing but refusals and late resets
     assert set(after) <= {200, "refused", "reset"}, after
+
+
+# --- the gRPC port under SIGTERM and after a worker is killed ---------------------------------------------
+
+
+@dataclass
+class GrpcLoad:
+    """Client threads calling ModelInfer (1,000 rows, raw contents) through tritonclient until stopped."""
+
+    address: str
+    clients: int
+    outcomes: list[Outcome] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _run(self) -> None:
+        import tritonclient.grpc as triton
+        from tritonclient.utils import InferenceServerException
+
+        matrix = features.encode([features.validate(r) for r in THOUSAND])
+        tensor = triton.InferInput("input-0", list(matrix.shape), "FP32")
+        tensor.set_data_from_numpy(matrix)
+        client = triton.InferenceServerClient(self.address)
+        while not self._stop.is_set():
+            sent = time.monotonic()
+            try:
+                client.infer("readmission", [tensor], client_timeout=30)
+                result: int | str = "OK"
+            except InferenceServerException as error:
+                result = str(error.status())
+            with self._lock:
+                self.outcomes.append(Outcome(sent, time.monotonic(), result))
+            if result != "OK":
+                time.sleep(0.1)
+        client.close()
+
+    def start(self) -> GrpcLoad:
+        """Start the client threads."""
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(self.clients)]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def snapshot(self) -> list[Outcome]:
+        """The outcomes so far."""
+        with self._lock:
+            return list(self.outcomes)
+
+    def stop(self) -> list[Outcome]:
+        """Stop the clients and return every outcome."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(60)
+        return sorted(self.outcomes, key=lambda o: o.sent)
+
+
+def grpc_health(address: str) -> int | str:
+    """The grpc.health.v1 status of the server, or the status code of the failed check."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        try:
+            return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2).status
+        except grpc.RpcError as error:
+            return error.code().name
+
+
+def test_sigterm_turns_grpc_health_not_serving_and_lets_calls_sent_before_it_finish(bento_home, tmp_path, figure):
+    grpc, address = grpc_env()
+    server = serve(copy_home(bento_home, tmp_path), tmp_path, READMISSION_DRAIN_SECONDS="4", **grpc)
+    assert grpc_health(address) == 1  # SERVING
+    load = GrpcLoad(address, clients=4).start()
+    try:
+        assert wait_for(lambda: len(load.snapshot()) >= 8, 30) is not None
+        os.kill(server.process.pid, signal.SIGTERM)
+        term = time.monotonic()
+        not_serving = wait_for(lambda: grpc_health(address) == 2, 4, step=0.1)  # NOT_SERVING while draining
+        exited = wait_for(lambda: server.process.poll() is not None, 60)
+        outcomes = load.stop()
+    finally:
+        server.stop()
+    before = Counter(o.result for o in outcomes if o.sent < term)
+    figure("gRPC calls sent before SIGTERM", dict(before))
+    assert not_serving is not None, "gRPC health stayed SERVING during the drain"
+    assert exited is not None and server.process.returncode == 0, server.log_text()[-3000:]
+    assert before and set(before) == {"OK"}, before
+
+
+def test_grpc_serves_again_after_its_worker_is_killed(bento_home, tmp_path, figure):
+    grpc, address = grpc_env()
+    server = serve(copy_home(bento_home, tmp_path), tmp_path, BENTOML_CONTAINERIZED="true", **grpc)
+    try:
+        (worker,) = workers_of(server)
+        os.kill(worker, signal.SIGKILL)
+        killed = time.monotonic()
+        marks = since(
+            killed,
+            new_worker=lambda: bool(workers_of(server) - {worker}),
+            serving=lambda: bool(workers_of(server) - {worker}) and grpc_health(address) == 1,
+        )
+        load = GrpcLoad(address, clients=2).start()
+        assert wait_for(lambda: sum(o.result == "OK" for o in load.snapshot()) >= 4, 30) is not None
+        load.stop()
+    finally:
+        server.stop()
+    figure("gRPC serving again after a worker SIGKILL (s)", marks)
+    assert marks["serving"] is not None, marks

@@ -23,7 +23,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 KSERVE = REPO / "kserve"
-OVERLAYS = ("knative", "standard", "canary")
+OVERLAYS = ("knative", "standard", "canary", "grpc")
+# The overlays whose one Knative (or Service) port is the Bento's HTTP port; `grpc` routes gRPC instead.
+HTTP_OVERLAYS = ("knative", "standard", "canary")
 CRD_FILE = REPO.parent / "shared" / "specs" / "kserve-inferenceservices-crd.yaml"
 # The Kubernetes version the manifests are validated against (named in kserve/README.md).
 KUBERNETES_VERSION = "1.34.0"
@@ -41,6 +43,9 @@ CORE_API_GROUPS = {
 DESIGN_NODE_PORTS = {30080: "API", 30081: "Streamlit", 30009: "Locust", 30090: "Prometheus", 30030: "Grafana"}
 BENTOML_HEALTH_PATHS = {"/livez", "/readyz", "/healthz"}
 CONTAINER_PORT = 3000
+# The Bento's gRPC server (bento/settings.py, READMISSION_GRPC_PORT) and the ports Knative puts in front of it.
+GRPC_PORT = 8081
+QUEUE_PROXY_HTTP1_PORT, QUEUE_PROXY_H2C_PORT = 8012, 8013
 
 
 def _kubectl() -> str | None:
@@ -213,7 +218,7 @@ def test_crd_validation_rejects_unknown_and_misspelled_fields() -> None:
 # The InferenceService
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", HTTP_OVERLAYS)
 def test_custom_predictor_speaks_v2_on_port_3000(overlay: str) -> None:
     container = predictor_container(isvc_of(overlay))
     assert container["name"] == "kserve-container"
@@ -228,7 +233,7 @@ def app_paths() -> set[str]:
     return {route.path for route in ROUTES} | BENTOML_HEALTH_PATHS
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", HTTP_OVERLAYS)
 def test_probes_hit_paths_and_the_port_the_service_has(overlay: str) -> None:
     container = predictor_container(isvc_of(overlay))
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
@@ -325,6 +330,110 @@ def test_pdb_and_network_policy_select_the_predictor_pods() -> None:
     assert CONTAINER_PORT in first_rule_ports
 
 
+# The gRPC overlay: the Open Inference Protocol over gRPC through Knative
+
+
+def env_of(container: dict) -> dict[str, str | None]:
+    return {item["name"]: item.get("value") for item in container.get("env", [])}
+
+
+def http_port_of(isvc: dict) -> int:
+    """The port the Bento's HTTP server binds: `--port` in the args, else Knative's PORT (the container's one port,
+    which BentoML's entrypoint turns into BENTOML_PORT), else BentoML's default 3000."""
+    container = predictor_container(isvc)
+    args = container.get("args", [])
+    if "--port" in args:
+        return int(args[args.index("--port") + 1])
+    if isvc["metadata"]["annotations"].get("serving.kserve.io/deploymentMode") == "Knative":
+        return container["ports"][0]["containerPort"]
+    return CONTAINER_PORT
+
+
+def test_grpc_overlay_serves_grpc_on_its_one_knative_port() -> None:
+    isvc = isvc_of("grpc")
+    container = predictor_container(isvc)
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Knative"
+    # Knative: one port across the containers; a port named h2c gets HTTP/2 cleartext end to end.
+    assert container["ports"] == [{"name": "h2c", "containerPort": GRPC_PORT, "protocol": "TCP"}]
+    env = env_of(container)
+    assert env["READMISSION_GRPC_PORT"] == str(GRPC_PORT)
+    assert env["PROTOCOL"] == "v2"  # KServe accepts only v1/v2; gRPC is the transport, V2 the protocol
+    settings = pytest.importorskip("bento.settings")
+    assert settings.ServiceSettings().grpc_port == GRPC_PORT, "the overlay's port is the service's default"
+
+
+def test_grpc_overlay_probes_speak_grpc_health() -> None:
+    """Knative points HTTP and TCP probes at the one port, now gRPC: every probe is a gRPC health check there."""
+    container = predictor_container(isvc_of("grpc"))
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert set(container[probe]) & {"httpGet", "tcpSocket", "exec", "grpc"} == {"grpc"}, probe
+        assert container[probe]["grpc"]["port"] == GRPC_PORT, probe
+        # service "" (the server): SERVING once the model is loaded, NOT_SERVING while draining
+        assert container[probe]["grpc"].get("service", "") == "", probe
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 120, "room to load the model before liveness"
+    assert container["readinessProbe"]["periodSeconds"] < container["livenessProbe"]["periodSeconds"]
+
+
+def test_grpc_overlay_is_the_knative_overlay_with_grpc_in_front() -> None:
+    """Everything but the port, the probes, the HTTP port's args and READMISSION_GRPC_PORT is the knative overlay's:
+    security context, volumes, resources, the token from its Secret, autoscaling, annotations."""
+    grpc, knative = copy.deepcopy(isvc_of("grpc")), copy.deepcopy(isvc_of("knative"))
+    for isvc in (grpc, knative):
+        container = predictor_container(isvc)
+        for key in ("ports", "readinessProbe", "livenessProbe", "startupProbe", "args"):
+            container.pop(key, None)
+        container["env"] = [item for item in container["env"] if item["name"] != "READMISSION_GRPC_PORT"]
+    assert grpc == knative
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_http_server_stays_on_3000_for_metrics(overlay: str) -> None:
+    """Prometheus scrapes the pod's port 3000 directly (not through Knative): every overlay keeps the HTTP server
+    there, and in the grpc overlay off the gRPC port that Knative's PORT names."""
+    isvc = isvc_of(overlay)
+    assert http_port_of(isvc) == CONTAINER_PORT == int(isvc["metadata"]["annotations"]["prometheus.kserve.io/port"])
+    assert http_port_of(isvc) != int(env_of(predictor_container(isvc)).get("READMISSION_GRPC_PORT") or GRPC_PORT)
+    if overlay == "grpc":
+        assert predictor_container(isvc)["args"][0] == "serve", "BentoML's entrypoint: `serve` runs `bentoml serve`"
+
+
+def test_grpc_overlay_network_policy_admits_grpc() -> None:
+    docs = render(KSERVE / "overlays" / "grpc")
+    (policy,) = [doc for doc in docs if doc["kind"] == "NetworkPolicy"]
+
+    def ports_for(matches) -> set[int]:
+        return {
+            port["port"]
+            for rule in policy["spec"]["ingress"]
+            if any(matches(peer) for peer in rule["from"])
+            for port in rule["ports"]
+        }
+
+    callers = ports_for(
+        lambda p: p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name") == "readmission-ui"
+    )
+    assert {CONTAINER_PORT, GRPC_PORT, QUEUE_PROXY_HTTP1_PORT, QUEUE_PROXY_H2C_PORT} <= callers
+    for namespace in ("knative-serving", "kourier-system"):
+        data_plane = ports_for(
+            lambda p, ns=namespace: (
+                p.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name") == ns
+            )
+        )
+        assert QUEUE_PROXY_H2C_PORT in data_plane, f"{namespace} reaches queue-proxy's h2c port"
+    prometheus = ports_for(
+        lambda p: p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name") == "prometheus"
+    )
+    assert CONTAINER_PORT in prometheus, "Prometheus still scrapes /metrics on 3000"
+
+
+def test_readme_explains_the_grpc_overlay() -> None:
+    readme = (KSERVE / "README.md").read_text()
+    section = readme[readme.index("## gRPC") :]
+    for fragment in ("--overlay grpc", "h2c", str(GRPC_PORT), "authorization", "grpcurl -plaintext", "port-forward"):
+        assert fragment in section, fragment
+
+
 # Cross-checks with the Bento and the rest of the stack
 
 
@@ -353,7 +462,7 @@ def node_ports(docs: list[dict] | tuple[dict, ...]) -> list[tuple[int, str]]:
     ]
 
 
-@pytest.mark.parametrize("overlay", ("knative", "standard"))
+@pytest.mark.parametrize("overlay", ("knative", "standard", "grpc"))
 def test_node_ports_are_unique_across_the_stack(overlay: str) -> None:
     docs = list(render(KSERVE / "overlays" / overlay))
     for folder in stack_folders():
@@ -501,6 +610,24 @@ def test_deploy_dry_run_standard_overlay_skips_knative() -> None:
     assert any("deploymentMode=Standard" in command for command in commands)
     assert any(command.endswith("kserve/overlays/standard") for command in commands if "apply -k" in command)
     assert any("podman push --tls-verify=false localhost:32000/readmission:" in command for command in commands)
+
+
+def test_deploy_dry_run_grpc_overlay_uses_knative_and_a_grpc_smoke_request() -> None:
+    commands = dry_run("--overlay", "grpc")
+    assert_in_order(
+        commands,
+        [
+            "knative/serving/releases/download/knative-v",
+            "deploymentMode=Knative",
+            "kubectl apply -k",
+            "kubectl wait --for=condition=Ready inferenceservice/readmission",
+            "tritonclient.grpc",
+        ],
+    )
+    assert any(command.endswith("kserve/overlays/grpc") for command in commands if "apply -k" in command)
+    (smoke,) = [command for command in commands if "tritonclient.grpc" in command]
+    assert "127.0.0.1:30080" in smoke and "grpc.default_authority" in smoke  # Kourier's NodePort, routed by host
+    assert not any("curl" in command and "/v2/models/" in command for command in commands), "the route is gRPC only"
 
 
 def test_model_update_path_dry_run() -> None:

@@ -112,6 +112,7 @@ def test_image_answers_like_the_source_tree(report, service, bento_home):
     np.testing.assert_allclose(ours["probability"], theirs["probability"], rtol=0, atol=1e-6)
     assert ours["label"] == theirs["label"]
     assert report["predict_matches"] and report["infer_matches"]  # and the in-process Predictor's
+    assert report["grpc_matches"]  # the image serves gRPC too
     assert report["backends"] == {"tl2cgen": 1.0, "xgboost": 0.0}  # the compiled model runs in the image
 
 
