@@ -9,6 +9,8 @@ PORT ?= 3000
 export READMISSION_DATA ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA))
 export BENTOML_HOME ?= $(CURDIR)/$(STATE)/bentoml
 export BENTOML_DO_NOT_TRACK := true
+# The service's gRPC port (8081) listens where its HTTP port does here: on loopback.
+export READMISSION_GRPC_HOST ?= 127.0.0.1
 
 .PHONY: venv up serve train import build ui loadtest soak test lint format bench deploy oci oci-test prometheus audit clean
 

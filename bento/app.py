@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import lru_cache
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -120,6 +121,12 @@ def _guarded(route: Route) -> Route:
 
 def endpoint_of(scope: Scope) -> str:
     """The route template a request matches ("other" for none): a bounded metrics label."""
+    return _endpoint_of_path(scope["path"])
+
+
+@lru_cache(maxsize=4096)  # the template depends on the path alone; bounded whatever paths clients invent
+def _endpoint_of_path(path: str) -> str:
+    scope = {"type": "http", "path": path, "root_path": "", "method": "GET"}
     for route in ROUTES:
         match, _ = route.matches(scope)
         if match is not Match.NONE:

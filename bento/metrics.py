@@ -123,6 +123,9 @@ def observe_all(histogram: Histogram, values: np.ndarray) -> None:
 
     Uses prometheus-client's bucket and sum values (pinned version; tests compare with observe()).
     """
+    if len(values) == 1:  # one row: the public call is cheaper than the vectorised one
+        histogram.observe(float(values[0]))
+        return
     bounds = np.asarray(histogram._upper_bounds)
     counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
     for bucket, count in zip(histogram._buckets, counts.tolist(), strict=True):

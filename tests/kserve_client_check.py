@@ -1,6 +1,6 @@
-"""V2 inference through the KServe SDK's REST client; run in its own venv (kserve pins pandas<3, protobuf<7).
+"""V2 inference through the KServe SDK's REST and gRPC clients; run in its own venv (kserve pins pandas<3).
 
-Usage: python kserve_client_check.py BASE_URL MODEL_NAME < request.json
+Usage: python kserve_client_check.py BASE_URL MODEL_NAME [GRPC_ADDRESS] < request.json
 The request holds {"matrix": [[...], ...] (null = missing), "fields": [{"name", "datatype", "values"}, ...]}.
 Prints one JSON object: the answer of each way of calling the server.
 """
@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 import numpy as np
-from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
+from kserve import InferenceGRPCClient, InferenceRESTClient, InferInput, InferRequest, RESTConfig
 from kserve.protocol.infer_type import RequestedOutput
 
 NUMPY_TYPES = {"FP64": np.float64, "INT64": np.int64, "BYTES": np.object_}
@@ -59,10 +59,36 @@ async def _check(base_url: str, model: str, request: dict[str, Any]) -> dict[str
     return report
 
 
+async def _check_grpc(address: str, model: str, request: dict[str, Any]) -> dict[str, Any]:
+    matrix = np.array([[np.nan if v is None else v for v in row] for row in request["matrix"]], dtype=np.float32)
+    client = InferenceGRPCClient(address, timeout=30, retries=1)
+    try:
+        report: dict[str, Any] = {
+            "server_live": await client.is_server_live(),
+            "server_ready": await client.is_server_ready(),
+            "model_ready": await client.is_model_ready(model),
+        }
+        tensor = InferInput("input-0", list(matrix.shape), "FP32")
+        tensor.set_data_from_numpy(matrix, binary_data=True)  # raw_input_contents
+        answer = await client.infer(InferRequest(model, [tensor], request_id="kserve-grpc"))
+        report["infer"] = {"id": answer.id, "model_name": answer.model_name, "outputs": _outputs(answer)}
+        typed = InferInput("input-0", list(matrix.shape), "FP32")
+        typed.set_data_from_numpy(matrix, binary_data=False)  # typed fp32_contents
+        answer = await client.infer(InferRequest(model, [typed], request_id="kserve-grpc-typed"))
+        report["typed"] = {"id": answer.id, "outputs": _outputs(answer)}
+    finally:
+        await client.close()
+    return report
+
+
 def main() -> None:
-    """Run every check against argv[1] and print the answers as JSON."""
+    """Run every check against argv[1] (REST) and argv[3] (gRPC, if given); print the answers as JSON."""
     base_url, model = sys.argv[1], sys.argv[2]
-    print(json.dumps(asyncio.run(_check(base_url, model, json.load(sys.stdin)))))
+    request = json.load(sys.stdin)
+    report = asyncio.run(_check(base_url, model, request))
+    if len(sys.argv) > 3:
+        report["grpc"] = asyncio.run(_check_grpc(sys.argv[3], model, request))
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":

@@ -155,7 +155,7 @@ def kserve_python() -> Path:
     return python
 
 
-def test_kserve_sdk_rest_client_v2(kserve_python, service, local, matrix):
+def test_kserve_sdk_rest_and_grpc_clients_v2(kserve_python, service, local, matrix):
     patients = [RECORD, *records(4, seed=8)]
     request = {
         "matrix": [[None if np.isnan(v) else float(v) for v in row] for row in matrix.tolist()],
@@ -166,7 +166,7 @@ def test_kserve_sdk_rest_client_v2(kserve_python, service, local, matrix):
     }
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     done = subprocess.run(
-        [str(kserve_python), str(KSERVE_SCRIPT), service.url, MODEL],
+        [str(kserve_python), str(KSERVE_SCRIPT), service.url, MODEL, service.grpc],
         input=json.dumps(request),
         capture_output=True,
         text=True,
@@ -187,3 +187,10 @@ def test_kserve_sdk_rest_client_v2(kserve_python, service, local, matrix):
     np.testing.assert_allclose(
         report["pd"]["outputs"]["probability"], local.probabilities(matrix_of(patients)), atol=1e-6
     )
+    grpc = report["grpc"]  # the SDK's InferenceGRPCClient, raw and typed contents
+    assert grpc["server_live"] is True and grpc["server_ready"] is True and grpc["model_ready"] is True
+    assert grpc["infer"]["id"] == "kserve-grpc" and grpc["infer"]["model_name"] == MODEL
+    assert grpc["typed"]["id"] == "kserve-grpc-typed"
+    for mode in ("infer", "typed"):
+        np.testing.assert_allclose(grpc[mode]["outputs"]["probability"], expected, atol=1e-6)
+        assert grpc[mode]["outputs"]["label"] == local.labels(expected).tolist()
