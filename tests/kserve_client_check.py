@@ -61,7 +61,7 @@ async def _check(base_url: str, model: str, request: dict[str, Any]) -> dict[str
 
 async def _check_grpc(address: str, model: str, request: dict[str, Any]) -> dict[str, Any]:
     matrix = np.array([[np.nan if v is None else v for v in row] for row in request["matrix"]], dtype=np.float32)
-    client = InferenceGRPCClient(address, timeout=30, retries=1)
+    client = InferenceGRPCClient(address, timeout=30)
     try:
         report: dict[str, Any] = {
             "server_live": await client.is_server_live(),

@@ -1,0 +1,30 @@
+"""The README's client examples run as written against a live service (only the ports are the test's)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+PYTHON_BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
+EXAMPLES = [block for block in PYTHON_BLOCK.findall(README.read_text()) if "InferenceServerClient(" in block]
+NUMBER = re.compile(r"\d\.\d+")
+
+
+def test_the_readme_has_a_rest_and_a_grpc_client_example():
+    assert any("tritonclient.http" in block for block in EXAMPLES)
+    assert any("tritonclient.grpc" in block for block in EXAMPLES)
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda block: block.split("\n", 1)[0])
+def test_a_client_example_runs_as_written(service, example):
+    code = example.replace("127.0.0.1:3000", service.url.removeprefix("http://"))
+    code = code.replace("127.0.0.1:8081", service.grpc)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=README.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    probabilities = [float(n) for n in NUMBER.findall(done.stdout)]
+    assert probabilities and all(0 < p < 1 for p in probabilities), done.stdout
