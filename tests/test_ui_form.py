@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -323,3 +324,16 @@ def test_the_kubernetes_manifests_expose_a_hardened_app_on_nodeport_30081():
     env = {e["name"]: e.get("value") for e in container["env"]}  # the API token: a secretKeyRef
     assert env["READMISSION_API_URL"] == "http://readmission-predictor.readmission.svc.cluster.local"
     assert {m["mountPath"] for m in container["volumeMounts"]} == {env["HOME"], "/tmp"}
+
+
+def test_a_risk_band_the_ui_does_not_know_is_shown_escaped(monkeypatch):
+    from ui import result
+
+    shown: list[str] = []
+    monkeypatch.setattr(result.st, "markdown", lambda text, **_: shown.append(text))
+    monkeypatch.setattr(result.st, "caption", lambda *_, **__: None)
+    monkeypatch.setattr(result.st, "altair_chart", lambda *_, **__: None)
+    answer = {"probability": 0.2, "risk_band": "<script>alert(1)</script>", "label": 1, "model": {"threshold": 0.15}}
+    with contextlib.suppress(Exception):  # what follows the risk box may need more of the answer
+        result.show(answer)
+    assert shown and "<script>" not in shown[0] and "&lt;script&gt;alert(1)&lt;/script&gt;" in shown[0]

@@ -82,7 +82,8 @@ Baseline: logistic regression on the same columns.
 {top_fields}
 
 ## Limitations
-- Discrimination is modest (ROC-AUC near 0.68, in line with published work on this data): many
+- Discrimination is modest (test ROC-AUC {xgb_metrics["roc_auc"]:.3f}; published work on a patient-grouped split of
+  this data reports 0.61-0.68): many
   readmissions are driven by what the record does not hold (social support, adherence, follow-up).
 - Data from 1999-2008 US hospitals; coding practice, treatments and populations have changed since.
 - Several encounters of one patient appear in the data; prior-year utilisation fields dominate.

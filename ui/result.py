@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,8 @@ def percent(probability: float) -> str:
 
 def show(answer: Mapping[str, Any]) -> None:
     """The risk with its band and colour, the threshold, the top factors as a chart, and the model."""
-    words, colour, background = BANDS.get(answer["risk_band"], (str(answer["risk_band"]), "#333", "#f2f2f2"))
+    band = str(answer["risk_band"])
+    words, colour, background = BANDS.get(band, (html.escape(band), "#333", "#f2f2f2"))
     model = answer["model"]
     threshold = float(model.get("threshold", float("nan")))
     st.markdown(
