@@ -19,6 +19,7 @@ import bentoml.serving
 from bentoml._internal.models import Model as StoredModel
 from bentoml._internal.types import PathType
 from bentoml.exceptions import BentoMLException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bento import drain
 from bento.app import create_app
@@ -58,6 +59,30 @@ class ServedModel(bentoml.models.BentoModel):
             if base_path is not None:
                 raise
             return None
+
+
+class ApplicationFirst:
+    """ASGI middleware in BentoML's stack, after its tracing, access log and timeout: every request that is not
+    for one of BentoML's own routes goes straight to the application, past BentoML's request context (which
+    only its @bentoml.api methods read) and its router. Unknown paths so get the application's JSON 404.
+    """
+
+    def __init__(self, app: ASGIApp, application: ASGIApp) -> None:
+        self.app = app
+        self.application = application
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Route by path: BentoML's routes to BentoML, everything else to the application."""
+        path = scope.get("path", "")
+        if scope["type"] == "http" and path not in BENTOML_PATHS and not path.startswith(BENTOML_PREFIXES):
+            await self.application(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+# What BentoML serves itself: probes, its index page and the documents and assets behind it.
+BENTOML_PATHS = frozenset({"/", "/livez", "/readyz", "/healthz", "/docs.json", "/schema.json"})
+BENTOML_PREFIXES = ("/static_content/", "/assets/")
 
 
 @bentoml.asgi_app(app, path="/")
@@ -100,3 +125,6 @@ class ReadmissionService:
     def __is_ready__(self) -> bool:
         """Ready only with a model loaded, and not once SIGTERM has begun the drain."""
         return CORE.ready()
+
+
+ReadmissionService.add_asgi_middleware(ApplicationFirst, application=app)
