@@ -2,10 +2,11 @@
 
     .venv/bin/python bench/run.py [--duration 10] [--warmup 2] [--quick] [--rounds 3] [--servers ours,mlserver,...]
 
-Every server runs pinned to CPU core 0 (`taskset -c 0`), the load generator (wrk) on core 1, both on
-127.0.0.1 only. For each server: start it, wait until ready, check that one row and 1,000 rows (JSON, and
-binary where the server takes the binary extension) get the reference probabilities (within 1e-5 of the
-booster in this process), run the workloads, stop the whole process group. All servers run `--rounds` times,
+Every server runs pinned to CPU core 0 (`taskset -c 0`), the load generator (wrk over HTTP, h2load over
+gRPC) on core 1, both on 127.0.0.1 only. For each server: start it, wait until ready, check that one row and
+1,000 rows (JSON, binary where the server takes the binary extension, and gRPC where it serves the Open
+Inference Protocol over gRPC) get the reference probabilities (within 1e-5 of the booster in this process),
+run the workloads, stop the whole process group. All servers run `--rounds` times,
 interleaved; the report holds the medians over rounds, ratios of medians and the TARGETS with PASS/MISS.
 Prints markdown tables; writes bench/results/latest.{json,md}. See bench/README.md.
 """
@@ -18,6 +19,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -33,7 +35,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import grpc
 import numpy as np
+from tritonclient.grpc import service_pb2
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -44,6 +48,8 @@ MODEL_NAME = "readmission"
 TOLERANCE = 1e-5
 SERVER_CORE, LOAD_CORE = "0", "1"
 BATCH_ROWS = 1000
+GRPC_METHOD = "/inference.GRPCInferenceService/ModelInfer"
+GRPC_MAX_MESSAGE = 64 * 1024 * 1024  # the checking client's limits (the servers keep their own)
 
 # Separate venvs (the servers pin conflicting versions); created on first use.
 MLSERVER_VENV = ROOT / ".venv-bench-mlserver"
@@ -153,13 +159,28 @@ def v2_binary_body(rows: np.ndarray) -> tuple[bytes, dict[str, str]]:
     return head + data, {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(head))}
 
 
+def grpc_frame(rows: np.ndarray, output: str) -> bytes:
+    """The gRPC request h2load sends: a length-prefixed message (flag 0, 4-byte big-endian length) of a
+    `ModelInferRequest` for MODEL_NAME with one FP32 input "input-0" [N, F] as little-endian float32 bytes in
+    `raw_input_contents`, asking for the output `output`."""
+    request = service_pb2.ModelInferRequest(model_name=MODEL_NAME)
+    request.inputs.add(name="input-0", datatype="FP32", shape=list(rows.shape))
+    request.outputs.add(name=output)
+    request.raw_input_contents.append(np.ascontiguousarray(rows, dtype="<f4").tobytes())
+    message = request.SerializeToString()
+    return b"\x00" + len(message).to_bytes(4, "big") + message
+
+
 @dataclass
 class Body:
-    """One request: its bytes, the rows it holds, the headers it needs beyond Content-Type: application/json."""
+    """One request: its bytes, the rows it holds, the headers it needs beyond Content-Type: application/json.
+
+    For gRPC (`grpc`), the bytes are the length-prefixed frame (`grpc_frame`) and there are no headers."""
 
     data: bytes
     rows: int
     headers: dict[str, str] = field(default_factory=dict)
+    grpc: bool = False
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -179,6 +200,8 @@ class Server:
     infer_path: str
     extra: dict[str, str] = field(default_factory=dict)  # route key -> path (ours: /predict)
     binary: bool = False  # takes the binary tensor data extension: gets the binary workload
+    grpc_port: int | None = None  # serves inference.GRPCInferenceService there: gets the gRPC workloads
+    grpc_output: str = "probability"  # the output the gRPC request asks for (MLServer's xgboost: "predict")
 
 
 def free_port() -> int:
@@ -205,9 +228,14 @@ def ensure_venv(venv: Path, packages: list[str], check_import: str) -> Path:
 
 
 def server_ours(port: int, work: Path) -> Server:
-    """Our BentoML service, from the project root and its model store."""
+    """Our BentoML service, from the project root and its model store; its gRPC server on a spare loopback port."""
     bentoml = ROOT / ".venv" / "bin" / "bentoml"
-    env = {"BENTOML_HOME": str(ROOT / ".readmission" / "bentoml")}
+    grpc_port = free_port()
+    env = {
+        "BENTOML_HOME": str(ROOT / ".readmission" / "bentoml"),
+        "READMISSION_GRPC_PORT": str(grpc_port),
+        "READMISSION_GRPC_HOST": "127.0.0.1",
+    }
     return Server(
         name="ours",
         label="ours (BentoML)",
@@ -218,6 +246,7 @@ def server_ours(port: int, work: Path) -> Server:
         infer_path=f"/v2/models/{MODEL_NAME}/infer",
         extra={"predict": "/predict"},
         binary=True,
+        grpc_port=grpc_port,
     )
 
 
@@ -228,12 +257,13 @@ def server_mlserver(port: int, work: Path, model: Path) -> Server:
     folder = models / MODEL_NAME
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(model, folder / "model.ubj")  # a well-known name of mlserver_xgboost
+    grpc_port = free_port()
     (models / "settings.json").write_text(
         json.dumps(
             {
                 "host": "127.0.0.1",
                 "http_port": port,
-                "grpc_port": free_port(),
+                "grpc_port": grpc_port,  # on "host" too
                 "metrics_endpoint": None,  # no /metrics server, no Prometheus middleware
                 "parallel_workers": 0,  # inference in the HTTP process, as the others do
                 "load_models_at_startup": True,
@@ -258,12 +288,15 @@ def server_mlserver(port: int, work: Path, model: Path) -> Server:
         cwd=models,
         ready_path=f"/v2/models/{MODEL_NAME}/ready",
         infer_path=f"/v2/models/{MODEL_NAME}/infer",
+        grpc_port=grpc_port,
+        grpc_output="predict",  # mlserver_xgboost names its outputs "predict" and "predict_proba" only
     )
 
 
 def server_kserve(port: int, work: Path, model: Path) -> Server:
-    """KServe ModelServer with the xgbserver-like model of bench/servers/kserve_xgb.py."""
+    """KServe ModelServer with the xgbserver-like model of bench/servers/kserve_xgb.py, gRPC on a spare port."""
     python = ensure_venv(KSERVE_VENV, KSERVE_PACKAGES, "kserve, xgboost")
+    grpc_port = free_port()
     return Server(
         name="kserve",
         label="KServe ModelServer",
@@ -276,6 +309,8 @@ def server_kserve(port: int, work: Path, model: Path) -> Server:
             str(model),
             "--http_port",
             str(port),
+            "--grpc_port",
+            str(grpc_port),
             "--workers",
             "1",
         ],
@@ -284,6 +319,7 @@ def server_kserve(port: int, work: Path, model: Path) -> Server:
         ready_path=f"/v2/models/{MODEL_NAME}/ready",
         infer_path=f"/v2/models/{MODEL_NAME}/infer",
         binary=True,  # KServe decodes the extension (InferRequest.from_bytes) when the body is not declared JSON
+        grpc_port=grpc_port,
     )
 
 
@@ -511,6 +547,12 @@ def v2_probabilities(answer: dict[str, Any]) -> np.ndarray:
 
 
 V2_1, V2_BATCH_BODY, BINARY_BODY = "v2_1", f"v2_{BATCH_ROWS}", f"v2_{BATCH_ROWS}_binary"  # keys of the bodies
+GRPC_1, GRPC_BATCH_BODY = "grpc_1", f"grpc_{BATCH_ROWS}"  # gRPC bodies: the key is f"{this}:{output name}"
+
+
+def body_key(body: str, server: Server) -> str:
+    """The key of the body `server` gets for `body`: gRPC frames ask for the server's output name."""
+    return f"{body}:{server.grpc_output}" if body in (GRPC_1, GRPC_BATCH_BODY) else body
 
 
 def _worst(running: Running, body: Body, reference: np.ndarray) -> float:
@@ -546,6 +588,63 @@ def check(running: Running, bodies: dict[str, Body], reference: np.ndarray) -> t
     return worst, probe
 
 
+def grpc_infer(port: int, frame: bytes, timeout: float = 30) -> bytes:
+    """One ModelInfer call with grpcio sending the frame's message as is: the serialized response.
+
+    Waits for the channel to connect (within `timeout`); RuntimeError with the gRPC status unless OK."""
+    options = [
+        ("grpc.max_send_message_length", GRPC_MAX_MESSAGE),
+        ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE),
+    ]
+    with grpc.insecure_channel(f"127.0.0.1:{port}", options=options) as channel:
+        call = channel.unary_unary(GRPC_METHOD)  # no (de)serializers: bytes in, bytes out
+        try:
+            return call(frame[5:], timeout=timeout, wait_for_ready=True)
+        except grpc.RpcError as error:
+            raise RuntimeError(f"gRPC ModelInfer on port {port}: {error.code().name}: {error.details()}") from error
+
+
+def grpc_probabilities(data: bytes) -> np.ndarray:
+    """The probability output of a serialized ModelInferResponse ("probability", MLServer "predict"), raw or typed."""
+    response = service_pb2.ModelInferResponse.FromString(data)
+    names = [o.name for o in response.outputs]
+    if not names:
+        raise AssertionError("gRPC response without outputs")
+    index = next((names.index(n) for n in ("probability", "predict", "output-0") if n in names), 0)
+    output = response.outputs[index]
+    if output.datatype not in ("FP32", "FP64"):
+        raise AssertionError(f"gRPC output {output.name} is {output.datatype}, not FP32 or FP64")
+    if response.raw_output_contents:
+        dtype = "<f4" if output.datatype == "FP32" else "<f8"
+        return np.frombuffer(response.raw_output_contents[index], dtype=dtype).astype(np.float64)
+    contents = output.contents.fp32_contents if output.datatype == "FP32" else output.contents.fp64_contents
+    return np.asarray(contents, dtype=np.float64)
+
+
+def check_grpc(
+    running: Running, bodies: dict[str, Body], reference: np.ndarray
+) -> tuple[dict[str, float], dict[str, int]]:
+    """Each gRPC request once with grpcio: the worst differences and each response's size as h2load counts it.
+
+    A status other than OK raises RuntimeError (the server fails the round), probabilities beyond TOLERANCE
+    AssertionError. The size is that of the length-prefixed response message (5 + its length): h2load's DATA
+    bytes of one successful call; a call that fails comes back with no DATA (trailers only), so it shows.
+    """
+    server = running.server
+    worst, sizes = {}, {}
+    for name in (GRPC_1, GRPC_BATCH_BODY):
+        body = bodies[body_key(name, server)]
+        answer = grpc_infer(server.grpc_port or 0, body.data)
+        got = grpc_probabilities(answer)
+        if got.shape != (body.rows,):
+            raise AssertionError(f"{server.name} gRPC: {body.rows} rows gave {got.shape[0]} probabilities")
+        worst[name] = float(np.max(np.abs(got - reference[: body.rows])))
+        sizes[name] = 5 + len(answer)
+        if not worst[name] <= TOLERANCE:
+            raise AssertionError(f"{server.name} {name}: differs from the reference by {worst[name]:.3g}")
+    return worst, sizes
+
+
 def wrk(
     url: str, body_file: Path, connections: int, seconds: float, headers: dict[str, str] | None = None
 ) -> dict[str, Any]:
@@ -561,6 +660,71 @@ def wrk(
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stdout[-800:]} {done.stderr[-800:]}")
     stats = json.loads(line.split(" ", 1)[1])
     stats["stdout"] = done.stdout
+    return stats
+
+
+_UNITS_US = {"us": 1.0, "ms": 1e3, "s": 1e6}
+
+
+def _us(text: str) -> float:
+    """h2load's durations ("812us", "3.40ms", "10.00s") in microseconds."""
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if match is None:
+        raise RuntimeError(f"h2load: cannot read the duration {text!r}")
+    return float(match[1]) * _UNITS_US[match[2]]
+
+
+def parse_h2load(text: str) -> dict[str, Any]:
+    """The numbers of h2load's summary: duration, request counts, status classes, bytes, request times."""
+
+    def find(pattern: str) -> re.Match[str]:
+        match = re.search(pattern, text)
+        if match is None:
+            raise RuntimeError(f"h2load output without {pattern!r}: {text[-800:]}")
+        return match
+
+    requests = find(
+        r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, "
+        r"(\d+) timeout"
+    )
+    status = find(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx")
+    traffic = find(r"traffic: .*?\((\d+)\) total, .*?\((\d+)\) headers .*?\((\d+)\) data")
+    times = find(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)")
+    names = ("total", "started", "done", "succeeded", "failed", "errored", "timeout")
+    return {
+        "duration_us": _us(find(r"finished in (\S+?),")[1]),
+        **{name: int(v) for name, v in zip(names, requests.groups(), strict=True)},
+        **{f"status_{c}xx": int(v) for c, v in zip("2345", status.groups(), strict=True)},
+        "bytes_total": int(traffic[1]),
+        "bytes_headers": int(traffic[2]),
+        "bytes_data": int(traffic[3]),
+        **{f"{k}_us": _us(v) for k, v in zip(("min", "max", "mean", "sd"), times.groups(), strict=True)},
+    }
+
+
+def h2load(
+    port: int, frame_file: Path, clients: int, streams: int, seconds: float, log: Path | None = None
+) -> dict[str, Any]:
+    """One h2load run on LOAD_CORE posting the gRPC frame to ModelInfer: `clients` HTTP/2 connections with
+    `streams` concurrent streams each. The summary (`parse_h2load`); with `log`, also p50/p90/p99 of the
+    per-request times of h2load's `--log-file` (start, status, microseconds to the end of the response)."""
+    command = [
+        "taskset", "-c", LOAD_CORE, "h2load", "-D", str(max(1, round(seconds))), "-c", str(clients),
+        "-m", str(streams), "-d", str(frame_file), "-H", "content-type: application/grpc", "-H", "te: trailers",
+        *(["--log-file", str(log)] if log else []), f"http://127.0.0.1:{port}{GRPC_METHOD}",
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
+    if done.returncode != 0:
+        raise RuntimeError(f"h2load failed ({done.returncode}): {done.stdout[-800:]} {done.stderr[-800:]}")
+    stats = parse_h2load(done.stdout)
+    stats["stdout"] = done.stdout
+    if log is not None:
+        times = np.loadtxt(log, dtype=np.float64, usecols=2, ndmin=1) if log.stat().st_size else np.zeros(0)
+        stats["logged"] = len(times)
+        if len(times):
+            for q in (50, 90, 99):
+                stats[f"p{q}_us"] = float(np.percentile(times, q))
+            stats["max_us"] = float(times.max())
     return stats
 
 
@@ -591,36 +755,83 @@ class Result:
     round: int = 0
     rounds: int = 1
     req_s_spread_pct: float = 0.0  # summary: (max - min) / median of req/s over the rounds
+    streams: int = 1  # concurrent requests per connection (h2load's -m; wrk: 1)
+    wrong_size: int = 0  # gRPC: responses whose size is not that of the checked answer (counted in errors)
 
 
 V2_1_8, V2_1_64 = "v2 1 row, 8 conn", "v2 1 row, 64 conn"
 V2_BATCH = f"v2 {BATCH_ROWS:,} rows, 8 conn"
 V2_BINARY = f"v2 {BATCH_ROWS:,} rows binary, 8 conn"
 PREDICT = "/predict 1 row, 8 conn"
+GRPC_1_8 = "grpc 1 row, 8 streams"
+GRPC_BATCH = f"grpc {BATCH_ROWS:,} rows raw, 8 streams"
 
 
 class Workload(NamedTuple):
-    """A wrk run: which body, how many connections, on which route."""
+    """A wrk run (which body, how many connections, on which route) or an h2load run over gRPC (`grpc`:
+    `connections` HTTP/2 connections with `streams` concurrent streams each, to ModelInfer)."""
 
     name: str
-    body: str  # a key of the bodies
+    body: str  # a key of the bodies (gRPC: without the output name, see body_key)
     connections: int
     route: str | None = None  # a key of Server.extra; None: the V2 infer route
+    streams: int = 1
+    grpc: bool = False
 
     def runs_on(self, server: Server) -> bool:
-        """Whether `server` gets this workload (its route exists; binary only where the server takes it)."""
+        """Whether `server` gets this workload (its route exists; binary only where the server takes it;
+        gRPC where it serves gRPC)."""
+        if self.grpc:
+            return server.grpc_port is not None
         if self.route is not None and self.route not in server.extra:
             return False
         return self.body != BINARY_BODY or server.binary
 
 
+# gRPC: one connection with 8 concurrent streams, as one gRPC channel multiplexes a client's calls.
 WORKLOADS = [
     Workload(V2_1_8, V2_1, 8),
     Workload(V2_1_64, V2_1, 64),
     Workload(V2_BATCH, V2_BATCH_BODY, 8),
     Workload(V2_BINARY, BINARY_BODY, 8),
     Workload(PREDICT, "predict", 8, "predict"),
+    Workload(GRPC_1_8, GRPC_1, 1, streams=8, grpc=True),
+    Workload(GRPC_BATCH, GRPC_BATCH_BODY, 1, streams=8, grpc=True),
 ]
+
+
+def _wrk_counts(stats: dict[str, Any]) -> dict[str, Any]:
+    """A wrk summary as the Result's numbers."""
+    return {
+        "seconds": stats["duration_us"] / 1e6,
+        "requests": stats["requests"],
+        **{key: stats[key] for key in ("p50_us", "p90_us", "p99_us", "max_us")},
+        "non_2xx": stats["status"],
+        "socket_errors": stats["connect"] + stats["read"] + stats["write"] + stats["timeout"],
+        "wrong_size": 0,
+    }
+
+
+def _h2load_counts(stats: dict[str, Any], size: int) -> dict[str, Any]:
+    """An h2load summary as the Result's numbers; `size`: the DATA bytes of one correct response.
+
+    h2load counts a gRPC error as a success (HTTP 200, the gRPC status is in the trailers), but an error
+    comes without the response message: DATA bytes other than `size` times the responses mean errors. Their
+    number, at least 1 when the bytes do not add up, is `wrong_size`; they are not counted as requests (unlike
+    wrk's non-2xx answers, which are). Latencies: of the per-request log, else h2load's mean."""
+    responses = stats["succeeded"]
+    missing = abs(responses * size - stats["bytes_data"])
+    wrong = 0 if missing == 0 else min(responses, max(1, round(missing / size)))
+    latency = {key: stats.get(key, stats["mean_us"]) for key in ("p50_us", "p90_us", "p99_us")}
+    return {
+        "seconds": stats["duration_us"] / 1e6,
+        "requests": responses - wrong,
+        **latency,
+        "max_us": stats["max_us"],
+        "non_2xx": stats["status_3xx"] + stats["status_4xx"] + stats["status_5xx"],
+        "socket_errors": stats["errored"] + stats["timeout"],
+        "wrong_size": wrong,
+    }
 
 
 def bench_server(
@@ -631,28 +842,43 @@ def bench_server(
     reference: np.ndarray,
     args: Any,
     round_no: int = 1,
+    grpc_load: bool = True,
 ) -> tuple[list[Result], dict[str, Any]]:
-    """Start, check, load and stop one server (one round)."""
+    """Start, check, load and stop one server (one round); `grpc_load`: check and run the gRPC workloads."""
     running = Running(server, port, RESULTS / f"server-{server.name}.log")
     results, info = [], {}
     try:
         info["startup_s"] = round(running.wait_ready(), 2)
         info["max_abs_diff"], info["binary_probe"] = check(running, bodies, reference)
+        if server.grpc_port is not None and grpc_load:
+            grpc_diff, info["grpc_response_bytes"] = check_grpc(running, bodies, reference)
+            info["max_abs_diff"] |= grpc_diff
         print(f"  ready in {info['startup_s']} s; answers match (max |diff| {max(info['max_abs_diff'].values()):.2g})")
         if not server.binary:
             print(f"  binary extension: {info['binary_probe']}")
         for workload in WORKLOADS:
-            if not workload.runs_on(server):
+            if not workload.runs_on(server) or (workload.grpc and not grpc_load):
                 continue
-            url = running.url(server.extra[workload.route] if workload.route else server.infer_path)
-            body, file = bodies[workload.body], files[workload.body]
-            if args.warmup > 0:
-                wrk(url, file, workload.connections, args.warmup, body.headers)
-            with MemorySampler(running) as memory:
-                stats = wrk(url, file, workload.connections, args.duration, body.headers)
+            body, file = bodies[body_key(workload.body, server)], files[body_key(workload.body, server)]
+            if workload.grpc:
+                size = info["grpc_response_bytes"][workload.body]
+                log = RESULTS / f"h2load-{server.name}.log"
+                if args.warmup > 0:
+                    h2load(server.grpc_port or 0, file, workload.connections, workload.streams, args.warmup)
+                with MemorySampler(running) as memory:
+                    stats = h2load(
+                        server.grpc_port or 0, file, workload.connections, workload.streams, args.duration, log
+                    )
+                counts = _h2load_counts(stats, size)
+                log.unlink(missing_ok=True)
+            else:
+                url = running.url(server.extra[workload.route] if workload.route else server.infer_path)
+                if args.warmup > 0:
+                    wrk(url, file, workload.connections, args.warmup, body.headers)
+                with MemorySampler(running) as memory:
+                    counts = _wrk_counts(wrk(url, file, workload.connections, args.duration, body.headers))
             hwm = sum(_status_kb(pid, "VmHWM") for pid in running.pids())
-            seconds = stats["duration_us"] / 1e6
-            socket_errors = stats["connect"] + stats["read"] + stats["write"] + stats["timeout"]
+            seconds = counts["seconds"]
             result = Result(
                 server=server.name,
                 label=server.label,
@@ -660,26 +886,29 @@ def bench_server(
                 rows_per_request=body.rows,
                 connections=workload.connections,
                 seconds=round(seconds, 2),
-                requests=stats["requests"],
-                req_s=stats["requests"] / seconds,
-                rows_s=stats["requests"] * body.rows / seconds,
-                p50_ms=stats["p50_us"] / 1000,
-                p90_ms=stats["p90_us"] / 1000,
-                p99_ms=stats["p99_us"] / 1000,
-                max_ms=stats["max_us"] / 1000,
-                errors=stats["status"] + socket_errors,
-                non_2xx=stats["status"],
-                socket_errors=socket_errors,
+                requests=counts["requests"],
+                req_s=counts["requests"] / seconds,
+                rows_s=counts["requests"] * body.rows / seconds,
+                p50_ms=counts["p50_us"] / 1000,
+                p90_ms=counts["p90_us"] / 1000,
+                p99_ms=counts["p99_us"] / 1000,
+                max_ms=counts["max_us"] / 1000,
+                errors=counts["non_2xx"] + counts["socket_errors"] + counts["wrong_size"],
+                non_2xx=counts["non_2xx"],
+                socket_errors=counts["socket_errors"],
                 peak_rss_mb=memory.peak_kb / 1024,
                 hwm_sum_mb=hwm / 1024,
                 server_cpu_pct=memory.server_cpu_pct,
                 other_on_core_pct=memory.other_on_core_pct,
                 round=round_no,
+                streams=workload.streams,
+                wrong_size=counts["wrong_size"],
             )
             results.append(result)
+            wrong = f" (wrong size {result.wrong_size})" if result.wrong_size else ""
             print(
                 f"  {workload.name:<30} {result.req_s:9.1f} req/s {result.rows_s:10.0f} rows/s"
-                f"  p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  errors {result.errors}"
+                f"  p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  errors {result.errors}{wrong}"
                 f"  peak {result.peak_rss_mb:.0f} MB  cpu {result.server_cpu_pct:.0f}%"
                 f" (other on core {result.other_on_core_pct:.0f}%)",
                 flush=True,
@@ -723,6 +952,7 @@ def medians(raw: list[Result], order: list[str]) -> list[Result]:
                 errors=sum(r.errors for r in runs),
                 non_2xx=sum(r.non_2xx for r in runs),
                 socket_errors=sum(r.socket_errors for r in runs),
+                wrong_size=sum(r.wrong_size for r in runs),
                 peak_rss_mb=max(r.peak_rss_mb for r in runs),
                 hwm_sum_mb=max(r.hwm_sum_mb for r in runs),
                 server_cpu_pct=median("server_cpu_pct"),
@@ -770,8 +1000,16 @@ def ratios(summary: list[Result]) -> list[dict[str, Any]]:
             ("single-row V2 req/s, 64 conn", V2_1_64, "req_s"),
             (f"{BATCH_ROWS:,}-row V2 JSON rows/s, 8 conn", V2_BATCH, "rows_s"),
             (f"{BATCH_ROWS:,}-row V2 binary rows/s, 8 conn", V2_BINARY, "rows_s"),
+            ("single-row gRPC req/s, 8 streams", GRPC_1_8, "req_s"),
+            (f"{BATCH_ROWS:,}-row raw gRPC rows/s, 8 streams", GRPC_BATCH, "rows_s"),
         ):
             add(f"ours / {other}", label, Metric("ours", workload, key), Metric(other, workload, key))
+    add(
+        "ours / ours",
+        f"gRPC {BATCH_ROWS:,}-row raw rows/s vs REST binary {BATCH_ROWS:,}-row rows/s",
+        Metric("ours", GRPC_BATCH, "rows_s"),
+        Metric("ours", V2_BINARY, "rows_s"),
+    )
     add(
         "ours / mlserver",
         "ours /predict 1 row req/s vs MLServer single-row V2 req/s, 8 conn",
@@ -792,10 +1030,14 @@ def ratios(summary: list[Result]) -> list[dict[str, Any]]:
             Metric("ours", workload, "req_s"),
         )
     for server in ("ours", *OTHERS):
-        for workload, connections in ((V2_1_8, 8), (V2_1_64, 64)):
+        for workload, label in (
+            (V2_1_8, "single-row V2, 8 conn"),
+            (V2_1_64, "single-row V2, 64 conn"),
+            (GRPC_1_8, "single-row gRPC, 8 streams"),
+        ):
             add(
                 server,
-                f"p99/p50, single-row V2, {connections} conn",
+                f"p99/p50, {label}",
                 Metric(server, workload, "p99_ms"),
                 Metric(server, workload, "p50_ms"),
             )
@@ -859,6 +1101,28 @@ TARGETS = [
         3.0,
     ),
     Target(
+        "single-row gRPC req/s, 8 streams: ours / MLServer",
+        Metric("ours", GRPC_1_8, "req_s"),
+        Metric("mlserver", GRPC_1_8, "req_s"),
+        ">=",
+        2.0,
+    ),
+    Target(
+        f"{BATCH_ROWS:,}-row raw gRPC rows/s, 8 streams: ours / MLServer",
+        Metric("ours", GRPC_BATCH, "rows_s"),
+        Metric("mlserver", GRPC_BATCH, "rows_s"),
+        ">=",
+        2.0,
+    ),
+    Target(
+        f"ours gRPC {BATCH_ROWS:,}-row rows/s / ours REST binary {BATCH_ROWS:,}-row rows/s (not slower than its own "
+        "REST binary path)",
+        Metric("ours", GRPC_BATCH, "rows_s"),
+        Metric("ours", V2_BINARY, "rows_s"),
+        ">=",
+        1.0,
+    ),
+    Target(
         "ours p99 / p50, single-row V2, 8 conn",
         Metric("ours", V2_1_8, "p99_ms"),
         Metric("ours", V2_1_8, "p50_ms"),
@@ -873,7 +1137,8 @@ TARGETS = [
         3.0,
     ),
     Target(
-        "ours errors: non-2xx + socket errors over all workloads and rounds, + failed rounds",
+        "ours errors: non-2xx + socket/stream errors + wrong-size gRPC responses over all workloads and rounds, "
+        "+ failed rounds",
         Metric("ours", ALL, "errors"),
         None,
         "<=",
@@ -934,7 +1199,8 @@ def markdown(
         "",
         f"Median of {meta['rounds']} round(s) (servers interleaved; spread % = (max - min) / median of req/s over "
         f"the rounds; errors summed; peak MB the maximum). {meta['duration_s']} s per workload after a "
-        f"{meta['warmup_s']} s warm-up; servers on core {SERVER_CORE}, wrk (1 thread) on core {LOAD_CORE}; rows: "
+        f"{meta['warmup_s']} s warm-up; servers on core {SERVER_CORE}, wrk (1 thread) and h2load (gRPC: 1 "
+        f"connection, 8 concurrent streams; errors include responses of the wrong size) on core {LOAD_CORE}; rows: "
         f"{meta['rows_source']}; peak MB = max summed RSS of the server's process tree during the measured run; "
         "server CPU % = CPU time of that tree / wall time (100 = one core saturated). ratio > 1 on throughput = "
         "the first named faster. Binary extension: "
@@ -1012,6 +1278,11 @@ def main() -> int:
         sys.exit("--rounds must be at least 1")
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install -y wrk")
+    grpc_load = shutil.which("h2load") is not None
+    if not grpc_load:
+        print(
+            "warning: h2load is not installed (apt-get install -y nghttp2-client): no gRPC workloads", file=sys.stderr
+        )
     if (os.cpu_count() or 1) < 2:
         print("warning: fewer than 2 cores; server and load generator share one", file=sys.stderr)
     RESULTS.mkdir(exist_ok=True)
@@ -1034,15 +1305,19 @@ def main() -> int:
         BINARY_BODY: Body(binary, BATCH_ROWS, binary_headers),
         "predict": Body(json.dumps(predict_record).encode(), 1),
     }
+    for output in ("probability", "predict"):  # the output names the servers' gRPC requests ask for
+        for key, count in ((GRPC_1, 1), (GRPC_BATCH_BODY, BATCH_ROWS)):
+            bodies[f"{key}:{output}"] = Body(grpc_frame(rows[:count], output), count, grpc=True)
     work = Path(tempfile.mkdtemp(prefix="readmission-bench-"))
     files = {}
     for name, body in bodies.items():
-        files[name] = work / f"{name}.{'bin' if body.headers else 'json'}"
+        suffix = "grpc" if body.grpc else "bin" if body.headers else "json"
+        files[name] = work / f"{name.replace(':', '-')}.{suffix}"
         files[name].write_bytes(body.data)
     print(
         f"model {model.relative_to(ROOT)}; rows: {source}; bodies: 1 row {len(bodies[V2_1].data):,} B, "
         f"{BATCH_ROWS:,} rows {len(bodies[V2_BATCH_BODY].data):,} B JSON, "
-        f"{len(bodies[BINARY_BODY].data):,} B binary",
+        f"{len(bodies[BINARY_BODY].data):,} B binary, {len(bodies[GRPC_BATCH_BODY + ':probability'].data):,} B gRPC",
         flush=True,
     )
 
@@ -1069,6 +1344,7 @@ def main() -> int:
         "tolerance": TOLERANCE,
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
+        "grpc_load": "h2load" if grpc_load else "none (h2load missing)",
         "loadavg_start": Path("/proc/loadavg").read_text().split()[:3],
         "servers": {},  # name -> per round: startup, largest differences, binary probe
         "binary_probe": {},
@@ -1088,7 +1364,7 @@ def main() -> int:
                 except (subprocess.SubprocessError, OSError, RuntimeError):
                     unusable.add(name)
                     raise
-                server_results, info = bench_server(server, port, files, bodies, reference, args, round_no)
+                server_results, info = bench_server(server, port, files, bodies, reference, args, round_no, grpc_load)
             except (RuntimeError, AssertionError, subprocess.SubprocessError, OSError) as error:
                 print(f"  FAILED: {error}", file=sys.stderr, flush=True)
                 meta["failures"].setdefault(name, []).append({"round": round_no, "error": str(error)})

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 
 import uvicorn
+from grpc.aio import _server as grpc_aio_server
 
 _config_init = uvicorn.Config.__init__
 
@@ -24,6 +25,15 @@ def _loopback_config(self, *args, **kwargs):  # type: ignore[no-untyped-def]
 
 
 uvicorn.Config.__init__ = _loopback_config  # before kserve builds its uvicorn.Config
+
+_add_insecure_port = grpc_aio_server.Server.add_insecure_port
+
+
+def _loopback_port(self, address: str) -> int:  # type: ignore[no-untyped-def]
+    return _add_insecure_port(self, address.replace("[::]:", "127.0.0.1:", 1))
+
+
+grpc_aio_server.Server.add_insecure_port = _loopback_port  # kserve's GRPCServer listens on [::]:<port>
 
 import kserve  # noqa: E402
 import xgboost as xgb  # noqa: E402
@@ -70,4 +80,6 @@ if __name__ == "__main__":
     args, _ = parser.parse_known_args()
     model = XGBoostModel(args.model_name, args.model_file, args.nthread)
     model.load()
-    kserve.ModelServer(http_port=args.http_port, workers=args.workers, enable_grpc=False).start([model])
+    kserve.ModelServer(
+        http_port=args.http_port, grpc_port=args.grpc_port, workers=args.workers, enable_grpc=args.enable_grpc
+    ).start([model])
