@@ -1,13 +1,20 @@
 """The scoring core, which knows no protocol: what KServe's dataplane and MLServer's DataPlane are to them.
 
-Every protocol adapter (`/predict` and `/predict/batch` in bento/predict_api.py, V2 REST in bento/v2_api.py)
-decodes its input into a checked float32 matrix, asks `ScoringCore.score`, and encodes the `Scores`. The core
-records the prediction metrics once, answers readiness for every route, and counts the calls in flight that
-the drain waits for (bento/drain.py).
+Every protocol adapter (`/predict` and `/predict/batch` in bento/predict_api.py, V2 REST in bento/v2_api.py,
+V2 gRPC in bento/v2_grpc.py) decodes its input into a checked float32 matrix, asks the core, and encodes the
+`Scores`. The core records the prediction metrics once, answers readiness for every route, and counts the
+calls in flight that the drain waits for (bento/drain.py).
+
+Adaptive micro-batching: `score_together` scores the small requests that reach it in the same turn of the
+event loop with one call of the model. There is no timer: the first request of a turn schedules the call for
+the end of that turn, after every handler that was ready has added its rows, so an idle server adds no
+latency and a busy one batches as many requests as are in flight (measured: +35% single-row V2 req/s at 8
+connections, README "Performance").
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
@@ -17,6 +24,8 @@ from bento import metrics
 from bento.errors import Reason, RequestError
 from bento.predictor import Predictor
 from bento.settings import ServiceSettings
+
+COALESCED_ROWS = 64  # requests up to this many rows are scored together with the others in flight
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,7 @@ class ScoringCore:
         self.predictor: Predictor | None = None
         self.draining = False  # set by bento/drain.py on SIGTERM
         self.in_flight = InFlight()
+        self._waiting: list[tuple[np.ndarray, asyncio.Future[Scores]]] = []
 
     def load(self, predictor: Predictor) -> None:
         """Serve `predictor` from now on."""
@@ -86,6 +96,37 @@ class ScoringCore:
             raise RequestError(
                 Reason.UNKNOWN_MODEL, f"model {name!r} has no version {version!r}; served: {predictor.info.version}"
             )
+
+    async def score_together(self, matrix: np.ndarray) -> Scores:
+        """As `score` (no explanations), scored in one call with the other requests of this event-loop turn.
+
+        Requests of more than COALESCED_ROWS rows gain nothing from company and are scored at once.
+        """
+        if len(matrix) > COALESCED_ROWS:
+            return self.score(matrix)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Scores] = loop.create_future()
+        self._waiting.append((matrix, future))
+        if len(self._waiting) == 1:
+            loop.call_soon(self._score_waiting)
+        return await future
+
+    def _score_waiting(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        matrices = [matrix for matrix, _ in waiting]
+        try:
+            scores = self.score(np.concatenate(matrices) if len(matrices) > 1 else matrices[0])
+        except Exception as error:  # e.g. NOT_READY: every request of the batch gets it
+            for _, future in waiting:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        start = 0
+        for matrix, future in waiting:
+            end = start + len(matrix)
+            if not future.done():  # a request whose client went away was cancelled
+                future.set_result(Scores(scores.probabilities[start:end], scores.labels[start:end], None))
+            start = end
 
     def score(self, matrix: np.ndarray, explain: bool = False) -> Scores:
         """Probabilities and labels of checked rows (float32 [N, COLUMNS]), and per-field TreeSHAP if asked."""

@@ -36,9 +36,11 @@ def parse_patient(body: Any, where: str = "") -> tuple[np.ndarray, dict[str, Any
         raise RequestError(Reason.INVALID_VALUE, f"{where}{error.field}: {error.reason}") from error
 
 
-def _answers(core: ScoringCore, matrix: np.ndarray, records: list[dict[str, Any]], top: int) -> list[dict[str, Any]]:
+async def _answers(
+    core: ScoringCore, matrix: np.ndarray, records: list[dict[str, Any]], top: int
+) -> list[dict[str, Any]]:
     predictor = core.model()
-    scores = core.score(matrix, explain=top > 0)
+    scores = core.score(matrix, explain=True) if top else await core.score_together(matrix)
     answers = []
     for i, (probability, label) in enumerate(zip(scores.probabilities.tolist(), scores.labels.tolist(), strict=True)):
         answer: dict[str, Any] = {
@@ -67,7 +69,7 @@ async def predict(request: Request, core: ScoringCore) -> FastJSONResponse:
     row, record = parse_patient(
         parse_json(await read_body(request, settings.max_body_bytes, settings.body_timeout_seconds))
     )
-    answer = _answers(core, row[None, :], [record], top)[0]
+    answer = (await _answers(core, row[None, :], [record], top))[0]
     return FastJSONResponse({**answer, "model": predictor.info.summary()})
 
 
@@ -87,5 +89,5 @@ async def predict_batch(request: Request, core: ScoringCore) -> FastJSONResponse
         )
     parsed = [parse_patient(patient, f"[{i}].") for i, patient in enumerate(body)]
     matrix = np.stack([row for row, _ in parsed])
-    answers = _answers(core, matrix, [record for _, record in parsed], top)
+    answers = await _answers(core, matrix, [record for _, record in parsed], top)
     return FastJSONResponse({"predictions": answers, "model": predictor.info.summary()})

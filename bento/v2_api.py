@@ -175,7 +175,7 @@ async def infer(request: Request, core: ScoringCore, name: str, requested_versio
     decoded = decode_request(raw, request.headers.get(HEADER_LENGTH))
     matrix = matrix_of(decoded, settings.max_infer_rows)
     names, binary = _requested_outputs(decoded)
-    scores = core.score(matrix)
+    scores = await core.score_together(matrix)
     produced = {"probability": scores.probabilities, "label": scores.labels}
     payload: dict[str, Any] = {"model_name": settings.v2_model_name, "model_version": predictor.info.version}
     if decoded.id is not None:

@@ -141,7 +141,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         decoded, raw = decode(request)
         matrix = v2_api.matrix_of(decoded, core.settings.max_infer_rows)
         names = [v2_api.check_output(o["name"]) for o in decoded.outputs] if decoded.outputs else list(v2_api.OUTPUTS)
-        scores = core.score(matrix)
+        scores = await core.score_together(matrix)
         produced = {"probability": scores.probabilities, "label": scores.labels}
         response = pb.ModelInferResponse(model_name=core.settings.v2_model_name, model_version=predictor.info.version)
         if request.id:

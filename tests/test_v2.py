@@ -505,3 +505,29 @@ def test_refused_request_bodies_are_not_logged(client, service):
     refused(client.post(INFER, json=request), 400, "race")
     refused(client.post(INFER, content=b'{"inputs": "' + marker.encode() + b'"'), 400)
     assert marker not in service.log_text()
+
+
+def test_concurrent_requests_scored_together_each_get_their_own_answer(service, local):
+    """Small requests in flight together are scored in one model call (bento/core.py): no answer is mixed up."""
+    import asyncio
+
+    matrix = matrix_of(records(96, seed=21))
+    sizes = [1, 2, 1, 3, 1, 1, 5, 1] * 4  # 96 rows over 32 requests of 1-5 rows, all in flight at once
+    starts = np.cumsum([0, *sizes[:-1]])
+
+    async def send_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
+            calls = [
+                http.post(INFER, json=matrix_request(matrix[start : start + size], id=f"r{i}"))
+                for i, (start, size) in enumerate(zip(starts, sizes, strict=True))
+            ]
+            return await asyncio.gather(*calls)
+
+    answers = asyncio.run(send_all())
+    expected = local.probabilities(matrix)
+    for i, (answer, start, size) in enumerate(zip(answers, starts, sizes, strict=True)):
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["id"] == f"r{i}"
+        got = outputs_of(body)["probability"]["data"]
+        assert np.abs(np.asarray(got) - expected[start : start + size]).max() <= 1e-6
