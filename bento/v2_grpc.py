@@ -171,8 +171,9 @@ def guarded(method: str, handler: Handler, core: ScoringCore) -> Handler:
         code = grpc.StatusCode.OK
         core.in_flight.begin()
         try:
-            if protected:
-                auth.check(dict(context.invocation_metadata() or ()).get("authorization"), core.settings.api_token)
+            token = core.settings.api_token
+            if protected and token is not None:
+                auth.check(dict(context.invocation_metadata() or ()).get("authorization"), token)
             return await handler(request, context)
         except RequestError as error:
             code = GRPC_STATUS[error.reason]
