@@ -72,6 +72,11 @@ MODEL_BACKEND = Gauge(
     ["backend"],
     multiprocess_mode="livemax",
 )
+MODEL_CALL_ROWS = Histogram(
+    "readmission_model_call_rows",
+    "Rows scored by one call of the model (requests in flight together are scored in one call)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096, 16384),
+)
 GRPC_REQUESTS = Counter("readmission_grpc_requests", "gRPC calls by method and status code", ["method", "code"])
 GRPC_DURATION = Histogram(
     "readmission_grpc_request_duration_seconds", "gRPC call duration in seconds", ["method"], buckets=LATENCY_BUCKETS
@@ -103,7 +108,8 @@ def _child(metric: Counter | Gauge | Histogram, *labels: str) -> Counter | Gauge
 
 
 def predictions(info: ModelInfo, probabilities: np.ndarray, labels: np.ndarray) -> None:
-    """Count predictions by label and record their probabilities."""
+    """Count predictions by label, record their probabilities and the size of the model call."""
+    MODEL_CALL_ROWS.observe(len(labels))
     positives = int(np.count_nonzero(labels))
     if positives:
         _child(PREDICTIONS, "1", info.version).inc(positives)

@@ -507,12 +507,24 @@ def test_refused_request_bodies_are_not_logged(client, service):
     assert marker not in service.log_text()
 
 
-def test_concurrent_requests_scored_together_each_get_their_own_answer(service, local):
-    """Small requests in flight together are scored in one model call (bento/core.py): no answer is mixed up."""
+def model_calls(client) -> tuple[float, float]:
+    """readmission_model_call_rows: (model calls, rows scored) so far."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        if family.name == "readmission_model_call_rows":
+            values = {sample.name: sample.value for sample in family.samples if not sample.labels.get("le")}
+            return values["readmission_model_call_rows_count"], values["readmission_model_call_rows_sum"]
+    raise AssertionError("readmission_model_call_rows is not exposed")
+
+
+def test_concurrent_requests_scored_together_each_get_their_own_answer(service, client, local, figure):
+    """Small requests in flight together are scored in one model call (bento/core.py): no answer is mixed up,
+    and every row is scored exactly once."""
     import asyncio
 
-    matrix = matrix_of(records(96, seed=21))
-    sizes = [1, 2, 1, 3, 1, 1, 5, 1] * 4  # 96 rows over 32 requests of 1-5 rows, all in flight at once
+    sizes = [1, 2, 1, 3, 1, 1, 5, 1] * 4  # 60 rows over 32 requests of 1-5 rows, all in flight at once
+    matrix = matrix_of(records(sum(sizes), seed=21))
     starts = np.cumsum([0, *sizes[:-1]])
 
     async def send_all() -> list[httpx.Response]:
@@ -523,6 +535,7 @@ def test_concurrent_requests_scored_together_each_get_their_own_answer(service, 
             ]
             return await asyncio.gather(*calls)
 
+    calls_before, rows_before = model_calls(client)
     answers = asyncio.run(send_all())
     expected = local.probabilities(matrix)
     for i, (answer, start, size) in enumerate(zip(answers, starts, sizes, strict=True)):
@@ -531,3 +544,7 @@ def test_concurrent_requests_scored_together_each_get_their_own_answer(service, 
         assert body["id"] == f"r{i}"
         got = outputs_of(body)["probability"]["data"]
         assert np.abs(np.asarray(got) - expected[start : start + size]).max() <= 1e-6
+    calls_after, rows_after = model_calls(client)
+    calls, rows = calls_after - calls_before, rows_after - rows_before
+    assert rows == len(matrix) and 1 <= calls <= len(sizes)
+    figure("model calls for 32 concurrent requests (60 rows)", int(calls))
