@@ -95,9 +95,12 @@ def test_the_page_shows_the_services_risk_for_the_entered_patient(page, app, ser
     expected = httpx.post(f"{service.url}/predict?explain=true", json=record, timeout=10).json()
     assert shown.inner_text() == percent(expected["probability"])
     assert page.locator("#risk-band").inner_text() == BANDS[expected["risk_band"]][0]
+    # Streamlit draws the page top to bottom: wait until the model's caption, drawn last, is there
+    version = f"version {expected['model']['version']}"
+    page.wait_for_function("text => document.body.innerText.includes(text)", arg=version)
     text = page.locator("body").inner_text()
     assert f"{percent(expected['model']['threshold'])} or more" in text
-    assert f"version {expected['model']['version']}" in text
+    assert version in text
     chart = page.locator("[data-testid='stVegaLiteChart']")
     chart.wait_for()
     page.wait_for_timeout(500)  # let vega draw the bars
