@@ -77,7 +77,7 @@ PIECES = [
     ("  prediction metrics (bento/metrics.py predictions)", ["predictions (bento/metrics.py"]),
     ("  V2 response encode (bento/v2_tensors.py encode_response)", ["encode_response (bento/v2_tensors.py"]),
     ("sending the response (Starlette Response.__call__ and the send wrappers)", ["Response.__call__ (starlette/"]),
-    ("our TrafficMiddleware (bento/metrics.py), incl. the route", ["TrafficMiddleware.__call__ ("]),
+    ("our TrafficMiddleware (bento/app.py), incl. the route", ["TrafficMiddleware.__call__ ("]),
     ("OpenTelemetry (any frame)", ["opentelemetry"]),
     ("prometheus_client (any frame)", ["prometheus_client"]),
     ("logging (any frame)", ["(logging/"]),

@@ -8,6 +8,7 @@ body is logged.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import lru_cache
@@ -18,10 +19,10 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
-from starlette.types import Scope
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bento import auth, grpc_server, metrics, openapi, predict_api, v2_api
-from bento.core import ScoringCore
+from bento.core import InFlight, ScoringCore
 from bento.errors import Reason, RequestError
 from bento.http_body import FastJSONResponse
 
@@ -172,12 +173,51 @@ async def _grpc(app: Starlette) -> AsyncIterator[None]:
         await grpc_server.stop(server)
 
 
+class TrafficMiddleware:
+    """Pure ASGI middleware counting requests, their duration and those in flight, per route template.
+
+    The requests in flight count in the scoring core (the drain waits on them) and in /metrics; scrapes of
+    /metrics are not counted.
+    """
+
+    def __init__(self, app: ASGIApp, in_flight: InFlight, skip: tuple[str, ...] = ("/metrics",)) -> None:
+        self.app = app
+        self.in_flight = in_flight
+        self.skip = skip
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve the request and record its endpoint, status and duration."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        endpoint = endpoint_of(scope)
+        if endpoint in self.skip:
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        started = time.perf_counter()
+
+        async def record_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        metrics.http_request_started(endpoint)
+        self.in_flight.begin()
+        try:
+            await self.app(scope, receive, record_status)
+        finally:
+            self.in_flight.end()
+            metrics.http_request_finished(endpoint, status, time.perf_counter() - started)
+
+
 def create_app(core: ScoringCore) -> Starlette:
     """The HTTP application over `core` (`app.state.core`), which the service loads the model into."""
     app = Starlette(
         routes=[_guarded(route) for route in ROUTES],
         lifespan=_grpc,
-        middleware=[Middleware(metrics.TrafficMiddleware, endpoint_of=endpoint_of, in_flight=core.in_flight)],
+        middleware=[Middleware(TrafficMiddleware, in_flight=core.in_flight)],
         exception_handlers={RequestError: _refused, HTTPException: _http_error, Exception: _unexpected},
     )
     app.state.core = core

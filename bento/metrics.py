@@ -1,4 +1,4 @@
-"""Prometheus metrics: HTTP traffic with bounded labels, predictions, scores, failures, model info.
+"""Prometheus metrics: HTTP and gRPC traffic with bounded labels, predictions, scores, failures, model info.
 
 HTTP traffic keeps BentoML's metric names (`bentoml_service_request_*`) so BentoML dashboards
 work, but the `endpoint` label is the route template (or "other"), never the raw path, so an
@@ -9,10 +9,8 @@ prometheus-client's multiprocess mode (BentoML sets PROMETHEUS_MULTIPROC_DIR for
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import cache
-from typing import TYPE_CHECKING
 
 import numpy as np
 import psutil
@@ -20,14 +18,10 @@ from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE  # noqa: F401 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bento import scores
 from bento.errors import Reason
 from bento.predictor import BACKENDS, ModelInfo
-
-if TYPE_CHECKING:
-    from bento.core import InFlight
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -118,6 +112,19 @@ def predictions(info: ModelInfo, probabilities: np.ndarray, labels: np.ndarray) 
     observe_all(_child(PROBABILITY, info.version), probabilities)
 
 
+def http_request_started(endpoint: str) -> None:
+    """One more HTTP request in progress on `endpoint` (a route template)."""
+    _child(IN_PROGRESS, endpoint).inc()
+
+
+def http_request_finished(endpoint: str, status: int, seconds: float) -> None:
+    """An HTTP request on `endpoint` answered `status` after `seconds`."""
+    _child(IN_PROGRESS, endpoint).dec()
+    code = str(status)
+    _child(REQUESTS, endpoint, code).inc()
+    _child(DURATION, endpoint, code).observe(seconds)
+
+
 def grpc_call(method: str, code: str, seconds: float) -> None:
     """Count one gRPC call of the V2 service (method and status code are closed sets) and its duration."""
     _child(GRPC_REQUESTS, method, code).inc()
@@ -190,52 +197,3 @@ def exposition() -> bytes:
 
 _single_process = CollectorRegistry()
 _single_process.register(ServiceProcesses(os.getpid()))
-
-
-class TrafficMiddleware:
-    """Pure ASGI middleware counting requests, their duration and those in flight, per route template.
-
-    `in_flight` is the scoring core's count, which the drain waits on; /metrics (scrapes) is not counted.
-    """
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        endpoint_of: Callable[[Scope], str],
-        in_flight: InFlight,
-        skip: tuple[str, ...] = ("/metrics",),
-    ) -> None:
-        self.app = app
-        self.endpoint_of = endpoint_of
-        self.in_flight = in_flight
-        self.skip = skip
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Serve the request and record its endpoint, status and duration."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        endpoint = self.endpoint_of(scope)
-        if endpoint in self.skip:
-            await self.app(scope, receive, send)
-            return
-        status = 500
-        started = time.perf_counter()
-
-        async def record_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        in_progress = _child(IN_PROGRESS, endpoint)
-        in_progress.inc()
-        self.in_flight.begin()
-        try:
-            await self.app(scope, receive, record_status)
-        finally:
-            self.in_flight.end()
-            in_progress.dec()
-            code = str(status)
-            _child(REQUESTS, endpoint, code).inc()
-            _child(DURATION, endpoint, code).observe(time.perf_counter() - started)
