@@ -175,3 +175,23 @@ def test_a_server_with_an_unfit_artifact_serves_with_xgboost_and_says_so(bento_h
 )
 def test_a_library_fits_the_same_system_and_architecture_and_an_older_libc(built_for, here, fits):
     assert compiled.compatible(built_for, {"system": "Linux", "machine": "x86_64", "libc": here}) is fits
+
+
+@pytest.mark.slow
+def test_import_without_a_compiler_warns_and_leaves_xgboost_to_serve(champion_store, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import bentoml_env
+
+    home = tmp_path / "bentoml"
+    env = {**os.environ, **bentoml_env(home), "READMISSION_HOME": str(champion_store["home"]), "CC": "no-such-cc"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    readmission = str(Path(sys.executable).parent / "readmission")
+    done = subprocess.run([readmission, "import"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "the model is not compiled (no C compiler (no-such-cc)" in done.stderr
+    (model_dir,) = (home / "models" / "readmission").glob("*/")
+    assert not (model_dir / compiled.COMPILED_DIR).exists()
+    assert yaml.safe_load((model_dir / "model.yaml").read_text())["metadata"]["backend"] == XGBOOST
+    assert Predictor.load(model_dir, "readmission:copy").backend == XGBOOST

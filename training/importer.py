@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -48,7 +49,7 @@ def import_model(alias_or_version: str, settings: TrainingSettings) -> str:
         try:
             backend = compiler.compile_booster(booster, local / compiled.COMPILED_DIR)["backend"]
         except compiler.CompileError as error:
-            print(f"warning: the model is not compiled ({error}); the service will score with xgboost")
+            print(f"warning: the model is not compiled ({error}); the service will score with xgboost", file=sys.stderr)
             backend = "xgboost"
         with bentoml.models.create(
             BENTO_MODEL_NAME,
