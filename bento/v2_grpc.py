@@ -22,7 +22,7 @@ from tritonclient.grpc import service_pb2_grpc
 from bento import auth, metrics, v2_api
 from bento.core import ScoringCore
 from bento.errors import Reason, RequestError
-from bento.v2_tensors import DTYPES, InferRequest, Tensor, element_count, from_binary, shaped
+from bento.v2_tensors import DTYPES, InferRequest, Tensor, element_count, from_binary, shaped, tensor_error
 
 logger = logging.getLogger("readmission")
 SERVICE = "inference.GRPCInferenceService"
@@ -56,24 +56,20 @@ def _parameters(parameters: Any) -> dict[str, Any]:
     }
 
 
-def _fail(message: str) -> RequestError:
-    return RequestError(Reason.TENSOR, message)
-
-
 def _input(tensor: Any, raw: bytes | None) -> Tensor:
     name, datatype, shape = tensor.name, tensor.datatype, list(tensor.shape)
     count = element_count(name, datatype, shape)
     if raw is not None:
         if tensor.HasField("contents"):
-            raise _fail(f"input {name}: has both typed contents and raw_input_contents; send one of them")
+            raise tensor_error(f"input {name}: has both typed contents and raw_input_contents; send one of them")
         data = from_binary(raw, datatype, count, name)
     else:
         field = CONTENTS_FIELD.get(datatype)
         if field is None:
-            raise _fail(f"input {name}: {datatype} data must be sent as raw_input_contents")
+            raise tensor_error(f"input {name}: {datatype} data must be sent as raw_input_contents")
         sent = [f for f, _ in tensor.contents.ListFields()]
         if any(f.name != field for f in sent):
-            raise _fail(f"input {name}: {datatype} data belongs in contents.{field}, not {sent[0].name}")
+            raise tensor_error(f"input {name}: {datatype} data belongs in contents.{field}, not {sent[0].name}")
         values = getattr(tensor.contents, field)
         data = np.array(list(values) if datatype == "BYTES" else values, dtype=DTYPES[datatype])
     return shaped(name, datatype, shape, data, _parameters(tensor.parameters))
@@ -82,14 +78,14 @@ def _input(tensor: Any, raw: bytes | None) -> Tensor:
 def decode(request: Any) -> tuple[InferRequest, bool]:
     """The request as V2 tensors (the REST decoder's types) and whether it sent raw contents."""
     if not request.inputs:
-        raise _fail("inputs: must be a non-empty list of tensors")
+        raise tensor_error("inputs: must be a non-empty list of tensors")
     raw = list(request.raw_input_contents)
     if raw and len(raw) != len(request.inputs):
-        raise _fail(f"raw_input_contents holds {len(raw)} entries for {len(request.inputs)} inputs")
+        raise tensor_error(f"raw_input_contents holds {len(raw)} entries for {len(request.inputs)} inputs")
     tensors = [_input(tensor, raw[i] if raw else None) for i, tensor in enumerate(request.inputs)]
     names = [t.name for t in tensors]
     if len(set(names)) != len(names):
-        raise _fail("inputs: the same input name appears twice")
+        raise tensor_error("inputs: the same input name appears twice")
     outputs = [{"name": output.name} for output in request.outputs] or None
     return InferRequest(request.id or None, _parameters(request.parameters), tensors, outputs), bool(raw)
 

@@ -42,7 +42,8 @@ class InferRequest:
     outputs: list[dict[str, Any]] | None
 
 
-def _fail(message: str) -> RequestError:
+def tensor_error(message: str) -> RequestError:
+    """A refusal of a malformed tensor (reason `tensor`, 400 over HTTP, INVALID_ARGUMENT over gRPC)."""
     return RequestError(Reason.TENSOR, message)
 
 
@@ -51,34 +52,34 @@ def decode_request(raw: bytes, header_length: str | None) -> InferRequest:
     binary = b""
     if header_length is not None:
         if not is_length(header_length) or int(header_length) > len(raw):
-            raise _fail(f"{HEADER_LENGTH} {header_length!r} does not fit a body of {len(raw)} bytes")
+            raise tensor_error(f"{HEADER_LENGTH} {header_length!r} does not fit a body of {len(raw)} bytes")
         raw, binary = raw[: int(header_length)], raw[int(header_length) :]
     body = parse_json(raw)
     if not isinstance(body, dict):
-        raise _fail("the request must be a JSON object")
+        raise tensor_error("the request must be a JSON object")
     request_id = body.get("id")
     if request_id is not None and not isinstance(request_id, str):
-        raise _fail("id: must be a string")
+        raise tensor_error("id: must be a string")
     parameters = _parameters(body.get("parameters"), "parameters")
     inputs = body.get("inputs")
     if not isinstance(inputs, list) or not inputs:
-        raise _fail("inputs: must be a non-empty list of tensors")
+        raise tensor_error("inputs: must be a non-empty list of tensors")
     outputs = body.get("outputs")
     if outputs is not None and (
         not isinstance(outputs, list)
         or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs)
     ):
-        raise _fail("outputs: must be a list of objects with a name")
+        raise tensor_error("outputs: must be a list of objects with a name")
     offset = 0
     tensors = []
     for index, item in enumerate(inputs):
         tensor, offset = _decode_input(item, index, binary, offset)
         tensors.append(tensor)
     if offset != len(binary):
-        raise _fail(f"the body holds {len(binary) - offset} bytes of binary data that no input claims")
+        raise tensor_error(f"the body holds {len(binary) - offset} bytes of binary data that no input claims")
     names = [t.name for t in tensors]
     if len(set(names)) != len(names):
-        raise _fail("inputs: the same input name appears twice")
+        raise tensor_error("inputs: the same input name appears twice")
     return InferRequest(request_id, parameters, tensors, outputs)
 
 
@@ -86,13 +87,13 @@ def _parameters(value: Any, where: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise _fail(f"{where}: must be an object")
+        raise tensor_error(f"{where}: must be an object")
     return value
 
 
 def _decode_input(item: Any, index: int, binary: bytes, offset: int) -> tuple[Tensor, int]:
     if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-        raise _fail(f"inputs[{index}]: must be an object with a name")
+        raise tensor_error(f"inputs[{index}]: must be an object with a name")
     name = item["name"]
     datatype, shape = item.get("datatype"), item.get("shape")
     count = element_count(name, datatype, shape)
@@ -100,12 +101,12 @@ def _decode_input(item: Any, index: int, binary: bytes, offset: int) -> tuple[Te
     size = parameters.get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or isinstance(size, bool) or size < 0 or offset + size > len(binary):
-            raise _fail(f"input {name}: binary_data_size {size!r} exceeds the binary data sent")
+            raise tensor_error(f"input {name}: binary_data_size {size!r} exceeds the binary data sent")
         data = from_binary(binary[offset : offset + size], datatype, count, name)
         offset += size
     else:
         if "data" not in item:
-            raise _fail(f"input {name}: has neither data nor binary_data_size")
+            raise tensor_error(f"input {name}: has neither data nor binary_data_size")
         data = _from_json(item["data"], datatype, name)
     return shaped(name, datatype, shape, data, parameters), offset
 
@@ -113,9 +114,9 @@ def _decode_input(item: Any, index: int, binary: bytes, offset: int) -> tuple[Te
 def element_count(name: str, datatype: Any, shape: Any) -> int:
     """The number of elements of a tensor description; TENSOR error for an unknown datatype or a bad shape."""
     if not isinstance(datatype, str) or datatype not in DTYPES:
-        raise _fail(f"input {name}: unknown datatype {datatype!r}; expected one of {', '.join(DTYPES)}")
+        raise tensor_error(f"input {name}: unknown datatype {datatype!r}; expected one of {', '.join(DTYPES)}")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise _fail(f"input {name}: shape must be a list of non-negative integers")
+        raise tensor_error(f"input {name}: shape must be a list of non-negative integers")
     return math.prod(shape)
 
 
@@ -123,7 +124,7 @@ def shaped(name: str, datatype: str, shape: list[int], data: np.ndarray, paramet
     """The tensor, its flat data reshaped; TENSOR error where the data does not hold the shape's elements."""
     count = math.prod(shape)
     if data.size != count:
-        raise _fail(f"input {name}: shape {shape} needs {count} elements, the data holds {data.size}")
+        raise tensor_error(f"input {name}: shape {shape} needs {count} elements, the data holds {data.size}")
     return Tensor(name, datatype, tuple(shape), data.reshape(shape), parameters)
 
 
@@ -133,17 +134,17 @@ def from_binary(chunk: bytes, datatype: str, count: int, name: str) -> np.ndarra
         items, position = [], 0
         while position < len(chunk):
             if position + 4 > len(chunk):
-                raise _fail(f"input {name}: truncated BYTES element length")
+                raise tensor_error(f"input {name}: truncated BYTES element length")
             (length,) = struct.unpack_from("<I", chunk, position)
             position += 4
             if position + length > len(chunk):
-                raise _fail(f"input {name}: a BYTES element is longer than the data sent")
+                raise tensor_error(f"input {name}: a BYTES element is longer than the data sent")
             items.append(chunk[position : position + length])
             position += length
         return np.array(items, dtype=object)
     dtype = np.dtype(DTYPES[datatype]).newbyteorder("<")
     if len(chunk) != count * dtype.itemsize:
-        raise _fail(f"input {name}: {len(chunk)} bytes of {datatype} do not make {count} elements")
+        raise tensor_error(f"input {name}: {len(chunk)} bytes of {datatype} do not make {count} elements")
     return np.frombuffer(chunk, dtype=dtype)
 
 
@@ -151,37 +152,37 @@ def _from_json(data: Any, datatype: str, name: str) -> np.ndarray:
     try:
         array = np.asarray(data)
     except ValueError as error:
-        raise _fail(f"input {name}: data is ragged or malformed") from error
+        raise tensor_error(f"input {name}: data is ragged or malformed") from error
     if datatype == "BYTES":
         flat = array.ravel()
         if array.dtype.kind != "U" and not all(v is None or isinstance(v, str) for v in flat.tolist()):
-            raise _fail(f"input {name}: BYTES data must be strings")
+            raise tensor_error(f"input {name}: BYTES data must be strings")
         return np.array([None if v is None else v.encode() for v in flat.tolist()], dtype=object)
     if array.dtype == object:  # JSON null (missing) among numbers: NaN, for floating types only
         values = array.ravel().tolist()
         if datatype not in ("FP16", "FP32", "FP64") or not all(
             v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in values
         ):
-            raise _fail(
+            raise tensor_error(
                 f"input {name}: data must be numbers{' (null means missing)' if datatype.startswith('FP') else ''}"
             )
         try:
             array = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
         except OverflowError as error:  # an integer literal beyond float64, e.g. 1 followed by 400 zeros
-            raise _fail(f"input {name}: a value does not fit {datatype}") from error
+            raise tensor_error(f"input {name}: a value does not fit {datatype}") from error
     if datatype == "BOOL":
         if array.size and array.dtype.kind != "b":
-            raise _fail(f"input {name}: BOOL data must be true or false")
+            raise tensor_error(f"input {name}: BOOL data must be true or false")
         return array.astype(np.bool_)
     if array.size and array.dtype.kind not in "iuf":
-        raise _fail(f"input {name}: {datatype} data must be numbers")
+        raise tensor_error(f"input {name}: {datatype} data must be numbers")
     target = np.dtype(DTYPES[datatype])
     if target.kind in "iu":
         if array.size and array.dtype.kind == "f":
-            raise _fail(f"input {name}: {datatype} data must be integers")
+            raise tensor_error(f"input {name}: {datatype} data must be integers")
         info = np.iinfo(target)
         if array.size and (array.min() < info.min or array.max() > info.max):
-            raise _fail(f"input {name}: a value does not fit {datatype}")
+            raise tensor_error(f"input {name}: a value does not fit {datatype}")
     return array.astype(target)
 
 

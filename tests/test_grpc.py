@@ -177,39 +177,46 @@ def infer_request(matrix: np.ndarray, datatype: str = "FP32", raw: bytes | None 
     return request
 
 
-def test_wrong_datatype(stub):
-    request = infer_request(ROWS, datatype="INT32", raw=np.nan_to_num(ROWS).astype(np.int32).tobytes())
-    message = refusal(lambda: stub.ModelInfer(request), grpc.StatusCode.INVALID_ARGUMENT)
-    assert "datatype must be FP32 or FP64, not INT32" in message
-
-
-def test_raw_contents_of_the_wrong_length(stub):
-    request = infer_request(ROWS[:2], raw=ROWS[:2].astype(np.float32).tobytes()[:-4])
-    message = refusal(lambda: stub.ModelInfer(request), grpc.StatusCode.INVALID_ARGUMENT)
-    assert "bytes of FP32 do not make 526 elements" in message
-
-
-def test_shape_disagreeing_with_typed_contents(stub):
+def typed_request(shape: list[int], field: str, values: list[float]) -> pb.ModelInferRequest:
     request = pb.ModelInferRequest(model_name=MODEL)
-    tensor = request.inputs.add(name="input-0", datatype="FP32", shape=[2, WIDTH])
-    tensor.contents.fp32_contents.extend(ROWS[0].tolist())
-    message = refusal(lambda: stub.ModelInfer(request), grpc.StatusCode.INVALID_ARGUMENT)
-    assert f"needs {2 * WIDTH} elements, the data holds {WIDTH}" in message
+    tensor = request.inputs.add(name="input-0", datatype="FP32", shape=shape)
+    getattr(tensor.contents, field).extend(values)
+    return request
 
 
-def test_both_typed_and_raw_contents(stub):
+def typed_and_raw() -> pb.ModelInferRequest:
     request = infer_request(ROWS[:1])
     request.inputs[0].contents.fp32_contents.extend(ROWS[0].tolist())
-    message = refusal(lambda: stub.ModelInfer(request), grpc.StatusCode.INVALID_ARGUMENT)
-    assert "both typed contents and raw_input_contents" in message
+    return request
 
 
-def test_typed_contents_in_the_wrong_field(stub):
-    request = pb.ModelInferRequest(model_name=MODEL)
-    tensor = request.inputs.add(name="input-0", datatype="FP32", shape=[1, WIDTH])
-    tensor.contents.fp64_contents.extend(ROWS[0].tolist())
-    message = refusal(lambda: stub.ModelInfer(request), grpc.StatusCode.INVALID_ARGUMENT)
-    assert "FP32 data belongs in contents.fp32_contents, not fp64_contents" in message
+MALFORMED = {
+    # what is wrong: (the request, what the INVALID_ARGUMENT message says)
+    "wrong-datatype": (
+        lambda: infer_request(ROWS, datatype="INT32", raw=np.nan_to_num(ROWS).astype(np.int32).tobytes()),
+        "datatype must be FP32 or FP64, not INT32",
+    ),
+    "raw-of-the-wrong-length": (
+        lambda: infer_request(ROWS[:2], raw=ROWS[:2].astype(np.float32).tobytes()[:-4]),
+        "bytes of FP32 do not make 526 elements",
+    ),
+    "shape-against-typed-contents": (
+        lambda: typed_request([2, WIDTH], "fp32_contents", ROWS[0].tolist()),
+        f"needs {2 * WIDTH} elements, the data holds {WIDTH}",
+    ),
+    "typed-and-raw-contents": (typed_and_raw, "both typed contents and raw_input_contents"),
+    "typed-contents-in-the-wrong-field": (
+        lambda: typed_request([1, WIDTH], "fp64_contents", ROWS[0].tolist()),
+        "FP32 data belongs in contents.fp32_contents, not fp64_contents",
+    ),
+}
+
+
+@pytest.mark.parametrize("malformed", list(MALFORMED))
+def test_a_malformed_tensor_is_invalid_argument_with_the_reason(stub, malformed):
+    build, needle = MALFORMED[malformed]
+    request = build()
+    assert needle in refusal(lambda: stub.ModelInfer(request), grpc.StatusCode.INVALID_ARGUMENT)
 
 
 def test_value_out_of_range_names_the_column(stub):
