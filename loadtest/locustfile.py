@@ -27,15 +27,11 @@ import logging
 import math
 import os
 import random
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
 import gevent
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: bento.features, loadtest.*
-
 from locust import FastHttpUser, events, task
 from locust.runners import MasterRunner, WorkerRunner
 

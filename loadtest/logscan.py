@@ -21,10 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-LOADTEST = Path(__file__).resolve().parent
-sys.path.insert(0, str(LOADTEST.parent))
-
-from loadtest import encounters  # noqa: E402
+from loadtest import encounters
 
 DIAGNOSES = ("diag_1", "diag_2", "diag_3")
 CATEGORIES = ("medical_specialty", "age", "weight", "race")

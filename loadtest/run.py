@@ -28,11 +28,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-LOADTEST = Path(__file__).resolve().parent
-sys.path.insert(0, str(LOADTEST.parent))
+from loadtest import encounters, shapes, slo
+from loadtest.cli import duration_seconds, free_port, split_passthrough
 
-from loadtest import encounters, shapes, slo  # noqa: E402
-from loadtest.cli import duration_seconds, free_port, split_passthrough  # noqa: E402
+LOADTEST = Path(__file__).resolve().parent
 
 LOCUSTFILE = LOADTEST / "locustfile.py"
 RESULTS = LOADTEST / "results"

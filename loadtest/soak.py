@@ -34,11 +34,10 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-LOADTEST = Path(__file__).resolve().parent
-sys.path.insert(0, str(LOADTEST.parent))
+from loadtest import logscan  # (not loadtest.run: it imports Locust, which monkey-patches this process)
+from loadtest.cli import duration_seconds, split_passthrough
 
-from loadtest import logscan  # noqa: E402  (not loadtest.run: it imports Locust, which monkey-patches this process)
-from loadtest.cli import duration_seconds, split_passthrough  # noqa: E402
+LOADTEST = Path(__file__).resolve().parent
 
 RUN = LOADTEST / "run.py"
 RESULTS = LOADTEST / "results"

@@ -1,24 +1,18 @@
 """The clinician's page: a patient's 30-day readmission risk, why, and scoring a CSV of encounters.
 
-Run with `streamlit run ui/app.py`; READMISSION_API_URL says where the prediction service is.
+Run with `streamlit run ui/app.py`; READMISSION_API_URL says where the prediction service is. Streamlit runs
+this file as a script; it imports `ui.*` and `bento.features` as installed packages (the project is installed
+in .venv; the UI image puts /app on PYTHONPATH).
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import streamlit as st
 
-# `streamlit run ui/app.py` puts only ui/ on the path; the app imports `ui.*` and `bento.features`.
-ROOT = str(Path(__file__).resolve().parents[1])
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-import streamlit as st  # noqa: E402
-
-from bento import features  # noqa: E402
-from ui import batch, form, result  # noqa: E402
-from ui.client import Client, ServiceError  # noqa: E402
-from ui.settings import Settings  # noqa: E402
+from bento import features
+from ui import batch, form, result
+from ui.client import Client, ServiceError
+from ui.settings import Settings
 
 ATTEMPTED, PENDING, ANSWER, SERVICE_ERROR = "ui:attempted", "ui:pending", "ui:answer", "ui:service_error"
 
