@@ -23,7 +23,7 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 venv: $(BIN)/.installed
 
 # Each step leaves a stamp, so `make up` retrains, re-imports or rebuilds only what changed.
-$(STATE)/trained.stamp: $(BIN)/.installed $(wildcard training/*.py) bento/features.py bento/icd9.py
+$(STATE)/trained.stamp: $(BIN)/.installed $(wildcard training/*.py) $(wildcard bento/feature*.py) bento/icd9.py
 	$(BIN)/readmission train
 	touch $@
 

@@ -72,7 +72,7 @@ PIECES = [
     ("whole V2 handler (bento/v2_api.py infer)", ["infer (bento/v2_api.py"]),
     ("  JSON body parse (bento/http_body.py parse_json)", ["parse_json (bento/http_body.py"]),
     ("  V2 tensor decode (bento/v2_tensors.py decode_request)", ["decode_request (bento/v2_tensors.py"]),
-    ("  matrix validation (bento/features.py check_matrix)", ["check_matrix (bento/features.py"]),
+    ("  matrix validation (bento/feature_checks.py check_matrix)", ["check_matrix (bento/feature_checks.py"]),
     ("  xgboost predict (Booster.inplace_predict)", ["inplace_predict ("]),
     ("  prediction metrics (bento/metrics.py predictions)", ["predictions (bento/metrics.py"]),
     ("  V2 response encode (bento/v2_tensors.py encode_response)", ["encode_response (bento/v2_tensors.py"]),
