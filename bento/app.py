@@ -21,10 +21,11 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bento import auth, grpc_server, metrics, openapi, predict_api, v2_api
+from bento import auth, feedback, grpc_server, metrics, openapi, predict_api, v2_api
 from bento.core import InFlight, ScoringCore
 from bento.errors import Reason, RequestError
 from bento.http_body import FastJSONResponse
+from bento.monitoring import Monitoring
 
 logger = logging.getLogger("readmission")
 Handler = Callable[[Request], Awaitable[Response]]
@@ -40,6 +41,10 @@ async def _predict(request: Request) -> Response:
 
 async def _predict_batch(request: Request) -> Response:
     return await predict_api.predict_batch(request, _core(request))
+
+
+async def _feedback(request: Request) -> Response:
+    return await feedback.feedback(request, _core(request))
 
 
 async def _health(request: Request) -> Response:
@@ -92,6 +97,7 @@ async def _openapi_document(request: Request) -> Response:
 ROUTES = [
     Route("/predict", _predict, methods=["POST"]),
     Route("/predict/batch", _predict_batch, methods=["POST"]),
+    Route("/feedback", _feedback, methods=["POST"]),
     Route("/health", _health, methods=["GET"]),
     Route("/v2", _v2_server, methods=["GET"]),
     Route("/v2/health/live", _v2_live, methods=["GET"]),
@@ -160,17 +166,19 @@ async def _unexpected(request: Request, error: Exception) -> Response:
 
 
 @asynccontextmanager
-async def _grpc(app: Starlette) -> AsyncIterator[None]:
-    """The worker's gRPC server, from start-up (the model is loaded by then) to after the drain."""
+async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+    """The worker's prediction log and gRPC server, from start-up (the model is loaded by then) to after the
+    drain; the log is written out last."""
     core: ScoringCore = app.state.core
-    if not core.settings.grpc_port:
-        yield
-        return
-    server = await grpc_server.start(core)
+    monitoring = Monitoring(core)
+    monitoring.start()
+    server = await grpc_server.start(core) if core.settings.grpc_port else None
     try:
         yield
     finally:
-        await grpc_server.stop(server)
+        if server is not None:
+            await grpc_server.stop(server)
+        await monitoring.stop()
 
 
 class TrafficMiddleware:
@@ -216,7 +224,7 @@ def create_app(core: ScoringCore) -> Starlette:
     """The HTTP application over `core` (`app.state.core`), which the service loads the model into."""
     app = Starlette(
         routes=[_guarded(route) for route in ROUTES],
-        lifespan=_grpc,
+        lifespan=_lifespan,
         middleware=[Middleware(TrafficMiddleware, in_flight=core.in_flight)],
         exception_handlers={RequestError: _refused, HTTPException: _http_error, Exception: _unexpected},
     )

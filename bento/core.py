@@ -22,6 +22,7 @@ import numpy as np
 
 from bento import metrics
 from bento.errors import Reason, RequestError
+from bento.prediction_log import PredictionIds, PredictionLog, ScoredBatch
 from bento.predictor import Predictor
 from bento.settings import ServiceSettings
 
@@ -35,6 +36,7 @@ class Scores:
     probabilities: np.ndarray  # float32 [N]
     labels: np.ndarray  # int64 [N]: 1 at or above the operating threshold
     contributions: np.ndarray | None  # TreeSHAP per clinical field [N, FIELDS], when explanations were asked for
+    ids: list[str]  # the prediction id of each row (what POST /feedback names)
 
 
 class InFlight:
@@ -62,6 +64,8 @@ class ScoringCore:
         self.predictor: Predictor | None = None
         self.draining = False  # set by bento/drain.py on SIGTERM
         self.in_flight = InFlight()
+        self.log: PredictionLog | None = None  # set while the HTTP application runs (bento/app.py)
+        self._ids = PredictionIds()
         self._waiting: list[tuple[np.ndarray, asyncio.Future[Scores]]] = []
 
     def load(self, predictor: Predictor) -> None:
@@ -125,14 +129,22 @@ class ScoringCore:
         for matrix, future in waiting:
             end = start + len(matrix)
             if not future.done():  # a request whose client went away was cancelled
-                future.set_result(Scores(scores.probabilities[start:end], scores.labels[start:end], None))
+                future.set_result(
+                    Scores(scores.probabilities[start:end], scores.labels[start:end], None, scores.ids[start:end])
+                )
             start = end
 
     def score(self, matrix: np.ndarray, explain: bool = False) -> Scores:
-        """Probabilities and labels of checked rows (float32 [N, COLUMNS]), and per-field TreeSHAP if asked."""
+        """Probabilities, labels and prediction ids of checked rows (float32 [N, COLUMNS]), and per-field TreeSHAP
+        if asked; the rows go to the prediction log."""
         predictor = self.model()
         probabilities = predictor.probabilities(matrix)
         labels = predictor.labels(probabilities)
         metrics.predictions(predictor.info, probabilities, labels)
+        now = time.time()
+        log = self.log
+        ids = self._ids.take(len(labels), now)
+        if log is not None:
+            log.append(ScoredBatch(ids, now, predictor.info.version, probabilities, labels, matrix))
         contributions = predictor.field_contributions(matrix) if explain else None
-        return Scores(probabilities, labels, contributions)
+        return Scores(probabilities, labels, contributions, ids)

@@ -20,6 +20,9 @@ class Reason(StrEnum):
     NOT_FOUND = "not_found"
     NOT_READY = "not_ready"
     UNAUTHORIZED = "unauthorized"
+    UNKNOWN_PREDICTION = "unknown_prediction"
+    CONFLICT = "conflict"
+    STORE_UNAVAILABLE = "store_unavailable"
 
 
 STATUS: dict[Reason, int] = {
@@ -34,6 +37,9 @@ STATUS: dict[Reason, int] = {
     Reason.NOT_FOUND: 404,
     Reason.NOT_READY: 503,
     Reason.UNAUTHORIZED: 401,
+    Reason.UNKNOWN_PREDICTION: 404,
+    Reason.CONFLICT: 409,
+    Reason.STORE_UNAVAILABLE: 503,
 }
 
 

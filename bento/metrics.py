@@ -75,6 +75,19 @@ GRPC_REQUESTS = Counter("readmission_grpc_requests", "gRPC calls by method and s
 GRPC_DURATION = Histogram(
     "readmission_grpc_request_duration_seconds", "gRPC call duration in seconds", ["method"], buckets=LATENCY_BUCKETS
 )
+PREDICTION_LOG_ROWS = Counter(
+    "readmission_prediction_log_rows",
+    "Rows of the prediction log: written to the store, lost (the store failed), dropped (the queue was full)",
+    ["outcome"],
+)
+PREDICTION_LOG_QUEUE = Gauge(
+    "readmission_prediction_log_queue_rows", "Rows waiting for the prediction log's store", multiprocess_mode="livesum"
+)
+FEEDBACK = Counter(
+    "readmission_feedback_outcomes",
+    "True outcomes received by POST /feedback: recorded (new) or unchanged (sent again)",
+    ["result"],
+)
 ALL_REASONS = tuple(Reason)
 
 
@@ -88,6 +101,10 @@ def model_loaded(info: ModelInfo, backend: str) -> None:
         SCORE_REFERENCE.labels(_le(bound)).set(share)
     for label in ("0", "1"):
         PREDICTIONS.labels(label, info.version)  # start at zero so rate() sees the first predictions
+    for outcome in ("written", "lost", "dropped"):
+        PREDICTION_LOG_ROWS.labels(outcome)
+    for result in ("recorded", "unchanged"):
+        FEEDBACK.labels(result)
 
 
 def model_missing() -> None:
@@ -110,6 +127,22 @@ def predictions(info: ModelInfo, probabilities: np.ndarray, labels: np.ndarray) 
     if len(labels) - positives:
         _child(PREDICTIONS, "0", info.version).inc(len(labels) - positives)
     observe_all(_child(PROBABILITY, info.version), probabilities)
+
+
+def prediction_log_rows(outcome: str, rows: int) -> None:
+    """Count rows of the prediction log by outcome: written, lost or dropped."""
+    _child(PREDICTION_LOG_ROWS, outcome).inc(rows)
+
+
+def prediction_log_queue(rows: int) -> None:
+    """The rows waiting for the store now."""
+    PREDICTION_LOG_QUEUE.set(rows)
+
+
+def feedback(recorded: int, unchanged: int) -> None:
+    """Count the outcomes one feedback call recorded and those it had already."""
+    _child(FEEDBACK, "recorded").inc(recorded)
+    _child(FEEDBACK, "unchanged").inc(unchanged)
 
 
 def http_request_started(endpoint: str) -> None:

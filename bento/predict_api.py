@@ -42,8 +42,10 @@ async def _answers(
     predictor = core.model()
     scores = core.score(matrix, explain=True) if top else await core.score_together(matrix)
     answers = []
-    for i, (probability, label) in enumerate(zip(scores.probabilities.tolist(), scores.labels.tolist(), strict=True)):
+    rows = zip(scores.probabilities.tolist(), scores.labels.tolist(), scores.ids, strict=True)
+    for i, (probability, label, prediction_id) in enumerate(rows):
         answer: dict[str, Any] = {
+            "prediction_id": prediction_id,
             "probability": round(probability, 6),
             "label": label,
             "risk_band": predictor.band(probability).value,

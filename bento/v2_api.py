@@ -2,7 +2,8 @@
 
 Inputs: one FP32/FP64 tensor [N, F] in the model's column order (what KServe's xgbserver and
 MLServer accept), or one tensor per clinical field ("pd" content type; BYTES for text fields).
-Outputs: `probability` (FP32 [N]) and `label` (INT64 [N]).
+Outputs: `probability` (FP32 [N]), `label` (INT64 [N]) and `prediction_id` (BYTES [N]: the id that
+`POST /feedback` names when the patient's outcome is known).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from bento import features
-from bento.core import ScoringCore
+from bento.core import Scores, ScoringCore
 from bento.errors import Reason, RequestError
 from bento.http_body import FastJSONResponse, read_body
 from bento.predictor import Predictor
@@ -23,7 +24,7 @@ from bento.settings import ServiceSettings
 from bento.v2_tensors import HEADER_LENGTH, InferRequest, Tensor, decode_request, encode_response
 
 MATRIX_INPUT = "input-0"
-OUTPUTS = {"probability": "FP32", "label": "INT64"}
+OUTPUTS = {"probability": "FP32", "label": "INT64", "prediction_id": "BYTES"}
 FIELD_DATATYPES = {
     features.Kind.NUMBER: "FP64",
     features.Kind.CODE: "INT64",
@@ -176,12 +177,17 @@ async def infer(request: Request, core: ScoringCore, name: str, requested_versio
     matrix = matrix_of(decoded, settings.max_infer_rows)
     names, binary = _requested_outputs(decoded)
     scores = await core.score_together(matrix)
-    produced = {"probability": scores.probabilities, "label": scores.labels}
+    produced = produced_outputs(scores)
     payload: dict[str, Any] = {"model_name": settings.v2_model_name, "model_version": predictor.info.version}
     if decoded.id is not None:
         payload["id"] = decoded.id
     body, headers = encode_response(payload, [(n, OUTPUTS[n], produced[n]) for n in names], binary)
     return Response(body, headers=headers)
+
+
+def produced_outputs(scores: Scores) -> dict[str, np.ndarray]:
+    """Every output of the model, by name."""
+    return {"probability": scores.probabilities, "label": scores.labels, "prediction_id": np.array(scores.ids)}
 
 
 def health_response(key: str, healthy: bool, **extra: str) -> Response:

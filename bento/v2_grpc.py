@@ -22,7 +22,16 @@ from tritonclient.grpc import service_pb2_grpc
 from bento import auth, metrics, v2_api
 from bento.core import ScoringCore
 from bento.errors import Reason, RequestError
-from bento.v2_tensors import DTYPES, InferRequest, Tensor, element_count, from_binary, shaped, tensor_error
+from bento.v2_tensors import (
+    DTYPES,
+    InferRequest,
+    Tensor,
+    element_count,
+    from_binary,
+    shaped,
+    tensor_error,
+    to_binary,
+)
 
 logger = logging.getLogger("readmission")
 SERVICE = "inference.GRPCInferenceService"
@@ -38,6 +47,9 @@ GRPC_STATUS: dict[Reason, grpc.StatusCode] = {
     Reason.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
     Reason.NOT_READY: grpc.StatusCode.UNAVAILABLE,
     Reason.UNAUTHORIZED: grpc.StatusCode.UNAUTHENTICATED,
+    Reason.UNKNOWN_PREDICTION: grpc.StatusCode.NOT_FOUND,
+    Reason.CONFLICT: grpc.StatusCode.ALREADY_EXISTS,
+    Reason.STORE_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
 }
 # The typed contents field of each datatype (FP16 has none: raw contents only).
 CONTENTS_FIELD = {
@@ -138,7 +150,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         matrix = v2_api.matrix_of(decoded, core.settings.max_infer_rows)
         names = [v2_api.check_output(o["name"]) for o in decoded.outputs] if decoded.outputs else list(v2_api.OUTPUTS)
         scores = await core.score_together(matrix)
-        produced = {"probability": scores.probabilities, "label": scores.labels}
+        produced = v2_api.produced_outputs(scores)
         response = pb.ModelInferResponse(model_name=core.settings.v2_model_name, model_version=predictor.info.version)
         if request.id:
             response.id = request.id
@@ -146,9 +158,9 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             datatype, values = v2_api.OUTPUTS[name], produced[name]
             output = response.outputs.add(name=name, datatype=datatype, shape=list(values.shape))
             if raw:
-                response.raw_output_contents.append(
-                    values.astype(np.dtype(DTYPES[datatype]).newbyteorder("<")).tobytes()
-                )
+                response.raw_output_contents.append(to_binary(values, datatype))
+            elif datatype == "BYTES":
+                output.contents.bytes_contents.extend(value.encode() for value in values.tolist())
             else:
                 getattr(output.contents, CONTENTS_FIELD[datatype]).extend(values.tolist())
         return response

@@ -186,6 +186,14 @@ def _from_json(data: Any, datatype: str, name: str) -> np.ndarray:
     return array.astype(target)
 
 
+def to_binary(array: np.ndarray, datatype: str) -> bytes:
+    """A tensor's data in the binary extension's layout (BYTES: each element's 4-byte length, then the element)."""
+    if datatype == "BYTES":
+        elements = [value.encode() if isinstance(value, str) else value for value in array.ravel().tolist()]
+        return b"".join(struct.pack("<I", len(element)) + element for element in elements)
+    return np.ascontiguousarray(array, dtype=np.dtype(DTYPES[datatype]).newbyteorder("<")).tobytes()
+
+
 def encode_response(
     payload: dict[str, Any], outputs: list[tuple[str, str, np.ndarray]], binary: set[str]
 ) -> tuple[bytes, dict[str, str]]:
@@ -194,7 +202,7 @@ def encode_response(
     for name, datatype, array in outputs:
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         if name in binary:
-            chunk = np.ascontiguousarray(array, dtype=np.dtype(DTYPES[datatype]).newbyteorder("<")).tobytes()
+            chunk = to_binary(array, datatype)
             entry["parameters"] = {"binary_data_size": len(chunk)}
             chunks.append(chunk)
         else:

@@ -20,7 +20,11 @@ NUMPY_TYPES = {"FP64": np.float64, "INT64": np.int64, "BYTES": np.object_}
 
 
 def _outputs(response: Any) -> dict[str, list[Any]]:
-    return {output.name: output.as_numpy().tolist() for output in response.outputs}
+    """Each output's values; BYTES (the prediction ids) as text."""
+    return {
+        output.name: [v.decode() if isinstance(v, bytes) else v for v in output.as_numpy().tolist()]
+        for output in response.outputs
+    }
 
 
 async def _check(base_url: str, model: str, request: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,103 @@
+"""`POST /feedback`: the true outcomes of earlier predictions, once they are known (30 days after discharge).
+
+The body is a JSON list of `{"prediction_id": "...", "readmitted_within_30_days": true}`; every prediction
+answer carries its `prediction_id`. A call is all or nothing: an id the log does not hold answers 404, an
+outcome other than the one already recorded answers 409, and then nothing of the call is recorded. Sending
+the same outcome again changes nothing (idempotent), so a client may retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from starlette.requests import Request
+
+from bento import metrics
+from bento.core import ScoringCore
+from bento.errors import Reason, RequestError
+from bento.http_body import FastJSONResponse, parse_json, read_body, require_json
+from bento.log_store import ConflictingOutcomeError, StoreError, UnknownPredictionError
+from bento.prediction_log import PredictionLog, issued_at
+
+FIELDS = ("prediction_id", "readmitted_within_30_days")
+SHOWN_IDS = 5  # ids named in an error message
+
+
+def parse_outcomes(body: Any, max_rows: int) -> dict[str, int]:
+    """The outcomes of a feedback body by prediction id; RequestError names the item, the field and the reason."""
+    if not isinstance(body, list):
+        raise RequestError(Reason.INVALID_VALUE, f"the body must be a JSON list of objects with {' and '.join(FIELDS)}")
+    if not body:
+        raise RequestError(Reason.BATCH_SIZE, "the list of outcomes is empty")
+    if len(body) > max_rows:
+        raise RequestError(Reason.BATCH_SIZE, f"the list holds {len(body)} outcomes; the limit is {max_rows}")
+    outcomes: dict[str, int] = {}
+    conflicting = []
+    for i, item in enumerate(body):
+        prediction_id, outcome = _item(item, f"[{i}]")
+        if outcomes.get(prediction_id, outcome) != outcome:
+            conflicting.append(prediction_id)
+        outcomes[prediction_id] = outcome
+    if conflicting:
+        raise RequestError(Reason.CONFLICT, f"the list gives two outcomes for {_ids(conflicting)}")
+    return outcomes
+
+
+def _item(item: Any, where: str) -> tuple[str, int]:
+    if not isinstance(item, dict):
+        raise RequestError(Reason.INVALID_VALUE, f"{where}: must be an object with {' and '.join(FIELDS)}")
+    for name in item:
+        if name not in FIELDS:
+            raise RequestError(Reason.INVALID_VALUE, f"{where}.{name}: unknown field; fields are {', '.join(FIELDS)}")
+    for name in FIELDS:
+        if name not in item:
+            raise RequestError(Reason.INVALID_VALUE, f"{where}.{name}: is required")
+    prediction_id, outcome = item["prediction_id"], item["readmitted_within_30_days"]
+    if not isinstance(prediction_id, str) or issued_at(prediction_id) is None:
+        raise RequestError(Reason.INVALID_VALUE, f"{where}.prediction_id: not a prediction id of this service")
+    if not isinstance(outcome, bool) and outcome not in (0, 1):
+        raise RequestError(Reason.INVALID_VALUE, f"{where}.readmitted_within_30_days: must be true or false")
+    return prediction_id, int(outcome)
+
+
+def _ids(ids: list[str]) -> str:
+    shown = ", ".join(ids[:SHOWN_IDS])
+    return shown + (f" (and {len(ids) - SHOWN_IDS} more)" if len(ids) > SHOWN_IDS else "")
+
+
+async def _record(log: PredictionLog, outcomes: dict[str, int]) -> tuple[int, int]:
+    """Record; ids so recent that their worker may not have written them yet are waited for, polling the store."""
+    while True:
+        try:
+            result = await asyncio.to_thread(log.store.record_outcomes, outcomes, time.time())
+            return result.recorded, result.unchanged
+        except UnknownPredictionError as unknown:
+            newest = max(issued_at(prediction_id) or 0.0 for prediction_id in unknown.ids)
+            if time.time() >= newest + log.settle_seconds:
+                raise
+            await asyncio.sleep(log.flush_seconds / 2)
+
+
+async def feedback(request: Request, core: ScoringCore) -> FastJSONResponse:
+    """`POST /feedback`: record true outcomes; answers how many were new and how many were known."""
+    settings = core.settings
+    require_json(request)
+    body = parse_json(await read_body(request, settings.max_body_bytes, settings.body_timeout_seconds))
+    outcomes = parse_outcomes(body, settings.max_infer_rows)
+    log = core.log
+    if log is None:
+        raise RequestError(Reason.STORE_UNAVAILABLE, "the prediction log is off (READMISSION_PREDICTION_LOG=off)")
+    try:
+        recorded, unchanged = await _record(log, outcomes)
+    except UnknownPredictionError as error:
+        raise RequestError(Reason.UNKNOWN_PREDICTION, f"prediction_id: unknown: {_ids(error.ids)}") from error
+    except ConflictingOutcomeError as error:
+        raise RequestError(
+            Reason.CONFLICT, f"readmitted_within_30_days: another outcome is recorded for {_ids(error.ids)}"
+        ) from error
+    except StoreError as error:
+        raise RequestError(Reason.STORE_UNAVAILABLE, "the prediction log cannot be written now; retry later") from error
+    metrics.feedback(recorded, unchanged)
+    return FastJSONResponse({"recorded": recorded, "unchanged": unchanged})

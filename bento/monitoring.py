@@ -1,0 +1,50 @@
+"""Watching the model in production: the prediction log and what reads it, started and stopped with a worker.
+
+Started in the HTTP application's lifespan (bento/app.py), after the model is loaded and before the first
+request; stopped after the drain, so the queue is written before the worker exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from bento.core import ScoringCore
+from bento.log_store import open_store
+from bento.prediction_log import PredictionLog
+
+logger = logging.getLogger("readmission")
+CLOSE_SECONDS = 10.0  # at most this long to write the queue at shutdown
+
+
+class Monitoring:
+    """The worker's prediction log (None where READMISSION_PREDICTION_LOG is "off")."""
+
+    def __init__(self, core: ScoringCore) -> None:
+        self.core = core
+        settings = core.settings
+        store = open_store(settings.prediction_log, settings.home)
+        self.log = (
+            None
+            if store is None
+            else PredictionLog(
+                store,
+                settings.prediction_log_queue_rows,
+                settings.prediction_log_features,
+                settings.prediction_log_retention_days,
+            )
+        )
+
+    def start(self) -> None:
+        """Log every prediction from now on."""
+        if self.log is None:
+            logger.info("the prediction log is off")
+            return
+        self.log.start()
+        self.core.log = self.log
+
+    async def stop(self) -> None:
+        """Stop logging and write what is queued."""
+        self.core.log = None
+        if self.log is not None:
+            await asyncio.to_thread(self.log.close, CLOSE_SECONDS)
