@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-_CODE = re.compile(r"^(?:\d{1,3}(?:\.\d{1,2})?|V\d{2}(?:\.\d{1,2})?|E\d{3}(?:\.\d)?)$")
+# A code as written: 3 digits at most with up to 2 decimals, V and 2 digits, E and 3 digits (the OpenAPI schema's too).
+PATTERN = r"^(?:\d{1,3}(?:\.\d{1,2})?|V\d{2}(?:\.\d{1,2})?|E\d{3}(?:\.\d)?)$"
+_CODE = re.compile(PATTERN)
 
 # (group, label, first, last) over the numeric part of the code, in ICD-9 chapter order.
 # Diabetes (250.xx) and the symptom codes that Strack et al. fold into organ systems

@@ -6,7 +6,7 @@ import copy
 from functools import cache
 from typing import Any
 
-from bento import auth, features
+from bento import auth, features, icd9
 from bento.settings import ServiceSettings
 
 _ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
@@ -22,7 +22,7 @@ def _field_schema(f: features.Field) -> dict[str, Any]:
     elif f.kind is features.Kind.CATEGORY:
         schema |= {"type": "string", "enum": list(f.values)}
     else:
-        schema |= {"type": "string", "pattern": r"^(\d{1,3}(\.\d{1,2})?|V\d{2}(\.\d{1,2})?|E\d{3}(\.\d)?)$"}
+        schema |= {"type": "string", "pattern": icd9.PATTERN}
     if f.default is not None:
         schema["default"] = f.default
     if not f.required:

@@ -17,6 +17,7 @@ import numpy as np
 
 from bento import features, scores
 from bento.compiled import CompiledModelError, CompiledTrees
+from bento.settings import MODEL_NAME
 
 if TYPE_CHECKING:
     import xgboost as xgb
@@ -129,7 +130,7 @@ def _compiled(folder: Path, tag: str) -> CompiledTrees | None:
 def _model_info(metadata: dict[str, Any], tag: str) -> ModelInfo:
     """What the metadata says of the model; KeyError, TypeError or ValueError where it is incomplete."""
     return ModelInfo(
-        name=metadata.get("mlflow_model_name", "readmission"),
+        name=metadata.get("mlflow_model_name", MODEL_NAME),
         version=str(metadata.get("mlflow_version", "0")),
         run_id=metadata.get("mlflow_run_id", ""),
         tag=tag,

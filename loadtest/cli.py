@@ -1,13 +1,20 @@
 """Command-line pieces shared by run.py and soak.py, free of Locust (importing Locust patches the process).
 
-Durations ("90", "90s", "5m", "1h30m"), the options after `--` that go to Locust unchanged, a free port.
+Durations ("90", "90s", "5m", "1h30m"), the options after `--` that go to Locust unchanged; and, for every
+program here that starts or waits for a local server (the load and soak tests, `make soak`, the benchmark,
+the OCI check, the tests), a free loopback port and waiting until a server is ready. Standard library only.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
+import random
 import socket
-from collections.abc import Sequence
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 
 def duration_seconds(text: str) -> float:
@@ -40,8 +47,54 @@ def split_passthrough(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     return argv[:at], argv[at + 1 :]
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    """A TCP port on 127.0.0.1 that nothing listens on now, below the kernel's ephemeral range.
+
+    A port the kernel hands out for binding port 0 comes from the same range as the source ports of
+    outgoing connections: with load running, one of those can take it before the server binds it.
+    """
+    low, _ = _ephemeral_range()
+    for _ in range(50):
+        candidate = random.randint(20000, max(20001, low - 1))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return candidate
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# no proxy for loopback, whatever http_proxy says
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def wait_ready(url: str, timeout: float, alive: Callable[[], None] | None = None, every: float = 0.25) -> float:
+    """Poll `url` until it answers 200; the seconds that took.
+
+    `alive`, called between tries, raises when the server is gone (its process exited, its container
+    stopped), so a dead server fails at once rather than after `timeout`. RuntimeError after `timeout`.
+    """
+    started = time.monotonic()
+    while True:
+        try:
+            with _DIRECT.open(url, timeout=2) as response:
+                if response.status == 200:
+                    return time.monotonic() - started
+        except (OSError, http.client.HTTPException):  # refused, reset, timed out, not 2xx (HTTPError), garbage
+            pass
+        if alive is not None:
+            alive()
+        if time.monotonic() - started >= timeout:
+            raise RuntimeError(f"{url} did not answer 200 within {timeout:g} s")
+        time.sleep(every)  # the poll's interval

@@ -33,12 +33,11 @@ from typing import Any
 import numpy as np
 
 from bento import features
+from bento.settings import MODEL_NAME
 
 LOADTEST = Path(__file__).resolve().parent
 REPO = LOADTEST.parent
 CACHE = LOADTEST / ".cache"
-SHARED_DATA = REPO.parent / "shared" / "data" / "dataset_diabetes.zip"
-MODEL_NAME = "readmission"
 MAX_ATTEMPTS = 50
 MAX_RECORDS = int(os.environ.get("LOADTEST_MAX_RECORDS", "5000"))  # per Locust process, from a records file
 
@@ -135,10 +134,12 @@ def spec_distributions() -> dict[str, dict[str, float]]:
 
 
 def data_file() -> Path | None:
-    """The UCI data: READMISSION_DATA, else the team's shared copy; None when absent."""
-    chosen = os.environ.get("READMISSION_DATA")
-    candidate = Path(chosen) if chosen else SHARED_DATA
-    return candidate if candidate.is_file() else None
+    """The UCI data: READMISSION_DATA, else the team's shared copy; None when absent (or no training package)."""
+    try:
+        from training.settings import data_file as training_data_file  # absent from the load-test image
+    except ImportError:
+        return None
+    return training_data_file()
 
 
 def model_metadata_file() -> Path | None:

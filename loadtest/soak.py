@@ -35,7 +35,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from loadtest import logscan  # (not loadtest.run: it imports Locust, which monkey-patches this process)
-from loadtest.cli import duration_seconds, split_passthrough
+from loadtest.cli import duration_seconds, split_passthrough, wait_ready
 
 LOADTEST = Path(__file__).resolve().parent
 
@@ -116,20 +116,6 @@ class Sampler(threading.Thread):
         """Take a last sample and end."""
         self._halt.set()
         self.join(30)
-
-
-def wait_ready(host: str, timeout: float) -> bool:
-    """Poll /readyz until it answers 200 or the timeout passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(host.rstrip("/") + "/readyz", timeout=2).status_code == 200:
-                return True
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.5)
 
 
 def _nearest(samples: list[dict[str, float]], moment: float) -> dict[str, float] | None:
@@ -217,8 +203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, passthrough = parse(argv)
     name = args.name or f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-soak"
     folder = (args.results / name).resolve()
-    if not wait_ready(args.host, args.ready_timeout):
-        print(f"{args.host}/readyz did not answer 200 within {args.ready_timeout:g} s", file=sys.stderr)
+    try:
+        wait_ready(args.host.rstrip("/") + "/readyz", args.ready_timeout)
+    except RuntimeError as error:
+        print(error, file=sys.stderr)
         return EXIT_NO_RESULT
     sampler = Sampler(args.host, args.sample_every)
     sampler.start()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,8 @@ sys.path.insert(0, str(REPO))
 
 from bento import features  # noqa: E402
 from bento.predictor import Predictor  # noqa: E402
+from bento.settings import MODEL_NAME  # noqa: E402
+from loadtest import cli  # noqa: E402
 
 BENTO_PATH = "/home/bentoml/bento"
 # podman here: runc (crun fails on this cgroup setup) and explicit limits.
@@ -34,13 +35,6 @@ RUN_FLAGS = ["--runtime", "runc", "--ulimit", "nofile=20000:20000", "--ulimit", 
 PREDICTOR_MANIFEST = REPO / "kserve" / "base" / "inferenceservice.yaml"
 RECORD = features.EXAMPLE_PATIENT
 OTHER = RECORD | {"number_inpatient": 6, "age": "[80-90)", "race": None, "diag_1": "250.83"}
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -60,18 +54,16 @@ def v2_request() -> dict[str, Any]:
 
 def wait_ready(url: str, container: str, timeout: float) -> None:
     """Poll /readyz until it answers 200; fail early with the logs if the container stops."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
+
+    def alive() -> None:
         state = run("podman", "inspect", "--format", "{{.State.Status}}", container, check=False).stdout.strip()
         if state not in ("running", "created", "configured"):
-            raise RuntimeError(f"the container is {state}:\n{logs(container)}")
-        time.sleep(0.2)
-    raise RuntimeError(f"not ready within {timeout} s:\n{logs(container)}")
+            raise RuntimeError(f"the container is {state}")
+
+    try:
+        cli.wait_ready(url + "/readyz", timeout, alive, every=0.2)
+    except RuntimeError as error:  # stopped, or not ready in time
+        raise RuntimeError(f"{error}:\n{logs(container)}") from None
 
 
 def logs(container: str) -> str:
@@ -134,7 +126,7 @@ def check(image: str, store: str, archive: Path, timeout: float) -> dict[str, An
     report["exposed_ports"] = sorted(inspect["Config"].get("ExposedPorts") or {})
     report["env"] = inspect["Config"].get("Env", [])
 
-    port, grpc_port = free_port(), free_port()
+    port, grpc_port = cli.free_port(), cli.free_port()
     name = f"readmission-oci-{os.getpid()}"
     url = f"http://127.0.0.1:{port}"
     started = time.monotonic()
@@ -151,13 +143,13 @@ def check(image: str, store: str, archive: Path, timeout: float) -> dict[str, An
         report["user"] = run("podman", "exec", name, "id", "-un").stdout.strip()
         top = run("podman", "top", name, "user", "args").stdout.splitlines()[1:]
         report["process_users"] = sorted({line.split()[0] for line in top if line.strip()})
-        report["models"] = run("podman", "exec", name, "ls", f"{BENTO_PATH}/models/readmission").stdout.split()
+        report["models"] = run("podman", "exec", name, "ls", f"{BENTO_PATH}/models/{MODEL_NAME}").stdout.split()
         mlflow = run("podman", "exec", name, "python", "-c", "import mlflow", check=False)
         report["mlflow_installed"] = mlflow.returncode == 0
         with httpx.Client(base_url=url, timeout=30) as client:
             predict = client.post("/predict", json=RECORD)
             predict.raise_for_status()
-            infer = client.post("/v2/models/readmission/infer", json=v2_request())
+            infer = client.post(f"/v2/models/{MODEL_NAME}/infer", json=v2_request())
             infer.raise_for_status()
             report["backends"] = scoring_backends(client.get("/metrics").text)
         report["grpc_probabilities"] = grpc_probabilities(f"127.0.0.1:{grpc_port}")
@@ -201,7 +193,7 @@ def grpc_probabilities(address: str) -> list[float]:
     tensor.set_data_from_numpy(matrix)
     client = triton.InferenceServerClient(address)
     try:
-        return client.infer("readmission", [tensor]).as_numpy("probability").tolist()
+        return client.infer(MODEL_NAME, [tensor]).as_numpy("probability").tolist()
     finally:
         client.close()
 

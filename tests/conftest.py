@@ -1,4 +1,7 @@
-"""Shared fixtures: the real UCI file where the team provides it, synthetic samples otherwise."""
+"""Shared fixtures: the real UCI file where the team provides it, synthetic samples otherwise.
+
+What tests share that is not a fixture is in tests/helpers.py.
+"""
 
 from __future__ import annotations
 
@@ -10,30 +13,25 @@ from pathlib import Path
 import pytest
 
 from tests import sample_data, servers
+from tests.helpers import bentoml_env, grpc_env, package_index_problem, train_into
+from training.settings import data_file
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_ZIP = REPO.parent / "shared" / "data" / "dataset_diabetes.zip"
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked `package_index` skip, with the reason, where the live package index cannot be reached."""
+    if item.get_closest_marker("package_index") is not None:
+        problem = package_index_problem()
+        if problem is not None:
+            pytest.skip(problem)
 
 
 @pytest.fixture(scope="session")
 def uci_zip() -> Path:
     """The real UCI archive: READMISSION_DATA, else ../shared/data/; skips where absent."""
-    candidate = Path(os.environ.get("READMISSION_DATA") or SHARED_ZIP)
-    if not candidate.is_file():
-        pytest.skip(f"the UCI data set is not at {candidate} (set READMISSION_DATA to the zip or CSV)")
-    return candidate
-
-
-def train_into(home: Path, data_file: Path, patch: pytest.MonkeyPatch, **options) -> dict:
-    """Point READMISSION_HOME at `home` (an embedded SQLite MLflow store) and train there once."""
-    from training import train
-    from training.settings import TrainingSettings
-
-    patch.setenv("READMISSION_HOME", str(home))
-    patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    settings = TrainingSettings.from_env()
-    registered = train.run(str(data_file), settings, **options)
-    return {"home": home, "settings": settings, "registered": registered, "data": data_file}
+    found = data_file()
+    if found is None:
+        pytest.skip("the UCI data set is neither at READMISSION_DATA nor in ../shared/data (set READMISSION_DATA)")
+    return found
 
 
 @pytest.fixture(scope="session")
@@ -82,27 +80,6 @@ def bento_home(champion_store, tmp_path_factory):
     done = subprocess.run([readmission, "import"], env=env, capture_output=True, text=True, check=True)
     tag = done.stdout.strip().rsplit(" ", 1)[-1]
     return {"home": home, "tag": tag, "model_dir": home / "models" / "readmission" / tag.split(":")[1]}
-
-
-def bentoml_env(home: Path) -> dict[str, str]:
-    """Environment of a test BentoML server: its own home, no telemetry."""
-    # READMISSION_API_TOKEN empty: the shared service has no bearer token whatever the developer's shell holds
-    # (tests/test_auth.py starts its own service with one).
-    return {
-        "BENTOML_HOME": str(home),
-        "BENTOML_DO_NOT_TRACK": "true",
-        "PYTHONPATH": str(REPO),
-        "READMISSION_API_TOKEN": "",
-        # no gRPC unless a test asks for it on a port of its own (`grpc_env`): workers share a gRPC port
-        # through SO_REUSEPORT, so two test servers on the default port would answer each other's calls
-        "READMISSION_GRPC_PORT": "0",
-    }
-
-
-def grpc_env() -> tuple[dict[str, str], str]:
-    """The environment of a test server with gRPC on a free loopback port, and that address."""
-    port = servers.free_port()
-    return {"READMISSION_GRPC_PORT": str(port), "READMISSION_GRPC_HOST": "127.0.0.1"}, f"127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="session")

@@ -24,14 +24,12 @@ from bento import auth, features, openapi
 from bento.errors import RequestError
 from bento.settings import ServiceSettings
 from tests import servers
-from tests.conftest import bentoml_env, grpc_env
-from tests.test_features import RECORD, SEED_EXAMPLE
+from tests.helpers import MODEL, RECORD, SEED_EXAMPLE, bentoml_env, grpc_env
 from ui.client import Client, ServiceError
 from ui.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = secrets.token_hex(24)  # random per run: it can only reach the log through the service
-MODEL = "readmission"
 ROW = features.vector_from_encoded(SEED_EXAMPLE).tolist()
 DATA = [None if math.isnan(value) else value for value in ROW]  # JSON null: missing (the ICD-9 code columns)
 INFER = {"inputs": [{"name": "input-0", "shape": [1, len(ROW)], "datatype": "FP32", "data": DATA}]}

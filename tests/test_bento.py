@@ -10,8 +10,7 @@ import pytest
 from bento import features
 from bento.predictor import Predictor
 from tests import servers
-from tests.conftest import bentoml_env
-from tests.test_features import RECORD
+from tests.helpers import RECORD, bentoml_env
 
 BENTOML = str(Path(sys.executable).parent / "bentoml")
 

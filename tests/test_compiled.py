@@ -17,8 +17,7 @@ import yaml
 
 from bento import compiled, features
 from bento.predictor import COMPILED, XGBOOST, Predictor
-from tests.test_faults import copy_home, serve
-from tests.test_v2 import INFER, binary_matrix, decode_binary_response
+from tests.helpers import INFER, bentoml_env, binary_matrix, copy_home, decode_binary_response, serve
 
 TOLERANCE = 1e-6
 
@@ -181,8 +180,6 @@ def test_a_library_fits_the_same_system_and_architecture_and_an_older_libc(built
 def test_import_without_a_compiler_warns_and_leaves_xgboost_to_serve(champion_store, tmp_path):
     import subprocess
     import sys
-
-    from tests.conftest import bentoml_env
 
     home = tmp_path / "bentoml"
     env = {**os.environ, **bentoml_env(home), "READMISSION_HOME": str(champion_store["home"]), "CC": "no-such-cc"}

@@ -9,7 +9,7 @@ import numpy as np
 from bento.core import COALESCED_ROWS, ScoringCore
 from bento.errors import Reason, RequestError
 from bento.settings import ServiceSettings
-from tests.test_v2 import matrix_of, records
+from tests.helpers import matrix_of, records
 
 
 class CountingPredictor:

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import sys
 import threading
 import time
 from collections import Counter
@@ -25,12 +23,10 @@ import pytest
 
 from bento import features
 from tests import servers
-from tests.conftest import bentoml_env, grpc_env
-from tests.test_v2 import INFER, matrix_request, records
+from tests.helpers import INFER, MODEL, copy_home, grpc_env, matrix_request, poll, records, serve
 
 pytestmark = pytest.mark.slow
 
-BENTOML = str(Path(sys.executable).parent / "bentoml")
 WORKER_MODULE = "_bentoml_impl.worker.service"
 RECOVERY_BOUND = 60.0  # seconds: circus looks at its workers every 10 s, a worker starts in a few
 PATIENT = features.EXAMPLE_PATIENT
@@ -38,20 +34,6 @@ PATIENT_ROW = features.encode([features.validate(PATIENT)])
 INFER_FEW = matrix_request(np.repeat(PATIENT_ROW, 3, axis=0))
 THOUSAND = records(1000, seed=5)
 INFER_THOUSAND = matrix_request(features.encode([features.validate(r) for r in THOUSAND]))
-
-
-def serve(home: Path, tmp_path: Path, ready_path: str = "/readyz", **env: str) -> servers.Server:
-    """`bentoml serve` of the source tree on the BentoML home `home`, with READMISSION_*/BentoML variables."""
-    port = servers.free_port()
-    command = [BENTOML, "serve", "bento.service:ReadmissionService", "--host", "127.0.0.1", "--port", str(port)]
-    return servers.start(command, port, bentoml_env(home) | env, tmp_path / "service.log", ready_path=ready_path)
-
-
-def copy_home(bento_home: dict, tmp_path: Path) -> Path:
-    """A private copy of the shared BentoML home (a few MB), free to damage."""
-    home = tmp_path / "bentoml-home"
-    shutil.copytree(bento_home["home"], home, ignore=shutil.ignore_patterns("prometheus*"))
-    return home
 
 
 def workers_of(server: servers.Server) -> set[int]:
@@ -125,7 +107,7 @@ class Load:
                 if result == "refused":
                     if self.stop_on_refused:
                         return
-                    time.sleep(0.1)
+                    time.sleep(0.1)  # pacing: no busy loop of refusals while nothing listens
 
     def start(self) -> Load:
         """Start the client threads."""
@@ -148,16 +130,6 @@ class Load:
             return list(self.outcomes)
 
 
-def wait_for(condition, timeout: float, step: float = 0.2) -> float | None:
-    """Seconds until `condition()` held, or None after `timeout`."""
-    began = time.monotonic()
-    while time.monotonic() - began < timeout:
-        if condition():
-            return time.monotonic() - began
-        time.sleep(step)
-    return None
-
-
 def since(start: float, **conditions: Callable[[], bool]) -> dict[str, float | None]:
     """For each named condition, seconds from `start` (monotonic) until it first held; None after RECOVERY_BOUND."""
     marks: dict[str, float | None] = dict.fromkeys(conditions)
@@ -165,7 +137,7 @@ def since(start: float, **conditions: Callable[[], bool]) -> dict[str, float | N
         for name, condition in conditions.items():
             if marks[name] is None and condition():
                 marks[name] = time.monotonic() - start
-        time.sleep(0.2)
+        time.sleep(0.2)  # the poll's interval
     return marks
 
 
@@ -198,10 +170,10 @@ def test_a_worker_killed_under_load_is_replaced_and_requests_succeed_again(
     env = {"READMISSION_WORKERS": str(workers)} | ({"BENTOML_CONTAINERIZED": "true"} if containerized else {})
     server = serve(copy_home(bento_home, tmp_path), tmp_path, **env)
     try:
-        assert wait_for(lambda: len(workers_of(server)) == workers, 30) is not None, workers_of(server)
+        poll(lambda: len(workers_of(server)) == workers, 30, f"{workers} worker(s) (now {workers_of(server)})")
         before = workers_of(server)
         load = Load(server.url, [("/predict", PATIENT), (INFER, INFER_FEW)], clients=4).start()
-        time.sleep(2)
+        poll(lambda: len(load.snapshot()) >= 8, 30, "the load's first 8 answers")  # requests in flight at the kill
         victim = min(before)
         os.kill(victim, signal.SIGKILL)
         killed = time.monotonic()
@@ -213,7 +185,7 @@ def test_a_worker_killed_under_load_is_replaced_and_requests_succeed_again(
             ready=lambda: status_of(server.url + "/readyz") == 200,
             served=lambda: any(o.sent > killed and o.result == 200 for o in load.snapshot()),
         )
-        time.sleep(3)  # steady again: every request from here on must succeed
+        time.sleep(3)  # holds the load 3 s more: the steady state after recovery, when every request must succeed
         steady_from = time.monotonic() - 2.5
         outcomes = load.stop()
         # the new worker serves the same model
@@ -307,7 +279,7 @@ def test_a_missing_or_corrupt_model_leaves_the_server_up_not_ready_and_refusing_
                     payload = answer.json()
                     assert "not loaded" in payload["error"], payload
                     assert not {"probability", "predictions", "outputs"} & set(payload), payload
-                time.sleep(1)
+                time.sleep(1)  # the point: it stays refusing over time, not just at the first look
             assert client.get("/livez").status_code == 200
     finally:
         server.stop()
@@ -335,12 +307,14 @@ def test_sigterm_under_load_lets_every_request_sent_before_it_finish(bento_home,
     batch = [("/predict/batch", THOUSAND), (INFER, INFER_THOUSAND), ("/predict", PATIENT)]
     load = Load(server.url, batch, clients=6, timeout=60, stop_on_refused=True).start()
     try:
-        time.sleep(3)
+        poll(lambda: len(load.snapshot()) >= 6, 60, "the load's first 6 answers")  # slow requests in flight now
         os.kill(server.process.pid, signal.SIGTERM)
         term = time.monotonic()
-        not_ready = wait_for(lambda: status_of(server.url + "/readyz", timeout=5) != 200, drain_seconds, step=0.1)
+        ready = server.url + "/readyz"
+        poll(lambda: status_of(ready, timeout=5) != 200, drain_seconds, "/readyz not 200 during the drain", 0.1)
         v2_not_ready = status_of(server.url + "/v2/health/ready", timeout=5)
-        exited = wait_for(lambda: server.process.poll() is not None, drain_seconds + 60)
+        poll(lambda: server.process.poll() is not None, drain_seconds + 60, "the server's exit after SIGTERM")
+        exited = time.monotonic() - term
         outcomes = load.stop()
     finally:
         server.stop()
@@ -348,10 +322,9 @@ def test_sigterm_under_load_lets_every_request_sent_before_it_finish(bento_home,
     after = Counter(o.result for o in outcomes if o.sent >= term)
     figure("requests sent before SIGTERM", dict(before))
     figure("requests sent after SIGTERM", dict(after))
-    figure("exit after SIGTERM (s)", f"{exited:.1f}" if exited is not None else "none")
-    assert exited is not None and server.process.returncode == 0, server.log_text()[-3000:]
+    figure("exit after SIGTERM (s)", f"{exited:.1f}")
+    assert server.process.returncode == 0, server.log_text()[-3000:]
     assert before and set(before) == {200}, before
-    assert not_ready is not None, "/readyz stayed 200 during the drain"
     assert v2_not_ready != 200, "/v2/health/ready stayed 200 during the drain"
     assert "SIGTERM: not ready, draining" in server.log_text()
     # during the drain the service answers as usual; after it, nothing but refusals and late resets
@@ -383,14 +356,14 @@ class GrpcLoad:
         while not self._stop.is_set():
             sent = time.monotonic()
             try:
-                client.infer("readmission", [tensor], client_timeout=30)
+                client.infer(MODEL, [tensor], client_timeout=30)
                 result: int | str = "OK"
             except InferenceServerException as error:
                 result = str(error.status())
             with self._lock:
                 self.outcomes.append(Outcome(sent, time.monotonic(), result))
             if result != "OK":
-                time.sleep(0.1)
+                time.sleep(0.1)  # pacing: no busy loop of failed calls
         client.close()
 
     def start(self) -> GrpcLoad:
@@ -431,18 +404,17 @@ def test_sigterm_turns_grpc_health_not_serving_and_lets_calls_sent_before_it_fin
     assert grpc_health(address) == 1  # SERVING
     load = GrpcLoad(address, clients=4).start()
     try:
-        assert wait_for(lambda: len(load.snapshot()) >= 8, 30) is not None
+        poll(lambda: len(load.snapshot()) >= 8, 30, "the gRPC load's first 8 answers")
         os.kill(server.process.pid, signal.SIGTERM)
         term = time.monotonic()
-        not_serving = wait_for(lambda: grpc_health(address) == 2, 4, step=0.1)  # NOT_SERVING while draining
-        exited = wait_for(lambda: server.process.poll() is not None, 60)
+        poll(lambda: grpc_health(address) == 2, 4, "gRPC health NOT_SERVING during the drain", 0.1)
+        poll(lambda: server.process.poll() is not None, 60, "the server's exit after SIGTERM")
         outcomes = load.stop()
     finally:
         server.stop()
     before = Counter(o.result for o in outcomes if o.sent < term)
     figure("gRPC calls sent before SIGTERM", dict(before))
-    assert not_serving is not None, "gRPC health stayed SERVING during the drain"
-    assert exited is not None and server.process.returncode == 0, server.log_text()[-3000:]
+    assert server.process.returncode == 0, server.log_text()[-3000:]
     assert before and set(before) == {"OK"}, before
 
 
@@ -459,7 +431,7 @@ def test_grpc_serves_again_after_its_worker_is_killed(bento_home, tmp_path, figu
             serving=lambda: bool(workers_of(server) - {worker}) and grpc_health(address) == 1,
         )
         load = GrpcLoad(address, clients=2).start()
-        assert wait_for(lambda: sum(o.result == "OK" for o in load.snapshot()) >= 4, 30) is not None
+        poll(lambda: sum(o.result == "OK" for o in load.snapshot()) >= 4, 30, "4 gRPC calls answered OK")
         load.stop()
     finally:
         server.stop()

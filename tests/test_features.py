@@ -4,17 +4,7 @@ import numpy as np
 import pytest
 
 from bento import features, icd9
-
-SEED_EXAMPLE = {
-    "admission_type_id": 2.0, "discharge_disposition_id": 1.0, "admission_source_id": 7.0, "time_in_hospital": 3.0,
-    "num_lab_procedures": 40.0, "num_procedures": 1.0, "num_medications": 13.0, "number_outpatient": 0.0,
-    "number_emergency": 0.0, "number_inpatient": 0.0, "number_diagnoses": 9.0, "race_Asian": 0.0,
-    "race_Caucasian": 1.0, "race_Other": 0.0, "age_[10-20)": 0.0, "age_[20-30)": 0.0, "age_[40-50)": 0.0,
-    "age_[50-60)": 1.0, "age_[70-80)": 0.0, "age_[80-90)": 0.0, "age_[90-100)": 0.0, "A1Cresult_>8": 0.0,
-    "A1Cresult_Norm": 1.0,
-}  # fmt: skip
-
-RECORD = features.EXAMPLE_PATIENT
+from tests.helpers import RECORD, SEED_EXAMPLE
 
 
 def test_every_raw_field_of_the_data_is_specified():

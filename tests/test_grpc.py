@@ -22,7 +22,7 @@ from tritonclient.grpc import service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from bento import features
-from tests.test_v2 import INFER, MODEL, WIDTH, field_request, matrix_request, records
+from tests.helpers import INFER, MODEL, WIDTH, field_request, matrix_request, records
 
 TOLERANCE = 1e-6
 ROWS = features.encode([features.validate(r) for r in records(20, seed=3)])

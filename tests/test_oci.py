@@ -17,6 +17,8 @@ import httpx
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.package_index  # the image's build installs the Bento's requirements from PyPI
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 OCI_STATE = REPO / ".readmission" / "oci"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bento import features
-from tests.test_features import RECORD, SEED_EXAMPLE
+from tests.helpers import RECORD, SEED_EXAMPLE
 
 
 def test_seed_example_gets_a_probability_label_band_and_model(client, local):

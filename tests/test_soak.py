@@ -18,7 +18,7 @@ import pytest
 
 from loadtest import encounters, logscan, soak
 from tests import servers
-from tests.conftest import bentoml_env
+from tests.helpers import bentoml_env
 
 REPO = Path(__file__).resolve().parents[1]
 SOAK = REPO / "loadtest" / "soak.py"

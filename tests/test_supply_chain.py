@@ -116,6 +116,7 @@ def test_secret_check_catches_a_committed_secret(tmp_path):
 # --- dependency audit ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.package_index
 def test_locked_pins_have_no_known_vulnerabilities(figure):
     status = audit.main(["--report", str(REPORT)])
     report = json.loads(REPORT.read_text())
@@ -164,6 +165,7 @@ def test_pypi_latest_source_settles_only_latest_releases():
     assert errors == []
 
 
+@pytest.mark.package_index
 def test_pypi_latest_source_flags_a_live_advisory():
     # ecdsa's maintainers do not fix the Minerva timing attack (CVE-2024-23342): its latest release stays affected
     try:

@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from bento import features
 from tests import sample_data
-from tests.conftest import train_into
+from tests.helpers import train_into
 from training import cli, registry, train
 from training.settings import MODEL_NAME
 

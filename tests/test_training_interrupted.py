@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import bentoml_env
+from tests.helpers import bentoml_env
 from training.settings import CHAMPION, MODEL_NAME
 
 BIN = Path(sys.executable).parent

@@ -15,7 +15,7 @@ import pytest
 
 from bento import features
 from tests import servers
-from tests.test_ui_form import CSV
+from tests.helpers import CSV
 from ui import batch
 from ui.client import Client
 from ui.result import BANDS, percent

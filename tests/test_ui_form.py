@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from bento import features
 from tests import servers
+from tests.helpers import CSV
 from ui import batch, form
 from ui.client import Client, ServiceError
 from ui.settings import Settings
@@ -235,18 +236,6 @@ def test_settings_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("READMISSION_UI_TIMEOUT", "0")
     with pytest.raises(ValueError, match="READMISSION_UI_TIMEOUT"):
         Settings.from_env()
-
-
-CSV = (
-    "encounter_id,patient_nbr,race,gender,age,weight,admission_type_id,discharge_disposition_id,admission_source_id,"
-    "time_in_hospital,payer_code,medical_specialty,num_lab_procedures,num_procedures,num_medications,"
-    "number_outpatient,number_emergency,number_inpatient,diag_1,diag_2,diag_3,number_diagnoses,max_glu_serum,"
-    "A1Cresult,insulin,change,diabetesMed,readmitted\n"
-    "1,11,Caucasian,Female,[70-80),?,1,1,7,5,MC,?,44,1,18,0,1,2,428,250.02,V45,9,None,>8,Up,Ch,Yes,<30\n"
-    "2,12,AfricanAmerican,Male,[50-60),?,3,1,1,20,?,Cardiology,30,0,10,0,0,0,414,401,?,5,None,None,No,No,No,NO\n"
-    "3,13,?,Unknown/Invalid,[60-70),?,1,11,7,3,?,?,20,0,5,0,0,0,42X,?,?,3,None,None,No,No,No,NO\n"
-    "4,14,Asian,Male,[40-50),?,2,1,7,2,?,?,12,0,8,0,0,1,V57,?,?,4,Norm,Norm,Steady,No,Yes,NO\n"
-)
 
 
 def test_a_csv_is_checked_row_by_row_with_the_reasons():

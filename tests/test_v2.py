@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import random
 import struct
 from typing import Any
 
@@ -13,42 +11,22 @@ import pytest
 
 from bento import features
 from bento.predictor import Predictor
-from tests.test_features import RECORD, SEED_EXAMPLE
-
-MODEL = "readmission"
-INFER = f"/v2/models/{MODEL}/infer"
-WIDTH = len(features.COLUMNS)
-HEADER = "Inference-Header-Content-Length"
-ICD9_EXAMPLES = ("428", "250.83", "414", "786", "V57", "E885", "38", "250.02", "682", "599")
-FIELD_DATATYPES = {
-    features.Kind.NUMBER: "FP64",
-    features.Kind.CODE: "INT64",
-    features.Kind.CATEGORY: "BYTES",
-    features.Kind.ICD9: "BYTES",
-}
-
-
-def records(count: int, seed: int = 11) -> list[dict[str, Any]]:
-    """`count` valid clinical records drawn from the feature spec."""
-    rng = random.Random(seed)
-    out = []
-    for _ in range(count):
-        record: dict[str, Any] = {}
-        for f in features.FIELDS:
-            if f.kind is features.Kind.NUMBER:
-                record[f.name] = rng.randint(int(f.minimum or 0), min(int(f.maximum or 10), 40))
-            elif f.kind is features.Kind.CODE:
-                record[f.name] = rng.choice([v for v in f.values if v not in f.out_of_scope])
-            elif f.kind is features.Kind.CATEGORY:
-                record[f.name] = rng.choice(f.values)
-            else:
-                record[f.name] = rng.choice(ICD9_EXAMPLES)
-        out.append(record)
-    return out
-
-
-def matrix_of(patients: list[dict[str, Any]]) -> np.ndarray:
-    return features.encode([features.validate(p) for p in patients])
+from tests.helpers import (
+    FIELD_DATATYPES,
+    HEADER,
+    INFER,
+    MODEL,
+    RECORD,
+    SEED_EXAMPLE,
+    WIDTH,
+    binary_body,
+    binary_matrix,
+    decode_binary_response,
+    field_request,
+    matrix_of,
+    matrix_request,
+    records,
+)
 
 
 def two_rows() -> np.ndarray:
@@ -56,61 +34,8 @@ def two_rows() -> np.ndarray:
     return np.vstack([features.vector_from_encoded(SEED_EXAMPLE)[None, :], matrix_of([RECORD])])
 
 
-def json_data(matrix: np.ndarray) -> list[Any]:
-    """Row-major flat data with NaN (missing) as JSON null."""
-    return [None if np.isnan(v) else float(v) for v in matrix.ravel().tolist()]
-
-
-def matrix_request(matrix: np.ndarray, datatype: str = "FP32", **extra: Any) -> dict[str, Any]:
-    tensor = {"name": "input-0", "datatype": datatype, "shape": list(matrix.shape), "data": json_data(matrix)}
-    return {"inputs": [tensor], **extra}
-
-
-def field_request(patients: list[dict[str, Any]], shape_2d: bool = False) -> dict[str, Any]:
-    inputs = []
-    for f in features.FIELDS:
-        values = [p.get(f.name) for p in patients]
-        shape = [len(values), 1] if shape_2d else [len(values)]
-        inputs.append({"name": f.name, "datatype": FIELD_DATATYPES[f.kind], "shape": shape, "data": values})
-    return {"parameters": {"content_type": "pd"}, "inputs": inputs}
-
-
-def binary_body(header: dict[str, Any], chunks: list[bytes]) -> tuple[bytes, dict[str, str]]:
-    raw = json.dumps(header).encode()
-    return raw + b"".join(chunks), {HEADER: str(len(raw)), "content-type": "application/octet-stream"}
-
-
-def binary_matrix(matrix: np.ndarray, **extra: Any) -> tuple[bytes, dict[str, str]]:
-    chunk = np.ascontiguousarray(matrix, dtype="<f4").tobytes()
-    tensor = {
-        "name": "input-0",
-        "datatype": "FP32",
-        "shape": list(matrix.shape),
-        "parameters": {"binary_data_size": len(chunk)},
-    }
-    return binary_body({"inputs": [tensor], **extra}, [chunk])
-
-
 def outputs_of(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {o["name"]: o for o in body["outputs"]}
-
-
-def decode_binary_response(response: httpx.Response) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """The JSON header of a binary-extension response and its binary outputs as arrays."""
-    length = int(response.headers[HEADER])
-    header = json.loads(response.content[:length])
-    dtypes = {"FP32": "<f4", "INT64": "<i8"}
-    arrays, offset = {}, length
-    for output in header["outputs"]:
-        size = (output.get("parameters") or {}).get("binary_data_size")
-        if size is None:
-            continue
-        arrays[output["name"]] = np.frombuffer(
-            response.content[offset : offset + size], dtype=dtypes[output["datatype"]]
-        )
-        offset += size
-    assert offset == len(response.content)
-    return header, arrays
 
 
 def assert_predictions(body: dict[str, Any], local: Predictor, matrix: np.ndarray) -> None:
@@ -154,7 +79,11 @@ def test_model_metadata_lists_every_input_and_output(client, local):
     assert inputs["input-0"]["datatype"] == "FP32"
     for f in features.FIELDS:
         assert inputs[f.name]["datatype"] == FIELD_DATATYPES[f.kind]
-    assert {t["name"]: t["datatype"] for t in body["outputs"]} == {"probability": "FP32", "label": "INT64"}
+    assert {t["name"]: t["datatype"] for t in body["outputs"]} == {
+        "probability": "FP32",
+        "label": "INT64",
+        "prediction_id": "BYTES",
+    }
     assert body["parameters"]["columns"] == list(features.COLUMNS)
 
 

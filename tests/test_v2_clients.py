@@ -19,14 +19,12 @@ import pytest
 
 from bento import features
 from bento.predictor import Predictor
-from tests.test_features import RECORD, SEED_EXAMPLE
-from tests.test_v2 import FIELD_DATATYPES, matrix_of, records
+from tests.helpers import FIELD_DATATYPES, MODEL, RECORD, SEED_EXAMPLE, matrix_of, records
 
 REPO = Path(__file__).resolve().parents[1]
 KSERVE_VENV = REPO / ".venv-kserve"
 KSERVE_VERSION = "0.21.0"
 KSERVE_SCRIPT = Path(__file__).with_name("kserve_client_check.py")
-MODEL = "readmission"
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +153,7 @@ def kserve_python() -> Path:
     return python
 
 
+@pytest.mark.package_index  # the kserve SDK's venv is installed from PyPI on first use
 def test_kserve_sdk_rest_and_grpc_clients_v2(kserve_python, service, local, matrix):
     patients = [RECORD, *records(4, seed=8)]
     request = {

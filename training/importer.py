@@ -17,8 +17,6 @@ from bento.predictor import BOOSTER_FILE, METADATA_FILE
 from training import compiler, registry
 from training.settings import MODEL_NAME, TrainingSettings
 
-BENTO_MODEL_NAME = "readmission"
-
 
 def import_model(alias_or_version: str, settings: TrainingSettings) -> str:
     """Copy `models:/readmission@alias` (or a version) into the BentoML store; return the new tag.
@@ -52,7 +50,7 @@ def import_model(alias_or_version: str, settings: TrainingSettings) -> str:
             print(f"warning: the model is not compiled ({error}); the service will score with xgboost", file=sys.stderr)
             backend = "xgboost"
         with bentoml.models.create(
-            BENTO_MODEL_NAME,
+            MODEL_NAME,
             labels={"mlflow_version": str(version.version), "source": f"mlflow-{alias_or_version}"},
             metadata={
                 "mlflow_model_name": MODEL_NAME,

