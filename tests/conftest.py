@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import sample_data, servers
+from tests import postgres_server, sample_data, servers
 from tests.helpers import bentoml_env, grpc_env, package_index_problem, train_into
 from training.settings import data_file
 
@@ -94,6 +94,17 @@ def service(bento_home, tmp_path_factory):
     server.grpc = address
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server (tests/postgres_server.py) for the session; skips where it is not installed."""
+    problem = postgres_server.missing()
+    if problem is not None:
+        pytest.skip(problem)
+    server = postgres_server.start_server()
+    yield server
+    server.destroy()
 
 
 _FIGURES: dict[str, str] = {}

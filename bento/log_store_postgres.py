@@ -1,0 +1,157 @@
+"""The prediction log in PostgreSQL (READMISSION_PREDICTION_LOG=postgresql://...): the tables and semantics of
+bento/log_store.py's SQLiteStore, for services whose replicas share one log.
+
+One connection per store, opened on first use and opened again after a failure, so a database that was down is
+written again, without restarting the service, as soon as it is back; a short connect timeout keeps the writer
+thread from hanging on an unreachable server. A lock serialises the threads that use the store (the writer, the
+feedback handler, live performance). The URL may hold a password: only the host, port and database are named in
+logs and errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from bento.log_store import Labelled, Recorded, StoreError, check_outcomes, labelled_of, rows_of
+
+if TYPE_CHECKING:
+    from bento.prediction_log import ScoredBatch
+
+logger = logging.getLogger("readmission")
+T = TypeVar("T")
+CONNECT_SECONDS = 3
+SCHEMA_LOCK = 0x7265_6164_6D69  # pg_advisory_xact_lock key: workers starting together create the tables once
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS predictions (
+        id TEXT PRIMARY KEY,
+        time DOUBLE PRECISION NOT NULL,
+        model_version TEXT NOT NULL,
+        probability DOUBLE PRECISION NOT NULL,
+        label INTEGER NOT NULL,
+        features BYTEA
+    )""",
+    "CREATE INDEX IF NOT EXISTS predictions_with_features ON predictions (time) WHERE features IS NOT NULL",
+    """CREATE TABLE IF NOT EXISTS outcomes (
+        prediction_id TEXT PRIMARY KEY,
+        readmitted INTEGER NOT NULL,
+        time DOUBLE PRECISION NOT NULL
+    )""",
+)
+COLUMN_TYPES = ("text", "float8", "text", "float8", "int4", "bytea")
+
+
+def where_of(url: str) -> str:
+    """host:port/database of a connection URL, without user or password."""
+    try:
+        parts = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "(an unreadable URL)"
+    return f"{parts.get('host', 'localhost')}:{parts.get('port', 5432)}/{parts.get('dbname', '')}"
+
+
+class PostgresStore:
+    """The prediction log in a PostgreSQL database: one connection, reopened after failures."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self.where = where_of(url)
+        self._connection: psycopg.Connection | None = None
+        self._lock = threading.Lock()
+
+    def _connect(self) -> psycopg.Connection:
+        """The open connection, or a new one with the schema created."""
+        if self._connection is not None and not self._connection.closed:
+            return self._connection
+        connection = psycopg.connect(
+            self._url, autocommit=True, connect_timeout=CONNECT_SECONDS, keepalives=1, keepalives_idle=10
+        )
+        try:
+            with connection.transaction(), connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+                for statement in SCHEMA:
+                    cursor.execute(statement)
+        except psycopg.Error:
+            connection.close()
+            raise
+        logger.info("prediction log: connected to PostgreSQL %s", self.where)
+        self._connection = connection
+        return connection
+
+    def _transaction(self, work: Callable[[psycopg.Cursor], T]) -> T:
+        with self._lock:
+            try:
+                connection = self._connect()
+                with connection.transaction(), connection.cursor() as cursor:
+                    return work(cursor)
+            except psycopg.Error as error:
+                if self._connection is not None and (self._connection.broken or self._connection.closed):
+                    self._connection.close()
+                    self._connection = None  # the next call connects again
+                raise StoreError(f"PostgreSQL {self.where}: {str(error).strip()}") from error
+
+    def append(self, batches: Sequence[ScoredBatch], keep_features: bool) -> None:
+        """Add the scored rows in one transaction (COPY)."""
+        rows = rows_of(batches, keep_features)
+
+        def work(cursor: psycopg.Cursor) -> None:
+            columns = "id, time, model_version, probability, label, features"
+            with cursor.copy(f"COPY predictions ({columns}) FROM STDIN") as copy:
+                copy.set_types(list(COLUMN_TYPES))
+                for row in rows:
+                    copy.write_row(row)
+
+        self._transaction(work)
+
+    def record_outcomes(self, outcomes: dict[str, int], now: float) -> Recorded:
+        """Record true outcomes in one transaction: all or none. The predictions named are locked first, so
+        concurrent calls about the same predictions take turns."""
+        ids = list(outcomes)
+
+        def work(cursor: psycopg.Cursor) -> Recorded:
+            cursor.execute("SELECT id FROM predictions WHERE id = ANY(%s) FOR UPDATE", (ids,))
+            known = {prediction_id for (prediction_id,) in cursor.fetchall()}
+            cursor.execute("SELECT prediction_id, readmitted FROM outcomes WHERE prediction_id = ANY(%s)", (ids,))
+            recorded = dict(cursor.fetchall())
+            result = check_outcomes(outcomes, known, recorded)
+            cursor.executemany(
+                "INSERT INTO outcomes VALUES (%s, %s, %s)",
+                [(i, outcome, now) for i, outcome in outcomes.items() if i not in recorded],
+            )
+            return result
+
+        return self._transaction(work)
+
+    def labelled(self, since: float) -> Labelled:
+        """Predictions made since `since` that have an outcome."""
+        query = (
+            "SELECT p.id, p.model_version, p.time, p.probability, p.label, o.readmitted "
+            "FROM outcomes o JOIN predictions p ON p.id = o.prediction_id WHERE p.time >= %s"
+        )
+
+        def work(cursor: psycopg.Cursor) -> list[tuple]:
+            cursor.execute(query, (since,))
+            return cursor.fetchall()
+
+        return labelled_of(self._transaction(work))
+
+    def purge_features(self, before: float) -> int:
+        """Erase the encoded rows of predictions made before `before`."""
+
+        def work(cursor: psycopg.Cursor) -> int:
+            cursor.execute("UPDATE predictions SET features = NULL WHERE features IS NOT NULL AND time < %s", (before,))
+            return cursor.rowcount
+
+        return self._transaction(work)
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
