@@ -12,15 +12,24 @@ export BENTOML_DO_NOT_TRACK := true
 # The service's gRPC port (8081) listens where its HTTP port does here: on loopback.
 export READMISSION_GRPC_HOST ?= 127.0.0.1
 
-.PHONY: venv up serve train import build ui loadtest soak test lint format bench deploy oci oci-test prometheus audit clean
+.PHONY: venv lock up serve train import build ui loadtest soak test lint format bench deploy oci oci-test prometheus audit clean
 
+# Every version comes from uv.lock: constraints.txt is its export (all extras, sha256 of every file), installed in
+# pip's hash-checking mode (pip itself included); then the project, editable, without dependencies.
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet --constraint constraints.txt --editable '.[serve,train,ui,loadtest,dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes --requirement constraints.txt
+	$(BIN)/pip install --quiet --no-deps --editable .
 	touch $@
 
 venv: $(BIN)/.installed
+
+# Re-lock after a change to pyproject.toml's dependencies, keeping every locked version, and rewrite the files
+# exported from uv.lock (constraints.txt, bento/, ui/ and loadtest/requirements.txt). A new version of a package:
+# `make lock UPGRADE=name==version` (UPGRADE=name: its latest release; several: space-separated).
+UPGRADE ?=
+lock: venv
+	$(BIN)/python .ci/lock.py $(foreach package,$(UPGRADE),--upgrade $(package))
 
 # Each step leaves a stamp, so `make up` retrains, re-imports or rebuilds only what changed.
 $(STATE)/trained.stamp: $(BIN)/.installed $(wildcard training/*.py) $(wildcard bento/feature*.py) bento/icd9.py
@@ -101,7 +110,7 @@ format: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# Known vulnerabilities in the locked requirements (.ci/audit.py says which sources work here); JSON report.
+# Known vulnerabilities in every version uv.lock pins (.ci/audit.py says which sources work here); JSON report.
 audit: venv
 	$(BIN)/python .ci/audit.py --report $(STATE)/audit.json
 

@@ -2,8 +2,10 @@
 
     python .ci/audit.py [--report .readmission/audit.json] [--offline] [FILE ...]
 
-Pins come from constraints.txt, pyproject.toml (every extra) and bento/requirements.txt. What this
-machine and CI can reach decides the sources (the report says which ran and why the others did not):
+Pins come from uv.lock: every package it locks, the one source of versions (constraints.txt,
+bento/requirements.txt, ui/ and loadtest/requirements.txt are exported from it; .ci/lock.py). Requirement
+files named on the command line are read instead. What this machine and CI can reach decides the sources
+(the report says which ran and why the others did not):
 
 - `pypi-latest`: PyPI's project JSON (`/pypi/NAME/json`). Its `vulnerabilities` are PyPI's own match of the
   OSV / PyPA advisory database against the *latest* release, so they settle a pin that is the latest
@@ -43,7 +45,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 ROOT = Path(__file__).resolve().parents[1]
-LOCKED_FILES = ("constraints.txt", "pyproject.toml", "bento/requirements.txt")
+LOCKED_FILES = ("uv.lock",)
 DEFAULT_REPORT = ROOT / ".readmission" / "audit.json"
 PYPI = "https://pypi.org/pypi"
 OSV_QUERY = "https://api.osv.dev/v1/query"
@@ -75,8 +77,8 @@ class Finding:
 
 def pins_of_line(line: str) -> tuple[str, str] | None:
     """(canonical name, version) of an exact `name==version` requirement, None for anything else."""
-    try:
-        requirement = Requirement(line.split("#", 1)[0].strip())
+    try:  # a hashed requirement continues on the next lines: `name==version ; marker \`
+        requirement = Requirement(line.split("#", 1)[0].strip().removesuffix("\\").strip())
     except InvalidRequirement:  # blank lines, comments, pip options such as -c or --extra-index-url
         return None
     specifiers = list(requirement.specifier)
@@ -90,7 +92,13 @@ def read_pins(paths: Iterable[Path]) -> tuple[dict[str, Pin], list[str]]:
     pins: dict[str, Pin] = {}
     problems: list[str] = []
     for path in paths:
-        if path.suffix == ".toml":
+        if path.name == "uv.lock":
+            packages = tomllib.loads(path.read_text())["package"]
+            local = {"editable", "virtual", "directory"}  # the project itself: no release to audit
+            lines = [
+                f"{p['name']}=={p['version']}" for p in packages if "version" in p and not local & set(p["source"])
+            ]
+        elif path.suffix == ".toml":
             project = tomllib.loads(path.read_text())["project"]
             lines = [*project.get("dependencies", [])]
             for extra in project.get("optional-dependencies", {}).values():

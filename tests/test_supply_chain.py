@@ -1,4 +1,5 @@
-"""Supply chain: no secrets in tracked files, no known-vulnerable pins (the audit of .ci/audit.py)."""
+"""Supply chain: no secrets in tracked files, one source of versions (uv.lock, .ci/lock.py), no known-vulnerable
+pins (the audit of .ci/audit.py)."""
 
 import importlib.util
 import json
@@ -15,15 +16,16 @@ REPO = Path(__file__).resolve().parents[1]
 REPORT = REPO / ".readmission" / "audit.json"
 
 
-def _load_audit():
-    spec = importlib.util.spec_from_file_location("ci_audit", REPO / ".ci" / "audit.py")
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"ci_{name}", REPO / ".ci" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
 
-audit = _load_audit()
+audit = _load("audit")
+lock = _load("lock")
 
 
 def tracked_files() -> list[Path]:
@@ -121,7 +123,7 @@ def test_locked_pins_have_no_known_vulnerabilities(figure):
     status = audit.main(["--report", str(REPORT)])
     report = json.loads(REPORT.read_text())
     assert not report["inconsistent_pins"]
-    assert not report["findings"], "known vulnerabilities: update these pins (pyproject.toml, constraints.txt)"
+    assert not report["findings"], "known vulnerabilities: update these pins (`make lock UPGRADE=name==version`)"
     assert status == 0
     assert report["pins"] > 150
     sources = report["sources"]
@@ -178,8 +180,78 @@ def test_pypi_latest_source_flags_a_live_advisory():
     assert any("CVE-2024-23342" in f.aliases for f in findings)
 
 
-def test_pins_are_read_from_every_locked_file():
-    pins, problems = audit.read_pins([REPO / name for name in audit.LOCKED_FILES])
+def test_audit_reads_every_pin_of_the_lock():
+    assert audit.LOCKED_FILES == ("uv.lock",)
+    pins, problems = audit.read_pins([REPO / "uv.lock"])
     assert not problems
-    assert pins["bentoml"].files == ["constraints.txt", "pyproject.toml", "bento/requirements.txt"]
+    assert {name: pin.version for name, pin in pins.items()} == lock.locked_versions()
+    assert "readmission" not in pins  # the project itself is no release
+    assert pins["bentoml"].files == ["uv.lock"]
     assert pins["detect-secrets"].version and pins["pip-audit"].version
+    # the hashed exports read the same (a pin's hashes continue on the lines after it)
+    exported, problems = audit.read_pins([REPO / "constraints.txt"])
+    assert not problems
+    assert {name: pin.version for name, pin in exported.items()} == {name: pin.version for name, pin in pins.items()}
+
+
+# --- one source of versions ----------------------------------------------------------------------------------
+
+
+def test_lock_satisfies_pyproject_and_every_export_is_current():
+    assert lock.check() == []
+
+
+def test_exports_pin_locked_versions_with_hashes():
+    # the same agreement as above without uv: every requirement of every export is a locked version, hashed
+    locked = lock.locked_versions()
+    for name in lock.EXPORTS:
+        text = (REPO / name).read_text()
+        requirements = [r for r in text.replace("\\\n", " ").splitlines() if r[:1].isalnum()]
+        assert requirements, name
+        for requirement in requirements:
+            package, version = audit.pins_of_line(requirement.split("--hash")[0]) or (requirement, None)
+            assert locked.get(package) == version, f"{name}: {requirement[:80]}"
+            assert "--hash=sha256:" in requirement, f"{name}: {package} has no hash"
+    serve = {line.split("==")[0] for line in (REPO / "bento/requirements.txt").read_text().splitlines()}
+    assert "xgboost-cpu" in serve and not serve & {"mlflow", "pandas", "scikit-learn", "kserve", "streamlit"}
+
+
+def _project_copy(tmp_path: Path) -> Path:
+    for name in ("pyproject.toml", "README.md", "uv.lock", *lock.EXPORTS):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text((REPO / name).read_text())
+    return tmp_path
+
+
+@pytest.mark.parametrize("name", list(lock.EXPORTS))
+@pytest.mark.parametrize("edit", ["version", "hash"])
+def test_lock_check_catches_an_export_edited_by_hand(tmp_path, name, edit):
+    root = _project_copy(tmp_path)
+    path = root / name
+    text = path.read_text()
+    if edit == "version":
+        assert "\nnumpy==2." in text  # the one dependency every export holds
+        changed = text.replace("\nnumpy==2.", "\nnumpy==1.", 1)
+    else:
+        start = text.index("--hash=sha256:") + len("--hash=sha256:")
+        changed = text[:start] + ("0" if text[start] != "0" else "1") + text[start + 1 :]
+    path.write_text(changed)
+    assert lock.check(root) == [f"{name} is not uv.lock's export (edited by hand? run `make lock`)"]
+
+
+def test_lock_check_catches_an_exact_pin_in_pyproject(tmp_path):
+    root = _project_copy(tmp_path)
+    pyproject = root / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('"bentoml>=', '"bentoml==', 1))
+    problems = lock.check(root)
+    assert problems[0].startswith("pyproject.toml pins 'bentoml==")
+    assert problems[1:] == [p for p in problems if p.startswith("uv.lock does not satisfy")]  # it records the specifier
+
+
+def test_lock_check_catches_a_lock_behind_pyproject(tmp_path):
+    root = _project_copy(tmp_path)
+    pyproject = root / "pyproject.toml"
+    locked = lock.locked_versions()["orjson"]
+    pyproject.write_text(pyproject.read_text().replace(f'"orjson>={locked}"', '"orjson>=999"', 1))
+    problems = lock.check(root)
+    assert len(problems) == 1 and problems[0].startswith("uv.lock does not satisfy pyproject.toml")
