@@ -47,6 +47,14 @@ async def _feedback(request: Request) -> Response:
     return await feedback.feedback(request, _core(request))
 
 
+async def _performance(request: Request) -> Response:
+    """Live performance per model version and window beside the training figures (bento/live.py)."""
+    live = request.app.state.monitoring.live
+    if live is None:
+        raise RequestError(Reason.STORE_UNAVAILABLE, "the prediction log is off (READMISSION_PREDICTION_LOG=off)")
+    return FastJSONResponse(live.latest().as_json())
+
+
 async def _health(request: Request) -> Response:
     """The original design's health check: status and the served model."""
     core = _core(request)
@@ -98,6 +106,7 @@ ROUTES = [
     Route("/predict", _predict, methods=["POST"]),
     Route("/predict/batch", _predict_batch, methods=["POST"]),
     Route("/feedback", _feedback, methods=["POST"]),
+    Route("/performance", _performance, methods=["GET"]),
     Route("/health", _health, methods=["GET"]),
     Route("/v2", _v2_server, methods=["GET"]),
     Route("/v2/health/live", _v2_live, methods=["GET"]),
@@ -170,7 +179,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     """The worker's prediction log and gRPC server, from start-up (the model is loaded by then) to after the
     drain; the log is written out last."""
     core: ScoringCore = app.state.core
-    monitoring = Monitoring(core)
+    monitoring = app.state.monitoring = Monitoring(core)
     monitoring.start()
     server = await grpc_server.start(core) if core.settings.grpc_port else None
     try:

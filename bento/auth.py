@@ -1,7 +1,7 @@
 """The optional bearer token of the prediction routes (READMISSION_API_TOKEN; unset: no check).
 
-Protected: `/predict`, `/predict/batch`, `/feedback` and everything under `/v2/models/` except the model readiness
-routes. Open: health and readiness (probes), `/v2`, `/metrics` (scraping) and `/openapi.json`. The token
+Protected: `/predict`, `/predict/batch`, `/feedback`, `/performance` and everything under `/v2/models/` except the
+model readiness routes. Open: health and readiness (probes), `/v2`, `/metrics` (scraping) and `/openapi.json`. The token
 is compared in constant time and never logged nor echoed.
 """
 
@@ -15,7 +15,7 @@ from bento.errors import Reason, RequestError
 
 SCHEME = "Bearer"
 CHALLENGE = {"WWW-Authenticate": SCHEME}
-_PREDICT = frozenset({"/predict", "/predict/batch", "/feedback"})
+_PREDICT = frozenset({"/predict", "/predict/batch", "/feedback", "/performance"})
 _MODEL_READY = re.compile(r"/v2/models/[^/]+(/versions/[^/]+)?/ready")
 MISSING = "a bearer token is required: send the header 'Authorization: Bearer <token>'"
 WRONG = "the bearer token is wrong"

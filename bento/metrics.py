@@ -225,8 +225,23 @@ def exposition() -> bytes:
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=directory)
     registry.register(ServiceProcesses(os.getppid()))
+    for collector in _worker_collectors:
+        registry.register(collector)
     return generate_latest(registry)
+
+
+def add_collector(collector: Collector) -> None:
+    """Report what `collector` yields at each scrape this worker answers (figures every worker computes alike)."""
+    _worker_collectors.append(collector)
+    _single_process.register(collector)
+
+
+def remove_collector(collector: Collector) -> None:
+    """Stop reporting `collector`."""
+    _worker_collectors.remove(collector)
+    _single_process.unregister(collector)
 
 
 _single_process = CollectorRegistry()
 _single_process.register(ServiceProcesses(os.getpid()))
+_worker_collectors: list[Collector] = []

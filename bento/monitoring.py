@@ -9,16 +9,19 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from bento import metrics
 from bento.core import ScoringCore
+from bento.live import LivePerformance
 from bento.log_store import open_store
 from bento.prediction_log import PredictionLog
+from bento.predictor import ModelInfo
 
 logger = logging.getLogger("readmission")
 CLOSE_SECONDS = 10.0  # at most this long to write the queue at shutdown
 
 
 class Monitoring:
-    """The worker's prediction log (None where READMISSION_PREDICTION_LOG is "off")."""
+    """The worker's prediction log and live performance (None where READMISSION_PREDICTION_LOG is "off")."""
 
     def __init__(self, core: ScoringCore) -> None:
         self.core = core
@@ -34,6 +37,11 @@ class Monitoring:
                 settings.prediction_log_retention_days,
             )
         )
+        self.live = None if store is None else LivePerformance(store, self._served, settings.monitor_seconds)
+
+    def _served(self) -> ModelInfo | None:
+        predictor = self.core.predictor
+        return None if predictor is None else predictor.info
 
     def start(self) -> None:
         """Log every prediction from now on."""
@@ -42,9 +50,15 @@ class Monitoring:
             return
         self.log.start()
         self.core.log = self.log
+        if self.live is not None:
+            self.live.start()
+            metrics.add_collector(self.live)
 
     async def stop(self) -> None:
         """Stop logging and write what is queued."""
         self.core.log = None
+        if self.live is not None:
+            metrics.remove_collector(self.live)
+            await asyncio.to_thread(self.live.stop, CLOSE_SECONDS)
         if self.log is not None:
             await asyncio.to_thread(self.log.close, CLOSE_SECONDS)

@@ -1,0 +1,59 @@
+"""bento/live.py in-process: a store that cannot be read, the thread's start and stop, the gauges it yields."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from bento.live import LivePerformance
+from bento.log_store import SQLiteStore
+from bento.prediction_log import PredictionIds, ScoredBatch
+from bento.predictor import ModelInfo
+from tests.helpers import poll
+
+INFO = ModelInfo(
+    name="readmission", version="5", run_id="", tag="readmission:t", threshold=0.3, prevalence=0.1, spec_hash="x",
+    test_metrics={"roc_auc": 0.7, "brier": 0.1, "threshold": 0.3, "recall": 0.4}, score_reference=[],
+)  # fmt: skip
+
+
+def _samples(live: LivePerformance) -> dict[tuple[str, ...], float]:
+    return {(f.name, *s.labels.values()): s.value for f in live.collect() for s in f.samples}
+
+
+def test_a_store_that_cannot_be_read_is_logged_and_the_training_figures_stay(tmp_path, caplog):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    live = LivePerformance(SQLiteStore(blocker / "log.db"), lambda: INFO, 60)  # its folder cannot be made
+    with caplog.at_level(logging.WARNING, logger="readmission"):
+        live.refresh()
+    assert "live performance: the prediction log cannot be read" in caplog.text
+    assert live.latest().computed_at is None and live.latest().live == {}
+    assert _samples(live) == {
+        ("readmission_training_metric", "5", "roc_auc"): 0.7,
+        ("readmission_training_metric", "5", "brier"): 0.1,
+    }
+
+
+def test_the_thread_recomputes_until_stopped(tmp_path):
+    store = SQLiteStore(tmp_path / "log.db")
+    live = LivePerformance(store, lambda: INFO, 0.05)
+    live.start()
+    first = poll(lambda: live.latest().computed_at, 10, "the first computation", interval=0.02)
+    assert _samples(live)[("readmission_live_metric", "5", "30d", "labelled_rows")] == 0
+    assert ("readmission_live_metric", "5", "30d", "roc_auc") not in _samples(live)  # absent, not zero
+    now = time.time()
+    batch = ScoredBatch(PredictionIds().take(4, now), now, "5", np.array([0.1, 0.2, 0.4, 0.8], dtype=np.float32),
+                        np.array([0, 0, 1, 1]), np.zeros((4, 1), dtype=np.float32))  # fmt: skip
+    store.append([batch], keep_features=False)
+    store.record_outcomes(dict(zip(batch.ids, [0, 1, 0, 1], strict=True)), now)
+    poll(lambda: live.latest().computed_at > first and live.latest().live["5"]["30d"]["labelled_rows"] == 4, 10,
+         "the outcomes in the figures", interval=0.02)  # fmt: skip
+    figures = _samples(live)
+    assert figures[("readmission_live_metric", "5", "90d", "roc_auc")] == 0.75
+    assert figures[("readmission_live_metric", "5", "90d", "precision")] == 0.5
+    live.stop(5)
+    assert not live._thread.is_alive()
+    store.close()
