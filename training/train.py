@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from bento import features, scores
-from training import data, evaluate, model, model_card, registry
+from training import data, evaluate, model, model_card, registry, seeds
 from training.settings import CHAMPION, MODEL_NAME, PROJECT_ROOT, TrainingSettings
 
 MODEL_CARD_PATH = PROJECT_ROOT / "docs" / "model-card.md"
@@ -94,6 +94,10 @@ def run(
         )
         importance = model.field_importance(trained.booster)
         training_seconds = time.monotonic() - started
+        other_seeds = [seed + 1 + i for i in range(seeds.EXTRA_SEEDS)]
+        _progress(started, f"training the same configuration on the splits of seeds {other_seeds}")
+        seed_aucs = {seed: xgb_eval.metrics["roc_auc"], **seeds.roc_aucs_by_seed(frame, other_seeds)}
+        seed_spread = {**seeds.spread(seed_aucs), "seed_spread_seconds": time.monotonic() - started - training_seconds}
 
         mlflow.log_params(
             {
@@ -111,6 +115,7 @@ def run(
         mlflow.log_metrics({f"test_{k}": v for k, v in xgb_eval.metrics.items()})
         mlflow.log_metrics({f"baseline_test_{k}": v for k, v in baseline_eval.metrics.items()})
         mlflow.log_metrics({"validation_roc_auc": trained.validation_auc, "training_seconds": training_seconds})
+        mlflow.log_metrics({**seed_spread, **{f"seed_{s}_test_roc_auc": auc for s, auc in seed_aucs.items()}})
 
         info = {
             "model_name": MODEL_NAME,
@@ -124,6 +129,7 @@ def run(
             "validation_rows": len(parts.validation),
             "test_rows": len(parts.test),
             "best_iteration": trained.best_iteration,
+            "seed_aucs": seed_aucs,
         }
         metadata = {
             "spec_hash": features.spec_hash(),
@@ -145,7 +151,7 @@ def run(
                 evaluate.plot_curves(
                     y_test, {"XGBoost": test_probability, "logistic baseline": baseline_probability}, out / "roc_pr.png"
                 ),
-                evaluate.plot_reliability(y_test, test_probability, out / "reliability.png"),
+                evaluate.plot_reliability({"XGBoost": (y_test, test_probability)}, out / "reliability.png"),
             ]
             model_uri = registry.log_model(trained.booster, metadata, files)
             registered = registry.register(model_uri, run_id, xgb_eval.metrics["roc_auc"], force)
