@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
+from bento.log_store import StoreError
 from training import data, registry
 from training.settings import MODEL_NAME, TrainingSettings
 
@@ -33,6 +35,12 @@ def _evaluate(args: argparse.Namespace, settings: TrainingSettings) -> None:
     print(model_card.metrics_table(test, baseline))
 
 
+def _monitor(args: argparse.Namespace, settings: TrainingSettings) -> None:
+    from training import monitor
+
+    monitor.run(settings, args.plot)
+
+
 def _import(args: argparse.Namespace, settings: TrainingSettings) -> None:
     from training import importer
 
@@ -59,6 +67,9 @@ def parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="print the test metrics of a registered version")
     evaluate.add_argument("version", nargs="?", default="champion", help="version number or alias (default champion)")
     evaluate.set_defaults(handler=_evaluate)
+    monitor = commands.add_parser("monitor", help="live performance from the prediction log beside training's")
+    monitor.add_argument("--plot", type=Path, help="the reliability plot (default $READMISSION_HOME/monitor/)")
+    monitor.set_defaults(handler=_monitor)
     imports = commands.add_parser("import", help="copy a registered model into the BentoML model store")
     imports.add_argument("--alias", default="champion", help="alias or version to import (default champion)")
     imports.set_defaults(handler=_import)
@@ -70,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         args.handler(args, TrainingSettings.from_env())
-    except (data.DataError, registry.RegistryError) as error:
+    except (data.DataError, registry.RegistryError, StoreError) as error:
         print(f"readmission {args.command}: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
