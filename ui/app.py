@@ -10,7 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from bento import features
-from ui import batch, form, result
+from ui import batch, form, performance, result
 from ui.client import Client, ServiceError
 from ui.settings import Settings
 
@@ -33,6 +33,7 @@ def main() -> None:
         many_patients(Client(settings), settings.batch_rows)
     with about:
         result.model_card(settings.model_card)
+        performance.live_performance(Client(settings))
         st.caption(f"Prediction service: {settings.api_url} (timeout {settings.timeout:g} s).")
 
 

@@ -27,22 +27,29 @@ class Client:
 
     def predict(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """One patient's answer with its top factors (`POST /predict?explain=true`)."""
-        answer = self._post("/predict?explain=true", dict(record))
+        answer = self._send("POST", "/predict?explain=true", dict(record))
         if not isinstance(answer, dict) or not {"probability", "risk_band", "model"} <= answer.keys():
             raise ServiceError(_UNEXPECTED)
         return answer
 
     def predict_batch(self, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Answers for a list of patients, in order (`POST /predict/batch`), and the model."""
-        answer = self._post("/predict/batch", [dict(r) for r in records])
+        answer = self._send("POST", "/predict/batch", [dict(r) for r in records])
         predictions = answer.get("predictions") if isinstance(answer, dict) else None
         if not isinstance(predictions, list) or len(predictions) != len(records):
             raise ServiceError(_UNEXPECTED)
         return answer
 
-    def _post(self, path: str, body: Any) -> Any:
+    def performance(self) -> dict[str, Any]:
+        """Live performance per model version and window beside the training figures (`GET /performance`)."""
+        answer = self._send("GET", "/performance")
+        if not isinstance(answer, dict) or not all(isinstance(answer.get(k), dict) for k in ("live", "training")):
+            raise ServiceError(_UNEXPECTED)
+        return answer
+
+    def _send(self, method: str, path: str, body: Any = None) -> Any:
         try:
-            response = httpx.post(self.url + path, json=body, headers=self.headers, timeout=self.timeout)
+            response = httpx.request(method, self.url + path, json=body, headers=self.headers, timeout=self.timeout)
         except httpx.TimeoutException as error:
             raise ServiceError(
                 f"The risk service did not answer within {self.timeout:g} seconds. It may be busy: "
