@@ -14,7 +14,9 @@ from training.settings import MODEL_NAME, TrainingSettings
 def _train(args: argparse.Namespace, settings: TrainingSettings) -> None:
     from training import train
 
-    train.run(args.data, settings, force=args.force, seed=args.seed, verify=not args.no_verify)
+    train.run(
+        args.data, settings, force=args.force, seed=args.seed, verify=not args.no_verify, extra_seeds=args.extra_seeds
+    )
 
 
 def _promote(args: argparse.Namespace, settings: TrainingSettings) -> None:
@@ -58,6 +60,9 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--force", action="store_true", help="make the new version champion even if it is not better")
     train.add_argument("--seed", type=int, default=42, help="seed of the patient split and of XGBoost (default 42)")
     train.add_argument("--no-verify", action="store_true", help="accept a CSV whose sha256 differs from UCI's")
+    train.add_argument(
+        "--extra-seeds", type=int, default=2, help="also train on this many other splits, for the spread (default 2)"
+    )
     train.set_defaults(handler=_train)
 
     promote = commands.add_parser("promote", help="point the champion alias at a registered version")

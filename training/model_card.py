@@ -33,6 +33,8 @@ def metrics_table(xgb_metrics: dict[str, float], baseline_metrics: dict[str, flo
 
 def seed_spread(aucs: dict[int, float]) -> str:
     """One sentence on the test ROC-AUC of the same configuration over several patient-grouped splits."""
+    if len(aucs) < 2:
+        return "The spread over other patient-grouped splits was not measured (`readmission train --extra-seeds`)."
     figures = seeds.spread(aucs)
     each = ", ".join(f"{auc:.4f} (seed {seed})" for seed, auc in aucs.items())
     return (
