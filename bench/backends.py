@@ -27,7 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import run  # bench/run.py: the model store, the data and the results folder
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/backends.py`: the bench package
+
+from bench.inputs import RESULTS, ROOT, input_rows, model_file
+from bench.processes import SERVER_CORE
+from training.settings import data_file
 
 BATCH_ROWS = 1000
 ONNX_INSTALL = ".venv/bin/pip install onnxruntime onnxmltools"
@@ -39,13 +44,13 @@ def test_rows() -> tuple[np.ndarray, str]:
     """The encoded held-out test rows (float32, NaN = missing), or generated rows; and where they come from."""
     from bento import features
 
-    source = run._data_zip()
+    source = data_file()
     if source is not None:
         from training import data
 
         test = data.split(data.clean(data.load(source))).test
         return features.encode(data.records(test)).astype(np.float32), f"UCI test split ({source.name})"
-    rows, _, what = run.input_rows(5000)
+    rows, _, what = input_rows(5000)
     return rows.astype(np.float32), what
 
 
@@ -114,7 +119,7 @@ def per_call_us(score: Scorer, inputs: list[np.ndarray], calls: int, repeats: in
 def main() -> int:
     """Measure every backend available; 1 if xgboost or the compiled model could not be measured."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--core", type=int, default=int(run.SERVER_CORE), help="CPU core to pin to (default 0)")
+    parser.add_argument("--core", type=int, default=int(SERVER_CORE), help="CPU core to pin to (default 0)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement; the median is reported")
     parser.add_argument("--single-calls", type=int, default=5000, help="single-row calls per timed run")
     parser.add_argument("--batch-calls", type=int, default=40, help=f"{BATCH_ROWS:,}-row calls per timed run")
@@ -123,7 +128,7 @@ def main() -> int:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.core})
 
-    model = run.model_file()
+    model = model_file()
     rows, source = test_rows()
     columns = rows.shape[1]
     singles = [np.ascontiguousarray(rows[i : i + 1]) for i in range(len(rows))]
@@ -131,7 +136,7 @@ def main() -> int:
     if not batches:
         sys.exit(f"fewer than {BATCH_ROWS} rows")
     print(
-        f"model {model.relative_to(run.ROOT)}; {len(rows):,} rows from {source} "
+        f"model {model.relative_to(ROOT)}; {len(rows):,} rows from {source} "
         f"({int(np.isnan(rows).any(axis=1).sum()):,} with a missing value); core {args.core}",
         flush=True,
     )
@@ -203,9 +208,9 @@ def main() -> int:
     table = "\n".join(lines) + "\n"
     print()
     print(table)
-    run.RESULTS.mkdir(exist_ok=True)
+    RESULTS.mkdir(exist_ok=True)
     meta = {
-        "model": str(model.relative_to(run.ROOT)),
+        "model": str(model.relative_to(ROOT)),
         "rows": len(rows),
         "rows_with_missing": int(np.isnan(rows).any(axis=1).sum()),
         "rows_source": source,
@@ -217,7 +222,7 @@ def main() -> int:
         "numpy": np.__version__,
         "loadavg": Path("/proc/loadavg").read_text().split()[:3],
     }
-    (run.RESULTS / "backends.json").write_text(json.dumps({"meta": meta, "backends": results}, indent=2) + "\n")
+    (RESULTS / "backends.json").write_text(json.dumps({"meta": meta, "backends": results}, indent=2) + "\n")
     return 0 if all("batch_us" in r for r in results[:2]) else 1
 
 

@@ -11,6 +11,7 @@ the hottest functions by own time and by inclusive time, as percentages of the C
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
@@ -20,14 +21,21 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import run  # bench/run.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/profile_ours.py`: the bench package
 
-PY_SPY = run.ROOT / ".venv" / "bin" / "py-spy"
+from bench.checks import TOLERANCE, post, v2_probabilities
+from bench.contenders import server_ours
+from bench.drivers import wrk
+from bench.inputs import RESULTS, ROOT, input_rows, model_file, v2_body
+from bench.processes import Running, cpu_ticks
+from loadtest.cli import free_port
+
+PY_SPY = ROOT / ".venv" / "bin" / "py-spy"
 
 
-def busiest(running: run.Running) -> int:
+def busiest(running: Running) -> int:
     """The pid of the service's process that used the most CPU so far (the worker, not the supervisor)."""
-    return max(running.pids(), key=run._cpu_ticks)
+    return max(running.pids(), key=cpu_ticks)
 
 
 def short(frame: str) -> str:
@@ -38,8 +46,8 @@ def short(frame: str) -> str:
     parts = Path(path).parts
     if "site-packages" in parts:
         path = "/".join(parts[parts.index("site-packages") + 1 :])
-    elif str(run.ROOT) in path:
-        path = str(Path(path).relative_to(run.ROOT))
+    elif str(ROOT) in path:
+        path = str(Path(path).relative_to(ROOT))
     else:
         path = "/".join(parts[-2:])
     return f"{name} ({path})"
@@ -157,34 +165,34 @@ def main() -> int:
         return 0
     if not PY_SPY.exists():
         sys.exit(f"{PY_SPY} is missing: .venv/bin/pip install py-spy")
-    run.RESULTS.mkdir(exist_ok=True)
+    RESULTS.mkdir(exist_ok=True)
     import numpy as np
     import xgboost as xgb
 
-    rows, records, _ = run.input_rows(1)
+    rows, records, _ = input_rows(1)
     work = Path(tempfile.mkdtemp(prefix="readmission-profile-"))
     body = work / "body.json"
     if args.workload == "v2":
-        body.write_bytes(run.v2_body(rows))
+        body.write_bytes(v2_body(rows))
     else:
-        body.write_text(run.json.dumps({k: v for k, v in records[0].items() if v is not None}))
-    booster = xgb.Booster(model_file=str(run.model_file()))
+        body.write_text(json.dumps({k: v for k, v in records[0].items() if v is not None}))
+    booster = xgb.Booster(model_file=str(model_file()))
     reference = booster.inplace_predict(rows, validate_features=False).astype(np.float64)
 
-    port = run.free_port()
-    server = run.server_ours(port, work)
-    running = run.Running(server, port, run.RESULTS / "server-ours-profile.log")
-    stem = run.RESULTS / f"profile-ours-{args.workload}"
+    port = free_port()
+    server = server_ours(port, work)
+    running = Running(server, port, RESULTS / "server-ours-profile.log")
+    stem = RESULTS / f"profile-ours-{args.workload}"
     try:
         running.wait_ready()
-        got = run.v2_probabilities(run.post(running.url(server.infer_path), run.v2_body(rows)))
-        assert abs(got[0] - reference[0]) <= run.TOLERANCE
+        got = v2_probabilities(post(running.url(server.infer_path), v2_body(rows)))
+        assert abs(got[0] - reference[0]) <= TOLERANCE
         url = running.url(server.infer_path if args.workload == "v2" else "/predict")
-        run.wrk(url, body, args.connections, 2)  # warm-up, and makes the worker the busiest process
+        wrk(url, body, args.connections, 2)  # warm-up, and makes the worker the busiest process
         pid = busiest(running)
         stats: dict = {}
         load = threading.Thread(
-            target=lambda: stats.update(run.wrk(url, body, args.connections, args.duration + 2)), daemon=True
+            target=lambda: stats.update(wrk(url, body, args.connections, args.duration + 2)), daemon=True
         )
         load.start()
         time.sleep(1)
@@ -196,7 +204,7 @@ def main() -> int:
         )  # fmt: skip
         load.join()
         # a second, shorter recording for a speedscope view (open in https://www.speedscope.app)
-        load = threading.Thread(target=lambda: run.wrk(url, body, args.connections, 6), daemon=True)
+        load = threading.Thread(target=lambda: wrk(url, body, args.connections, 6), daemon=True)
         load.start()
         time.sleep(1)
         subprocess.run(

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bento.settings import MODEL_NAME
 from loadtest import encounters, shapes, slo
 from loadtest.cli import duration_seconds, free_port, split_passthrough
 
@@ -64,7 +65,7 @@ def parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
         default=int(os.environ.get("LOADTEST_WORKERS", "0")),
         help="0: one local process; N: a master and N local worker processes",
     )
-    parser.add_argument("--v2-model", default=os.environ.get("READMISSION_V2_MODEL_NAME", "readmission"))
+    parser.add_argument("--v2-model", default=os.environ.get("READMISSION_V2_MODEL_NAME", MODEL_NAME))
     parser.add_argument("--name", default="", help="results folder name (default <UTC timestamp>-<scenario>)")
     parser.add_argument("--results", type=Path, default=Path(os.environ.get("LOADTEST_RESULTS", RESULTS)))
     parser.add_argument(

@@ -34,6 +34,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from bento.settings import MODEL_NAME
 from loadtest import logscan  # (not loadtest.run: it imports Locust, which monkey-patches this process)
 from loadtest.cli import duration_seconds, split_passthrough, wait_ready
 
@@ -63,7 +64,7 @@ def parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--service-log", type=Path, help="the service's log: check that no patient value is in it")
     parser.add_argument("--name", default="", help="results folder name (default <UTC timestamp>-soak)")
     parser.add_argument("--results", type=Path, default=Path(os.environ.get("LOADTEST_RESULTS", RESULTS)))
-    parser.add_argument("--v2-model", default=os.environ.get("READMISSION_V2_MODEL_NAME", "readmission"))
+    parser.add_argument("--v2-model", default=os.environ.get("READMISSION_V2_MODEL_NAME", MODEL_NAME))
     args = parser.parse_args(argv)
     if args.duration < 2 * args.window:
         parser.error(f"--duration ({args.duration:g} s) must hold at least two windows of {args.window:g} s")

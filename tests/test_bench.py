@@ -1,0 +1,103 @@
+"""bench/: the report's arithmetic, and bench/run.py end to end in brief (our service and the compiled floor).
+
+The full benchmark takes about 19 minutes and needs the peers' venvs; the smoke test runs one round of 1 s
+workloads against `ours` and `floor-compiled` only (both in the main venv), on the test's BentoML home, with
+its report in a temporary folder: it fails when the benchmark is broken, not when a target is missed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from bench import report
+from bench.checks import TOLERANCE
+from bench.workloads import PREDICT, V2_1_8, V2_1_64, WORKLOADS, Result
+from tests.helpers import bentoml_env
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def result(server: str, workload: str, req_s: float, round_no: int, **changes) -> Result:
+    """A Result of one round: 1 row a request, p50 1 ms, p99 2 ms, no error."""
+    base = Result(
+        server=server, label=server, workload=workload, rows_per_request=1, connections=8, seconds=1.0,
+        requests=int(req_s), req_s=req_s, rows_s=req_s, p50_ms=1.0, p90_ms=1.5, p99_ms=2.0, max_ms=3.0, errors=0,
+        non_2xx=0, socket_errors=0, peak_rss_mb=100.0, hwm_sum_mb=110.0, server_cpu_pct=90.0, other_on_core_pct=0.0,
+        round=round_no,
+    )  # fmt: skip
+    return replace(base, **changes)
+
+
+def test_report_takes_medians_over_rounds_and_checks_the_targets():
+    raw = [
+        *(result("ours", V2_1_8, r, n) for n, r in enumerate((3000.0, 3300.0, 3100.0), 1)),
+        *(result("floor-compiled", V2_1_8, r, n) for n, r in enumerate((4000.0, 4200.0, 4100.0), 1)),
+        result("ours", V2_1_64, 3000.0, 1, p99_ms=9.0, errors=2, non_2xx=2),
+    ]
+    summary = report.medians(raw, ["ours", "floor-compiled"])
+    assert [(r.server, r.workload, r.rounds) for r in summary] == [
+        ("ours", V2_1_8, 3),
+        ("ours", V2_1_64, 1),
+        ("floor-compiled", V2_1_8, 3),
+    ]
+    assert summary[0].req_s == 3100.0 and summary[0].requests == 9400
+    assert summary[0].req_s_spread_pct == pytest.approx(100 * 300 / 3100)
+    targets = {t["target"]: t for t in report.evaluate(summary, {})}
+    floor = next(t for name, t in targets.items() if name.startswith("single-row V2 req/s, 8 conn: floor-compiled"))
+    assert floor["measured"] == pytest.approx(4100 / 3100) and floor["status"] == "PASS"
+    assert next(t for name, t in targets.items() if "p99 / p50, single-row V2, 64 conn" in name)["status"] == "MISS"
+    errors = next(t for name, t in targets.items() if name.startswith("ours errors"))
+    assert (errors["measured"], errors["status"]) == (2, "MISS")
+    assert next(t for name, t in targets.items() if name.endswith("ours / MLServer"))["status"] == "n/a"
+    meta = {"rounds": 3, "duration_s": 1, "warmup_s": 0, "rows_source": "test", "binary_probe": {}, "failures": {}}
+    table = report.markdown(summary, report.ratios(summary), list(targets.values()), meta)
+    assert "| ours | v2 1 row, 8 conn | 3,100.0 |" in table
+    assert f"targets: 2 PASS, 2 MISS, {len(targets) - 4} n/a" in table
+
+
+@pytest.mark.slow
+def test_bench_runs_ours_and_the_compiled_floor_and_writes_its_report(bento_home, tmp_path):
+    if shutil.which("wrk") is None:
+        pytest.skip("wrk is not installed (apt-get install wrk)")
+    results = tmp_path / "results"
+    command = [sys.executable, str(REPO / "bench" / "run.py"), "--servers", "ours,floor-compiled", "--rounds", "1",
+               "--duration", "1", "--warmup", "0", "--bentoml-home", str(bento_home["home"]),
+               "--results", str(results)]  # fmt: skip
+    env = {**os.environ, **bentoml_env(bento_home["home"])}
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    written = json.loads((results / "latest.json").read_text())
+    meta, rows = written["meta"], written["results"]
+    assert meta["failures"] == {} and meta["rounds"] == 1
+    assert {r["server"] for r in rows} == {"ours", "floor-compiled"}
+    ours = {r["workload"] for r in rows if r["server"] == "ours"}
+    expected = {w.name for w in WORKLOADS if not w.grpc or shutil.which("h2load")}
+    assert ours == expected, ours ^ expected
+    assert PREDICT not in {r["workload"] for r in rows if r["server"] == "floor-compiled"}
+    for row in rows:
+        where = f"{row['server']} {row['workload']}"
+        assert row["requests"] > 0 and row["req_s"] > 0 and row["rows_s"] >= row["req_s"], where
+        assert row["errors"] == 0, where
+        assert 0 < row["p50_ms"] <= row["p99_ms"] <= row["max_ms"], where
+        assert row["peak_rss_mb"] > 10 and row["server_cpu_pct"] > 0, where
+    for server in ("ours", "floor-compiled"):
+        (checked,) = meta["servers"][server]
+        assert checked["startup_s"] > 0 and max(checked["max_abs_diff"].values()) <= TOLERANCE
+    statuses = {t["target"]: t["status"] for t in written["targets"]}
+    assert {s for name, s in statuses.items() if "floor-compiled" in name or name.startswith("ours p99")} <= {
+        "PASS",
+        "MISS",
+    }
+    assert statuses[next(name for name in statuses if name.startswith("ours errors"))] == "PASS"
+    table = (results / "latest.md").read_text()
+    assert "| target | measured | required | status |" in table and "targets: PASS" in table
+    assert "FAILED" not in done.stdout
