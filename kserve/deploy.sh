@@ -31,6 +31,11 @@ CANARY_PERCENT=10
 # the predictor and the UI (readmission) and Locust (loadtest).
 API_TOKEN_SECRET="readmission-api-token"  # pragma: allowlist secret (the Secret's name, not a secret)
 TOKEN_NAMESPACES=("$NAMESPACE" loadtest)
+# The prediction log's PostgreSQL (kserve/postgres): its password (key `password`) and the predictor's URL
+# holding it (key `url`), never in the repository.
+LOG_SECRET="readmission-prediction-log"  # pragma: allowlist secret (the Secret's name, not a secret)
+LOG_DATABASE="readmission"
+LOG_HOST="readmission-postgres.$NAMESPACE.svc:5432"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 KSERVE_DIR="$ROOT/kserve"
@@ -251,6 +256,35 @@ read_api_token() {
         base64 -d 2>/dev/null || true
 }
 
+# The prediction log's password as it is in the cluster (empty when there is none yet).
+read_log_password() {
+    "${KUBECTL[@]}" get secret "$LOG_SECRET" -n "$NAMESPACE" -o 'jsonpath={.data.password}' 2>/dev/null |
+        base64 -d 2>/dev/null || true
+}
+
+# Secret readmission-prediction-log (the password kept across deploys, else a new random one; never printed),
+# then PostgreSQL (kserve/postgres), ready before the predictor that writes to it.
+ensure_prediction_log() {
+    local password folder
+    log "the prediction log: Secret/$LOG_SECRET and PostgreSQL (kserve/postgres)"
+    if [[ $DRY_RUN -eq 1 ]]; then
+        note "password: the Secret's, else openssl rand -hex 24 (never printed); url: postgresql://$LOG_DATABASE:<password>@$LOG_HOST/$LOG_DATABASE"
+        note "${KUBECTL[*]} create secret generic $LOG_SECRET --from-file=password=<file> --from-file=url=<file> -n $NAMESPACE --dry-run=client -o yaml | ${KUBECTL[*]} apply -f -"
+    else
+        password=$(read_log_password)
+        [[ -n $password ]] || password=$(openssl rand -hex 24 2>/dev/null || python3 -c 'import secrets; print(secrets.token_hex(24))')
+        folder=$(mktemp -d)  # mode 700: neither value appears on a command line
+        # shellcheck disable=SC2064  # expand now: the folder of this call
+        trap "rm -rf '$folder'" RETURN
+        printf '%s' "$password" >"$folder/password"
+        printf 'postgresql://%s:%s@%s/%s' "$LOG_DATABASE" "$password" "$LOG_HOST" "$LOG_DATABASE" >"$folder/url"
+        "${KUBECTL[@]}" create secret generic "$LOG_SECRET" -n "$NAMESPACE" --from-file=password="$folder/password" \
+            --from-file=url="$folder/url" --dry-run=client -o yaml | "${KUBECTL[@]}" apply -f -
+    fi
+    kubectl_ apply -k "$KSERVE_DIR/postgres"
+    kubectl_ rollout status statefulset/readmission-postgres -n "$NAMESPACE" --timeout=300s
+}
+
 # Secret readmission-api-token in every namespace of TOKEN_NAMESPACES: the token is $READMISSION_API_TOKEN,
 # else the one already in the cluster (kept across deploys), else a new random one. Never printed.
 ensure_api_token() {
@@ -359,6 +393,7 @@ cmd_deploy() {
     run make -C "$ROOT" import  # the champion from MLflow into the BentoML store (stamped)
     build_and_push "$tag"
     ensure_api_token
+    ensure_prediction_log
     log "applying kserve/overlays/$OVERLAY"
     kubectl_ apply -k "$KSERVE_DIR/overlays/$OVERLAY"
     wait_ready
@@ -466,6 +501,7 @@ cmd_restore() {
     [[ $DRY_RUN -eq 1 || -d $BACKUP_DIR ]] || die "no backup in $BACKUP_DIR"
     log "restoring the configuration from $BACKUP_DIR"
     ensure_api_token  # Secrets are not in backups
+    ensure_prediction_log
     local file
     for file in knative-serving-config kserve-config "$NAMESPACE" loadtest observability; do
         if [[ $DRY_RUN -eq 1 || -s "$BACKUP_DIR/$file.json" ]]; then

@@ -28,6 +28,7 @@ def _workloads() -> list[tuple[str, dict]]:
     accounts.clear()
     sources: list[tuple[str, list[dict]]] = [(f"kserve/{o}", list(render(KSERVE / "overlays" / o))) for o in OVERLAYS]
     sources += [(str(folder.relative_to(folder.parents[1])), load_folder(folder)) for folder in stack_folders()]
+    sources.append(("kserve/postgres", list(render(KSERVE / "postgres"))))  # the prediction log's database
     for where, docs in sources:
         for doc in docs:
             name = f"{where}: {doc['kind']}/{doc['metadata']['name']}"
@@ -50,7 +51,14 @@ def _containers(pod: dict) -> list[dict]:
 
 def test_every_stack_is_covered():
     names = " ".join(name for name, _ in WORKLOADS)
-    for expected in ("InferenceService/readmission", "readmission-ui", "locust-master", "locust-worker", "grafana"):
+    for expected in (
+        "InferenceService/readmission",
+        "readmission-ui",
+        "locust-master",
+        "locust-worker",
+        "grafana",
+        "StatefulSet/readmission-postgres",
+    ):
         assert expected in names, names
     assert sum("prometheus" in name for name, _ in WORKLOADS) >= 1
 
