@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import httpx
 import numpy as np
+import psutil
 import pytest
 import yaml
 
@@ -38,6 +39,7 @@ T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 BENTOML = str(BIN / "bentoml")
+WORKER_MODULE = "_bentoml_impl.worker.service"
 
 # --- records and V2 requests ---------------------------------------------------------------------------------
 
@@ -202,6 +204,18 @@ def serve(home: Path, tmp_path: Path, ready_path: str = "/readyz", **env: str) -
     port = servers.free_port()
     command = [BENTOML, "serve", "bento.service:ReadmissionService", "--host", "127.0.0.1", "--port", str(port)]
     return servers.start(command, port, bentoml_env(home) | env, tmp_path / "service.log", ready_path=ready_path)
+
+
+def workers_of(server: servers.Server) -> set[int]:
+    """PIDs of the server's worker processes (children of the circus arbiter running BentoML's worker module)."""
+    pids = set()
+    for child in psutil.Process(server.process.pid).children(recursive=True):
+        try:
+            if WORKER_MODULE in child.cmdline() and child.status() != psutil.STATUS_ZOMBIE:
+                pids.add(child.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return pids
 
 
 def copy_home(bento_home: dict, tmp_path: Path) -> Path:

@@ -18,34 +18,19 @@ from typing import Any
 
 import httpx
 import numpy as np
-import psutil
 import pytest
 
 from bento import features
-from tests import servers
-from tests.helpers import INFER, MODEL, copy_home, grpc_env, matrix_request, poll, records, serve
+from tests.helpers import INFER, MODEL, copy_home, grpc_env, matrix_request, poll, records, serve, workers_of
 
 pytestmark = pytest.mark.slow
 
-WORKER_MODULE = "_bentoml_impl.worker.service"
 RECOVERY_BOUND = 60.0  # seconds: circus looks at its workers every 10 s, a worker starts in a few
 PATIENT = features.EXAMPLE_PATIENT
 PATIENT_ROW = features.encode([features.validate(PATIENT)])
 INFER_FEW = matrix_request(np.repeat(PATIENT_ROW, 3, axis=0))
 THOUSAND = records(1000, seed=5)
 INFER_THOUSAND = matrix_request(features.encode([features.validate(r) for r in THOUSAND]))
-
-
-def workers_of(server: servers.Server) -> set[int]:
-    """PIDs of the server's worker processes (children of the circus arbiter running the worker module)."""
-    pids = set()
-    for child in psutil.Process(server.process.pid).children(recursive=True):
-        try:
-            if WORKER_MODULE in child.cmdline() and child.status() != psutil.STATUS_ZOMBIE:
-                pids.add(child.pid)
-        except psutil.NoSuchProcess:
-            continue
-    return pids
 
 
 @dataclass
