@@ -32,7 +32,7 @@ lock: venv
 	$(BIN)/python .ci/lock.py $(foreach package,$(UPGRADE),--upgrade $(package))
 
 # Each step leaves a stamp, so `make up` retrains, re-imports or rebuilds only what changed.
-$(STATE)/trained.stamp: $(BIN)/.installed $(wildcard training/*.py) $(wildcard bento/feature*.py) bento/icd9.py
+$(STATE)/trained.stamp: $(BIN)/.installed $(wildcard training/*.py) $(wildcard bento/feature*.py) bento/icd9.py bento/drift.py
 	$(BIN)/readmission train
 	touch $@
 

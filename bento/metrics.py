@@ -19,7 +19,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from bento import scores
+from bento import drift, scores
 from bento.errors import Reason
 from bento.predictor import BACKENDS, ModelInfo
 
@@ -88,6 +88,17 @@ FEEDBACK = Counter(
     "True outcomes received by POST /feedback: recorded (new) or unchanged (sent again)",
     ["result"],
 )
+FEATURE_ROWS = Counter(
+    "readmission_feature_rows",
+    "Served rows per clinical field and bucket (bento/drift.py): the served side of feature drift",
+    ["field", "bucket"],
+)
+FEATURE_REFERENCE = Gauge(
+    "readmission_training_feature_share",
+    "Share of the training rows per clinical field and bucket (the reference for feature drift)",
+    ["field", "bucket"],
+    multiprocess_mode="livemax",
+)
 ALL_REASONS = tuple(Reason)
 
 
@@ -143,6 +154,19 @@ def feedback(recorded: int, unchanged: int) -> None:
     """Count the outcomes one feedback call recorded and those it had already."""
     _child(FEEDBACK, "recorded").inc(recorded)
     _child(FEEDBACK, "unchanged").inc(unchanged)
+
+
+def feature_reference(reference: drift.Reference) -> None:
+    """Publish the training share of every (field, bucket) and start its served count at zero."""
+    for (name, bucket), share in zip(reference.buckets.series, reference.shares.tolist(), strict=True):
+        FEATURE_REFERENCE.labels(name, bucket).set(share)
+        FEATURE_ROWS.labels(name, bucket)
+
+
+def feature_rows(buckets: drift.Buckets, counts: np.ndarray) -> None:
+    """Add served rows per (field, bucket), `counts` in the order of `buckets.series`."""
+    for index in np.flatnonzero(counts).tolist():
+        _child(FEATURE_ROWS, *buckets.series[index]).inc(int(counts[index]))
 
 
 def http_request_started(endpoint: str) -> None:

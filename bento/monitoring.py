@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from bento import metrics
+from bento import drift_monitor, metrics
 from bento.core import ScoringCore
 from bento.live import LivePerformance
 from bento.log_store import open_store
@@ -35,6 +35,7 @@ class Monitoring:
                 settings.prediction_log_queue_rows,
                 settings.prediction_log_features,
                 settings.prediction_log_retention_days,
+                drift_monitor.consumers(core.predictor),
             )
         )
         self.live = None if store is None else LivePerformance(store, self._served, settings.monitor_seconds)

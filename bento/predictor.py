@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bento import features, scores
+from bento import drift, features, scores
 from bento.compiled import CompiledModelError, CompiledTrees
 from bento.settings import MODEL_NAME
 
@@ -48,6 +48,7 @@ class ModelInfo:
     spec_hash: str
     test_metrics: dict[str, float]
     score_reference: list[float]
+    drift_reference: drift.Reference | None = None  # None: the model was trained without one
 
     def summary(self) -> dict[str, Any]:
         """The model block of a /predict answer."""
@@ -139,7 +140,16 @@ def _model_info(metadata: dict[str, Any], tag: str) -> ModelInfo:
         spec_hash=metadata["spec_hash"],
         test_metrics=metadata.get("test_metrics", {}),
         score_reference=_score_reference(metadata["score_reference"]),
+        drift_reference=_drift_reference(metadata.get("drift_reference")),
     )
+
+
+def _drift_reference(stored: Any) -> drift.Reference | None:
+    if stored is None:
+        return None
+    if not isinstance(stored, dict):
+        raise TypeError("drift_reference is not a JSON object")
+    return drift.Reference.from_metadata(stored)
 
 
 def _score_reference(shares: Any) -> list[float]:

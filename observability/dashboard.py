@@ -19,15 +19,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from observability.thresholds import (
+    FEATURE_PSI_THRESHOLD,
+    SCORE_DRIFT_THRESHOLD,
+    SCORING_ENDPOINTS,
+    SLO_ERROR_RATIO,
+    SLO_P99_SECONDS,
+)
+
 HERE = Path(__file__).resolve().parent
 OUTPUT = HERE / "grafana" / "dashboards" / "readmission.json"
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}  # grafana/provisioning/datasources/prometheus.yml
 UID = "readmission"
 SCHEMA_VERSION = 39
 
-SCORING = '"/predict.*|/v2/models/.+/infer"'  # the endpoints that score patients
-SLO_P99_SECONDS = 0.5  # the same as ReadmissionLatencyP99OverSLO in prometheus/rules/alerts.yml
-DRIFT_THRESHOLD = 0.1  # the same as ReadmissionScoreDrift
+SCORING = f'"{SCORING_ENDPOINTS}"'
+LIVE_METRICS = '"roc_auc|roc_auc_ci_low|roc_auc_ci_high"'
 K8S_NAMESPACES = '"readmission|loadtest|observability"'
 
 
@@ -103,8 +110,8 @@ PANELS: tuple[Panel, ...] = (
         (13, 0, 3, 4),
         (Query("readmission:request_errors:ratio_rate5m"),),
         unit="percentunit",
-        description="Server errors over all API requests (probes excluded); alert over 5%.",
-        thresholds=((None, "green"), (0.01, "orange"), (0.05, "red")),
+        description=f"Server errors over all API requests (health checks excluded); alert over {SLO_ERROR_RATIO:.0%}.",
+        thresholds=((None, "green"), (SLO_ERROR_RATIO / 5, "orange"), (SLO_ERROR_RATIO, "red")),
     ),
     Panel(
         "p99 latency (5m)",
@@ -161,7 +168,7 @@ PANELS: tuple[Panel, ...] = (
         (Query("endpoint:bentoml_service_request_errors:ratio_rate1m", "{{endpoint}}"),),
         unit="percentunit",
         description="Share of server errors per endpoint (0 with traffic and no error).",
-        thresholds=((None, "green"), (0.05, "red")),
+        thresholds=((None, "green"), (SLO_ERROR_RATIO, "red")),
     ),
     Panel(
         "Errors: non-2xx answers and refused requests",
@@ -210,8 +217,8 @@ PANELS: tuple[Panel, ...] = (
         (Query("readmission:score_drift:max_abs_share_diff1h", "max |served - training|"),),
         unit="percentunit",
         description=f"Kolmogorov-Smirnov distance on the score buckets; alert ReadmissionScoreDrift over "
-        f"{DRIFT_THRESHOLD:g}.",
-        thresholds=((None, "green"), (DRIFT_THRESHOLD, "red")),
+        f"{SCORE_DRIFT_THRESHOLD:g}.",
+        thresholds=((None, "green"), (SCORE_DRIFT_THRESHOLD, "red")),
     ),
     # resources
     Panel(
@@ -278,6 +285,81 @@ PANELS: tuple[Panel, ...] = (
         (Query("sum by (endpoint) (bentoml_service_request_in_progress)", "{{endpoint}}"),),
         unit="short",
         description="Requests being served now, per endpoint (all workers).",
+    ),
+    # drift: which clinical fields moved away from the training data
+    Panel(
+        f"Fields drifting (PSI > {FEATURE_PSI_THRESHOLD:g}, 1h)",
+        "stat",
+        (0, 44, 4, 8),
+        (Query(f"count(field:readmission_feature_psi:1h > {FEATURE_PSI_THRESHOLD:g}) or vector(0)"),),
+        description="Clinical fields whose served mix over the last hour differs from training by a population "
+        "stability index above the threshold; alert FeatureDrift when it lasts 30 minutes.",
+        thresholds=((None, "green"), (1, "red")),
+    ),
+    Panel(
+        "Feature drift: PSI of the 10 most drifted fields (1h)",
+        "bargauge",
+        (4, 44, 10, 8),
+        (Query("sort_desc(topk(10, field:readmission_feature_psi:1h))", "{{field}}", instant=True),),
+        description="Population stability index per clinical field, served (last hour) against the training "
+        f"shares stored with the model; red above {FEATURE_PSI_THRESHOLD:g} (the bar is full from 1).",
+        thresholds=((None, "green"), (FEATURE_PSI_THRESHOLD / 2, "orange"), (FEATURE_PSI_THRESHOLD, "red")),
+    ),
+    Panel(
+        "Feature drift over time (PSI, 5 most drifted fields)",
+        "timeseries",
+        (14, 44, 10, 8),
+        (Query("topk(5, field:readmission_feature_psi:1h)", "{{field}}"),),
+        description="The fields' PSI over time: a step after a deployment upstream, a slope as the patient mix moves.",
+        thresholds=((None, "green"), (FEATURE_PSI_THRESHOLD, "red")),
+    ),
+    # live accuracy: the model against the outcomes sent back through POST /feedback
+    Panel(
+        "Live ROC-AUC (30 days) and its interval vs training",
+        "timeseries",
+        (0, 52, 10, 8),
+        (
+            Query(
+                f'readmission_live_metric{{window="30d", metric=~{LIVE_METRICS}}}', "live {{metric}} v{{model_version}}"
+            ),
+            Query(f"readmission_training_metric{{metric=~{LIVE_METRICS}}}", "training {{metric}} v{{model_version}}"),
+        ),
+        unit="none",
+        description="ROC-AUC of the labelled predictions of the last 30 days with its 95% bootstrap interval, next "
+        "to the test split's; alert LiveRocAucBelowTraining when the live interval lies wholly below.",
+    ),
+    Panel(
+        "Live metrics (30 days) vs training",
+        "bargauge",
+        (10, 52, 8, 8),
+        (
+            Query(
+                'readmission_live_metric{window="30d", metric=~"pr_auc|brier|ece|flagged_rate|precision"}',
+                "live {{metric}}",
+                instant=True,
+            ),
+            Query(
+                'readmission_training_metric{metric=~"pr_auc|brier|ece|flagged_rate|precision"}',
+                "training {{metric}}",
+                instant=True,
+            ),
+        ),
+        unit="none",
+        description="PR-AUC, Brier score, calibration error, share flagged and precision at the threshold: live "
+        "(last 30 days of outcomes) next to the model's test split.",
+    ),
+    Panel(
+        "Outcomes received (feedback) and labelled rows",
+        "timeseries",
+        (18, 52, 6, 8),
+        (
+            Query("sum by (result) (increase(readmission_feedback_outcomes_total[1h]))", "feedback {{result}} / h"),
+            Query(
+                'readmission_live_metric{metric="labelled_rows"}', "labelled rows {{window}}", right_axis_unit="short"
+            ),
+        ),
+        description="Outcomes sent back per hour (alert FeedbackStopped after 2 days without any while predicting), "
+        "and the labelled predictions the live metrics rest on.",
     ),
 )
 

@@ -104,6 +104,12 @@ def matrix_of(patients: list[dict[str, Any]]) -> np.ndarray:
     return features.encode([features.validate(p) for p in patients])
 
 
+def old_emergencies(matrix: np.ndarray) -> np.ndarray:
+    """The encoded rows of emergency admissions (type 1) of patients aged 80 or more: a shifted population."""
+    age = [features.COLUMN_INDEX["age_[80-90)"], features.COLUMN_INDEX["age_[90-100)"]]
+    return matrix[(matrix[:, age].max(axis=1) == 1) & (matrix[:, features.COLUMN_INDEX["admission_type_id"]] == 1)]
+
+
 def json_data(matrix: np.ndarray) -> list[Any]:
     """Row-major flat data with NaN (missing) as JSON null."""
     return [None if np.isnan(v) else float(v) for v in matrix.ravel().tolist()]

@@ -1,4 +1,5 @@
-"""Real servers for tests: start a process on a free loopback port and wait until it is ready.
+"""Real servers for tests: start a process on a free loopback port and wait until it is ready; a real Prometheus
+with the project's configuration and rules (optionally with shorter windows).
 
 `free_port` and `wait_ready` are loadtest/cli.py's, the one copy the load tests, the benchmark and the OCI check
 use too.
@@ -7,11 +8,16 @@ use too.
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
+import yaml
 
 from loadtest.cli import free_port as free_port  # servers.free_port() in the tests
 from loadtest.cli import wait_ready
@@ -61,3 +67,44 @@ def start(
         server.stop()
         raise RuntimeError(f"{error}:\n{server.log_text()[-3000:]}") from None
     return server
+
+
+PROMETHEUS_DIR = Path(__file__).resolve().parents[1] / "observability" / "prometheus"
+
+
+def shortened_rules(folder: Path, durations: Mapping[str, str]) -> list[Path]:
+    """Copies of the committed rule files in `folder` with each range `[d]` and each `for: d` whose duration is
+    a key of `durations` replaced by its value (e.g. {"1h": "20s", "30m": "5s"}): alerts a test can wait for."""
+    written = []
+    for path in sorted((PROMETHEUS_DIR / "rules").glob("*.yml")):
+        document = yaml.safe_load(path.read_text())
+        for group in document["groups"]:
+            for rule in group["rules"]:
+                rule["expr"] = re.sub(r"\[(\w+)\]", lambda m: f"[{durations.get(m[1], m[1])}]", rule["expr"])
+                if "for" in rule:
+                    rule["for"] = durations.get(rule["for"], rule["for"])
+        written.append(folder / path.name)
+        written[-1].write_text(yaml.safe_dump(document, sort_keys=False))
+    return written
+
+
+def start_prometheus(folder: Path, targets: Mapping[str, list[str]], rule_files: Sequence[Path] = ()) -> Server:
+    """observability/prometheus/prometheus.yml with `targets` per job (jobs not given are dropped, the
+    `prometheus` job scrapes this one), scraping and evaluating every second, its storage in `folder`;
+    `rule_files` instead of the committed rules. Skips where Debian's `prometheus` is not installed."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.skip("prometheus is not installed (apt-get install prometheus)")
+    port = free_port()
+    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
+    config["rule_files"] = [str(p) for p in rule_files] or [str(PROMETHEUS_DIR / n) for n in config["rule_files"]]
+    jobs = {**targets, "prometheus": [f"127.0.0.1:{port}"]}
+    assert set(jobs) <= {job["job_name"] for job in config["scrape_configs"]}, "a job the configuration lacks"
+    config["scrape_configs"] = [job for job in config["scrape_configs"] if job["job_name"] in jobs]
+    for job in config["scrape_configs"]:
+        job["static_configs"] = [{"targets": jobs[job["job_name"]]}]
+    (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
+    command = [binary, f"--config.file={folder / 'prometheus.yml'}", f"--storage.tsdb.path={folder / 'data'}",
+               f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]  # fmt: skip
+    return start(command, port, {}, folder / "prometheus.log", ready_path="/-/ready", timeout=60)

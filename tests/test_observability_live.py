@@ -83,26 +83,13 @@ def second_service(bento_home, tmp_path_factory) -> Iterator[servers.Server]:
 @pytest.fixture(scope="module")
 def prometheus(service, second_service, tmp_path_factory) -> Iterator[Prometheus]:
     """observability/prometheus/prometheus.yml, retargeted, on a free port with its own storage, 1 s scrapes."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.skip("prometheus is not installed (apt-get install prometheus)")
     folder = tmp_path_factory.mktemp("prometheus")
-    port, locust_port = servers.free_port(), servers.free_port()
-    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
-    config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
-    config["rule_files"] = [str(PROMETHEUS_DIR / name) for name in config["rule_files"]]
+    locust_port = servers.free_port()
     targets = {
         "readmission": [service.url.removeprefix("http://"), second_service.url.removeprefix("http://")],
         "locust": [f"127.0.0.1:{locust_port}"],
-        "prometheus": [f"127.0.0.1:{port}"],
     }
-    assert {job["job_name"] for job in config["scrape_configs"]} == set(targets)
-    for job in config["scrape_configs"]:
-        job["static_configs"] = [{"targets": targets[job["job_name"]]}]
-    (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
-    command = [binary, f"--config.file={folder / 'prometheus.yml'}", f"--storage.tsdb.path={folder / 'data'}",
-               f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]  # fmt: skip
-    server = servers.start(command, port, {}, folder / "prometheus.log", ready_path="/-/ready", timeout=60)
+    server = servers.start_prometheus(folder, targets)
     client = httpx.Client(base_url=server.url, timeout=30)
     handle = Prometheus(server, client, time.time(), targets["readmission"][1], locust_port)
 

@@ -114,6 +114,9 @@ def test_every_alert_has_severity_summary_runbook_and_a_measure():
         "ReadmissionNoPredictions",
         "ReadmissionScoreDrift",
         "ReadmissionModelVersionChanged",
+        "FeatureDrift",
+        "LiveRocAucBelowTraining",
+        "FeedbackStopped",
     }
     for rule in alerts():
         assert rule["labels"]["severity"] in ("critical", "warning", "info"), rule["alert"]

@@ -14,7 +14,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from bento import features, scores
+from bento import drift, features, scores
 from training import data, evaluate, model, model_card, registry, seeds
 from training.settings import CHAMPION, MODEL_NAME, PROJECT_ROOT, TrainingSettings
 
@@ -143,6 +143,7 @@ def run(
             "score_buckets": list(scores.SCORE_BUCKETS),
             "score_reference": scores.histogram(test_probability),
             "field_distributions": field_distributions(parts.train),
+            "drift_reference": drift.Reference.from_training(x_train).to_metadata(),
         }
         with tempfile.TemporaryDirectory() as folder:
             out = Path(folder)
