@@ -13,6 +13,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from contextlib import closing
 
 import numpy as np
 import psycopg
@@ -63,7 +64,7 @@ def store(request, tmp_path) -> tuple[LogStore, Query]:
         opened: LogStore = SQLiteStore(path)
 
         def query(sql: str) -> list[tuple]:
-            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
                 return db.execute(sql).fetchall()
     else:
         url = request.getfixturevalue("postgres").database()
@@ -175,7 +176,7 @@ def rows_counted(outcome: str) -> float:
 
 
 def stored_ids(path) -> set[str]:
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
         return {prediction_id for (prediction_id,) in db.execute("SELECT id FROM predictions")}
 
 
