@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bento import auth, feedback, grpc_server, metrics, openapi, predict_api, v2_api
+from bento import auth, docs_page, feedback, grpc_server, metrics, openapi, predict_api, v2_api
 from bento.core import InFlight, ScoringCore
 from bento.errors import Reason, RequestError
 from bento.http_body import FastJSONResponse
@@ -119,6 +119,9 @@ ROUTES = [
     Route("/v2/models/{model}/versions/{version}/infer", _v2_infer, methods=["POST"]),
     Route("/metrics", _prometheus, methods=["GET"]),
     Route("/openapi.json", _openapi_document, methods=["GET"]),
+    Route("/docs", docs_page.page, methods=["GET"]),
+    Route("/docs/{asset}", docs_page.asset, methods=["GET"]),
+    Route("/", docs_page.home, methods=["GET"]),
 ]
 
 

@@ -1,192 +1,216 @@
-"""The OpenAPI 3 document of every route the service answers, built from the feature spec."""
+"""The OpenAPI 3.1 document of every route the service answers, generated from the wire models (bento/wire.py)."""
 
 from __future__ import annotations
 
-import copy
 from functools import cache
 from typing import Any
 
-from bento import auth, features, icd9
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from bento import auth, docs_page, features, v2_api, wire
 from bento.settings import ServiceSettings
 
-_ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
-_TENSOR_DATA = {"type": "array", "items": {}}
-
-
-def _field_schema(f: features.Field) -> dict[str, Any]:
-    schema: dict[str, Any] = {"title": f.label, "description": f.help or f.label}
-    if f.kind is features.Kind.NUMBER:
-        schema |= {"type": "integer", "minimum": f.minimum, "maximum": f.maximum}
-    elif f.kind is features.Kind.CODE:
-        schema |= {"type": "integer", "enum": [v for v in f.values if v not in f.out_of_scope]}
-    elif f.kind is features.Kind.CATEGORY:
-        schema |= {"type": "string", "enum": list(f.values)}
-    else:
-        schema |= {"type": "string", "pattern": icd9.PATTERN}
-    if f.default is not None:
-        schema["default"] = f.default
-    if not f.required:
-        schema = {"anyOf": [schema, {"type": "null"}], "title": f.label}
-    return schema
-
-
-def _responses(ok: dict[str, Any], *codes: int) -> dict[str, Any]:
-    responses: dict[str, Any] = {"200": {"description": "OK", "content": {"application/json": {"schema": ok}}}}
-    for code in codes:
-        responses[str(code)] = {"description": "Error", "content": {"application/json": {"schema": _ERROR}}}
-    return responses
-
-
-def _health(description: str) -> dict[str, Any]:
-    return {
-        "get": {"summary": description, "responses": {"200": {"description": "true"}, "503": {"description": "false"}}}
-    }
+SCHEMAS = "#/components/schemas/{model}"
+_MODELS: tuple[type[BaseModel], ...] = (
+    wire.PatientRecord,
+    wire.EncodedPatient,
+    wire.PredictionAnswer,
+    wire.BatchAnswer,
+    wire.Outcome,
+    wire.FeedbackAnswer,
+    wire.Performance,
+    wire.ErrorBody,
+    wire.Health,
+    wire.ServerMetadata,
+    wire.ModelMetadata,
+    wire.Live,
+    wire.Ready,
+    wire.InferenceRequest,
+    wire.InferenceResponse,
+)
+_ERRORS = {
+    400: "Refused: the message names the field and the reason",
+    401: "Bearer token missing or wrong",
+    404: "Unknown model, version or prediction id",
+    408: "The body did not arrive in time",
+    409: "Another outcome is recorded for this prediction",
+    413: "The body is too large",
+    415: "The body is not JSON",
+    503: "Not ready (no model, or draining), or the prediction log is unavailable",
+}
+_OPERATIONS = ("get", "put", "post", "delete", "patch")
+_EXAMPLE_ID = "019a1b2c-3d4e-7f50-8a1b-000000000001"
+_DESCRIPTION = (
+    "Estimates whether a diabetic inpatient will be readmitted within 30 days of discharge: decision support, "
+    "not diagnosis. Send the clinical record to `/predict` (add `?explain=true` for the factors), or tensors over "
+    'the Open Inference Protocol (`/v2`). A refusal is a JSON `{"error": ...}` naming the field and the reason.'
+)
 
 
 @cache
-def _document(model_name: str, max_batch_rows: int) -> dict[str, Any]:
-    patient = {
-        "type": "object",
-        "description": "A clinical record, or the encoded flat form (one-hot columns such as race_Caucasian)",
-        "properties": {f.name: _field_schema(f) for f in features.FIELDS},
-        "required": [f.name for f in features.FIELDS if f.required],
-        "additionalProperties": {"type": "number"},
+def _components() -> tuple[dict[type[BaseModel], dict[str, Any]], dict[str, Any]]:
+    """A reference to each model, and the schemas of all of them (components/schemas)."""
+    refs, schemas = models_json_schema([(model, "validation") for model in _MODELS], ref_template=SCHEMAS)
+    return {model: ref for (model, _), ref in refs.items()}, schemas["$defs"]
+
+
+def _ref(model: type[BaseModel]) -> dict[str, Any]:
+    return _components()[0][model]
+
+
+def _json(schema: dict[str, Any], example: Any = None) -> dict[str, Any]:
+    media: dict[str, Any] = {"schema": schema}
+    if example is not None:
+        media["example"] = example
+    return {"application/json": media}
+
+
+def _operation(
+    summary: str,
+    ok: dict[str, Any],
+    errors: tuple[int, ...] = (),
+    body: dict[str, Any] | None = None,
+    parameters: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """An operation answering `ok` (a content map) with 200, or an ErrorBody with each of `errors`."""
+    operation: dict[str, Any] = {"summary": summary}
+    if parameters:
+        operation["parameters"] = parameters
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": body}
+    operation["responses"] = {"200": {"description": "OK", "content": ok}} | {
+        str(code): {"description": _ERRORS[code], "content": _json(_ref(wire.ErrorBody))} for code in errors
     }
-    factor = {
-        "type": "object",
-        "properties": {k: {"type": "string"} for k in ("field", "label", "value", "effect")}
-        | {"contribution": {"type": "number"}},
-    }
-    answer = {
-        "type": "object",
-        "properties": {
-            "probability": {"type": "number", "minimum": 0, "maximum": 1},
-            "label": {"type": "integer", "enum": [0, 1]},
-            "risk_band": {"type": "string", "enum": ["low", "moderate", "high"]},
-            "factors": {"type": "array", "items": factor},
-        },
-        "required": ["probability", "label", "risk_band"],
-    }
-    model = {"type": "object", "properties": {"name": {"type": "string"}, "version": {"type": "string"}}}
-    explain = [{"name": "explain", "in": "query", "required": False, "schema": {"type": "boolean"}}]
-    tensor = {
-        "type": "object",
-        "properties": {
-            "name": {"type": "string"},
-            "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
-            "datatype": {"type": "string"},
-            "parameters": {"type": "object"},
-            "data": _TENSOR_DATA,
-        },
-        "required": ["name", "shape", "datatype"],
-    }
-    infer_request = {
-        "type": "object",
-        "properties": {
-            "id": {"type": "string"},
-            "parameters": {"type": "object"},
-            "inputs": {"type": "array", "items": tensor, "minItems": 1},
-            "outputs": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}}}},
-        },
-        "required": ["inputs"],
-    }
-    infer_response = {
-        "type": "object",
-        "properties": {"model_name": {"type": "string"}, "id": {"type": "string"}, "outputs": {"type": "array"}},
-    }
-    version = {"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}
-    name = {"name": "model", "in": "path", "required": True, "schema": {"type": "string", "example": model_name}}
-    infer = {
-        "post": {
-            "summary": "Open Inference Protocol inference",
-            "requestBody": {"required": True, "content": {"application/json": {"schema": infer_request}}},
-            "responses": _responses(infer_response, 400, 404, 413, 503),
+    return operation
+
+
+def _probe(summary: str, model: type[BaseModel]) -> dict[str, Any]:
+    """A health check: 200 when true, 503 when false, with the same body."""
+    content = _json(_ref(model))
+    return {
+        "get": {
+            "summary": summary,
+            "responses": {
+                "200": {"description": "true", "content": content},
+                "503": {"description": "false", "content": content},
+            },
         }
     }
-    metadata = {"get": {"summary": "Model metadata", "responses": _responses({"type": "object"}, 404, 503)}}
+
+
+def _paths(model_name: str, max_batch_rows: int, max_infer_rows: int) -> dict[str, Any]:
+    patient = {"anyOf": [_ref(wire.PatientRecord), _ref(wire.EncodedPatient)]}
+    explain = [{"name": "explain", "in": "query", "required": False, "schema": {"type": "boolean", "default": False}}]
+    name = {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}, "example": model_name}
+    version = {"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}
+    infer_example = {
+        "inputs": [
+            {"name": f.name, "shape": [1], "datatype": v2_api.FIELD_DATATYPES[f.kind], "data": [value]}
+            for f in features.FIELDS
+            if (value := features.EXAMPLE_PATIENT.get(f.name)) is not None
+        ],
+        "parameters": {"content_type": "pd"},
+    }
+    infer = {
+        "post": _operation(
+            "Open Inference Protocol inference",
+            _json(_ref(wire.InferenceResponse)),
+            (400, 404, 408, 413, 503),
+            body=_json(_ref(wire.InferenceRequest), infer_example),
+        )
+    }
+    metadata = {"get": _operation("Model metadata", _json(_ref(wire.ModelMetadata)), (404, 503))}
+    docs_assets = {"name": "asset", "in": "path", "required": True, "schema": {"enum": sorted(docs_page.ASSETS)}}
     return {
-        "openapi": "3.0.3",
-        "info": {"title": "Readmission risk service", "version": features.spec_hash()},
-        "paths": {
-            "/predict": {
-                "post": {
-                    "summary": "30-day readmission risk of one patient",
-                    "parameters": explain,
-                    "requestBody": {"required": True, "content": {"application/json": {"schema": patient}}},
-                    "responses": _responses(
-                        answer | {"properties": answer["properties"] | {"model": model}}, 400, 413, 415, 503
-                    ),
-                }
-            },
-            "/predict/batch": {
-                "post": {
-                    "summary": f"Risk of up to {max_batch_rows} patients",
-                    "parameters": explain,
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {"type": "array", "items": patient, "minItems": 1, "maxItems": max_batch_rows}
-                            }
-                        },
-                    },
-                    "responses": _responses(
-                        {
-                            "type": "object",
-                            "properties": {"predictions": {"type": "array", "items": answer}, "model": model},
-                        },
-                        400,
-                        413,
-                        415,
-                        503,
-                    ),
-                }
-            },
-            "/health": {"get": {"summary": "Service status", "responses": _responses({"type": "object"}, 503)}},
-            "/v2": {"get": {"summary": "Server metadata", "responses": _responses({"type": "object"})}},
-            "/v2/health/live": _health("Server live"),
-            "/v2/health/ready": _health("Server ready"),
-            "/v2/models/{model}": {"parameters": [name], **metadata},
-            "/v2/models/{model}/ready": {"parameters": [name], **_health("Model ready")},
-            "/v2/models/{model}/infer": {"parameters": [name], **infer},
-            "/v2/models/{model}/versions/{version}": {"parameters": [name, version], **metadata},
-            "/v2/models/{model}/versions/{version}/ready": {
-                "parameters": [name, version],
-                **_health("Model version ready"),
-            },
-            "/v2/models/{model}/versions/{version}/infer": {"parameters": [name, version], **infer},
-            "/metrics": {
-                "get": {
-                    "summary": "Prometheus metrics",
-                    "responses": {
-                        "200": {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}
-                    },
-                }
-            },
-            "/openapi.json": {"get": {"summary": "This document", "responses": _responses({"type": "object"})}},
+        "/predict": {
+            "post": _operation(
+                "30-day readmission risk of one patient",
+                _json(_ref(wire.PredictionAnswer)),
+                (400, 408, 413, 415, 503),
+                body=_json(patient, features.EXAMPLE_PATIENT),
+                parameters=explain,
+            )
         },
+        "/predict/batch": {
+            "post": _operation(
+                f"Risk of up to {max_batch_rows} patients",
+                _json(_ref(wire.BatchAnswer)),
+                (400, 408, 413, 415, 503),
+                body=_json(
+                    {"type": "array", "items": patient, "minItems": 1, "maxItems": max_batch_rows},
+                    [features.EXAMPLE_PATIENT],
+                ),
+                parameters=explain,
+            )
+        },
+        "/feedback": {
+            "post": _operation(
+                "True outcomes of earlier predictions (all or nothing; sending one again changes nothing)",
+                _json(_ref(wire.FeedbackAnswer)),
+                (400, 404, 408, 409, 413, 415, 503),
+                body=_json(
+                    {"type": "array", "items": _ref(wire.Outcome), "minItems": 1, "maxItems": max_infer_rows},
+                    [{"prediction_id": _EXAMPLE_ID, "readmitted_within_30_days": False}],
+                ),
+            )
+        },
+        "/performance": {
+            "get": _operation(
+                "Live performance of each model version beside training's", _json(_ref(wire.Performance)), (503,)
+            )
+        },
+        "/health": _probe("Service status and the served model", wire.Health),
+        "/v2": {"get": _operation("Server metadata", _json(_ref(wire.ServerMetadata)))},
+        "/v2/health/live": _probe("Server live", wire.Live),
+        "/v2/health/ready": _probe("Server ready", wire.Ready),
+        "/v2/models/{model}": {"parameters": [name], **metadata},
+        "/v2/models/{model}/ready": {"parameters": [name], **_probe("Model ready", wire.Ready)},
+        "/v2/models/{model}/infer": {"parameters": [name], **infer},
+        "/v2/models/{model}/versions/{version}": {"parameters": [name, version], **metadata},
+        "/v2/models/{model}/versions/{version}/ready": {
+            "parameters": [name, version],
+            **_probe("Model version ready", wire.Ready),
+        },
+        "/v2/models/{model}/versions/{version}/infer": {"parameters": [name, version], **infer},
+        "/metrics": {"get": _operation("Prometheus metrics", {"text/plain": {"schema": {"type": "string"}}})},
+        "/openapi.json": {"get": _operation("This document", _json({"type": "object"}))},
+        "/docs": {
+            "get": _operation("This document, to read and try out", {"text/html": {"schema": {"type": "string"}}})
+        },
+        "/docs/{asset}": {
+            "get": _operation(
+                "The page's scripts and styles (Swagger UI, bundled)",
+                {"*/*": {"schema": {"type": "string"}}},
+                (404,),
+                parameters=[docs_assets],
+            )
+        },
+        "/": {"get": {"summary": "Leads to /docs", "responses": {"307": {"description": "Redirect to /docs"}}}},
     }
 
 
-_OPERATIONS = ("get", "put", "post", "delete", "patch")
-
-
 @cache
-def _secured(model_name: str, max_batch_rows: int) -> dict[str, Any]:
-    """The document with the bearer scheme on the operations bento/auth.py protects."""
-    doc = copy.deepcopy(_document(model_name, max_batch_rows))
-    doc["components"] = {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}}
-    unauthorized = {"description": "Bearer token missing or wrong", "content": {"application/json": {"schema": _ERROR}}}
-    for path, item in doc["paths"].items():
-        if auth.protects(path):
-            for operation in (item[method] for method in _OPERATIONS if method in item):
-                operation["security"] = [{"bearerAuth": []}]
-                operation["responses"]["401"] = unauthorized
-    return doc
+def _document(model_name: str, max_batch_rows: int, max_infer_rows: int, secured: bool) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {"title": "Readmission risk service", "version": features.spec_hash(), "description": _DESCRIPTION},
+        "paths": _paths(model_name, max_batch_rows, max_infer_rows),
+        "components": {"schemas": _components()[1]},
+    }
+    if secured:
+        document["components"]["securitySchemes"] = {"bearerAuth": {"type": "http", "scheme": "bearer"}}
+        unauthorized = {"description": _ERRORS[401], "content": _json(_ref(wire.ErrorBody))}
+        for path, item in document["paths"].items():
+            if auth.protects(path):
+                for operation in (item[method] for method in _OPERATIONS if method in item):
+                    operation["security"] = [{"bearerAuth": []}]
+                    operation["responses"]["401"] = unauthorized
+    return document
 
 
 def document(settings: ServiceSettings) -> dict[str, Any]:
     """The OpenAPI document (cached); with the bearer scheme when the service has a token."""
-    if settings.api_token is not None:
-        return _secured(settings.v2_model_name, settings.max_batch_rows)
-    return _document(settings.v2_model_name, settings.max_batch_rows)
+    return _document(
+        settings.v2_model_name, settings.max_batch_rows, settings.max_infer_rows, settings.api_token is not None
+    )

@@ -1,7 +1,8 @@
 """The BentoML service: the champion model, served over the simple API and the V2 protocol.
 
 `bentoml serve bento.service:ReadmissionService` (or `bentoml serve` in the project root).
-Routes live in bento/app.py; BentoML adds /livez, /readyz and /healthz.
+Routes live in bento/app.py (`/` leads to the interactive documentation at /docs); BentoML adds /livez, /readyz
+and /healthz.
 
 Faults (tests/test_faults.py): a model missing, corrupt or trained on another feature spec leaves the
 server up but not ready (a log line says why; predictions answer 503); a worker that dies is respawned;
@@ -25,12 +26,15 @@ from bento import drain
 from bento.app import create_app
 from bento.core import ScoringCore
 from bento.predictor import ModelLoadError, Predictor
-from bento.settings import ServiceSettings
+from bento.settings import ServiceSettings, SettingsError
 
 logger = logging.getLogger("readmission")
 logger.setLevel(logging.INFO)  # BentoML's server logging keeps the root at WARNING; our INFO lines reach its handler
 GC_THRESHOLDS = (20_000, 20, 20)  # the default is (700, 10, 10)
-SETTINGS = ServiceSettings.from_env()
+try:
+    SETTINGS = ServiceSettings.from_env()
+except SettingsError as error:  # a bad variable: one line that names it, not a traceback; nothing starts
+    raise SystemExit(f"readmission: {error}") from None
 CORE = ScoringCore(SETTINGS)
 app = create_app(CORE)
 DRAIN = drain.Drain(SETTINGS.drain_seconds, CORE)
@@ -80,8 +84,9 @@ class ApplicationFirst:
         await self.app(scope, receive, send)
 
 
-# What BentoML serves itself: probes, its index page and the documents and assets behind it.
-BENTOML_PATHS = frozenset({"/", "/livez", "/readyz", "/healthz", "/docs.json", "/schema.json"})
+# What BentoML serves itself: probes and its own documents and assets. Its index page ("/": a Swagger page of
+# /docs.json, which lists only these probes and loads a third-party script) is the application's redirect to /docs.
+BENTOML_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/docs.json", "/schema.json"})
 BENTOML_PREFIXES = ("/static_content/", "/assets/")
 
 

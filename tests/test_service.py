@@ -148,7 +148,10 @@ def test_metrics_count_predictions_and_refusals_with_bounded_labels(client):
 
 
 def test_openapi_document_covers_every_route(client):
-    paths = client.get("/openapi.json").json()["paths"]
+    document = client.get("/openapi.json").json()
+    paths = document["paths"]
     assert {"/predict", "/predict/batch", "/v2/models/{model}/infer", "/v2/health/ready"} <= set(paths)
-    race = paths["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"]["race"]
+    record = paths["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]["anyOf"][0]
+    assert record == {"$ref": "#/components/schemas/PatientRecord"}
+    race = document["components"]["schemas"]["PatientRecord"]["properties"]["race"]
     assert "Caucasian" in race["anyOf"][0]["enum"]
