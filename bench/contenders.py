@@ -58,10 +58,12 @@ def server_ours(port: int, work: Path, home: Path = BENTOML_HOME) -> Server:
     """Our BentoML service, from the project root and its model store; its gRPC server on a spare loopback port."""
     bentoml = ROOT / ".venv" / "bin" / "bentoml"
     grpc_port = free_port()
+    log_home = work / "ours-home"  # the prediction log of this run: starts empty, size reported after
     env = {
         "BENTOML_HOME": str(home),
         "READMISSION_GRPC_PORT": str(grpc_port),
         "READMISSION_GRPC_HOST": "127.0.0.1",
+        "READMISSION_HOME": str(log_home),
     }
     return Server(
         name="ours",
@@ -75,6 +77,14 @@ def server_ours(port: int, work: Path, home: Path = BENTOML_HOME) -> Server:
         binary=True,
         grpc_port=grpc_port,
     )
+
+
+def server_ours_nolog(port: int, work: Path, home: Path = BENTOML_HOME) -> Server:
+    """Ours with the prediction log off (READMISSION_PREDICTION_LOG=off): what the log costs."""
+    server = server_ours(port, work, home)
+    server.env["READMISSION_PREDICTION_LOG"] = "off"
+    server.name, server.label = "ours-nolog", "ours, prediction log off"
+    return server
 
 
 def server_mlserver(port: int, work: Path, model: Path) -> Server:

@@ -57,7 +57,7 @@ from bench.inputs import (
     v2_body,
 )
 from bench.processes import LOAD_CORE
-from bench.workloads import Result, bench_server
+from bench.workloads import V2_1_8, Result, bench_server
 from loadtest.cli import free_port
 
 
@@ -129,6 +129,7 @@ def main() -> int:
 
     factories = {
         "ours": lambda p: contenders.server_ours(p, work, args.bentoml_home),
+        "ours-nolog": lambda p: contenders.server_ours_nolog(p, work, args.bentoml_home),
         "mlserver": lambda p: contenders.server_mlserver(p, work, model),
         "kserve": lambda p: contenders.server_kserve(p, work, model),
         "floor": lambda p: contenders.server_floor(p, work, model),
@@ -185,6 +186,8 @@ def main() -> int:
         if stop:
             break
     meta["versions"] = contenders.versions()
+    single_row = report.value(report.medians(raw, names), report.Metric("ours", V2_1_8, "req_s"))
+    meta["prediction_log"] = report.log_size(work / "ours-home", single_row)
     meta["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
     meta["wall_s"] = round(time.monotonic() - started, 1)
     shutil.rmtree(work, ignore_errors=True)
