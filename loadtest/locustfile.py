@@ -12,6 +12,11 @@ between calls. Tasks, by weight:
     4  POST /v2/models/{model}/infer      one row, FP32 tensor [1, 263]
     2  POST /v2/models/{model}/infer      a batch of --batch-rows rows
     1  GET  /v2/models/{model}            model metadata
+    2  POST /feedback                     the outcomes of earlier predictions (when some are waiting)
+
+For a share of its predictions (--feedback-share, default 0.2) a user sends the true outcome 3 s later, as a
+hospital would 30 days after discharge: drawn with the predicted probability, so the model is calibrated on
+them and the service's live performance (GET /performance) has labelled rows to work on.
 
 Every response is checked (status 200 and a well-formed body); anything else counts as a failure.
 The target is Locust's `--host`; the V2 model name is `--v2-model` (env READMISSION_V2_MODEL_NAME).
@@ -27,6 +32,7 @@ import logging
 import math
 import os
 import random
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -43,6 +49,8 @@ POOL: encounters.Encounters | None = None
 WORKER_REQUESTS: dict[str, int] = {}
 _LOADER: gevent.Greenlet | None = None
 SUMMARY: list[str] = []  # printed last, after Locust's own tables
+# an outcome is sent this long after its prediction: later than the prediction log's writes (so never waited for)
+FEEDBACK_DELAY_SECONDS = 3.0
 
 
 @events.init_command_line_parser.add_listener
@@ -80,6 +88,13 @@ def _arguments(parser: Any) -> None:
         default=1.5,
         env_var="LOADTEST_THINK_MAX",
         help="longest pause between a user's requests, seconds",
+    )
+    group.add_argument(
+        "--feedback-share",
+        type=float,
+        default=0.2,
+        env_var="LOADTEST_FEEDBACK_SHARE",
+        help="share of the predictions whose (synthetic) outcome is sent to /feedback later (default 0.2)",
     )
     group.add_argument(
         "--hard-limit",
@@ -206,6 +221,8 @@ class ReadmissionClient(FastHttpUser):
         self.batch_rows = max(1, int(getattr(options, "batch_rows", 32) or 32))
         self.think = (float(getattr(options, "think_min", 0.5)), float(getattr(options, "think_max", 1.5)))
         self.pool = _pool(options)
+        self.feedback_share = float(getattr(options, "feedback_share", 0.2))
+        self.outcomes: list[tuple[float, str, bool]] = []  # (when due, prediction id, outcome), sent by `feedback`
 
     def wait_time(self) -> float:
         """Think time between two requests of this user."""
@@ -230,6 +247,15 @@ class ReadmissionClient(FastHttpUser):
         probability = body.get("probability")
         if not isinstance(probability, float | int) or not 0.0 <= probability <= 1.0 or body.get("label") not in (0, 1):
             response.failure(f"malformed prediction: {str(body)[:200]}")
+            return
+        self._outcome_later([body.get("prediction_id")], [probability])
+
+    def _outcome_later(self, ids: list[Any], probabilities: list[float]) -> None:
+        """For a share of the predictions, an outcome drawn with the predicted probability, sent by `feedback`."""
+        for prediction_id, probability in zip(ids, probabilities, strict=True):
+            if isinstance(prediction_id, str) and self.rng.random() < self.feedback_share:
+                due = time.monotonic() + FEEDBACK_DELAY_SECONDS
+                self.outcomes.append((due, prediction_id, self.rng.random() < probability))
 
     def _check_infer(self, response: Any, rows: int, request_id: str) -> None:
         if self._refused(response):
@@ -242,6 +268,12 @@ class ReadmissionClient(FastHttpUser):
             response.failure(f"malformed infer response: {str(body)[:200]}")
         elif not all(isinstance(p, float | int) and math.isfinite(p) and 0.0 <= p <= 1.0 for p in data):
             response.failure("probabilities outside [0, 1]")
+        else:
+            ids = (outputs.get("prediction_id") or {}).get("data") or []
+            if len(ids) != rows:
+                response.failure(f"{len(ids)} prediction ids for {rows} rows")
+            else:
+                self._outcome_later(ids, data)
 
     @task(8)
     def predict_clinical(self) -> None:
@@ -282,3 +314,19 @@ class ReadmissionClient(FastHttpUser):
                 return
             if response.json().get("name") != self.model:
                 response.failure(f"metadata names another model: {response.text[:200]}")
+
+    @task(2)
+    def feedback(self) -> None:
+        """POST /feedback with the outcomes that are due, if any."""
+        now = time.monotonic()
+        due = [(i, outcome) for when, i, outcome in self.outcomes if when <= now]
+        if not due:
+            return
+        self.outcomes = [entry for entry in self.outcomes if entry[0] > now]
+        body = [{"prediction_id": i, "readmitted_within_30_days": outcome} for i, outcome in due]
+        with self.client.post("/feedback", json=body, name="/feedback", catch_response=True) as response:
+            if self._refused(response):
+                return
+            answer = response.json()
+            if answer.get("recorded", 0) + answer.get("unchanged", 0) != len(body):
+                response.failure(f"feedback not recorded: {response.text[:200]}")

@@ -28,6 +28,7 @@ TASKS = {
     "/v2/models/[model]/infer [1 row]",
     "/v2/models/[model]/infer [batch]",
     "/v2/models/[model]",
+    "/feedback",
 }
 # quicker users than the default think time, so a 15 s run exercises every task
 FAST = ["--think-min", "0.1", "--think-max", "0.5", "--batch-rows", "16"]
