@@ -1,0 +1,120 @@
+"""Live performance end to end: the champion's held-out test split replayed through a real service, its true
+outcomes sent back, and the figures the service computes (GET /performance, /metrics) checked against scikit-learn
+on the same rows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+from prometheus_client.parser import text_string_to_metric_families
+from sklearn.metrics import average_precision_score, brier_score_loss, precision_score, roc_auc_score
+
+from bento import auth, quality
+from bento.predictor import METADATA_FILE
+from tests.helpers import INFER, binary_matrix, copy_home, decode_binary_response, poll, serve
+from training import data, registry
+
+CHUNK = 1000  # rows per infer and per feedback call
+BINARY_OUTPUTS = [{"name": name, "parameters": {"binary_data": True}} for name in ("probability", "prediction_id")]
+
+
+def _test_split(champion_store) -> tuple[np.ndarray, np.ndarray]:
+    """The champion's held-out test split, rebuilt as training built it (same data, same seed)."""
+    registry.connect(champion_store["settings"])
+    seed = int(MlflowClient().get_run(champion_store["registered"].run_id).data.params["seed"])
+    frame = data.clean(data.load(Path(champion_store["data"]), verify=False))
+    return data.design_matrix(data.split(frame, seed=seed).test)
+
+
+def _live_gauges(client: httpx.Client) -> dict[tuple[str, ...], float]:
+    """readmission_live_metric and readmission_training_metric samples by (name, labels...)."""
+    found = {}
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        if family.name in ("readmission_live_metric", "readmission_training_metric"):
+            for sample in family.samples:
+                labels = sample.labels
+                found[(family.name, labels["model_version"], labels.get("window"), labels["metric"])] = sample.value
+    return found
+
+
+def _computed(client: httpx.Client) -> dict | None:
+    """The body of GET /performance once the figures have been computed."""
+    answer = client.get("/performance")
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    return body if body["computed_at"] is not None else None
+
+
+def test_replayed_test_split_gives_the_offline_figures(champion_store, bento_home, tmp_path, figure):
+    matrix, outcome = _test_split(champion_store)
+    metadata = json.loads((bento_home["model_dir"] / METADATA_FILE).read_text())
+    version = str(metadata["mlflow_version"])
+    server = serve(copy_home(bento_home, tmp_path), tmp_path, READMISSION_MONITOR_SECONDS="1",
+                   READMISSION_PREDICTION_LOG=str(tmp_path / "log.db"))  # fmt: skip
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            before = poll(lambda: _computed(client), 30, "the first computation", interval=0.3)
+            assert before["live"][version]["90d"] == {"labelled_rows": 0}  # no outcome yet: nothing else
+            assert before["training"][version] == {k: metadata["test_metrics"][k] for k in quality.METRICS}
+
+            probabilities, ids = [], []
+            for start in range(0, len(matrix), CHUNK):
+                body, headers = binary_matrix(matrix[start : start + CHUNK], outputs=BINARY_OUTPUTS)
+                answer = client.post(INFER, content=body, headers=headers)
+                assert answer.status_code == 200, answer.text
+                _, arrays = decode_binary_response(answer)
+                probabilities.append(arrays["probability"])
+                ids.extend(value.decode() for value in arrays["prediction_id"])
+            for start in range(0, len(ids), CHUNK):
+                pairs = zip(ids[start : start + CHUNK], outcome[start : start + CHUNK].tolist(), strict=True)
+                sent = [{"prediction_id": i, "readmitted_within_30_days": bool(o)} for i, o in pairs]
+                assert client.post("/feedback", json=sent).json() == {"recorded": len(sent), "unchanged": 0}
+
+            rows = len(outcome)
+
+            def labelled() -> dict | None:
+                live = client.get("/performance").json()["live"][version]
+                return live if all(live[w]["labelled_rows"] == rows for w in ("30d", "90d")) else None
+
+            live = poll(labelled, 60, f"{rows} labelled rows in /performance", interval=0.5)
+            gauges = _live_gauges(client)
+    finally:
+        server.stop()
+
+    probability = np.concatenate(probabilities).astype(np.float64)
+    flagged = probability >= np.float32(metadata["threshold"])
+    offline = {
+        "roc_auc": roc_auc_score(outcome, probability),
+        "brier": brier_score_loss(outcome, probability),
+        "pr_auc": average_precision_score(outcome, probability),
+        "flagged_rate": flagged.mean(),
+        "precision": precision_score(outcome, flagged),
+    }
+    for window in ("30d", "90d"):
+        for metric, expected in offline.items():
+            assert live[window][metric] == pytest.approx(expected, abs=1e-9), (window, metric)
+            assert gauges[("readmission_live_metric", version, window, metric)] == pytest.approx(expected, abs=1e-9)
+        assert gauges[("readmission_live_metric", version, window, "labelled_rows")] == rows
+        assert live[window]["roc_auc_ci_low"] < offline["roc_auc"] < live[window]["roc_auc_ci_high"]
+    for metric in quality.METRICS:
+        assert gauges[("readmission_training_metric", version, None, metric)] == metadata["test_metrics"][metric]
+    # one copy of each metric: bento/quality.py agrees with scikit-learn on the real rows
+    assert quality.roc_auc(outcome, probability) == pytest.approx(offline["roc_auc"], abs=1e-12)
+    assert quality.average_precision(outcome, probability) == pytest.approx(offline["pr_auc"], abs=1e-12)
+    assert quality.brier(outcome, probability) == pytest.approx(offline["brier"], abs=1e-12)
+    figure("live ROC-AUC - scikit-learn's", f"{live['90d']['roc_auc'] - offline['roc_auc']:.2e}")
+    figure("live Brier - scikit-learn's", f"{live['90d']['brier'] - offline['brier']:.2e}")
+    figure(
+        "live ROC-AUC - training's (float32 compiled vs xgboost)",
+        f"{live['90d']['roc_auc'] - metadata['test_metrics']['roc_auc']:.2e}",
+    )
+    figure("replayed rows", rows)
+
+
+def test_performance_is_behind_the_token():
+    assert auth.protects("/performance")
