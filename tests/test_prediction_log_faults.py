@@ -22,7 +22,6 @@ from contextlib import closing
 from pathlib import Path
 
 import httpx
-import psutil
 import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -30,11 +29,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from bento.log_store import SQLITE_FILE
 from bento.prediction_log import issued_at
 from tests import servers
-from tests.helpers import RECORD, copy_home, poll, serve
+from tests.helpers import RECORD, copy_home, poll, serve, workers_of
 
 pytestmark = pytest.mark.slow
 
-WORKER_MODULE = "_bentoml_impl.worker.service"
 ROWS_PER_REQUEST = 10
 PACE_SECONDS = 0.05  # one request this often: about 200 rows a second, well under what the writer keeps up with
 QUEUE_ROWS = 200  # the queue bound of the kill -9 test
@@ -239,18 +237,6 @@ def test_postgresql_stopped_under_load_loses_rows_counted_and_is_written_again_a
     assert set(load.statuses()) == {200}, load.statuses()
     assert load.transport_errors == 0
     assert PASSWORD not in server.log_text()
-
-
-def workers_of(server: servers.Server) -> set[int]:
-    """PIDs of the server's worker processes."""
-    pids = set()
-    for child in psutil.Process(server.process.pid).children(recursive=True):
-        try:
-            if WORKER_MODULE in child.cmdline() and child.status() != psutil.STATUS_ZOMBIE:
-                pids.add(child.pid)
-        except psutil.NoSuchProcess:
-            continue
-    return pids
 
 
 def test_a_worker_killed_under_load_leaves_an_intact_store_missing_at_most_what_it_held(bento_home, tmp_path):
