@@ -43,7 +43,11 @@ def test_first_model_becomes_champion_with_its_metrics_logged(store):
     artifacts = {a.path for a in client.list_artifacts(champion.run_id)}
     assert {"model_card.md", "roc_pr.png", "reliability.png", "feature_importance.csv", "feature_spec.json",
             registry.METADATA_ARTIFACT, "subgroups.csv"} <= artifacts  # fmt: skip
-    assert "decision support" in (store["home"] / "model-card.md").read_text()
+    card = (store["home"] / "model-card.md").read_text()
+    assert "decision support" in card and "Over 3 patient-grouped splits the same configuration" in card
+    seeds = [run.data.metrics[f"seed_{seed}_test_roc_auc"] for seed in (42, 43, 44)]
+    assert seeds[0] == run.data.metrics["test_roc_auc"]
+    assert (run.data.metrics["seed_roc_auc_min"], run.data.metrics["seed_roc_auc_max"]) == (min(seeds), max(seeds))
 
 
 def test_registered_model_predicts_probabilities_with_its_signature(store):
