@@ -41,6 +41,7 @@ PROTECTED = [
     ("POST", f"/v2/models/{MODEL}/versions/{{v}}/infer", INFER),
     ("GET", f"/v2/models/{MODEL}", None),
     ("GET", f"/v2/models/{MODEL}/versions/{{v}}", None),
+    ("GET", "/performance", None),
 ]
 OPEN = [
     *("/livez", "/readyz", "/healthz", "/health", "/v2", "/v2/health/live", "/v2/health/ready"),
@@ -60,6 +61,7 @@ def bearer(token: str) -> dict[str, str]:
     [
         ("/predict", True),
         ("/predict/batch", True),
+        ("/performance", True),
         ("/v2/models/readmission", True),
         ("/v2/models/readmission/infer", True),
         ("/v2/models/readmission/versions/3", True),

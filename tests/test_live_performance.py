@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn.metrics import average_precision_score, brier_score_loss, precision_score, roc_auc_score
 
-from bento import auth, quality
+from bento import quality
 from bento.predictor import METADATA_FILE
 from tests.helpers import INFER, binary_matrix, copy_home, decode_binary_response, poll, serve
 from training import data, registry
@@ -114,7 +114,3 @@ def test_replayed_test_split_gives_the_offline_figures(champion_store, bento_hom
         f"{live['90d']['roc_auc'] - metadata['test_metrics']['roc_auc']:.2e}",
     )
     figure("replayed rows", rows)
-
-
-def test_performance_is_behind_the_token():
-    assert auth.protects("/performance")
