@@ -97,7 +97,7 @@ def report(labelled: Labelled, now: float, training: TrainingLookup) -> str:
                 cells = [_interval(trained)] + [_interval(windows[w]) for w in live.WINDOWS]
                 lines.append(f"| ROC-AUC 95% bootstrap interval | {' | '.join(cells)} |")
         if trained is None:
-            lines.append(f"(no training figures found for version {version} in MLflow nor the BentoML store)")
+            lines.append(f"\n(no training figures found for version {version} in MLflow nor the BentoML store)")
         sections.append("\n".join(lines))
     return "\n\n".join(sections)
 
