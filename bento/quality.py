@@ -12,7 +12,7 @@ import numpy as np
 
 BOOTSTRAP_SAMPLES = 500
 CALIBRATION_BINS = 10
-REPLICATES_PER_PASS = 50  # bootstrap replicates computed together: [50, rows] float64 matrices
+PASS_CELLS = 2_000_000  # bootstrap replicates computed together hold at most this many weights (16 MB each matrix)
 METRICS = ("roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "pr_auc", "brier", "ece", "flagged_rate", "precision")
 
 
@@ -48,7 +48,8 @@ def roc_auc_interval(
 
     Resamples rows, or whole `groups` (e.g. patient ids: a patient's encounters are drawn together) where given.
     Vectorised: the scores are sorted once; each resample is a vector of weights (how many times each row was
-    drawn), and its AUC a weighted sum over the groups of tied scores, many resamples per numpy pass.
+    drawn), and its AUC a weighted sum over the groups of tied scores, as many resamples per numpy pass as
+    PASS_CELLS allows (the draws, hence the interval, do not depend on how many).
     """
     outcome = np.asarray(outcome)
     if len(outcome) == 0 or outcome.min() == outcome.max():
@@ -63,9 +64,10 @@ def roc_auc_interval(
         _, unit_of_row = np.unique(np.asarray(groups), return_inverse=True)
         units, unit_of_row = int(unit_of_row.max()) + 1, unit_of_row[order]
     rng = np.random.default_rng(seed)
+    per_pass = max(1, PASS_CELLS // max(units, len(outcome)))
     aucs = []
-    for done in range(0, samples, REPLICATES_PER_PASS):
-        count = min(REPLICATES_PER_PASS, samples - done)
+    for done in range(0, samples, per_pass):
+        count = min(per_pass, samples - done)
         drawn = rng.integers(0, units, (count, units)) + units * np.arange(count)[:, None]
         weights = np.bincount(drawn.ravel(), minlength=count * units).reshape(count, units)[:, unit_of_row]
         aucs.append(_weighted_auc(weights, positive, tie_starts))

@@ -60,18 +60,18 @@ def _reference_interval(outcome, probability, groups, samples, seed) -> tuple[fl
     members = [np.flatnonzero(unit_of_row == unit) for unit in range(len(names))]
     rng = np.random.default_rng(seed)
     aucs = []
-    for done in range(0, samples, quality.REPLICATES_PER_PASS):
-        count = min(quality.REPLICATES_PER_PASS, samples - done)
-        for drawn in rng.integers(0, len(names), (count, len(names))):
-            rows = np.concatenate([members[unit] for unit in drawn])
-            if outcome[rows].min() != outcome[rows].max():
-                aucs.append(roc_auc_score(outcome[rows], probability[rows]))
+    for _ in range(samples):
+        rows = np.concatenate([members[unit] for unit in rng.integers(0, len(names), len(names))])
+        if outcome[rows].min() != outcome[rows].max():
+            aucs.append(roc_auc_score(outcome[rows], probability[rows]))
     low, high = np.percentile(aucs, [2.5, 97.5])
     return float(low), float(high)
 
 
 @pytest.mark.parametrize("grouped", [False, True])
-def test_bootstrap_interval_equals_the_resamples_done_one_by_one(grouped):
+@pytest.mark.parametrize("pass_cells", [400, 7_000, quality.PASS_CELLS])  # 1, 17 and all resamples per pass
+def test_bootstrap_interval_equals_the_resamples_done_one_by_one(grouped, pass_cells, monkeypatch):
+    monkeypatch.setattr(quality, "PASS_CELLS", pass_cells)
     outcome, probability = _scores(400, 6)
     groups = np.random.default_rng(7).integers(0, 150, 400) if grouped else np.arange(400)
     expected = _reference_interval(outcome, probability, groups, samples=120, seed=3)
