@@ -65,7 +65,7 @@ class PostgresStore:
         self._lock = threading.Lock()
 
     def _connect(self) -> psycopg.Connection:
-        """The open connection, or a new one with the schema created."""
+        """The open connection, or a new one with the schema created (none yet, or the last one was lost)."""
         if self._connection is not None and not self._connection.closed:
             return self._connection
         connection = psycopg.connect(
@@ -89,10 +89,7 @@ class PostgresStore:
                 connection = self._connect()
                 with connection.transaction(), connection.cursor() as cursor:
                     return work(cursor)
-            except psycopg.Error as error:
-                if self._connection is not None and (self._connection.broken or self._connection.closed):
-                    self._connection.close()
-                    self._connection = None  # the next call connects again
+            except psycopg.Error as error:  # a lost connection is closed by psycopg: the next call connects again
                 raise StoreError(f"PostgreSQL {self.where}: {str(error).strip()}") from error
 
     def append(self, batches: Sequence[ScoredBatch], keep_features: bool) -> None:
