@@ -14,6 +14,7 @@ store that cannot be read is logged and tried again at the next interval; servin
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -33,18 +34,32 @@ WINDOWS = {"30d": 30, "90d": 90}  # window label -> days
 LABELLED_ROWS = "labelled_rows"
 
 Figures = dict[str, float]  # metric -> value (quality.METRICS and labelled_rows)
+Memo = dict[tuple[str, str], tuple[bytes, Figures]]  # (version, window) -> digest of its rows, figures
 
 
-def measure(labelled: Labelled, now: float, versions: Iterable[str] = ()) -> dict[str, dict[str, Figures]]:
-    """The figures per model version and window (the `versions` given appear even without labelled rows)."""
+def measure(
+    labelled: Labelled, now: float, versions: Iterable[str] = (), memo: Memo | None = None
+) -> dict[str, dict[str, Figures]]:
+    """The figures per model version and window (the `versions` given appear even without labelled rows).
+
+    With a `memo` of the last call, a version and window whose rows are the same as then are not computed again.
+    """
     result: dict[str, dict[str, Figures]] = {}
     for version in sorted(set(labelled.model_version.tolist()) | set(versions), key=_version_order):
         of_version = labelled.model_version == version
         result[version] = {}
         for window, days in WINDOWS.items():
             rows = of_version & (labelled.time >= now - days * DAY)
-            figures = quality.summary(labelled.outcome[rows], labelled.probability[rows], labelled.label[rows])
-            result[version][window] = {**figures, LABELLED_ROWS: int(rows.sum())}
+            outcome, probability, label = labelled.outcome[rows], labelled.probability[rows], labelled.label[rows]
+            digest = hashlib.blake2b(outcome.tobytes() + probability.tobytes() + label.tobytes()).digest()
+            known = memo.get((version, window)) if memo is not None else None
+            if known is not None and known[0] == digest:
+                result[version][window] = known[1]
+                continue
+            figures = {**quality.summary(outcome, probability, label), LABELLED_ROWS: int(rows.sum())}
+            result[version][window] = figures
+            if memo is not None:
+                memo[(version, window)] = (digest, figures)
     return result
 
 
@@ -83,6 +98,7 @@ class LivePerformance:
         self.served = served
         self.seconds = seconds
         self._latest = Performance()
+        self._memo: Memo = {}  # the bootstrap is the costly part: not redone for rows that did not change
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="live-performance", daemon=True)
 
@@ -112,7 +128,7 @@ class LivePerformance:
         training = {info.version: training_figures(info)} if info is not None else {}
         try:
             labelled = self.store.labelled(now - max(WINDOWS.values()) * DAY)
-            live = measure(labelled, now, [info.version] if info is not None else [])
+            live = measure(labelled, now, [info.version] if info is not None else [], self._memo)
         except StoreError as error:
             logger.warning("live performance: the prediction log cannot be read: %s", error)
             self._latest = replace(self._latest, training=training)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 
 import numpy as np
 
-from bento.live import LivePerformance
-from bento.log_store import SQLiteStore
+from bento.live import LivePerformance, measure
+from bento.log_store import Labelled, SQLiteStore
 from bento.prediction_log import PredictionIds, ScoredBatch
 from bento.predictor import ModelInfo
 from tests.helpers import poll
@@ -57,3 +58,17 @@ def test_the_thread_recomputes_until_stopped(tmp_path):
     live.stop(5)
     assert not live._thread.is_alive()
     store.close()
+
+
+def test_figures_of_unchanged_rows_are_not_computed_again():
+    now = time.time()
+    rows = Labelled(np.array(["5"] * 6), np.full(6, now - 40 * 86400.0), np.linspace(0.1, 0.6, 6),
+                    np.array([0, 0, 0, 1, 1, 1]), np.array([0, 1, 0, 1, 0, 1]))  # fmt: skip
+    memo: dict = {}
+    first = measure(rows, now, memo=memo)
+    assert "30d" in first["5"] and first["5"]["30d"] == {"labelled_rows": 0}
+    assert first["5"]["90d"]["roc_auc"] == 2 / 3
+    again = measure(rows, now + 60, memo=memo)
+    assert again["5"]["90d"] is first["5"]["90d"]  # the same rows: the memo's figures
+    changed = replace(rows, outcome=np.array([1, 1, 0, 1, 0, 1]))
+    assert measure(changed, now + 60, memo=memo)["5"]["90d"]["roc_auc"] == 3 / 8
