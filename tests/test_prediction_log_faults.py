@@ -5,6 +5,7 @@ client thread, keeps every prediction id it is answered, and compares them with 
 service's back (SQLite read-only, PostgreSQL on its own connection). Whatever the store does, every prediction
 answers 200: the log is off the request path. What the store missed is counted in
 `readmission_prediction_log_rows_total{outcome="lost"|"dropped"}`, and logging resumes once the store is back.
+Last, with the same machinery and no fault: the opted-in encoded rows are the rows the model scored.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from contextlib import closing
 from pathlib import Path
 
 import httpx
+import numpy as np
 import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -29,7 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bento.log_store import SQLITE_FILE
 from bento.prediction_log import issued_at
 from tests import servers
-from tests.helpers import RECORD, copy_home, poll, serve, workers_of
+from tests.helpers import RECORD, copy_home, matrix_of, poll, records, serve, workers_of
 
 pytestmark = pytest.mark.slow
 
@@ -283,3 +285,24 @@ def test_sigterm_under_load_writes_every_answered_prediction(bento_home, tmp_pat
     assert len(answered) > 100
     assert answered <= sqlite_ids(database), len(answered - sqlite_ids(database))
     assert set(load.statuses()) == {200}, load.statuses()
+
+
+def test_the_encoded_rows_are_kept_where_opted_in_and_equal_what_was_scored(bento_home, tmp_path):
+    """READMISSION_PREDICTION_LOG_FEATURES=true: each prediction's encoded row (float32) is in the log, the very
+    row the model scored. (The writer erases such rows after READMISSION_PREDICTION_LOG_RETENTION_DAYS:
+    tests/test_log_store.py tests the purge.)"""
+    home = tmp_path / "state"
+    database = home / SQLITE_FILE
+    patients = records(5, seed=23)
+    server = start_service(bento_home, tmp_path, home, READMISSION_PREDICTION_LOG_FEATURES="true")
+    try:
+        answer = httpx.post(server.url + "/predict/batch", json=patients, timeout=30)
+        assert answer.status_code == 200, answer.text
+        ids = [p["prediction_id"] for p in answer.json()["predictions"]]
+        poll(lambda: set(ids) <= sqlite_ids(database), SETTLE, "the batch in the store")
+    finally:
+        server.stop()
+    with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+        stored = dict(db.execute("SELECT id, features FROM predictions"))
+    for prediction_id, row in zip(ids, matrix_of(patients), strict=True):
+        np.testing.assert_array_equal(np.frombuffer(stored[prediction_id], dtype=np.float32), row)
