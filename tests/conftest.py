@@ -39,7 +39,8 @@ def real_champion(uci_zip, tmp_path_factory):
     """A champion trained on the real data into a fresh SQLite MLflow store (about a minute)."""
     home = tmp_path_factory.mktemp("real-mlflow")
     with pytest.MonkeyPatch.context() as patch:
-        return train_into(home, uci_zip, patch, model_card_path=home / "model-card.md")
+        # no spread over other seeds (tests/test_training.py checks it): two more fits would double the minute
+        return train_into(home, uci_zip, patch, model_card_path=home / "model-card.md", extra_seeds=0)
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +51,8 @@ def champion_store(request, tmp_path_factory):
     except pytest.skip.Exception:
         home = tmp_path_factory.mktemp("synthetic-mlflow")
         with pytest.MonkeyPatch.context() as patch:
-            return train_into(home, sample_data.write_csv(home, count=2000), patch, verify=False, model_card_path=None)
+            csv = sample_data.write_csv(home, count=2000)
+            return train_into(home, csv, patch, verify=False, model_card_path=None, extra_seeds=0)
 
 
 @pytest.fixture(scope="module")
