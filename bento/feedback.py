@@ -23,6 +23,7 @@ from bento.prediction_log import PredictionLog, issued_at
 
 FIELDS = ("prediction_id", "readmitted_within_30_days")
 SHOWN_IDS = 5  # ids named in an error message
+FUTURE_SKEW_SECONDS = 1.0  # how far ahead of this worker's clock another worker's id may be stamped
 
 
 def parse_outcomes(body: Any, max_rows: int) -> dict[str, int]:
@@ -75,7 +76,9 @@ async def _record(log: PredictionLog, outcomes: dict[str, int]) -> tuple[int, in
             return result.recorded, result.unchanged
         except UnknownPredictionError as unknown:
             newest = max(issued_at(prediction_id) or 0.0 for prediction_id in unknown.ids)
-            if time.time() >= newest + log.settle_seconds:
+            now = time.time()
+            # an id stamped in the future was never issued: waiting for it would hold the request until it times out
+            if now >= newest + log.settle_seconds or newest > now + FUTURE_SKEW_SECONDS:
                 raise
             await asyncio.sleep(log.flush_seconds / 2)
 
