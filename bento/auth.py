@@ -11,6 +11,8 @@ import hashlib
 import hmac
 import re
 
+from pydantic import SecretStr
+
 from bento.errors import Reason, RequestError
 
 SCHEME = "Bearer"
@@ -34,7 +36,7 @@ def _digest(value: bytes) -> bytes:
     return hashlib.sha256(value).digest()
 
 
-def check(authorization: str | None, token: str | None) -> None:
+def check(authorization: str | None, token: SecretStr | None) -> None:
     """Refuse (401, reason `unauthorized`) unless `authorization` is `Bearer <token>`; no-op without a token."""
     if token is None:
         return
@@ -44,5 +46,5 @@ def check(authorization: str | None, token: str | None) -> None:
         raise RequestError(Reason.UNAUTHORIZED, MISSING)
     # Starlette decodes header bytes as latin-1: encoding back gives the bytes the client sent
     sent = credentials.encode("latin-1", errors="replace")
-    if not hmac.compare_digest(_digest(sent), _digest(token.encode("utf-8"))):
+    if not hmac.compare_digest(_digest(sent), _digest(token.get_secret_value().encode("utf-8"))):
         raise RequestError(Reason.UNAUTHORIZED, WRONG)

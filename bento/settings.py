@@ -1,84 +1,125 @@
-"""Service configuration, read from the environment once (the README's Configuration table)."""
+"""Configuration: READMISSION_* variables, read and checked once (the README's Configuration table).
+
+`ReadmissionSettings` is the one settings layer (pydantic-settings) of the service, the UI (ui/settings.py) and
+training (training/settings.py): each field is a variable, its description the README's row (.ci/config_table.py).
+"""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Self
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
 # The model's one name: MLflow's registered model, the BentoML model, the V2 model (READMISSION_V2_MODEL_NAME).
 MODEL_NAME = "readmission"
+PREFIX = "READMISSION_"
 
 
-def _int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except ValueError as error:
-        raise ValueError(f"{name} must be an integer, got {value!r}") from error
+class SettingsError(ValueError):
+    """A variable out of range or malformed: its name and the reason, never a secret's value."""
 
 
-def _bool(name: str) -> bool:
-    return os.environ.get(name, "").lower() in ("1", "true", "yes")
+def strip(value: Any) -> Any:
+    """Surrounding blanks and newlines off a text value (a token pasted from a file)."""
+    return value.strip() if isinstance(value, str) else value
 
 
-@dataclass(frozen=True)
-class ServiceSettings:
-    """What the service reads from READMISSION_* variables."""
+def token(value: Any) -> Any:
+    """A bearer token without surrounding blanks; a blank one is none."""
+    return strip(value) or None
 
-    model_tag: str = f"{MODEL_NAME}:latest"
-    v2_model_name: str = MODEL_NAME
-    workers: int = 1
-    max_batch_rows: int = 1000
-    max_infer_rows: int = 10_000
-    max_body_bytes: int = 16 * MIB
-    body_timeout_seconds: int = 10
-    top_factors: int = 5
-    tracing: bool = False
-    # after SIGTERM: keep serving until no request for a second, at most this long (bento/drain.py)
-    drain_seconds: int = 10
-    # the Open Inference Protocol over gRPC (bento/grpc_server.py) in every worker; port 0: no gRPC
-    grpc_port: int = 8081
-    grpc_host: str = "0.0.0.0"  # as BentoML's HTTP default; tests and `make serve` bind 127.0.0.1
-    # bearer token of the prediction routes (bento/auth.py); None: no check. Kept out of repr: never logged.
-    api_token: str | None = field(default=None, repr=False)
-    # state of the service: the embedded prediction log (bento/log_store.py) lives here
-    home: Path = field(default_factory=lambda: Path.home() / ".readmission")
-    # the prediction log: empty = SQLite under `home`; a postgresql:// URL; a SQLite path; "off". May hold a
-    # password: kept out of repr.
-    prediction_log: str = field(default="", repr=False)
-    prediction_log_queue_rows: int = 100_000  # rows waiting for the store; more are dropped, counted
-    prediction_log_features: bool = False  # keep the encoded row of each prediction (for later analysis)
-    prediction_log_retention_days: int = 30  # encoded rows older than this are erased
-    monitor_seconds: int = 60  # how often live performance is recomputed from the log (bento/live.py)
+
+class ReadmissionSettings(BaseSettings):
+    """READMISSION_<FIELD> variables; unset or empty: the default. Immutable once read."""
+
+    model_config = SettingsConfigDict(env_prefix=PREFIX, env_ignore_empty=True, frozen=True)
 
     @classmethod
-    def from_env(cls) -> ServiceSettings:
-        """Settings from the environment, defaults where unset."""
-        defaults = cls()
-        return cls(
-            model_tag=os.environ.get("READMISSION_MODEL_TAG", defaults.model_tag),
-            v2_model_name=os.environ.get("READMISSION_V2_MODEL_NAME", defaults.v2_model_name),
-            workers=_int("READMISSION_WORKERS", defaults.workers),
-            max_batch_rows=_int("READMISSION_MAX_BATCH_ROWS", defaults.max_batch_rows),
-            max_infer_rows=_int("READMISSION_MAX_INFER_ROWS", defaults.max_infer_rows),
-            max_body_bytes=_int("READMISSION_MAX_BODY_BYTES", defaults.max_body_bytes),
-            body_timeout_seconds=_int("READMISSION_BODY_TIMEOUT_SECONDS", defaults.body_timeout_seconds),
-            top_factors=_int("READMISSION_TOP_FACTORS", defaults.top_factors),
-            tracing=_bool("READMISSION_TRACING"),
-            drain_seconds=_int("READMISSION_DRAIN_SECONDS", defaults.drain_seconds),
-            grpc_port=_int("READMISSION_GRPC_PORT", defaults.grpc_port),
-            grpc_host=os.environ.get("READMISSION_GRPC_HOST", defaults.grpc_host),
-            api_token=os.environ.get("READMISSION_API_TOKEN", "").strip() or None,
-            home=Path(os.environ.get("READMISSION_HOME") or defaults.home),
-            prediction_log=os.environ.get("READMISSION_PREDICTION_LOG", defaults.prediction_log).strip(),
-            prediction_log_queue_rows=_int("READMISSION_PREDICTION_LOG_QUEUE_ROWS", defaults.prediction_log_queue_rows),
-            prediction_log_features=_bool("READMISSION_PREDICTION_LOG_FEATURES"),
-            prediction_log_retention_days=_int(
-                "READMISSION_PREDICTION_LOG_RETENTION_DAYS", defaults.prediction_log_retention_days
-            ),
-            monitor_seconds=_int("READMISSION_MONITOR_SECONDS", defaults.monitor_seconds),
-        )
+    def from_env(cls) -> Self:
+        """The settings from the environment; SettingsError (one line) where a value is bad."""
+        try:
+            return cls()
+        except ValidationError as error:
+            raise SettingsError("; ".join(cls._problem(detail) for detail in error.errors())) from None
+
+    @classmethod
+    def variable(cls, name: str) -> str:
+        """The environment variable of field `name`."""
+        alias = cls.model_fields[name].validation_alias
+        return alias if isinstance(alias, str) else PREFIX + name.upper()
+
+    @classmethod
+    def _problem(cls, detail: ErrorDetails) -> str:
+        names = {name.lower(): name for name in cls.model_fields} | {
+            cls.variable(name).lower(): name for name in cls.model_fields
+        }
+        name = names.get(str(detail["loc"][0]).lower()) if detail["loc"] else None
+        reason = detail["msg"][:1].lower() + detail["msg"][1:]
+        if name is None:
+            return f"{cls.__name__}: {reason}"
+        shown = "" if cls.model_fields[name].repr is False else f"={detail['input']!r}"  # secrets: never the value
+        return f"{cls.variable(name)}{shown}: {reason}"
+
+
+class ServiceSettings(ReadmissionSettings):
+    """What the service reads."""
+
+    model_tag: str = Field(
+        f"{MODEL_NAME}:latest", min_length=1, description="the BentoML model the service loads (fixed in a built Bento)"
+    )
+    v2_model_name: str = Field(MODEL_NAME, min_length=1, description="the model name in V2 paths")
+    workers: int = Field(1, ge=1, description="service worker processes (one XGBoost thread each)")
+    max_batch_rows: int = Field(1000, ge=1, description="patients per `/predict/batch`")
+    max_infer_rows: int = Field(10_000, ge=1, description="rows per V2 infer request")
+    max_body_bytes: int = Field(16 * MIB, ge=1, description="request body limit (413 above)")
+    body_timeout_seconds: int = Field(
+        10, ge=1, description="the whole request body must arrive within this (408 after, connection closed)"
+    )
+    top_factors: int = Field(5, ge=1, description="factors returned with `explain=true`")
+    tracing: bool = Field(
+        False,
+        description="`true` turns BentoML's OpenTelemetry spans back on (they cost a quarter of a single-row request)",
+    )
+    drain_seconds: int = Field(
+        10, ge=0, description="after SIGTERM: serve on, not ready, until requests stop for 1 s or this passes"
+    )
+    grpc_port: int = Field(
+        8081,
+        ge=0,
+        le=65535,
+        description="the Open Inference Protocol over gRPC in every worker (they share the port); `0`: none",
+    )
+    grpc_host: str = Field(
+        "0.0.0.0", min_length=1, description="the gRPC listening address (`make serve`/`make up`: `127.0.0.1`)"
+    )
+    api_token: SecretStr | None = Field(
+        None,
+        repr=False,
+        description="bearer token required on `/predict`, `/predict/batch`, `/feedback`, `/performance`, "
+        "`/v2/models/...` (not `.../ready`) and gRPC; unset: no check. Never logged",
+    )
+    home: Path = Field(
+        default_factory=lambda: Path.home() / ".readmission",
+        description="the service's state: the embedded prediction log (SQLite) lives here",
+    )
+    prediction_log: str = Field(
+        "",
+        repr=False,
+        description="where predictions are logged: unset: SQLite under `READMISSION_HOME`; a `postgresql://` URL; "
+        "a SQLite path; `off`. May hold a password: never shown",
+    )
+    prediction_log_queue_rows: int = Field(
+        100_000, ge=1, description="predictions waiting for the log's store; more are dropped, counted"
+    )
+    prediction_log_features: bool = Field(
+        False, description="keep the encoded row of each prediction in the log (for later analysis)"
+    )
+    prediction_log_retention_days: int = Field(30, ge=1, description="encoded rows older than this are erased")
+    monitor_seconds: int = Field(60, ge=1, description="how often live performance is recomputed from the log")
+
+    _token = field_validator("api_token", mode="before")(token)
+    _strip = field_validator("prediction_log", mode="before")(strip)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from bento.log_store import StoreError
+from bento.settings import SettingsError
 from training import data, registry
 from training.settings import MODEL_NAME, TrainingSettings
 
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         args.handler(args, TrainingSettings.from_env())
-    except (data.DataError, registry.RegistryError, StoreError) as error:
+    except (data.DataError, registry.RegistryError, StoreError, SettingsError) as error:
         print(f"readmission {args.command}: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

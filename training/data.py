@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from bento import features, icd9
+from training.settings import TrainingSettings
 
 CSV_NAME = "diabetic_data.csv"
 CSV_SHA256 = "0689e7ec031237dc63031b938805c48377748761a3b26acab621567afa24df97"  # pragma: allowlist secret
@@ -40,12 +41,12 @@ class Split:
 
 def cache_dir() -> Path:
     """Where a downloaded archive is kept (READMISSION_CACHE, default ~/.cache/readmission)."""
-    return Path(os.environ.get("READMISSION_CACHE", Path.home() / ".cache" / "readmission"))
+    return TrainingSettings.from_env().cache
 
 
 def locate(path: str | os.PathLike[str] | None = None) -> Path:
     """Find the data: `path`, else READMISSION_DATA, else the cache, else download from UCI."""
-    chosen = path or os.environ.get("READMISSION_DATA")
+    chosen = path or TrainingSettings.from_env().data
     if chosen:
         if not Path(chosen).is_file():
             raise DataError(f"data file {chosen} does not exist")

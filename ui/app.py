@@ -10,6 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from bento import features
+from bento.settings import SettingsError
 from ui import batch, form, performance, result
 from ui.client import Client, ServiceError
 from ui.settings import Settings
@@ -19,8 +20,12 @@ ATTEMPTED, PENDING, ANSWER, SERVICE_ERROR = "ui:attempted", "ui:pending", "ui:an
 
 def main() -> None:
     """Draw the page."""
-    settings = Settings.from_env()
     st.set_page_config(page_title="Readmission risk", page_icon=":hospital:", layout="wide")
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:  # a bad variable: say which, draw nothing else
+        st.error(f"The app's configuration is wrong: {error}")
+        st.stop()
     st.title("30-day readmission risk")
     st.caption(
         "For diabetic inpatients at discharge. Decision support, not diagnosis: the estimate informs "

@@ -23,7 +23,8 @@ class Client:
     def __init__(self, settings: Settings) -> None:
         self.url = settings.api_url
         self.timeout = settings.timeout
-        self.headers = {"Authorization": f"Bearer {settings.api_token}"} if settings.api_token else {}
+        token = settings.api_token
+        self.headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token is not None else {}
 
     def predict(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """One patient's answer with its top factors (`POST /predict?explain=true`)."""
