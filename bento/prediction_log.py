@@ -2,7 +2,7 @@
 
 The scoring core hands each scored batch to `PredictionLog.append`, which only puts it on a bounded queue
 (counted as dropped, never waiting, when the queue is full). A writer thread takes what has queued, passes it to
-the consumers that watch the served data (bento/drift.py) and appends the rows to the store (bento/log_store.py)
+the consumers that watch the served data (bento/drift_monitor.py) and appends the rows to the store (bento/log_store.py)
 in one transaction. A store that fails (locked, disk full, database down) loses that batch, counted; the next
 batch tries again, so logging resumes by itself when the store is back. `close` flushes the queue (SIGTERM).
 
