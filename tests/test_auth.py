@@ -19,6 +19,7 @@ import httpx
 import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 
 from bento import auth, features, openapi
 from bento.errors import RequestError
@@ -89,8 +90,8 @@ def test_which_paths_need_the_token(path, protected):
 def test_check_accepts_only_the_exact_bearer_token():
     auth.check(None, None)  # no token configured: every request passes
     auth.check("Bearer anything", None)
-    auth.check(f"Bearer {TOKEN}", TOKEN)
-    auth.check(f"bearer   {TOKEN} ", TOKEN)  # the scheme is case-insensitive (RFC 7235)
+    auth.check(f"Bearer {TOKEN}", SecretStr(TOKEN))
+    auth.check(f"bearer   {TOKEN} ", SecretStr(TOKEN))  # the scheme is case-insensitive (RFC 7235)
     for header, message in [
         (None, auth.MISSING),
         ("", auth.MISSING),
@@ -102,7 +103,7 @@ def test_check_accepts_only_the_exact_bearer_token():
         ("Bearer é", auth.WRONG),
     ]:
         with pytest.raises(RequestError) as refused:
-            auth.check(header, TOKEN)
+            auth.check(header, SecretStr(TOKEN))
         assert refused.value.status == 401 and refused.value.reason.value == "unauthorized"
         assert refused.value.message == message and TOKEN not in refused.value.message
 
@@ -110,8 +111,8 @@ def test_check_accepts_only_the_exact_bearer_token():
 def test_the_token_is_read_from_the_environment_and_kept_out_of_repr(monkeypatch):
     monkeypatch.setenv("READMISSION_API_TOKEN", f" {TOKEN}\n")
     settings = ServiceSettings.from_env()
-    assert settings.api_token == TOKEN
-    assert TOKEN not in repr(settings)
+    assert settings.api_token.get_secret_value() == TOKEN
+    assert TOKEN not in repr(settings) and TOKEN not in str(settings) and TOKEN not in settings.model_dump_json()
     monkeypatch.setenv("READMISSION_API_TOKEN", "")
     assert ServiceSettings.from_env().api_token is None
     monkeypatch.delenv("READMISSION_API_TOKEN")
