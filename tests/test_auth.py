@@ -62,6 +62,7 @@ def bearer(token: str) -> dict[str, str]:
     [
         ("/predict", True),
         ("/predict/batch", True),
+        ("/feedback", True),
         ("/performance", True),
         ("/v2/models/readmission", True),
         ("/v2/models/readmission/infer", True),
@@ -136,50 +137,6 @@ def test_the_openapi_document_has_security_only_with_a_token():
                     assert "401" in operation["responses"]
 
 
-# --- the Streamlit UI's client -----------------------------------------------------------------------------
-
-
-class FakePost:
-    """Stands in for httpx.post in ui/client.py: records the headers, answers `status` (200: a prediction)."""
-
-    def __init__(self) -> None:
-        self.status, self.headers = 200, []
-
-    def __call__(self, url, json=None, headers=None, timeout=None):  # httpx.post's own parameter names
-        self.headers.append(dict(headers or {}))
-        answer = {"probability": 0.2, "label": 1, "risk_band": "high", "model": {"version": "1"}}
-        body = answer | {"predictions": [answer] * len(json)}  # one answer per patient for /predict/batch
-        if self.status == 401:
-            body = {"error": auth.WRONG}
-        return httpx.Response(self.status, json=body, request=httpx.Request("POST", url))
-
-
-@pytest.fixture
-def fake_post(monkeypatch) -> FakePost:
-    fake = FakePost()
-    monkeypatch.setattr("ui.client.httpx.post", fake)
-    return fake
-
-
-def test_ui_client_sends_the_token_from_the_environment(monkeypatch, fake_post):
-    monkeypatch.setenv("READMISSION_API_TOKEN", TOKEN)
-    settings = Settings.from_env()
-    assert TOKEN not in repr(settings)
-    Client(settings).predict(RECORD)
-    Client(settings).predict_batch([RECORD])
-    assert [h.get("Authorization") for h in fake_post.headers] == [f"Bearer {TOKEN}"] * 2
-    monkeypatch.delenv("READMISSION_API_TOKEN")
-    Client(Settings.from_env()).predict(RECORD)
-    assert "Authorization" not in fake_post.headers[-1]
-
-
-def test_ui_client_says_the_token_was_refused(fake_post):
-    fake_post.status = 401
-    with pytest.raises(ServiceError, match="API token") as refused:
-        Client(Settings(api_token="s3cr3t")).predict(RECORD)
-    assert "s3cr3t" not in str(refused.value)
-
-
 # --- a real service with a token ------------------------------------------------------------------------------
 
 
@@ -251,6 +208,17 @@ def test_the_token_gives_the_in_process_predictions(http, local):
     infer = http.post(f"/v2/models/{MODEL}/infer", json=INFER, headers=bearer(TOKEN)).json()
     (probability,) = [o for o in infer["outputs"] if o["name"] == "probability"]
     assert probability["data"][0] == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_feedback_needs_the_token(http):
+    answer = http.post("/predict", json=SEED_EXAMPLE, headers=bearer(TOKEN)).json()
+    body = [{"prediction_id": answer["prediction_id"], "readmitted_within_30_days": False}]
+    for headers in (None, bearer("wrong-" + TOKEN[:8])):
+        refused = http.post("/feedback", json=body, headers=headers)
+        assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer", refused.text
+    accepted = http.post("/feedback", json=body, headers=bearer(TOKEN))
+    assert accepted.json() == {"recorded": 1, "unchanged": 0}, accepted.text
 
 
 @pytest.mark.slow
@@ -370,3 +338,26 @@ def test_grpc_inference_and_model_metadata_need_the_token(secured):
     finally:
         client.close()
     assert TOKEN not in secured.log_text()
+
+
+# --- the Streamlit UI's client, against the real service with a token ------------------------------------------
+
+
+@pytest.mark.slow
+def test_ui_client_sends_the_token_from_the_environment(monkeypatch, secured):
+    monkeypatch.setenv("READMISSION_API_URL", secured.url)
+    monkeypatch.setenv("READMISSION_API_TOKEN", TOKEN)
+    settings = Settings.from_env()
+    assert TOKEN not in repr(settings)
+    assert 0 < Client(settings).predict(RECORD)["probability"] < 1
+    assert len(Client(settings).predict_batch([RECORD, SEED_EXAMPLE])["predictions"]) == 2
+    monkeypatch.delenv("READMISSION_API_TOKEN")
+    with pytest.raises(ServiceError, match="API token"):
+        Client(Settings.from_env()).predict(RECORD)
+
+
+@pytest.mark.slow
+def test_ui_client_says_the_token_was_refused(secured):
+    with pytest.raises(ServiceError, match="API token") as refused:
+        Client(Settings(api_url=secured.url, api_token="s3cr3t")).predict(RECORD)
+    assert "s3cr3t" not in str(refused.value)
