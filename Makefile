@@ -8,6 +8,8 @@ PORT ?= 3000
 # The UCI data: $READMISSION_DATA, else the team's shared copy, else `readmission train` downloads it.
 export READMISSION_DATA ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA))
 export BENTOML_HOME ?= $(CURDIR)/$(STATE)/bentoml
+# The MLflow store, and the service's prediction log (predictions.db)
+export READMISSION_HOME ?= $(CURDIR)/$(STATE)
 export BENTOML_DO_NOT_TRACK := true
 # The service's gRPC port (8081) listens where its HTTP port does here: on loopback.
 export READMISSION_GRPC_HOST ?= 127.0.0.1
