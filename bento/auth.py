@@ -1,8 +1,8 @@
 """The optional bearer token of the prediction routes (READMISSION_API_TOKEN; unset: no check).
 
 Protected: `/predict`, `/predict/batch`, `/feedback`, `/performance` and everything under `/v2/models/` except the
-model readiness routes. Open: health and readiness (probes), `/v2`, `/metrics` (scraping) and `/openapi.json`. The token
-is compared in constant time and never logged nor echoed.
+model readiness routes. Open: health and readiness (probes), `/v2`, `/metrics` (scraping), `/openapi.json`,
+`/docs` and `/`. The token is compared in constant time and never logged nor echoed.
 """
 
 from __future__ import annotations

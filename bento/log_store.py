@@ -120,6 +120,19 @@ def rows_of(batches: Sequence[ScoredBatch], keep_features: bool) -> list[tuple]:
     return rows
 
 
+# The queries both stores run; `{}` is the driver's parameter marker ("?" for sqlite3, "%s" for psycopg).
+INSERT_OUTCOME = "INSERT INTO outcomes VALUES ({0}, {0}, {0})"
+LABELLED_SINCE = (
+    "SELECT p.id, p.model_version, p.time, p.probability, p.label, o.readmitted "
+    "FROM outcomes o JOIN predictions p ON p.id = o.prediction_id WHERE p.time >= {0}"
+)
+
+
+def new_outcomes(outcomes: dict[str, int], recorded: dict[str, int], now: float) -> list[tuple[str, int, float]]:
+    """The `outcomes` rows to insert: those not recorded yet."""
+    return [(i, outcome, now) for i, outcome in outcomes.items() if i not in recorded]
+
+
 def check_outcomes(outcomes: dict[str, int], known: set[str], recorded: dict[str, int]) -> Recorded:
     """Raise for unknown ids or changed outcomes; count what is new and what is sent again."""
     unknown = [prediction_id for prediction_id in outcomes if prediction_id not in known]
@@ -238,20 +251,14 @@ class SQLiteStore:
                     )
                 )
             result = check_outcomes(outcomes, known, recorded)
-            connection.executemany(
-                "INSERT INTO outcomes VALUES (?, ?, ?)",
-                [(i, outcome, now) for i, outcome in outcomes.items() if i not in recorded],
-            )
+            connection.executemany(INSERT_OUTCOME.format("?"), new_outcomes(outcomes, recorded, now))
             return result
 
         return self._transaction(work)
 
     def labelled(self, since: float) -> Labelled:
         """Predictions made since `since` that have an outcome."""
-        query = (
-            "SELECT p.id, p.model_version, p.time, p.probability, p.label, o.readmitted "
-            "FROM outcomes o JOIN predictions p ON p.id = o.prediction_id WHERE p.time >= ?"
-        )
+        query = LABELLED_SINCE.format("?")
         return labelled_of(self._transaction(lambda c: c.execute(query, (since,)).fetchall(), immediate=False))
 
     def purge_features(self, before: float) -> int:

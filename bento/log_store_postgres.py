@@ -18,7 +18,17 @@ from typing import TYPE_CHECKING, TypeVar
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from bento.log_store import Labelled, Recorded, StoreError, check_outcomes, labelled_of, rows_of
+from bento.log_store import (
+    INSERT_OUTCOME,
+    LABELLED_SINCE,
+    Labelled,
+    Recorded,
+    StoreError,
+    check_outcomes,
+    labelled_of,
+    new_outcomes,
+    rows_of,
+)
 
 if TYPE_CHECKING:
     from bento.prediction_log import ScoredBatch
@@ -116,20 +126,14 @@ class PostgresStore:
             cursor.execute("SELECT prediction_id, readmitted FROM outcomes WHERE prediction_id = ANY(%s)", (ids,))
             recorded = dict(cursor.fetchall())
             result = check_outcomes(outcomes, known, recorded)
-            cursor.executemany(
-                "INSERT INTO outcomes VALUES (%s, %s, %s)",
-                [(i, outcome, now) for i, outcome in outcomes.items() if i not in recorded],
-            )
+            cursor.executemany(INSERT_OUTCOME.format("%s"), new_outcomes(outcomes, recorded, now))
             return result
 
         return self._transaction(work)
 
     def labelled(self, since: float) -> Labelled:
         """Predictions made since `since` that have an outcome."""
-        query = (
-            "SELECT p.id, p.model_version, p.time, p.probability, p.label, o.readmitted "
-            "FROM outcomes o JOIN predictions p ON p.id = o.prediction_id WHERE p.time >= %s"
-        )
+        query = LABELLED_SINCE.format("%s")
 
         def work(cursor: psycopg.Cursor) -> list[tuple]:
             cursor.execute(query, (since,))

@@ -90,7 +90,7 @@ FEEDBACK = Counter(
 )
 FEATURE_ROWS = Counter(
     "readmission_feature_rows",
-    "Served rows per clinical field and bucket (bento/drift.py): the served side of feature drift",
+    "Served rows per clinical field and bucket: the served side of feature drift",
     ["field", "bucket"],
 )
 FEATURE_REFERENCE = Gauge(

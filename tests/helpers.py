@@ -18,9 +18,11 @@ import shutil
 import struct
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -327,3 +329,45 @@ def package_index_problem() -> str | None:
     except OSError as error:
         return f"the package index cannot be reached ({PACKAGE_INDEX}: {error})"
     return None
+
+
+class FakeService:
+    """A tiny HTTP server standing in for the prediction service in the UI's AppTest tests, which need answers the
+    real service does not give on demand (errors, edge cases): every GET and POST gets `status` and `body` (for a
+    POST `body(request)` where callable). Records `requests` as (path, JSON body; None for a GET) and
+    `authorizations` as (path, Authorization header)."""
+
+    def __init__(self, body: Any) -> None:
+        self.status, self.body = 200, body
+        self.requests: list[tuple[str, Any]] = []
+        self.authorizations: list[tuple[str, str | None]] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self, request: Any) -> None:
+                fake.requests.append((self.path, request))
+                fake.authorizations.append((self.path, self.headers.get("authorization")))
+                body = fake.body(request) if callable(fake.body) else fake.body
+                payload = json.dumps(body).encode()
+                self.send_response(fake.status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def do_GET(self) -> None:
+                self._answer(None)
+
+            def do_POST(self) -> None:
+                self._answer(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self.server.shutdown()

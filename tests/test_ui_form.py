@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -15,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from bento import features
 from tests import servers
-from tests.helpers import CSV
+from tests.helpers import CSV, FakeService
 from ui import batch, form
 from ui.client import Client, ServiceError
 from ui.settings import Settings
@@ -35,37 +32,11 @@ ANSWER = {
 }  # fmt: skip
 
 
-class FakeService:
-    """A tiny HTTP server answering every POST with `status` and `body` (or `body(request)`); records requests."""
-
-    def __init__(self) -> None:
-        self.status, self.body, self.requests = 200, ANSWER, []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                request = json.loads(self.rfile.read(int(self.headers["content-length"])))
-                fake.requests.append((self.path, request))
-                payload = json.dumps(fake.body(request) if callable(fake.body) else fake.body).encode()
-                self.send_response(fake.status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture
 def fake() -> Iterator[FakeService]:
-    service = FakeService()
+    service = FakeService(ANSWER)
     yield service
-    service.server.shutdown()
+    service.stop()
 
 
 def app(monkeypatch, url: str, timeout: float = 5) -> AppTest:

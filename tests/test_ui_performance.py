@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.helpers import FakeService
 from ui import performance
 
 APP = str(Path(__file__).resolve().parents[1] / "ui" / "app.py")
@@ -21,39 +19,14 @@ LIVE = {
 }
 
 
-class FakePerformance:
-    """Answers GET /performance with `body` (status `status`) and records the Authorization headers."""
-
-    def __init__(self) -> None:
-        self.status, self.body, self.authorizations = 200, {}, []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                fake.authorizations.append((self.path, self.headers.get("authorization")))
-                payload = json.dumps(fake.body).encode()
-                self.send_response(fake.status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture
-def fake() -> Iterator[FakePerformance]:
-    service = FakePerformance()
+def fake() -> Iterator[FakeService]:
+    service = FakeService({})
     yield service
-    service.server.shutdown()
+    service.stop()
 
 
-def _about(monkeypatch, fake: FakePerformance) -> AppTest:
+def _about(monkeypatch, fake: FakeService) -> AppTest:
     monkeypatch.setenv("READMISSION_API_URL", fake.url)
     monkeypatch.setenv("READMISSION_API_TOKEN", "s3cret")
     at = AppTest.from_file(APP, default_timeout=30).run()

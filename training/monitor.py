@@ -17,7 +17,7 @@ from pathlib import Path
 from bento import live
 from bento.log_store import OFF, Labelled, SQLiteStore, StoreError, open_store
 from bento.predictor import METADATA_FILE
-from bento.settings import MODEL_NAME
+from bento.settings import MODEL_NAME, ServiceSettings
 from training import evaluate, registry
 from training.settings import TrainingSettings
 
@@ -33,12 +33,14 @@ ROWS = (
 TrainingLookup = Callable[[str], dict[str, float] | None]
 
 
-def read_log(settings: TrainingSettings) -> tuple[Labelled, str]:
-    """The labelled predictions of the last 90 days and where they were read (READMISSION_PREDICTION_LOG)."""
-    location = os.environ.get("READMISSION_PREDICTION_LOG", "").strip()
+def read_log() -> tuple[Labelled, str]:
+    """The labelled predictions of the last 90 days and where they were read: the service's prediction log
+    (READMISSION_PREDICTION_LOG and READMISSION_HOME, read as the service reads them)."""
+    service = ServiceSettings.from_env()
+    location = service.prediction_log
     if location == OFF:
         raise StoreError("the prediction log is off (READMISSION_PREDICTION_LOG=off): nothing to monitor")
-    store = open_store(location, settings.home)
+    store = open_store(location, service.home)
     assert store is not None
     if isinstance(store, SQLiteStore):
         if not store.path.exists():
@@ -127,7 +129,7 @@ def plot(labelled: Labelled, path: Path) -> Path | None:
 
 def run(settings: TrainingSettings, plot_path: Path | None) -> None:
     """Print the report and write the reliability plot."""
-    labelled, where = read_log(settings)
+    labelled, where = read_log()
     now = time.time()
     stamp = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(f"prediction log {where}, {len(labelled.outcome):,} labelled predictions in 90 days ({stamp})\n")
