@@ -277,7 +277,7 @@ ensure_prediction_log() {
         # shellcheck disable=SC2064  # expand now: the folder of this call
         trap "rm -rf '$folder'" RETURN
         printf '%s' "$password" >"$folder/password"
-        printf 'postgresql://%s:%s@%s/%s' "$LOG_DATABASE" "$password" "$LOG_HOST" "$LOG_DATABASE" >"$folder/url"
+        printf 'postgresql://%s:%s@%s/%s' "$LOG_DATABASE" "$password" "$LOG_HOST" "$LOG_DATABASE" >"$folder/url"  # pragma: allowlist secret
         "${KUBECTL[@]}" create secret generic "$LOG_SECRET" -n "$NAMESPACE" --from-file=password="$folder/password" \
             --from-file=url="$folder/url" --dry-run=client -o yaml | "${KUBECTL[@]}" apply -f -
     fi

@@ -90,6 +90,20 @@ def _distribution(ax: Any, panel: dashboard.Panel, client: httpx.Client, end: fl
     ax.legend(fontsize=7, loc="lower right")
 
 
+def _bars(ax: Any, panel: dashboard.Panel, client: httpx.Client, end: float) -> None:
+    """A bar gauge of named values (fields' PSI, live metrics): one horizontal bar per series, in query order."""
+    bars = [
+        (legend(q.legend, s["metric"]), float(s["value"][1])) for q in panel.queries for s in query(client, q.expr, end)
+    ]
+    if not bars:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", fontsize=12)
+    ax.barh([name for name, _ in reversed(bars)], [value for _, value in reversed(bars)], color="#6fa8dc")
+    for threshold, colour in panel.thresholds[1:]:
+        if threshold is not None:
+            ax.axvline(threshold, color=colour, linewidth=0.8, linestyle=":")
+    ax.tick_params(labelsize=6)
+
+
 def _timeseries(ax: Any, panel: dashboard.Panel, client: httpx.Client, start: float, end: float, step: float) -> None:
     right = None
     shown = 0
@@ -143,8 +157,10 @@ def draw(prometheus: str, start: float, end: float, output: Path, step: float = 
             ax.set_title(panel.title, fontsize=9, loc="left")
             if panel.kind == "stat":
                 _stat(ax, panel, client, end)
-            elif panel.kind == "bargauge":
+            elif panel.kind == "bargauge" and "{{le}}" in panel.queries[0].legend:
                 _distribution(ax, panel, client, end)
+            elif panel.kind == "bargauge":
+                _bars(ax, panel, client, end)
             else:
                 _timeseries(ax, panel, client, start, end, step)
     stamp = f"{datetime.fromtimestamp(start):%Y-%m-%d %H:%M:%S} - {datetime.fromtimestamp(end):%H:%M:%S}"

@@ -92,6 +92,7 @@ def service(bento_home, tmp_path_factory):
     command = [str(Path(sys.executable).parent / "bentoml"), "serve", "bento.service:ReadmissionService",
                "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
     extra, address = grpc_env()
+    extra["READMISSION_MONITOR_SECONDS"] = "1"  # live performance follows the feedback the tests send at once
     server = servers.start(command, port, bentoml_env(bento_home["home"]) | extra, log)
     server.grpc = address
     yield server

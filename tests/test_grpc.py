@@ -93,7 +93,8 @@ def test_metadata_lists_the_matrix_and_every_clinical_field(client, http):
     assert [(i.name, i.datatype, list(i.shape)) for i in metadata.inputs] == [
         (i["name"], i["datatype"], i["shape"]) for i in rest["inputs"]
     ]
-    assert {o.name for o in metadata.outputs} == {"probability", "label"}
+    assert {(o.name, o.datatype) for o in metadata.outputs} == {(o["name"], o["datatype"]) for o in rest["outputs"]}
+    assert {o.name for o in metadata.outputs} == {"probability", "label", "prediction_id"}
 
 
 def test_versions_and_other_models(client, http):

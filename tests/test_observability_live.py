@@ -167,9 +167,11 @@ def test_every_panel_rule_and_alert_returns_data_under_load(prometheus, load):
         assert load.poll() is None, f"Locust ended early with {load.returncode}"
         samples = prometheus.query('count_over_time(locust_users{job="locust"}[1m])')
         running = prometheus.query("sum(locust_users) > 0")
-        return bool(samples and running and float(samples[0]["value"][1]) >= 15)
+        # Locust's feedback of both outcomes has reached the live figures (an interval needs both classes)
+        live = prometheus.query('readmission_live_metric{window="30d", metric="roc_auc_ci_high"}')
+        return bool(samples and running and live and float(samples[0]["value"][1]) >= 15)
 
-    poll(locust_scraped_long_enough, LOAD_SECONDS + 30, "15 s of Locust metrics in Prometheus")
+    poll(locust_scraped_long_enough, LOAD_SECONDS + 30, "15 s of Locust metrics and live figures in Prometheus")
     checks = [(f"panel {title!r} query {ref}", expr) for title, ref, expr in dashboard.queries()]
     for rule in rules("record"):
         checks.append((f"recording rule {rule['record']} (its expression)", rule["expr"]))

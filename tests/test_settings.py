@@ -21,7 +21,7 @@ config_table = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(config_table)
 CLASSES: list[type[ReadmissionSettings]] = [cls for cls, _ in config_table.READERS]
 TOKEN = "tok-6f1c2a9e"
-PASSWORD = "pw-0b7d44"
+PASSWORD = "pw-0b7d44"  # pragma: allowlist secret
 
 
 @pytest.fixture(autouse=True)
