@@ -81,7 +81,9 @@ PREDICTION_LOG_ROWS = Counter(
     ["outcome"],
 )
 PREDICTION_LOG_QUEUE = Gauge(
-    "readmission_prediction_log_queue_rows", "Rows waiting for the prediction log's store", multiprocess_mode="livesum"
+    "readmission_prediction_log_queue_rows",
+    "Rows the prediction log's writer found waiting at its last flush (every 0.5 s)",
+    multiprocess_mode="livesum",
 )
 FEEDBACK = Counter(
     "readmission_feedback_outcomes",
@@ -146,7 +148,7 @@ def prediction_log_rows(outcome: str, rows: int) -> None:
 
 
 def prediction_log_queue(rows: int) -> None:
-    """The rows waiting for the store now."""
+    """The rows the writer took at its last flush."""
     PREDICTION_LOG_QUEUE.set(rows)
 
 

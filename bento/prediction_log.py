@@ -112,7 +112,6 @@ class PredictionLog:
                 return
             self._queue.append(batch)
             self._queued_rows += rows
-            metrics.prediction_log_queue(self._queued_rows)
 
     @property
     def settle_seconds(self) -> float:
@@ -135,10 +134,10 @@ class PredictionLog:
                     self._wake.wait(self.flush_seconds)
                 taken_at = time.time()
                 batches = list(self._queue)
+                waiting, self._queued_rows = self._queued_rows, 0
                 self._queue.clear()
-                self._queued_rows = 0
                 closing = self._closing
-            metrics.prediction_log_queue(0)
+            metrics.prediction_log_queue(waiting)  # here, not per append: a metrics write off the request path
             if batches:
                 self._write(batches)
             if taken_at - last_purge >= PURGE_SECONDS:

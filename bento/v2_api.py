@@ -177,17 +177,18 @@ async def infer(request: Request, core: ScoringCore, name: str, requested_versio
     matrix = matrix_of(decoded, settings.max_infer_rows)
     names, binary = _requested_outputs(decoded)
     scores = await core.score_together(matrix)
-    produced = produced_outputs(scores)
     payload: dict[str, Any] = {"model_name": settings.v2_model_name, "model_version": predictor.info.version}
     if decoded.id is not None:
         payload["id"] = decoded.id
-    body, headers = encode_response(payload, [(n, OUTPUTS[n], produced[n]) for n in names], binary)
+    body, headers = encode_response(payload, [(n, OUTPUTS[n], output_of(scores, n)) for n in names], binary)
     return Response(body, headers=headers)
 
 
-def produced_outputs(scores: Scores) -> dict[str, np.ndarray]:
-    """Every output of the model, by name."""
-    return {"probability": scores.probabilities, "label": scores.labels, "prediction_id": np.array(scores.ids)}
+def output_of(scores: Scores, name: str) -> np.ndarray:
+    """One output of the model (built only when a client asks for it: the ids as an array are not free)."""
+    if name == "prediction_id":
+        return np.array(scores.ids)
+    return scores.probabilities if name == "probability" else scores.labels
 
 
 def health_response(key: str, healthy: bool, **extra: str) -> Response:

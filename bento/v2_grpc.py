@@ -150,12 +150,11 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         matrix = v2_api.matrix_of(decoded, core.settings.max_infer_rows)
         names = [v2_api.check_output(o["name"]) for o in decoded.outputs] if decoded.outputs else list(v2_api.OUTPUTS)
         scores = await core.score_together(matrix)
-        produced = v2_api.produced_outputs(scores)
         response = pb.ModelInferResponse(model_name=core.settings.v2_model_name, model_version=predictor.info.version)
         if request.id:
             response.id = request.id
         for name in names:
-            datatype, values = v2_api.OUTPUTS[name], produced[name]
+            datatype, values = v2_api.OUTPUTS[name], v2_api.output_of(scores, name)
             output = response.outputs.add(name=name, datatype=datatype, shape=list(values.shape))
             if raw:
                 response.raw_output_contents.append(to_binary(values, datatype))
