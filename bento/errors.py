@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from enum import StrEnum
+from typing import Any
 
 
 class Reason(StrEnum):
@@ -46,6 +48,12 @@ STATUS: dict[Reason, int] = {
 # Errors echo field names and values a client chose, possibly megabytes of them: long words are cut, then the whole.
 MAX_MESSAGE = 500
 _LONG_WORD = re.compile(r"\S{80,}")
+
+
+def listing(values: Sequence[Any], shown: int = 12) -> str:
+    """The first `shown` values, comma-separated, and how many more there are (for error messages)."""
+    text = ", ".join(str(v) for v in values[:shown])
+    return text + (f" (and {len(values) - shown} more)" if len(values) > shown else "")
 
 
 class RequestError(Exception):

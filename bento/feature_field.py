@@ -6,12 +6,13 @@ The fields themselves are in bento/feature_spec.py; callers import both through 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from bento import icd9
+from bento.errors import listing
 
 
 class Section(StrEnum):
@@ -75,11 +76,11 @@ class Field:
             if number in self.out_of_scope:
                 raise FieldError(self.name, f"code {number} is outside the model's scope ({self.help})")
             if number not in self.values:
-                raise FieldError(self.name, f"unknown code {number}; allowed: {_listing(self.values)}")
+                raise FieldError(self.name, f"unknown code {number}; allowed: {listing(self.values)}")
             return number
         if self.kind is Kind.CATEGORY:
             if not isinstance(value, str) or value not in self.values:
-                raise FieldError(self.name, f"unknown value {short_repr(value)}; allowed: {_listing(self.values)}")
+                raise FieldError(self.name, f"unknown value {short_repr(value)}; allowed: {listing(self.values)}")
             return value
         if not isinstance(value, str) or not icd9.is_valid(value.strip().upper()):
             raise FieldError(
@@ -153,8 +154,3 @@ def short_repr(value: Any) -> str:
     """A value as an error message quotes it: its repr, cut at 40 characters."""
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _listing(values: Sequence[Any]) -> str:
-    shown = ", ".join(str(v) for v in values[:12])
-    return shown + (f" (and {len(values) - 12} more)" if len(values) > 12 else "")

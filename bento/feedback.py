@@ -16,7 +16,7 @@ from starlette.requests import Request
 
 from bento import metrics
 from bento.core import ScoringCore
-from bento.errors import Reason, RequestError
+from bento.errors import Reason, RequestError, listing
 from bento.http_body import FastJSONResponse, parse_json, read_body, require_json
 from bento.log_store import ConflictingOutcomeError, StoreError, UnknownPredictionError
 from bento.prediction_log import PredictionLog, issued_at
@@ -42,7 +42,7 @@ def parse_outcomes(body: Any, max_rows: int) -> dict[str, int]:
             conflicting.append(prediction_id)
         outcomes[prediction_id] = outcome
     if conflicting:
-        raise RequestError(Reason.CONFLICT, f"the list gives two outcomes for {_ids(conflicting)}")
+        raise RequestError(Reason.CONFLICT, f"the list gives two outcomes for {listing(conflicting, SHOWN_IDS)}")
     return outcomes
 
 
@@ -61,11 +61,6 @@ def _item(item: Any, where: str) -> tuple[str, int]:
     if not isinstance(outcome, bool) and outcome not in (0, 1):
         raise RequestError(Reason.INVALID_VALUE, f"{where}.readmitted_within_30_days: must be true or false")
     return prediction_id, int(outcome)
-
-
-def _ids(ids: list[str]) -> str:
-    shown = ", ".join(ids[:SHOWN_IDS])
-    return shown + (f" (and {len(ids) - SHOWN_IDS} more)" if len(ids) > SHOWN_IDS else "")
 
 
 async def _record(log: PredictionLog, outcomes: dict[str, int]) -> tuple[int, int]:
@@ -95,11 +90,11 @@ async def feedback(request: Request, core: ScoringCore) -> FastJSONResponse:
     try:
         recorded, unchanged = await _record(log, outcomes)
     except UnknownPredictionError as error:
-        raise RequestError(Reason.UNKNOWN_PREDICTION, f"prediction_id: unknown: {_ids(error.ids)}") from error
+        unknown = listing(error.ids, SHOWN_IDS)
+        raise RequestError(Reason.UNKNOWN_PREDICTION, f"prediction_id: unknown: {unknown}") from error
     except ConflictingOutcomeError as error:
-        raise RequestError(
-            Reason.CONFLICT, f"readmitted_within_30_days: another outcome is recorded for {_ids(error.ids)}"
-        ) from error
+        changed = f"readmitted_within_30_days: another outcome is recorded for {listing(error.ids, SHOWN_IDS)}"
+        raise RequestError(Reason.CONFLICT, changed) from error
     except StoreError as error:
         raise RequestError(Reason.STORE_UNAVAILABLE, "the prediction log cannot be written now; retry later") from error
     metrics.feedback(recorded, unchanged)
