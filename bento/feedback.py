@@ -3,7 +3,9 @@
 The body is a JSON list of `{"prediction_id": "...", "readmitted_within_30_days": true}`; every prediction
 answer carries its `prediction_id`. A call is all or nothing: an id the log does not hold answers 404, an
 outcome other than the one already recorded answers 409, and then nothing of the call is recorded. Sending
-the same outcome again changes nothing (idempotent), so a client may retry.
+the same outcome again changes nothing (idempotent), so a client may retry. A store busy with other writers
+(feedback calls, the log's writer) is waited for within STORE_BUSY_SECONDS: feedback answers 503 only when the
+store fails or the log is off, never because of its own load.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ from bento import metrics
 from bento.core import ScoringCore
 from bento.errors import Reason, RequestError, listing
 from bento.http_body import FastJSONResponse, parse_json, read_body, require_json
-from bento.log_store import ConflictingOutcomeError, StoreError, UnknownPredictionError
+from bento.log_store import ConflictingOutcomeError, StoreBusyError, StoreError, UnknownPredictionError
 from bento.prediction_log import PredictionLog, issued_at
 
 FIELDS = ("prediction_id", "readmitted_within_30_days")
 SHOWN_IDS = 5  # ids named in an error message
 FUTURE_SKEW_SECONDS = 1.0  # how far ahead of this worker's clock another worker's id may be stamped
+STORE_BUSY_SECONDS = 15.0  # a busy store is tried again this long, well within BentoML's 30 s request timeout
+BUSY_PAUSE = 0.1
 
 
 def parse_outcomes(body: Any, max_rows: int) -> dict[str, int]:
@@ -60,15 +64,21 @@ def _item(item: Any, where: str) -> tuple[str, int]:
         raise RequestError(Reason.INVALID_VALUE, f"{where}.prediction_id: not a prediction id of this service")
     if not isinstance(outcome, bool) and outcome not in (0, 1):
         raise RequestError(Reason.INVALID_VALUE, f"{where}.readmitted_within_30_days: must be true or false")
-    return prediction_id, int(outcome)
+    return prediction_id.lower(), int(outcome)  # the log holds ids as issued: lower case
 
 
 async def _record(log: PredictionLog, outcomes: dict[str, int]) -> tuple[int, int]:
-    """Record; ids so recent that their worker may not have written them yet are waited for, polling the store."""
+    """Record; ids so recent that their worker may not have written them yet are waited for, polling the store
+    (a read: the store looks ids up before it takes a write lock), and so is a busy store."""
+    busy_until = time.monotonic() + STORE_BUSY_SECONDS
     while True:
         try:
             result = await asyncio.to_thread(log.store.record_outcomes, outcomes, time.time())
             return result.recorded, result.unchanged
+        except StoreBusyError:
+            if time.monotonic() >= busy_until:
+                raise
+            await asyncio.sleep(BUSY_PAUSE)
         except UnknownPredictionError as unknown:
             newest = max(issued_at(prediction_id) or 0.0 for prediction_id in unknown.ids)
             now = time.time()

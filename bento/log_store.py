@@ -5,12 +5,19 @@ Two tables, the same in both stores:
   (float32 bytes) only where READMISSION_PREDICTION_LOG_FEATURES opts in, erased after the retention period;
 - `outcomes`: the true outcome of a prediction (`POST /feedback`), once per prediction.
 
-Every write is one transaction, so a process killed in the middle leaves the store as it was before the write.
-Store failures (locked, disk full, connection lost) raise StoreError; the caller counts what was lost.
+Every write is one short transaction, so a process killed in the middle leaves the store as it was before the
+write, and the writer of the log never waits long for feedback: feedback reads which ids are known and which
+outcomes are recorded first, without a write lock (predictions are never deleted, so a known id stays known),
+and then inserts the new outcomes in one statement that skips those recorded meanwhile, checked in the same
+transaction, so two calls never record two outcomes for one prediction. The SQLite file, and the folder it
+creates for it, are readable by the service's user only.
+Store failures (locked, disk full, connection lost) raise StoreError (StoreBusyError while another connection
+holds the lock); the caller retries or counts what was lost.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -32,6 +39,10 @@ BUSY_MILLISECONDS = 2000  # how long a write waits for a lock another connection
 
 class StoreError(RuntimeError):
     """The store cannot be read or written now (locked, full, unreachable)."""
+
+
+class StoreBusyError(StoreError):
+    """Another connection held the store's lock longer than a write waits: worth trying again soon."""
 
 
 class UnknownPredictionError(LookupError):
@@ -121,7 +132,7 @@ def rows_of(batches: Sequence[ScoredBatch], keep_features: bool) -> list[tuple]:
 
 
 # The queries both stores run; `{}` is the driver's parameter marker ("?" for sqlite3, "%s" for psycopg).
-INSERT_OUTCOME = "INSERT INTO outcomes VALUES ({0}, {0}, {0})"
+INSERT_OUTCOME = "INSERT INTO outcomes VALUES ({0}, {0}, {0}) ON CONFLICT (prediction_id) DO NOTHING"
 LABELLED_SINCE = (
     "SELECT p.id, p.model_version, p.time, p.probability, p.label, o.readmitted "
     "FROM outcomes o JOIN predictions p ON p.id = o.prediction_id WHERE p.time >= {0}"
@@ -129,20 +140,31 @@ LABELLED_SINCE = (
 
 
 def new_outcomes(outcomes: dict[str, int], recorded: dict[str, int], now: float) -> list[tuple[str, int, float]]:
-    """The `outcomes` rows to insert: those not recorded yet."""
-    return [(i, outcome, now) for i, outcome in outcomes.items() if i not in recorded]
+    """The `outcomes` rows to insert: those not recorded yet, in the order of their ids, so that calls inserting
+    some of the same ids at once lock them in the same order (no deadlock in PostgreSQL)."""
+    return sorted((i, outcome, now) for i, outcome in outcomes.items() if i not in recorded)
 
 
-def check_outcomes(outcomes: dict[str, int], known: set[str], recorded: dict[str, int]) -> Recorded:
-    """Raise for unknown ids or changed outcomes; count what is new and what is sent again."""
+def check_outcomes(outcomes: dict[str, int], known: set[str], recorded: dict[str, int]) -> None:
+    """Raise for unknown ids (UnknownPredictionError) or changed outcomes (ConflictingOutcomeError)."""
     unknown = [prediction_id for prediction_id in outcomes if prediction_id not in known]
     if unknown:
         raise UnknownPredictionError(unknown)
     changed = [i for i, outcome in outcomes.items() if i in recorded and recorded[i] != outcome]
     if changed:
         raise ConflictingOutcomeError(changed)
-    unchanged = sum(1 for i in outcomes if i in recorded)
-    return Recorded(recorded=len(outcomes) - unchanged, unchanged=unchanged)
+
+
+def recorded_after_insert(
+    outcomes: dict[str, int], inserted: int, rows: list[tuple], recorded: dict[str, int]
+) -> Recorded:
+    """What a call recorded, once `inserted` of its new `rows` were inserted and the rest skipped because another
+    call recorded them in between; `recorded` then holds those ids' outcomes as stored (read in the inserting
+    transaction): a different one raises ConflictingOutcomeError, so the transaction rolls back."""
+    changed = [i for i, _, _ in rows if recorded.get(i, outcomes[i]) != outcomes[i]]
+    if changed:
+        raise ConflictingOutcomeError(changed)
+    return Recorded(recorded=inserted, unchanged=len(outcomes) - inserted)
 
 
 def chunks(ids: list[str]) -> list[list[str]]:
@@ -184,6 +206,20 @@ CREATE TABLE IF NOT EXISTS outcomes (
 """
 
 
+def _marks(part: list[str]) -> str:
+    """The `?` markers of an `IN (...)` over `part`."""
+    return ",".join("?" * len(part))
+
+
+def _recorded(connection: sqlite3.Connection, ids: list[str]) -> dict[str, int]:
+    """The outcomes recorded for `ids`."""
+    recorded: dict[str, int] = {}
+    for part in chunks(ids):
+        query = f"SELECT prediction_id, readmitted FROM outcomes WHERE prediction_id IN ({_marks(part)})"
+        recorded.update(connection.execute(query, part))
+    return recorded
+
+
 class SQLiteStore:
     """The embedded store: one SQLite file in WAL mode, a connection per thread, writers serialised by SQLite."""
 
@@ -198,10 +234,7 @@ class SQLiteStore:
         opened now fails each write, counted, and is opened once it can be."""
         connection = getattr(self._local, "connection", None)
         if connection is None:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as error:
-                raise sqlite3.OperationalError(f"cannot create {self.path.parent}: {error.strerror}") from error
+            self._create_file()
             connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             try:
                 connection.execute(f"PRAGMA busy_timeout = {BUSY_MILLISECONDS}")
@@ -216,7 +249,19 @@ class SQLiteStore:
                 self._connections.append(connection)
         return connection
 
+    def _create_file(self) -> None:
+        """The folder (0700, where it does not exist) and the empty file (0600, where it does not exist): SQLite
+        gives the WAL and shared-memory files beside it the database file's mode."""
+        try:
+            if not self.path.parent.exists():
+                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        except OSError as error:
+            raise sqlite3.OperationalError(f"cannot create {self.path}: {error.strerror}") from error
+
     def _transaction(self, work: Callable[[sqlite3.Connection], T], immediate: bool = True) -> T:
+        """`work` in one transaction: IMMEDIATE takes the write lock at once (waiting at most BUSY_MILLISECONDS),
+        a deferred one only reads and never blocks the writer (WAL)."""
         try:
             connection = self._connection()
             connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
@@ -228,7 +273,8 @@ class SQLiteStore:
                     connection.execute("ROLLBACK")
             return result
         except sqlite3.Error as error:
-            raise StoreError(f"SQLite {self.path.name}: {error}") from error
+            busy = getattr(error, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+            raise (StoreBusyError if busy else StoreError)(f"SQLite {self.path.name}: {error}") from error
 
     def append(self, batches: Sequence[ScoredBatch], keep_features: bool) -> None:
         """Add the scored rows in one transaction."""
@@ -236,25 +282,28 @@ class SQLiteStore:
         self._transaction(lambda c: c.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?)", rows))
 
     def record_outcomes(self, outcomes: dict[str, int], now: float) -> Recorded:
-        """Record true outcomes in one transaction: all or none."""
+        """Record true outcomes: all or none. Looked up first without the write lock, then inserted in one
+        short transaction."""
 
-        def work(connection: sqlite3.Connection) -> Recorded:
+        def read(connection: sqlite3.Connection) -> tuple[set[str], dict[str, int]]:
             known: set[str] = set()
-            recorded: dict[str, int] = {}
             for part in chunks(list(outcomes)):
-                marks = ",".join("?" * len(part))
-                found = connection.execute(f"SELECT id FROM predictions WHERE id IN ({marks})", part)
+                found = connection.execute(f"SELECT id FROM predictions WHERE id IN ({_marks(part)})", part)
                 known.update(prediction_id for (prediction_id,) in found)
-                recorded.update(
-                    connection.execute(
-                        f"SELECT prediction_id, readmitted FROM outcomes WHERE prediction_id IN ({marks})", part
-                    )
-                )
-            result = check_outcomes(outcomes, known, recorded)
-            connection.executemany(INSERT_OUTCOME.format("?"), new_outcomes(outcomes, recorded, now))
-            return result
+            return known, _recorded(connection, list(outcomes))
 
-        return self._transaction(work)
+        known, recorded = self._transaction(read, immediate=False)
+        check_outcomes(outcomes, known, recorded)
+        rows = new_outcomes(outcomes, recorded, now)
+        if not rows:
+            return Recorded(recorded=0, unchanged=len(outcomes))
+
+        def write(connection: sqlite3.Connection) -> Recorded:
+            inserted = connection.executemany(INSERT_OUTCOME.format("?"), rows).rowcount
+            raced = {} if inserted == len(rows) else _recorded(connection, [i for i, _, _ in rows])
+            return recorded_after_insert(outcomes, inserted, rows, raced)
+
+        return self._transaction(write)
 
     def labelled(self, since: float) -> Labelled:
         """Predictions made since `since` that have an outcome."""

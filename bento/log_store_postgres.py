@@ -1,11 +1,11 @@
 """The prediction log in PostgreSQL (READMISSION_PREDICTION_LOG=postgresql://...): the tables and semantics of
 bento/log_store.py's SQLiteStore, for services whose replicas share one log.
 
-One connection per store, opened on first use and opened again after a failure, so a database that was down is
-written again, without restarting the service, as soon as it is back; a short connect timeout keeps the writer
-thread from hanging on an unreachable server. A lock serialises the threads that use the store (the writer, the
-feedback handler, live performance). The URL may hold a password: only the host, port and database are named in
-logs and errors.
+One connection per thread that uses the store (the log's writer, feedback's, live performance's), as in
+SQLiteStore, so a long feedback call never stalls the writer; each is opened on first use and opened again after
+a failure, so a database that was down is written again, without restarting the service, as soon as it is back;
+a short connect timeout keeps the writer thread from hanging on an unreachable server. The URL may hold a
+password: only the host, port and database are named in logs and errors.
 """
 
 from __future__ import annotations
@@ -23,10 +23,12 @@ from bento.log_store import (
     LABELLED_SINCE,
     Labelled,
     Recorded,
+    StoreBusyError,
     StoreError,
     check_outcomes,
     labelled_of,
     new_outcomes,
+    recorded_after_insert,
     rows_of,
 )
 
@@ -66,18 +68,20 @@ def where_of(url: str) -> str:
 
 
 class PostgresStore:
-    """The prediction log in a PostgreSQL database: one connection, reopened after failures."""
+    """The prediction log in a PostgreSQL database: a connection per thread, reopened after failures."""
 
     def __init__(self, url: str) -> None:
         self._url = url
         self.where = where_of(url)
-        self._connection: psycopg.Connection | None = None
+        self._local = threading.local()
+        self._connections: list[psycopg.Connection] = []
         self._lock = threading.Lock()
 
     def _connect(self) -> psycopg.Connection:
-        """The open connection, or a new one with the schema created (none yet, or the last one was lost)."""
-        if self._connection is not None and not self._connection.closed:
-            return self._connection
+        """This thread's open connection, or a new one with the schema created (none yet, or it was lost)."""
+        connection: psycopg.Connection | None = getattr(self._local, "connection", None)
+        if connection is not None and not connection.closed:
+            return connection
         connection = psycopg.connect(
             self._url, autocommit=True, connect_timeout=CONNECT_SECONDS, keepalives=1, keepalives_idle=10
         )
@@ -90,17 +94,19 @@ class PostgresStore:
             connection.close()
             raise
         logger.info("prediction log: connected to PostgreSQL %s", self.where)
-        self._connection = connection
+        self._local.connection = connection
+        with self._lock:
+            self._connections = [c for c in self._connections if not c.closed] + [connection]
         return connection
 
     def _transaction(self, work: Callable[[psycopg.Cursor], T]) -> T:
-        with self._lock:
-            try:
-                connection = self._connect()
-                with connection.transaction(), connection.cursor() as cursor:
-                    return work(cursor)
-            except psycopg.Error as error:  # a lost connection is closed by psycopg: the next call connects again
-                raise StoreError(f"PostgreSQL {self.where}: {str(error).strip()}") from error
+        try:
+            connection = self._connect()
+            with connection.transaction(), connection.cursor() as cursor:
+                return work(cursor)
+        except psycopg.Error as error:  # a lost connection is closed by psycopg: the next call connects again
+            busy = isinstance(error, psycopg.errors.DeadlockDetected | psycopg.errors.LockNotAvailable)
+            raise (StoreBusyError if busy else StoreError)(f"PostgreSQL {self.where}: {str(error).strip()}") from error
 
     def append(self, batches: Sequence[ScoredBatch], keep_features: bool) -> None:
         """Add the scored rows in one transaction (COPY)."""
@@ -116,20 +122,27 @@ class PostgresStore:
         self._transaction(work)
 
     def record_outcomes(self, outcomes: dict[str, int], now: float) -> Recorded:
-        """Record true outcomes in one transaction: all or none. The predictions named are locked first, so
-        concurrent calls about the same predictions take turns."""
+        """Record true outcomes: all or none. Looked up first, then inserted in one short transaction; a call
+        inserting the same ids at the same time waits for this one at the primary key, then skips them."""
         ids = list(outcomes)
 
-        def work(cursor: psycopg.Cursor) -> Recorded:
-            cursor.execute("SELECT id FROM predictions WHERE id = ANY(%s) FOR UPDATE", (ids,))
-            known = {prediction_id for (prediction_id,) in cursor.fetchall()}
-            cursor.execute("SELECT prediction_id, readmitted FROM outcomes WHERE prediction_id = ANY(%s)", (ids,))
-            recorded = dict(cursor.fetchall())
-            result = check_outcomes(outcomes, known, recorded)
-            cursor.executemany(INSERT_OUTCOME.format("%s"), new_outcomes(outcomes, recorded, now))
-            return result
+        def read(cursor: psycopg.Cursor) -> tuple[set[str], dict[str, int]]:
+            cursor.execute("SELECT id FROM predictions WHERE id = ANY(%s)", (ids,))
+            return {prediction_id for (prediction_id,) in cursor.fetchall()}, _recorded(cursor, ids)
 
-        return self._transaction(work)
+        known, recorded = self._transaction(read)
+        check_outcomes(outcomes, known, recorded)
+        rows = new_outcomes(outcomes, recorded, now)
+        if not rows:
+            return Recorded(recorded=0, unchanged=len(outcomes))
+
+        def write(cursor: psycopg.Cursor) -> Recorded:
+            cursor.executemany(INSERT_OUTCOME.format("%s"), rows)
+            inserted = cursor.rowcount
+            raced = {} if inserted == len(rows) else _recorded(cursor, [i for i, _, _ in rows])
+            return recorded_after_insert(outcomes, inserted, rows, raced)
+
+        return self._transaction(write)
 
     def labelled(self, since: float) -> Labelled:
         """Predictions made since `since` that have an outcome."""
@@ -151,8 +164,14 @@ class PostgresStore:
         return self._transaction(work)
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close every thread's connection."""
         with self._lock:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
+
+
+def _recorded(cursor: psycopg.Cursor, ids: list[str]) -> dict[str, int]:
+    """The outcomes recorded for `ids`."""
+    cursor.execute("SELECT prediction_id, readmitted FROM outcomes WHERE prediction_id = ANY(%s)", (ids,))
+    return dict(cursor.fetchall())

@@ -3,17 +3,20 @@
 The scoring core hands each scored batch to `PredictionLog.append`, which only puts it on a bounded queue
 (counted as dropped, never waiting, when the queue is full). A writer thread takes what has queued, passes it to
 the consumers that watch the served data (bento/drift_monitor.py) and appends the rows to the store (bento/log_store.py)
-in one transaction. A store that fails (locked, disk full, database down) loses that batch, counted; the next
-batch tries again, so logging resumes by itself when the store is back. `close` flushes the queue (SIGTERM).
+in one transaction. A store that fails (locked, disk full, database down) is tried again with a growing pause
+for RETRY_SECONDS, while new rows queue (up to the queue's bound); a store that still fails then loses that
+batch, counted, so `lost` means the store failed, not that it was busy a moment. The next batch tries again,
+so logging resumes by itself when the store is back. `close` flushes the queue (SIGTERM).
 
 Prediction ids are UUIDv7 strings (RFC 9562): the time of the prediction in milliseconds, then 26 random bits
 per process and a 48-bit counter, so ids are unique across workers and restarts, sort by time, and cost a
-string format each.
+string format each. `issued_at` is the one check of that format (any case of hex digits, as RFC 9562 allows).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import threading
 import time
@@ -29,6 +32,9 @@ from bento.log_store import LogStore, StoreError
 logger = logging.getLogger("readmission")
 _COUNTER_BITS = 48
 PURGE_SECONDS = 3600  # how often encoded rows older than the retention period are erased
+RETRY_SECONDS = 5.0  # how long a failing store is tried again before the batch is counted lost
+FIRST_PAUSE, LONGEST_PAUSE = 0.05, 1.0  # seconds between tries, doubling
+_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", re.IGNORECASE | re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -63,13 +69,11 @@ class PredictionIds:
 
 
 def issued_at(prediction_id: str) -> float | None:
-    """When a prediction id was issued (seconds since the epoch), or None for what is not one of ours."""
-    if len(prediction_id) != 36 or prediction_id[14] != "7":
+    """When a prediction id was issued (seconds since the epoch), or None for what is not one of ours: a UUIDv7
+    with the RFC 9562 variant in the canonical 8-4-4-4-12 layout."""
+    if _ID.fullmatch(prediction_id) is None:
         return None
-    try:
-        return int(prediction_id[:8] + prediction_id[9:13], 16) / 1000
-    except ValueError:
-        return None
+    return int(prediction_id[:8] + prediction_id[9:13], 16) / 1000
 
 
 Consumer = Callable[[list[ScoredBatch]], None]
@@ -86,6 +90,7 @@ class PredictionLog:
         retention_days: int,
         consumers: Iterable[Consumer] = (),
         flush_seconds: float = 0.5,
+        retry_seconds: float = RETRY_SECONDS,
     ) -> None:
         self.store = store
         self.queue_rows = queue_rows
@@ -93,6 +98,7 @@ class PredictionLog:
         self.retention_days = retention_days
         self.consumers = list(consumers)
         self.flush_seconds = flush_seconds
+        self.retry_seconds = retry_seconds
         self._queue: deque[ScoredBatch] = deque()
         self._queued_rows = 0
         self._wake = threading.Condition()
@@ -115,8 +121,9 @@ class PredictionLog:
 
     @property
     def settle_seconds(self) -> float:
-        """A row is in the store (or counted lost) this long after it was scored, in any worker."""
-        return 2 * self.flush_seconds + 1
+        """A row is in the store (or counted lost) this long after it was scored, in any worker, while the
+        store answers within its tries."""
+        return 2 * self.flush_seconds + 1 + self.retry_seconds
 
     def close(self, timeout: float) -> None:
         """Write what is queued (at most `timeout` seconds), then stop the writer."""
@@ -159,10 +166,17 @@ class PredictionLog:
                 consumer(batches)
             except Exception as error:  # a consumer's bug must not stop the log
                 logger.error("prediction log consumer %s failed: %s", getattr(consumer, "__name__", consumer), error)
-        try:
-            self.store.append(batches, self.keep_features)
-        except StoreError as error:
-            metrics.prediction_log_rows("lost", rows)
-            logger.warning("prediction log: %d rows lost: %s", rows, error)
-            return
+        deadline, pause = time.monotonic() + self.retry_seconds, FIRST_PAUSE
+        while True:
+            try:
+                self.store.append(batches, self.keep_features)
+                break
+            except StoreError as error:
+                if time.monotonic() + pause > deadline:
+                    metrics.prediction_log_rows("lost", rows)
+                    logger.warning("prediction log: %d rows lost: %s", rows, error)
+                    return
+                logger.info("prediction log: the store failed (%s); trying again in %g s", error, pause)
+                time.sleep(pause)  # the backoff itself: new rows queue meanwhile
+                pause = min(2 * pause, LONGEST_PAUSE)
         metrics.prediction_log_rows("written", rows)

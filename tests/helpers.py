@@ -1,7 +1,8 @@
 """What test modules share that is not a fixture; test modules import this (and servers, sample_data), never each other.
 
 - example records and V2 request builders (REST JSON, binary extension) and the binary response decoder
-- test servers: the environment of a `bentoml serve` under test, one with gRPC, one on a damaged home
+- test servers: the environment of a `bentoml serve` under test, one with gRPC, one on a damaged home; what a
+  server's prediction log holds and counts
 - training into a throwaway MLflow store
 - the Kubernetes manifests rendered with kustomize
 - `poll`: wait for a condition with a deadline (never a bare sleep)
@@ -15,6 +16,7 @@ import json
 import random
 import re
 import shutil
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -22,6 +24,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from contextlib import closing
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,8 +32,10 @@ from typing import Any, TypeVar
 import httpx
 import numpy as np
 import psutil
+import psycopg
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from bento import features
 from bento.settings import MODEL_NAME
@@ -231,6 +236,36 @@ def copy_home(bento_home: dict, tmp_path: Path) -> Path:
     home = tmp_path / "bentoml-home"
     shutil.copytree(bento_home["home"], home, ignore=shutil.ignore_patterns("prometheus*"))
     return home
+
+
+def log_rows_counted(server: servers.Server, *outcomes: str) -> float:
+    """readmission_prediction_log_rows_total of a server summed over `outcomes` (written, lost, dropped)."""
+    text = httpx.get(server.url + "/metrics", timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "readmission_prediction_log_rows"
+        for sample in family.samples
+        if sample.name.endswith("_total") and sample.labels["outcome"] in outcomes
+    )
+
+
+def sqlite_ids(database: Path) -> set[str]:
+    """The prediction ids in a SQLite log, read-only (empty while the file or its table does not exist)."""
+    if not database.exists():
+        return set()
+    with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'predictions'").fetchone() is None:
+            return set()  # the file is there, the schema not yet
+        return {prediction_id for (prediction_id,) in db.execute("SELECT id FROM predictions")}
+
+
+def postgres_ids(url: str) -> set[str]:
+    """The prediction ids in a PostgreSQL log (empty before the service created the table)."""
+    with psycopg.connect(url) as db:
+        if db.execute("SELECT to_regclass('predictions')").fetchone() == (None,):
+            return set()
+        return {prediction_id for (prediction_id,) in db.execute("SELECT id FROM predictions")}
 
 
 # --- training ------------------------------------------------------------------------------------------------

@@ -2,13 +2,16 @@
 
 One contract for both stores (bento/log_store.py's SQLiteStore and bento/log_store_postgres.py's PostgresStore,
 on a real PostgreSQL server): what is appended is read back, feedback is all or nothing, the retention purge
-erases only old encoded rows. Then PredictionLog (bento/prediction_log.py) over a store that can be made to fail:
-a full queue drops without waiting, a failing store loses the batch and the next one is written, close() writes
-what is queued.
+erases only old encoded rows, concurrent feedback about the same predictions never records two outcomes.
+Then PredictionLog (bento/prediction_log.py) over a store that can be made to fail: a full queue drops without
+waiting, a store locked for less than the writer's tries loses nothing, a failing store loses the batch and the
+next one is written, close() writes what is queued.
 """
 
 from __future__ import annotations
 
+import logging
+import random
 import sqlite3
 import threading
 import time
@@ -34,6 +37,7 @@ from bento.prediction_log import PredictionIds, PredictionLog, ScoredBatch
 from tests.helpers import poll
 
 DAY = 86_400.0
+CONTESTED = 3000  # ids several calls give opposite outcomes for at once: enough for their lookups to overlap
 WIDTH = len(features.COLUMNS)
 IDS = PredictionIds()
 
@@ -144,6 +148,49 @@ def test_the_purge_erases_only_encoded_rows_older_than_the_cut_off(store):
     assert log.purge_features(before=now - 30 * DAY) == 0
 
 
+def test_concurrent_feedback_about_the_same_predictions_records_one_outcome_each_and_counts_it_once(store):
+    """Calls racing over overlapping ids (each in its own order): with the same outcomes all succeed and the
+    new outcomes are counted once in all; with opposite outcomes one call wins and the others record nothing."""
+    log, query = store
+    rounds, callers = 3, 4
+    for round_ in range(rounds):
+        scored, contested = batch(600, seed=round_), batch(CONTESTED, seed=round_)
+        log.append([scored, contested], keep_features=False)
+        rng = random.Random(round_)
+        subsets = [rng.sample(scored.ids, 400) for _ in range(callers)]  # overlapping, each in its own order
+        same = race(log, [{i: 1 for i in subset} for subset in subsets])
+        assert all(isinstance(result, Recorded) for result in same), same
+        assert sum(result.recorded for result in same) == len(set().union(*subsets))
+        opposite = race(log, [{i: caller % 2 for i in contested.ids} for caller in range(callers)])
+        listed = ",".join(f"'{i}'" for i in contested.ids)
+        (kept,) = {
+            outcome for (outcome,) in query(f"SELECT readmitted FROM outcomes WHERE prediction_id IN ({listed})")
+        }
+        for caller, result in enumerate(opposite):
+            assert isinstance(result, Recorded if caller % 2 == kept else ConflictingOutcomeError), opposite
+        assert sum(result.recorded for result in opposite if isinstance(result, Recorded)) == CONTESTED
+
+
+def race(log: LogStore, calls: list[dict[str, int]]) -> list[Recorded | Exception]:
+    """The calls' results (or errors), each in its own thread, released together."""
+    start = threading.Barrier(len(calls))
+    results: list[Recorded | Exception] = [RuntimeError("no result")] * len(calls)
+
+    def call(n: int) -> None:
+        start.wait()
+        try:
+            results[n] = log.record_outcomes(calls[n], time.time())
+        except Exception as error:  # the result the test compares
+            results[n] = error
+
+    threads = [threading.Thread(target=call, args=(n,)) for n in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return results
+
+
 def test_postgres_fails_while_the_server_is_down_and_writes_again_once_it_is_back(postgres):
     """No restart of the store: the next write after the server is back connects again. The password in the
     URL is in no error."""
@@ -211,8 +258,10 @@ def switchable(tmp_path):
     store.gate.set()
 
 
-def writer(store, queue_rows: int = 1000) -> PredictionLog:
-    log = PredictionLog(store, queue_rows, keep_features=False, retention_days=30, flush_seconds=0.05)
+def writer(store, queue_rows: int = 1000, retry_seconds: float = 0.2) -> PredictionLog:
+    log = PredictionLog(
+        store, queue_rows, keep_features=False, retention_days=30, flush_seconds=0.05, retry_seconds=retry_seconds
+    )
     log.start()
     return log
 
@@ -248,6 +297,52 @@ def test_a_failing_store_loses_the_batch_counted_and_the_next_is_written(switcha
     poll(lambda: rows_counted("written") - written_before == 4, 5, "4 rows counted written")
     log.close(timeout=10)
     assert stored_ids(tmp_path / "predictions.db") == set(later.ids)
+
+
+@pytest.fixture
+def locked(tmp_path):
+    """A real SQLite store and another connection that can hold `BEGIN EXCLUSIVE` on its file."""
+    path = tmp_path / "predictions.db"
+    store = SQLiteStore(path)
+    store.append([batch(1)], keep_features=False)  # the file and its tables exist
+    other = sqlite3.connect(path, isolation_level=None)
+    yield store, other
+    if other.in_transaction:
+        other.execute("ROLLBACK")
+    other.close()
+
+
+def test_a_store_locked_for_less_than_the_writers_tries_loses_nothing(locked, caplog):
+    """Locked past one write's busy timeout (BUSY_MILLISECONDS) but released within RETRY_SECONDS."""
+    store, other = locked
+    caplog.set_level(logging.INFO, logger="readmission")
+    lost_before, written_before = rows_counted("lost"), rows_counted("written")
+    log = writer(store, retry_seconds=30)
+    other.execute("BEGIN EXCLUSIVE")
+    held = batch(7)
+    log.append(held)
+    poll(lambda: "trying again" in caplog.text, 10, "the writer's first failed try")
+    other.execute("ROLLBACK")
+    poll(lambda: rows_counted("written") - written_before == 7, 30, "7 rows counted written")
+    log.close(timeout=10)
+    assert rows_counted("lost") == lost_before
+    assert set(held.ids) <= stored_ids(store.path)
+
+
+def test_a_store_locked_for_longer_than_the_writers_tries_loses_the_batch_counted(locked):
+    store, other = locked
+    lost_before = rows_counted("lost")
+    log = writer(store, retry_seconds=0.5)
+    other.execute("BEGIN EXCLUSIVE")
+    held = batch(5)
+    log.append(held)
+    poll(lambda: rows_counted("lost") - lost_before == 5, 30, "5 rows counted lost")
+    other.execute("ROLLBACK")
+    later = batch(3, seed=1)
+    log.append(later)
+    log.close(timeout=10)
+    stored = stored_ids(store.path)
+    assert set(later.ids) <= stored and not set(held.ids) & stored
 
 
 def test_close_writes_everything_queued(switchable, tmp_path):

@@ -24,14 +24,23 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import psycopg
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from bento.log_store import SQLITE_FILE
 from bento.prediction_log import issued_at
 from tests import servers
-from tests.helpers import RECORD, copy_home, matrix_of, poll, records, serve, workers_of
+from tests.helpers import (
+    RECORD,
+    copy_home,
+    log_rows_counted,
+    matrix_of,
+    poll,
+    postgres_ids,
+    records,
+    serve,
+    sqlite_ids,
+    workers_of,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -93,43 +102,13 @@ def start_service(bento_home: dict, tmp_path: Path, home: Path, **env: str) -> s
     return serve(copy_home(bento_home, tmp_path), tmp_path, READMISSION_HOME=str(home), **env)
 
 
-def counted(server: servers.Server, *outcomes: str) -> float:
-    """readmission_prediction_log_rows_total summed over `outcomes`."""
-    text = httpx.get(server.url + "/metrics", timeout=10).text
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        if family.name == "readmission_prediction_log_rows"
-        for sample in family.samples
-        if sample.name.endswith("_total") and sample.labels["outcome"] in outcomes
-    )
-
-
-def sqlite_ids(database: Path) -> set[str]:
-    """The prediction ids in a SQLite store, read-only (empty while the file does not exist)."""
-    if not database.exists():
-        return set()
-    with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
-        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'predictions'").fetchone() is None:
-            return set()  # the file is there, the schema not yet
-        return {prediction_id for (prediction_id,) in db.execute("SELECT id FROM predictions")}
-
-
-def postgres_ids(url: str) -> set[str]:
-    """The prediction ids in a PostgreSQL store (empty before the service created the table)."""
-    with psycopg.connect(url) as db:
-        if db.execute("SELECT to_regclass('predictions')").fetchone() == (None,):
-            return set()
-        return {prediction_id for (prediction_id,) in db.execute("SELECT id FROM predictions")}
-
-
 def settled_missing(server: servers.Server, load: Load, stored: Callable[[], set[str]], missed_before: float) -> int:
     """Once the load has stopped and the queue is written: how many answered predictions the store misses,
     after checking that they are exactly the rows counted lost or dropped since `missed_before`."""
 
     def accounted() -> tuple[int] | None:
         missing = len(load.ids() - stored())
-        return (missing,) if missing == counted(server, "lost", "dropped") - missed_before else None
+        return (missing,) if missing == log_rows_counted(server, "lost", "dropped") - missed_before else None
 
     (missing,) = poll(accounted, SETTLE, "the rows missing from the store to be the rows counted lost or dropped")
     return missing
@@ -148,11 +127,11 @@ def test_a_locked_sqlite_file_loses_rows_counted_and_logging_resumes(bento_home,
     try:
         with Load(server.url) as load:
             poll(lambda: sqlite_ids(database) & load.ids(), SETTLE, "the first rows in the store")
-            missed_before = counted(server, "lost", "dropped")
+            missed_before = log_rows_counted(server, "lost", "dropped")
             lock = sqlite3.connect(database, isolation_level=None)
             try:
                 lock.execute("BEGIN EXCLUSIVE")
-                poll(lambda: counted(server, "lost", "dropped") > missed_before, SETTLE, "rows counted lost")
+                poll(lambda: log_rows_counted(server, "lost", "dropped") > missed_before, SETTLE, "rows counted lost")
             finally:
                 lock.execute("ROLLBACK")
                 lock.close()
@@ -200,9 +179,9 @@ def test_a_full_disk_loses_rows_counted_and_logging_resumes_when_space_is_freed(
     try:
         with Load(server.url) as load:
             poll(lambda: sqlite_ids(database) & load.ids(), SETTLE, "the first rows in the store")
-            lost_before = counted(server, "lost", "dropped")
+            lost_before = log_rows_counted(server, "lost", "dropped")
             filler = fill(small_disk)
-            poll(lambda: counted(server, "lost") > lost_before, SETTLE, "rows counted lost on the full disk")
+            poll(lambda: log_rows_counted(server, "lost") > lost_before, SETTLE, "rows counted lost on the full disk")
             filler.unlink()
             freed = time.time()
             poll(lambda: issued_after(sqlite_ids(database), freed), SETTLE, "rows issued after the space was freed")
@@ -222,12 +201,11 @@ def test_postgresql_stopped_under_load_loses_rows_counted_and_is_written_again_a
     try:
         with Load(server.url) as load:
             poll(lambda: postgres_ids(url) & load.ids(), SETTLE, "the first rows in PostgreSQL")
-            lost_before = counted(server, "lost", "dropped")
+            lost_before = log_rows_counted(server, "lost", "dropped")
             postgres.stop()
             try:
-                poll(
-                    lambda: counted(server, "lost") > lost_before, SETTLE, "rows counted lost while PostgreSQL is down"
-                )
+                down = "rows counted lost while PostgreSQL is down"
+                poll(lambda: log_rows_counted(server, "lost") > lost_before, SETTLE, down)
             finally:
                 postgres.start()
             restarted = time.time()
