@@ -133,6 +133,13 @@ def test_an_unknown_id_refuses_the_whole_call(client, home):
     assert client.post(FEEDBACK, json=body[:1]).json() == {"recorded": 1, "unchanged": 0}
 
 
+def test_an_id_in_upper_case_names_the_same_prediction(client, home):
+    (prediction_id,) = predict_ids(client)
+    answer = client.post(FEEDBACK, json=[{"prediction_id": prediction_id.upper(), "readmitted_within_30_days": True}])
+    assert answer.json() == {"recorded": 1, "unchanged": 0}, answer.text
+    assert outcomes_in_store(home, [prediction_id]) == {prediction_id: 1}
+
+
 def test_an_id_too_recent_to_be_written_is_waited_for_not_refused(client):
     (prediction_id,) = predict_ids(client)
     started = time.monotonic()
@@ -152,6 +159,7 @@ def test_an_id_too_recent_to_be_written_is_waited_for_not_refused(client):
         ([{"prediction_id": "OLD", "readmitted_within_30_days": True, "age": 80}], 400, "[0].age: unknown field"),
         ([{"prediction_id": 7, "readmitted_within_30_days": True}], 400, "[0].prediction_id: not a prediction id"),
         ([{"prediction_id": str(uuid.uuid4()), "readmitted_within_30_days": 1}], 400, "[0].prediction_id: not a"),
+        ([{"prediction_id": i, "readmitted_within_30_days": 1} for i in ("OLD", "BAD")], 400, "[1].prediction_id: not"),
         ([{"prediction_id": "OLD", "readmitted_within_30_days": "yes"}], 400, "[0].readmitted_within_30_days: must"),
         ([{"prediction_id": "OLD", "readmitted_within_30_days": 2}], 400, "[0].readmitted_within_30_days: must be"),
         ([{"prediction_id": "OLD", "readmitted_within_30_days": None}], 400, "[0].readmitted_within_30_days: must"),
@@ -172,7 +180,8 @@ def test_bad_feedback_gets_a_4xx_naming_the_item_and_the_reason(client, body, st
 
 
 def _json(body, prediction_id: str) -> bytes:
-    return json.dumps(body).replace('"OLD"', f'"{prediction_id}"').encode()
+    malformed = prediction_id[:19] + "c" + prediction_id[20:]  # the length and version of an id, another variant
+    return json.dumps(body).replace('"OLD"', f'"{prediction_id}"').replace('"BAD"', f'"{malformed}"').encode()
 
 
 def test_feedback_needs_json(client):

@@ -1,4 +1,5 @@
-"""POST /feedback waits for ids so recent their worker may not have logged them yet, and for no other id."""
+"""POST /feedback waits for ids so recent their worker may not have logged them yet, and for no other id; what is
+a prediction id (bento/prediction_log.py's `issued_at`, the one check of the format)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from bento import feedback
 from bento.log_store import UnknownPredictionError
-from bento.prediction_log import PredictionIds
+from bento.prediction_log import PredictionIds, issued_at
 
 
 class _EmptyStore:
@@ -41,3 +42,28 @@ def test_an_id_stamped_in_the_future_is_unknown_at_once(seconds_ahead):
     """The fuzzer of the OpenAPI document sent such ids: each held a request until BentoML's 30 s timeout (504)."""
     elapsed, calls = _record(PredictionIds().take(1, time.time() + seconds_ahead)[0])
     assert elapsed < 0.3 and calls == 1
+
+
+ISSUED = PredictionIds().take(1, 1_700_000_000.0)[0]
+
+
+@pytest.mark.parametrize(
+    "malformed",
+    [
+        ISSUED[:8] + "0" + ISSUED[9:],  # a dash replaced
+        ISSUED[:19] + "c" + ISSUED[20:],  # the variant is not RFC 9562's
+        ISSUED[:-1] + "g",  # not hex
+        "+" + ISSUED[1:],  # int() would take a sign
+        ISSUED[:-1] + "\n",
+        ISSUED.replace("-", "") + "----",  # the length, not the layout
+        ISSUED[:14] + "4" + ISSUED[15:],  # UUIDv4
+        ISSUED[:-1] + "\u0661",  # a non-ASCII digit
+    ],
+    ids=repr,
+)
+def test_only_the_canonical_uuid7_layout_is_a_prediction_id(malformed):
+    assert issued_at(malformed) is None
+
+
+def test_a_prediction_id_in_upper_case_is_one():
+    assert issued_at(ISSUED.upper()) == issued_at(ISSUED) == 1_700_000_000.0

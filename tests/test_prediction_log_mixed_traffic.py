@@ -6,15 +6,18 @@ that look recent but were never issued (each waited for, then 404), and a client
 log has settled, every answered prediction id is in the store, or is counted in
 `readmission_prediction_log_rows_total{outcome="lost"|"dropped"}`; the store never fails here, so nothing may
 be missing or counted: feedback must not cost the log a row. No answer is a 5xx, feedback never a 503.
+The same service's log is readable by its user only.
 """
 
 from __future__ import annotations
 
 import random
+import stat
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -145,13 +148,30 @@ def run_and_settle(server: servers.Server, stored: Callable[[], set[str]], figur
     assert traffic.statuses["feedback"][200] >= FEEDBACK_CLIENTS, "too little feedback to mean anything"
 
 
-def test_feedback_never_costs_the_sqlite_log_a_prediction(bento_home, tmp_path, figure):
+@pytest.fixture(scope="module")
+def sqlite_service(bento_home, tmp_path_factory) -> tuple[servers.Server, Path]:
+    """A service of its own whose READMISSION_HOME does not exist yet: the log creates it; and the log's file."""
+    tmp_path = tmp_path_factory.mktemp("sqlite-log")
     home = tmp_path / "state"
     server = serve(copy_home(bento_home, tmp_path), tmp_path, READMISSION_HOME=str(home))
-    try:
-        run_and_settle(server, lambda: sqlite_ids(home / SQLITE_FILE), figure, "SQLite")
-    finally:
-        server.stop()
+    yield server, home / SQLITE_FILE
+    server.stop()
+
+
+def test_feedback_never_costs_the_sqlite_log_a_prediction(sqlite_service, figure):
+    server, database = sqlite_service
+    run_and_settle(server, lambda: sqlite_ids(database), figure, "SQLite")
+
+
+def test_the_log_is_readable_by_the_services_user_only(sqlite_service):
+    """The folder the log created 0700, the database and its WAL and shared-memory files 0600."""
+    server, database = sqlite_service
+    answer = httpx.post(server.url + "/predict/batch", json=[RECORD], timeout=30)
+    (prediction_id,) = (p["prediction_id"] for p in answer.json()["predictions"])
+    poll(lambda: prediction_id in sqlite_ids(database), SETTLE, "the prediction in the log")
+    files = [database, *(database.with_name(database.name + suffix) for suffix in ("-wal", "-shm"))]
+    modes = {path.name: oct(stat.S_IMODE(path.stat().st_mode)) for path in [database.parent, *files]}
+    assert modes == {database.parent.name: "0o700", **{path.name: "0o600" for path in files}}
 
 
 def test_feedback_never_costs_the_postgresql_log_a_prediction(bento_home, tmp_path, postgres, figure):
