@@ -65,7 +65,7 @@ def test_the_record_schema_follows_the_spec():
         elif f.kind is features.Kind.CATEGORY:
             assert value["enum"] == list(f.values)
         else:
-            assert value["pattern"] == icd9.PATTERN
+            assert value["pattern"] == icd9.WRITTEN
     assert list(SCHEMAS["EncodedPatient"]["properties"]) == list(features.COLUMNS)
 
 
