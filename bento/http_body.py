@@ -68,13 +68,17 @@ def parse_json(raw: bytes) -> Any:
 
 
 def _key_count(value: Any) -> int:
-    """The keys of the objects in `value`; lists whose first item is no container are skipped (an undercount
-    only sends the body to the checking parser)."""
-    if value.__class__ is dict:
-        return len(value) + sum(_key_count(v) for v in value.values() if v.__class__ is dict or v.__class__ is list)
-    if value.__class__ is list and value and (value[0].__class__ is dict or value[0].__class__ is list):
-        return sum(_key_count(v) for v in value)
-    return 0
+    """The keys of the objects in `value` (iteratively: orjson nests 1,024 deep, beyond Python's recursion limit);
+    lists whose first item is no container are skipped (an undercount only sends the body to the checking parser)."""
+    count, pending = 0, [value]
+    while pending:
+        item = pending.pop()
+        if item.__class__ is dict:
+            count += len(item)
+            pending.extend(v for v in item.values() if v.__class__ is dict or v.__class__ is list)
+        elif item.__class__ is list and item and (item[0].__class__ is dict or item[0].__class__ is list):
+            pending.extend(item)
+    return count
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -18,7 +18,6 @@ import grpc
 import numpy as np
 from google.protobuf.message import DecodeError
 from tritonclient.grpc import service_pb2 as pb
-from tritonclient.grpc import service_pb2_grpc
 
 from bento import auth, metrics, v2_api
 from bento.core import ScoringCore
@@ -106,7 +105,7 @@ def _tensor_metadata(entries: list[dict[str, Any]]) -> list[Any]:
     return [pb.ModelMetadataResponse.TensorMetadata(**entry) for entry in entries]
 
 
-class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
+class InferenceServicer:
     """The protocol's six methods over one scoring core."""
 
     def __init__(self, core: ScoringCore) -> None:

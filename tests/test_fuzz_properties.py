@@ -109,9 +109,19 @@ def tensor(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @st.composite
+def arithmetic_tensor(draw: st.DrawFn) -> dict[str, Any]:
+    """A tensor valid but for its shape, whose element count is zero or one while its arithmetic overflows."""
+    dims = draw(st.lists(st.sampled_from([0, 1, 1, 2**31, 2**40, 2**62, 2**63 - 1, 2**63]), min_size=1, max_size=70))
+    count = 0 if 0 in dims else 1
+    name, datatype = draw(st.sampled_from([("input-0", "FP32"), ("input-0", "FP64"), ("time_in_hospital", "FP64")]))
+    return {"name": name, "datatype": datatype, "shape": dims, "data": [1.0] * count}
+
+
+@st.composite
 def v2_request(draw: st.DrawFn) -> dict[str, Any]:
     """A V2 inference request: a valid per-field request with hostile parts, or hostile tensors."""
-    request = field_request([RECORD]) if draw(st.booleans()) else {"inputs": draw(st.lists(tensor(), max_size=3))}
+    tensors = st.lists(tensor() | arithmetic_tensor(), max_size=3)
+    request = field_request([RECORD]) if draw(st.booleans()) else {"inputs": draw(tensors)}
     if draw(st.booleans()):
         request["id"] = draw(hostile_text | value)
     if draw(st.booleans()):

@@ -381,7 +381,7 @@ def test_a_thousand_row_explanation_does_not_hold_other_requests(service, client
 
     def explain() -> None:
         with httpx.Client(base_url=service.url, timeout=60) as other:
-            for _ in range(3):
+            for _ in range(2):
                 answers.append(other.post("/predict/batch?explain=true", json=batch))
         finished.set()
 
@@ -395,6 +395,6 @@ def test_a_thousand_row_explanation_does_not_hold_other_requests(service, client
         slowest = max(slowest, time.monotonic() - started)
         health += 1
     worker.join()
-    assert [a.status_code for a in answers] == [200] * 3 and len(answers[0].json()["predictions"][0]["factors"]) == 5
+    assert [a.status_code for a in answers] == [200] * 2 and len(answers[0].json()["predictions"][0]["factors"]) == 5
     assert health >= 10, health
     assert slowest < 0.3, f"a /health request waited {slowest:.2f} s behind an explanation"
