@@ -173,8 +173,12 @@ async def _http_error(request: Request, error: Exception) -> Response:
 
 
 async def _unexpected(request: Request, error: Exception) -> Response:
+    """A bug, never a client's mistake. The connection closes with the answer: uvicorn drops it once the error
+    propagates, so a request pipelined behind this one would be served and never answered."""
     logger.error("unexpected %s on %s", type(error).__name__, endpoint_of(request.scope))
-    return FastJSONResponse({"error": "internal error; see the service log"}, status_code=500)
+    return FastJSONResponse(
+        {"error": "internal error; see the service log"}, status_code=500, headers={"Connection": "close"}
+    )
 
 
 @asynccontextmanager

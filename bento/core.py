@@ -35,7 +35,6 @@ class Scores:
 
     probabilities: np.ndarray  # float32 [N]
     labels: np.ndarray  # int64 [N]: 1 at or above the operating threshold
-    contributions: np.ndarray | None  # TreeSHAP per clinical field [N, FIELDS], when explanations were asked for
     ids: list[str]  # the prediction id of each row (what POST /feedback names)
 
 
@@ -130,13 +129,13 @@ class ScoringCore:
             end = start + len(matrix)
             if not future.done():  # a request whose client went away was cancelled
                 future.set_result(
-                    Scores(scores.probabilities[start:end], scores.labels[start:end], None, scores.ids[start:end])
+                    Scores(scores.probabilities[start:end], scores.labels[start:end], scores.ids[start:end])
                 )
             start = end
 
-    def score(self, matrix: np.ndarray, explain: bool = False) -> Scores:
-        """Probabilities, labels and prediction ids of checked rows (float32 [N, COLUMNS]), and per-field TreeSHAP
-        if asked; the rows go to the prediction log."""
+    def score(self, matrix: np.ndarray) -> Scores:
+        """Probabilities, labels and prediction ids of checked rows (float32 [N, COLUMNS]); the rows go to the
+        prediction log."""
         predictor = self.model()
         probabilities = predictor.probabilities(matrix)
         labels = predictor.labels(probabilities)
@@ -146,5 +145,4 @@ class ScoringCore:
         ids = self._ids.take(len(labels), now)
         if log is not None:
             log.append(ScoredBatch(ids, now, predictor.info.version, probabilities, labels, matrix))
-        contributions = predictor.field_contributions(matrix) if explain else None
-        return Scores(probabilities, labels, contributions, ids)
+        return Scores(probabilities, labels, ids)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from bento import features
+from bento.predictor import Predictor
 
 
 def top_factors(field_contributions: np.ndarray, record: Mapping[str, Any], count: int) -> list[dict[str, Any]]:
@@ -27,3 +28,9 @@ def top_factors(field_contributions: np.ndarray, record: Mapping[str, Any], coun
             }
         )
     return factors
+
+
+def factors(predictor: Predictor, matrix: np.ndarray, records: Sequence[Mapping[str, Any]], count: int) -> list[Any]:
+    """The top `count` factors of each row of `matrix` (whose clinical records are `records`)."""
+    contributions = predictor.field_contributions(matrix)
+    return [top_factors(row, record, count) for row, record in zip(contributions, records, strict=True)]

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from bento import icd9
-from bento.feature_field import FieldError, Kind, short_repr
+from bento.feature_field import FieldError, Kind, number_text, short_repr
 from bento.feature_spec import COLUMN_FIELD, COLUMN_INDEX, COLUMNS, FIELDS, FIELDS_BY_NAME
 
 ICD9_LARGEST = 999.99  # the numeric part of the largest code written with two decimals
@@ -93,10 +93,14 @@ def vector_from_encoded(encoded: Mapping[str, Any]) -> np.ndarray:
 
 
 def _parse_icd9_number(column: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (isinstance(value, float) and not math.isfinite(value))
+    ):
         raise FieldError(column, f"must be the numeric part of an ICD-9 code, got {short_repr(value)}")
     if not 1 <= value <= ICD9_LARGEST:  # beyond it, the float32 column would read back as "1000", not a code
-        raise FieldError(column, f"{value:g} is outside the ICD-9 range 1 to {ICD9_LARGEST}")
+        raise FieldError(column, f"{number_text(value)} is outside the ICD-9 range 1 to {ICD9_LARGEST}")
     return float(value)
 
 

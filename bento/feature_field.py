@@ -76,35 +76,38 @@ class Field:
             if number in self.out_of_scope:
                 raise FieldError(self.name, f"code {number} is outside the model's scope ({self.help})")
             if number not in self.values:
-                raise FieldError(self.name, f"unknown code {number}; allowed: {listing(self.values)}")
+                raise FieldError(self.name, f"unknown code {number_text(number)}; allowed: {listing(self.values)}")
             return number
         if self.kind is Kind.CATEGORY:
             if not isinstance(value, str) or value not in self.values:
                 raise FieldError(self.name, f"unknown value {short_repr(value)}; allowed: {listing(self.values)}")
             return value
-        if not isinstance(value, str) or not icd9.is_valid(value.strip().upper()):
+        code = icd9.canonical(value) if isinstance(value, str) else None
+        if code is None:
             raise FieldError(
                 self.name, f'{short_repr(value)} is not an ICD-9 code written as text, e.g. "428", "250.83", "V57"'
             )
-        return value.strip().upper()
+        return code
 
     def _parse_number(self, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise FieldError(self.name, f"must be a number, got {short_repr(value)}")
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):
             raise FieldError(self.name, "must be a finite number")
-        if value != int(value):
+        if isinstance(value, float) and value != int(value):
             raise FieldError(self.name, f"must be a whole number, got {value}")
+        # compared as given: an integer of hundreds of digits is beyond the range, not beyond a float
         if (self.minimum is not None and value < self.minimum) or (self.maximum is not None and value > self.maximum):
-            raise FieldError(self.name, f"{value:g} is outside the range {self.minimum:g} to {self.maximum:g}")
+            raise FieldError(
+                self.name, f"{number_text(value)} is outside the range {self.minimum:g} to {self.maximum:g}"
+            )
         return float(value)
 
     def _parse_integer(self, value: Any) -> int:
         if (
             isinstance(value, bool)
             or not isinstance(value, int | float)
-            or not math.isfinite(value)
-            or value != int(value)
+            or (isinstance(value, float) and (not math.isfinite(value) or value != int(value)))
         ):
             raise FieldError(self.name, f"must be an integer code, got {short_repr(value)}")
         return int(value)
@@ -148,6 +151,11 @@ class Field:
             "default": self.default,
             "help": self.help,
         }
+
+
+def number_text(value: float) -> str:
+    """A number as an error message quotes it: 3 for 3.0, an integer of any size cut at 40 characters."""
+    return short_repr(value) if isinstance(value, int) else f"{value:g}"
 
 
 def short_repr(value: Any) -> str:

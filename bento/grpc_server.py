@@ -17,7 +17,6 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from tritonclient.grpc import service_pb2_grpc
 
 from bento.core import ScoringCore
 from bento.v2_grpc import SERVICE, InferenceServicer, guarded
@@ -73,9 +72,17 @@ async def start(core: ScoringCore) -> grpc.aio.Server:
         ]
     )
     servicer = InferenceServicer(core)
-    for method in METHODS:
-        setattr(servicer, method, guarded(method, getattr(servicer, method), core))
-    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
+    # the protocol's methods take the request's bytes (parsed in `guarded`); Triton's others are not registered
+    # (UNIMPLEMENTED)
+    handlers = {
+        method: grpc.unary_unary_rpc_method_handler(
+            guarded(method, getattr(servicer, method), core),
+            response_serializer=lambda response: response.SerializeToString(),
+        )
+        for method in METHODS
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_registered_method_handlers(SERVICE, handlers)
     health_pb2_grpc.add_HealthServicer_to_server(Health(core), server)
     reflection.enable_server_reflection((SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME), server)
     address = f"{settings.grpc_host}:{settings.grpc_port}"

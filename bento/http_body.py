@@ -49,25 +49,94 @@ async def read_body(request: Request, max_bytes: int, timeout_seconds: float) ->
 
 
 def parse_json(raw: bytes) -> Any:
-    """JSON from bytes (orjson); malformed, too deeply nested or oversized numbers give a 400."""
+    """JSON from UTF-8 bytes (orjson), every key once and every string valid Unicode; else a 400 saying why.
+
+    orjson takes duplicate keys (the last wins) and refuses what the standard parser explains better (NaN,
+    numbers beyond a double, lone surrogates, other encodings). A body whose text holds more colons than the
+    parsed objects hold keys may repeat a key (or hold a colon in a string): that rare body, and every body orjson
+    refuses, is parsed again by the standard parser, which names the repeated key, the bad text or the error.
+    """
     if not raw.strip():
         raise RequestError(Reason.INVALID_JSON, "the body is empty; expected JSON")
     try:
-        return orjson.loads(raw)
+        parsed = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        pass  # the rare path: let the standard parser explain, and take NaN/Infinity so the field gets named
+        return _parse_checked(raw)
+    if raw.count(b":") > _key_count(parsed):
+        return _parse_checked(raw)
+    return parsed
+
+
+def _key_count(value: Any) -> int:
+    """The keys of the objects in `value` (iteratively: orjson nests 1,024 deep, beyond Python's recursion limit);
+    lists whose first item is no container are skipped (an undercount only sends the body to the checking parser)."""
+    count, pending = 0, [value]
+    while pending:
+        item = pending.pop()
+        if item.__class__ is dict:
+            count += len(item)
+            pending.extend(v for v in item.values() if v.__class__ is dict or v.__class__ is list)
+        elif item.__class__ is list and item and (item[0].__class__ is dict or item[0].__class__ is list):
+            pending.extend(item)
+    return count
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        repeated = next(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
+        raise RequestError(Reason.INVALID_JSON, f"the key {_quoted(repeated)} appears twice in one object")
+    return result
+
+
+def _quoted(text: str) -> str:
+    return repr(text.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace"))
+
+
+def _parse_checked(raw: bytes) -> Any:
     try:
-        return json.loads(raw)
-    except RecursionError as error:
-        raise RequestError(Reason.INVALID_JSON, "the JSON is nested too deeply") from error
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise RequestError(Reason.INVALID_JSON, "the body is not UTF-8 text") from error
+    if "\x00" in text:  # JSON never holds a raw NUL: UTF-16 or UTF-32 text without a byte order mark
+        raise RequestError(Reason.INVALID_JSON, "the body is not UTF-8 text (it holds NUL bytes: UTF-16 or UTF-32?)")
+    try:
+        parsed = json.loads(text, object_pairs_hook=_unique_keys)
+        where = _lone_surrogate(parsed, "")
+    except RecursionError as error:
+        raise RequestError(Reason.INVALID_JSON, "the JSON is nested too deeply") from error
     except json.JSONDecodeError as error:
         raise RequestError(
             Reason.INVALID_JSON, f"malformed JSON: {error.msg} at line {error.lineno} column {error.colno}"
         ) from error
     except ValueError as error:  # e.g. an integer literal with more digits than Python converts
         raise RequestError(Reason.INVALID_JSON, f"malformed JSON: {error}") from error
+    if where is not None:
+        raise RequestError(Reason.INVALID_JSON, f"{where or 'the body'}: not valid Unicode (a lone UTF-16 surrogate)")
+    return parsed
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogate(value: Any, where: str) -> str | None:
+    """Where in `value` a string (a key or a value) holds a lone surrogate (the parser joins the valid pairs)."""
+    if isinstance(value, str):
+        return where if _SURROGATE.search(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if _SURROGATE.search(key):
+                return f"{where}.{_quoted(key)} (a key)".lstrip(".")
+            found = _lone_surrogate(item, f"{where}.{key}".lstrip("."))
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _lone_surrogate(item, f"{where}[{i}]")
+            if found is not None:
+                return found
+    return None
 
 
 def require_json(request: Request) -> None:

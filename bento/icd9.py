@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import re
 
-# A code as written: 3 digits at most with up to 2 decimals, V and 2 digits, E and 3 digits (the OpenAPI schema's too).
-PATTERN = r"^(?:\d{1,3}(?:\.\d{1,2})?|V\d{2}(?:\.\d{1,2})?|E\d{3}(?:\.\d)?)$"
+# A code: 001 to 999 with up to 2 decimals (zero is no code; "1" as the data writes 001), V and 2 digits, E and 3
+# digits, in ASCII digits. WRITTEN is what a client may send (the OpenAPI schema's pattern): the code with spaces or
+# tabs around it and V or E in either case. Both mean the same in Python's re and in JSON Schema's ECMA regexes.
+_NUMERIC = r"(?:[1-9][0-9]{0,2}|0[1-9][0-9]?|00[1-9])(?:\.[0-9]{1,2})?"
+PATTERN = rf"^(?:{_NUMERIC}|V[0-9]{{2}}(?:\.[0-9]{{1,2}})?|E[0-9]{{3}}(?:\.[0-9])?)$"
+WRITTEN = rf"^[ \t]*(?:{_NUMERIC}|[Vv][0-9]{{2}}(?:\.[0-9]{{1,2}})?|[Ee][0-9]{{3}}(?:\.[0-9])?)[ \t]*$"
 _CODE = re.compile(PATTERN)
 
 # (group, label, first, last) over the numeric part of the code, in ICD-9 chapter order.
@@ -63,11 +67,14 @@ GROUPS: tuple[str, ...] = tuple(GROUP_LABELS)
 
 
 def is_valid(code: str) -> bool:
-    """Whether `code` is written as an ICD-9-CM code (e.g. "428", "250.83", "V57", "E885").
+    """Whether `code` is an ICD-9-CM code in its canonical form (e.g. "428", "250.83", "V57", "E885")."""
+    return _CODE.fullmatch(code) is not None
 
-    Numeric codes start at 001 (written "1" in the data, which drops leading zeros).
-    """
-    return bool(_CODE.match(code)) and (code[0] in "VE" or float(code) >= 1)
+
+def canonical(written: str) -> str | None:
+    """The code a client wrote (matching WRITTEN: " v57\t" is "V57") in its canonical form; None if it is none."""
+    code = written.strip(" \t").upper()
+    return code if is_valid(code) else None
 
 
 def numeric_value(code: str) -> float:

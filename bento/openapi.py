@@ -79,14 +79,17 @@ def _operation(
         operation["parameters"] = parameters
     if body is not None:
         operation["requestBody"] = {"required": True, "content": body}
-    operation["responses"] = {"200": {"description": "OK", "content": ok}} | {
-        str(code): {"description": _ERRORS[code], "content": _json(_ref(wire.ErrorBody))} for code in errors
-    }
+    operation["responses"] = {"200": {"description": "OK", "content": ok}} | _errors(errors)
     return operation
 
 
-def _probe(summary: str, model: type[BaseModel]) -> dict[str, Any]:
-    """A health check: 200 when true, 503 when false, with the same body."""
+def _errors(codes: tuple[int, ...]) -> dict[str, Any]:
+    """An ErrorBody response for each status code of `codes`."""
+    return {str(code): {"description": _ERRORS[code], "content": _json(_ref(wire.ErrorBody))} for code in codes}
+
+
+def _probe(summary: str, model: type[BaseModel], errors: tuple[int, ...] = ()) -> dict[str, Any]:
+    """A health check: 200 when true, 503 when false, with the same body; an ErrorBody with each of `errors`."""
     content = _json(_ref(model))
     return {
         "get": {
@@ -94,7 +97,8 @@ def _probe(summary: str, model: type[BaseModel]) -> dict[str, Any]:
             "responses": {
                 "200": {"description": "true", "content": content},
                 "503": {"description": "false", "content": content},
-            },
+            }
+            | _errors(errors),
         }
     }
 
@@ -165,12 +169,12 @@ def _paths(model_name: str, max_batch_rows: int, max_infer_rows: int) -> dict[st
         "/v2/health/live": _probe("Server live", wire.Live),
         "/v2/health/ready": _probe("Server ready", wire.Ready),
         "/v2/models/{model}": {"parameters": [name], **metadata},
-        "/v2/models/{model}/ready": {"parameters": [name], **_probe("Model ready", wire.Ready)},
+        "/v2/models/{model}/ready": {"parameters": [name], **_probe("Model ready", wire.Ready, (404,))},
         "/v2/models/{model}/infer": {"parameters": [name], **infer},
         "/v2/models/{model}/versions/{version}": {"parameters": [name, version], **metadata},
         "/v2/models/{model}/versions/{version}/ready": {
             "parameters": [name, version],
-            **_probe("Model version ready", wire.Ready),
+            **_probe("Model version ready", wire.Ready, (404,)),
         },
         "/v2/models/{model}/versions/{version}/infer": {"parameters": [name, version], **infer},
         "/metrics": {"get": _operation("Prometheus metrics", {"text/plain": {"schema": {"type": "string"}}})},

@@ -8,13 +8,14 @@ contributing factors.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import numpy as np
 from starlette.requests import Request
 
 from bento import explain, features
-from bento.core import ScoringCore
+from bento.core import COALESCED_ROWS, ScoringCore
 from bento.errors import Reason, RequestError
 from bento.http_body import FastJSONResponse, parse_json, read_body, require_json
 from bento.settings import ServiceSettings
@@ -40,7 +41,9 @@ async def _answers(
     core: ScoringCore, matrix: np.ndarray, records: list[dict[str, Any]], top: int
 ) -> list[dict[str, Any]]:
     predictor = core.model()
-    scores = core.score(matrix, explain=True) if top else await core.score_together(matrix)
+    scores = await core.score_together(matrix)
+    # TreeSHAP takes about 0.6 ms a row: off the event loop (xgboost's predict is thread-safe)
+    factors = await asyncio.to_thread(explain.factors, predictor, matrix, records, top) if top else None
     answers = []
     rows = zip(scores.probabilities.tolist(), scores.labels.tolist(), scores.ids, strict=True)
     for i, (probability, label, prediction_id) in enumerate(rows):
@@ -50,8 +53,8 @@ async def _answers(
             "label": label,
             "risk_band": predictor.band(probability).value,
         }
-        if scores.contributions is not None:
-            answer["factors"] = explain.top_factors(scores.contributions[i], records[i], top)
+        if factors is not None:
+            answer["factors"] = factors[i]
         answers.append(answer)
     return answers
 
@@ -75,6 +78,10 @@ async def predict(request: Request, core: ScoringCore) -> FastJSONResponse:
     return FastJSONResponse({**answer, "model": predictor.info.summary()})
 
 
+def _patients(body: list[Any]) -> list[tuple[np.ndarray, dict[str, Any]]]:
+    return [parse_patient(patient, f"[{i}].") for i, patient in enumerate(body)]
+
+
 async def predict_batch(request: Request, core: ScoringCore) -> FastJSONResponse:
     """`POST /predict/batch`: a JSON list of patients (at most READMISSION_MAX_BATCH_ROWS)."""
     predictor, settings = core.model(), core.settings
@@ -89,7 +96,8 @@ async def predict_batch(request: Request, core: ScoringCore) -> FastJSONResponse
         raise RequestError(
             Reason.BATCH_SIZE, f"the batch has {len(body)} patients; the limit is {settings.max_batch_rows}"
         )
-    parsed = [parse_patient(patient, f"[{i}].") for i, patient in enumerate(body)]
+    # checking takes about 0.3 ms a patient: a large batch is checked off the event loop, as it is explained
+    parsed = await asyncio.to_thread(_patients, body) if len(body) > COALESCED_ROWS else _patients(body)
     matrix = np.stack([row for row, _ in parsed])
     answers = await _answers(core, matrix, [record for _, record in parsed], top)
     return FastJSONResponse({"predictions": answers, "model": predictor.info.summary()})

@@ -16,8 +16,8 @@ from typing import Any
 
 import grpc
 import numpy as np
+from google.protobuf.message import DecodeError
 from tritonclient.grpc import service_pb2 as pb
-from tritonclient.grpc import service_pb2_grpc
 
 from bento import auth, metrics, v2_api
 from bento.core import ScoringCore
@@ -28,6 +28,7 @@ from bento.v2_tensors import (
     Tensor,
     element_count,
     from_binary,
+    request_of,
     shaped,
     tensor_error,
     to_binary,
@@ -35,6 +36,7 @@ from bento.v2_tensors import (
 
 logger = logging.getLogger("readmission")
 SERVICE = "inference.GRPCInferenceService"
+DESCRIPTOR = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
 GRPC_STATUS: dict[Reason, grpc.StatusCode] = {
     Reason.INVALID_JSON: grpc.StatusCode.INVALID_ARGUMENT,
     Reason.INVALID_VALUE: grpc.StatusCode.INVALID_ARGUMENT,
@@ -95,18 +97,15 @@ def decode(request: Any) -> tuple[InferRequest, bool]:
     if raw and len(raw) != len(request.inputs):
         raise tensor_error(f"raw_input_contents holds {len(raw)} entries for {len(request.inputs)} inputs")
     tensors = [_input(tensor, raw[i] if raw else None) for i, tensor in enumerate(request.inputs)]
-    names = [t.name for t in tensors]
-    if len(set(names)) != len(names):
-        raise tensor_error("inputs: the same input name appears twice")
     outputs = [{"name": output.name} for output in request.outputs] or None
-    return InferRequest(request.id or None, _parameters(request.parameters), tensors, outputs), bool(raw)
+    return request_of(request.id or None, _parameters(request.parameters), tensors, outputs), bool(raw)
 
 
 def _tensor_metadata(entries: list[dict[str, Any]]) -> list[Any]:
     return [pb.ModelMetadataResponse.TensorMetadata(**entry) for entry in entries]
 
 
-class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
+class InferenceServicer:
     """The protocol's six methods over one scoring core."""
 
     def __init__(self, core: ScoringCore) -> None:
@@ -169,11 +168,13 @@ Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 
 def guarded(method: str, handler: Handler, core: ScoringCore) -> Handler:
-    """`handler` with the token check, the call counted in flight and in the metrics, refusals as statuses."""
+    """`handler` on the request's bytes, parsed here, with the token check, the call counted in flight and in the
+    metrics, refusals as statuses (bytes that are no request message are INVALID_ARGUMENT, not grpcio's UNKNOWN)."""
     path = f"/{SERVICE}/{method}"
     protected = method in PROTECTED
+    message = getattr(pb, DESCRIPTOR.methods_by_name[method].input_type.name)
 
-    async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def call(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         core.in_flight.begin()
@@ -181,6 +182,10 @@ def guarded(method: str, handler: Handler, core: ScoringCore) -> Handler:
             token = core.settings.api_token
             if protected and token is not None:
                 auth.check(dict(context.invocation_metadata() or ()).get("authorization"), token)
+            try:
+                request = message.FromString(raw)
+            except DecodeError as error:
+                raise tensor_error(f"the request is not a {message.__name__} message") from error
             return await handler(request, context)
         except RequestError as error:
             code = GRPC_STATUS[error.reason]

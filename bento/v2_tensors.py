@@ -19,6 +19,8 @@ DTYPES: dict[str, Any] = {
     "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
     "FP16": np.float16, "FP32": np.float32, "FP64": np.float64, "BYTES": object,
 }  # fmt: skip
+MAX_DIMENSIONS = 64  # numpy's limit
+MAX_ELEMENTS = 2**40  # far beyond any body the service reads, far within numpy's limits
 
 
 @dataclass(frozen=True)
@@ -77,10 +79,25 @@ def decode_request(raw: bytes, header_length: str | None) -> InferRequest:
         tensors.append(tensor)
     if offset != len(binary):
         raise tensor_error(f"the body holds {len(binary) - offset} bytes of binary data that no input claims")
-    names = [t.name for t in tensors]
-    if len(set(names)) != len(names):
-        raise tensor_error("inputs: the same input name appears twice")
+    return request_of(request_id, parameters, tensors, outputs)
+
+
+def request_of(
+    request_id: str | None, parameters: dict[str, Any], tensors: list[Tensor], outputs: list[dict[str, Any]] | None
+) -> InferRequest:
+    """The decoded request; TENSOR error for an input or an output named twice (a repeated output would multiply
+    the answer: each output at most once bounds it by the rows asked for)."""
+    _once([t.name for t in tensors], "input")
+    _once([o["name"] for o in outputs or ()], "output")
     return InferRequest(request_id, parameters, tensors, outputs)
+
+
+def _once(names: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise tensor_error(f"{what}s: {what} {name!r} is named twice; name each {what} once")
+        seen.add(name)
 
 
 def _parameters(value: Any, where: str) -> dict[str, Any]:
@@ -112,11 +129,22 @@ def _decode_input(item: Any, index: int, binary: bytes, offset: int) -> tuple[Te
 
 
 def element_count(name: str, datatype: Any, shape: Any) -> int:
-    """The number of elements of a tensor description; TENSOR error for an unknown datatype or a bad shape."""
+    """The number of elements of a tensor description; TENSOR error for an unknown datatype or a bad shape.
+
+    The shape is checked before any arithmetic on it: at most numpy's 64 dimensions, each a non-negative integer,
+    and the product of the non-zero ones at most MAX_ELEMENTS (so `[2**62, 0]`, empty as it is, is refused too).
+    """
     if not isinstance(datatype, str) or datatype not in DTYPES:
         raise tensor_error(f"input {name}: unknown datatype {datatype!r}; expected one of {', '.join(DTYPES)}")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise tensor_error(f"input {name}: shape must be a list of non-negative integers")
+    if len(shape) > MAX_DIMENSIONS:
+        raise tensor_error(f"input {name}: shape has {len(shape)} dimensions; the limit is {MAX_DIMENSIONS}")
+    extent = 1
+    for dimension in shape:
+        extent *= dimension or 1
+        if extent > MAX_ELEMENTS:
+            raise tensor_error(f"input {name}: shape {shape} describes over 2**40 elements (zeros aside)")
     return math.prod(shape)
 
 

@@ -32,7 +32,7 @@ def _value_type(f: features.Field) -> Any:
         return Literal[tuple(v for v in f.values if v not in f.out_of_scope)]
     if f.kind is features.Kind.CATEGORY:
         return Literal[tuple(f.values)]
-    return Annotated[str, StringConstraints(pattern=icd9.PATTERN)]
+    return Annotated[str, StringConstraints(pattern=icd9.WRITTEN)]
 
 
 def _description(f: features.Field) -> str:

@@ -268,3 +268,66 @@ def test_grpc_calls_are_counted_with_bounded_labels(client, stub, http):
     client.infer(MODEL, [matrix_input(ROWS[:1])])
     refusal(lambda: stub.ModelInfer(infer_request(ROWS[:1], datatype="INT32")), grpc.StatusCode.INVALID_ARGUMENT)
     assert counted("OK") == ok + 1 and counted("INVALID_ARGUMENT") == invalid + 1
+
+
+# --- bounded answers, shapes, bytes that are no message ----------------------------------------------------------
+
+CEILING_PER_ROW = 64  # bytes per row of the three outputs, each named at most once (README; as over REST)
+
+
+def test_a_repeated_output_is_invalid_argument_before_any_answer_is_built(stub):
+    request = infer_request(ROWS)
+    for name in ("label", "prediction_id", "prediction_id"):
+        request.outputs.add(name=name)
+    message = refusal(lambda: stub.ModelInfer(request), grpc.StatusCode.INVALID_ARGUMENT)
+    assert "'prediction_id' is named twice" in message
+
+
+@pytest.mark.parametrize("raw", [True, False], ids=["raw", "typed"])
+def test_the_largest_answer_is_within_the_ceiling(stub, raw):
+    rows = 10_000  # READMISSION_MAX_INFER_ROWS
+    matrix = np.tile(ROWS, (rows // len(ROWS), 1))
+    request = (
+        infer_request(matrix) if raw else typed_request(list(matrix.shape), "fp32_contents", matrix.ravel().tolist())
+    )
+    request.id = "r" * 200
+    answer = stub.ModelInfer(request)
+    assert answer.ByteSize() <= rows * CEILING_PER_ROW + 1024 + len(request.id), answer.ByteSize()
+
+
+SHAPES = {
+    "2**62-by-0": [2**62, 0],
+    "0-by-2**63-1": [0, 2**63 - 1],
+    "65-dimensions": [1] * 65,
+    "2**40-by-2**40-by-0": [2**40, 2**40, 0],
+    "negative": [-1, WIDTH],
+}
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("raw", [True, False], ids=["raw", "typed"])
+@pytest.mark.parametrize(("name", "datatype"), [("input-0", "FP32"), ("time_in_hospital", "FP64")])
+def test_a_shape_beyond_any_tensor_is_invalid_argument_naming_the_input(stub, shape, raw, name, datatype):
+    dims = SHAPES[shape]
+    elements = [1.0] if shape == "65-dimensions" else []
+    request = pb.ModelInferRequest(model_name=MODEL)
+    tensor = request.inputs.add(name=name, datatype=datatype, shape=dims)
+    if raw:
+        request.raw_input_contents.append(
+            np.asarray(elements, dtype=np.float32 if datatype == "FP32" else np.float64).tobytes()
+        )
+    else:
+        getattr(tensor.contents, "fp32_contents" if datatype == "FP32" else "fp64_contents").extend(elements)
+    message = refusal(lambda: stub.ModelInfer(request), grpc.StatusCode.INVALID_ARGUMENT)
+    assert f"input {name}: shape" in message
+
+
+@pytest.mark.parametrize("method", ["ModelInfer", "ModelMetadata", "ModelReady"])
+def test_bytes_that_are_no_request_message_are_invalid_argument(address, client, method):
+    garbage = [b"\x0a\xff", b"\x0a\x02\xff\xfe", b"\xff" * 16, bytes(range(256))]  # truncated, not UTF-8, bad tags
+    with grpc.insecure_channel(address) as channel:
+        call = channel.unary_unary(f"/inference.GRPCInferenceService/{method}")  # bytes in, bytes out
+        for raw in garbage:
+            message = refusal(lambda raw=raw: call(raw, timeout=10), grpc.StatusCode.INVALID_ARGUMENT)
+            assert "is not a" in message and "Request message" in message, message
+    assert client.is_server_ready()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from typing import Any
 from urllib.parse import urlparse
 
 import httpx
@@ -190,3 +191,210 @@ def test_wrong_method_on_a_prediction_route_is_405_json(client, method):
 
 def test_the_service_still_serves_after_all_of_it(client):
     still_serving(client)
+
+
+# --- text, numbers and keys no parser should guess at ------------------------------------------------------------
+
+
+def _raw(client, path: str, text: str) -> httpx.Response:
+    """POST `text` as it is written."""
+    return client.post(path, content=text.encode(), headers={"content-type": "application/json"})
+
+
+def _written(value: Any, raw: str) -> str:
+    """`value` as JSON text, each string "@" (a key or a value) written as `raw` (json.dumps cannot write a lone
+    surrogate's escape, a duplicate key or an integer of 400 digits)."""
+    return json.dumps(value).replace('"@"', raw)
+
+
+def _v2_with(**members: Any) -> dict[str, Any]:
+    request = field_request([RECORD])
+    return request | members
+
+
+def _v2_data(field: str, value: Any) -> dict[str, Any]:
+    request = field_request([RECORD])
+    for tensor in request["inputs"]:
+        if tensor["name"] == field:
+            tensor["data"] = [value]
+    return request
+
+
+SURROGATE = '"\\ud800"'
+SURROGATES = {
+    # where: (path, body text, what the message names)
+    "field-value": ("/predict", _written(RECORD | {"race": "@"}, SURROGATE), "race"),
+    "field-name": ("/predict", _written(RECORD | {"@": 1}, '"ra\\udc00ce"'), "(a key)"),
+    "batch": ("/predict/batch", _written([RECORD, RECORD | {"race": "@"}], SURROGATE), "[1].race"),
+    "feedback-id": (
+        "/feedback",
+        _written([{"prediction_id": "@", "readmitted_within_30_days": True}], SURROGATE),
+        "[0].prediction_id",
+    ),
+    "v2-id": (INFER, _written(_v2_with(id="@"), SURROGATE), "id"),
+    "v2-output": (INFER, _written(_v2_with(outputs=[{"name": "@"}]), '"\\udfff"'), "outputs[0].name"),
+    "v2-parameters": (INFER, _written(_v2_with(parameters={"content_type": "pd", "@": 1}), SURROGATE), "parameters"),
+    "v2-bytes-data": (INFER, _written(_v2_data("race", "@"), SURROGATE), "data[0]"),
+}
+
+
+@pytest.mark.parametrize("where", list(SURROGATES))
+def test_a_lone_surrogate_is_refused_as_not_unicode_naming_where(client, where):
+    path, text, named = SURROGATES[where]
+    body = refused(_raw(client, path, text), 400, "not valid Unicode")
+    assert named in body["error"], body
+
+
+def _predictions_counted(client) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in client.get("/metrics").text.splitlines()
+        if line.startswith("readmission_predictions_total{")
+    )
+
+
+def test_a_v2_request_with_a_surrogate_id_is_neither_scored_nor_logged(client):
+    before = _predictions_counted(client)
+    refused(_raw(client, INFER, _written(_v2_with(id="@"), SURROGATE)), 400, "id: not valid Unicode")
+    assert _predictions_counted(client) == before  # the shared service has one worker
+
+
+@pytest.mark.parametrize("digits", [40, 400, 4000])
+@pytest.mark.parametrize("sign", ["", "-"])
+def test_an_integer_of_many_digits_is_out_of_range_naming_the_field(client, digits, sign):
+    number = sign + "9" * digits
+    for field in ("time_in_hospital", "admission_type_id"):
+        refused(_raw(client, "/predict", _written(RECORD | {field: "@"}, number)), 400, field)
+        refused(_raw(client, "/predict/batch", _written([RECORD | {field: "@"}], number)), 400, f"[0].{field}")
+    refused(_raw(client, "/predict", _written({"diag_1_code": "@", "race_Caucasian": 1}, number)), 400, "diag_1_code")
+    refused(_raw(client, INFER, _written(_v2_data("time_in_hospital", "@"), number)), 400, "time_in_hospital")
+
+
+@pytest.mark.parametrize(
+    ("path", "text", "key"),
+    [
+        ("/predict", _written(RECORD | {"@": "Martian"}, '"race"'), "'race'"),
+        ("/predict/batch", _written([RECORD | {"@": "[0-10)"}], '"age"'), "'age'"),
+        (
+            "/feedback",
+            _written([{"prediction_id": "a", "@": "b", "readmitted_within_30_days": True}], '"prediction_id"'),
+            "'prediction_id'",
+        ),
+        (INFER, _written(_v2_with(**{"@": []}), '"inputs"'), "'inputs'"),
+    ],
+    ids=["predict", "batch", "feedback", "v2"],
+)
+def test_a_key_given_twice_is_refused_naming_it(client, path, text, key):
+    body = refused(_raw(client, path, text), 400, "appears twice")
+    assert key in body["error"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"])
+@pytest.mark.parametrize("path", ["/predict", INFER])
+def test_a_utf16_or_utf32_body_is_refused_as_not_utf8(client, encoding, path):
+    text = json.dumps(RECORD if path == "/predict" else field_request([RECORD]))
+    answer = client.post(path, content=text.encode(encoding), headers={"content-type": "application/json"})
+    refused(answer, 400, "not UTF-8")
+
+
+# --- the connection after an error -------------------------------------------------------------------------------
+
+
+def _pipelined(url: str, requests: list[bytes], limit: float = 20) -> bytes:
+    """Send `requests` in one write on one connection; everything the server sends until it closes or `limit`."""
+    where = urlparse(url)
+    received = b""
+    started = time.monotonic()
+    with socket.create_connection((where.hostname, where.port), timeout=1) as connection:
+        connection.sendall(b"".join(requests))
+        while time.monotonic() - started < limit and received.count(b"HTTP/1.1 ") < len(requests):
+            try:
+                chunk = connection.recv(65536)
+            except TimeoutError:
+                continue
+            if not chunk:
+                break
+            received += chunk
+    return received
+
+
+def _post(path: str, text: str, close: bool = False) -> bytes:
+    body = text.encode()
+    connection = b"Connection: close\r\n" if close else b""
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n".encode()
+        + connection
+        + b"\r\n"
+        + body
+    )
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        _written(_v2_with(id="@"), SURROGATE),
+        _written(RECORD | {"race": "@"}, SURROGATE),
+        _written(RECORD | {"time_in_hospital": "@"}, "1" + "0" * 400),
+    ],
+    ids=["v2-surrogate-id", "surrogate-value", "huge-integer"],
+)
+def test_a_request_pipelined_behind_a_refused_one_is_answered(service, first):
+    """Once a 500 without `Connection: close`: uvicorn dropped the connection, the request behind it was scored and
+    logged and never answered."""
+    path = INFER if '"inputs"' in first else "/predict"
+    received = _pipelined(service.url, [_post(path, first), _post("/predict", json.dumps(RECORD), close=True)])
+    answers = received.split(b"HTTP/1.1 ")[1:]
+    assert answers and answers[0].startswith(b"400"), received[:300]
+    assert len(answers) == 2 and answers[1].startswith(b"200"), received[:600]
+
+
+def test_the_handler_of_a_bug_closes_the_connection():
+    """No request a client can send reaches it any more (the tests above were its cases), so it is called directly:
+    its answer must say `Connection: close`, which makes uvicorn close the connection before serving the requests
+    pipelined behind (it drops the connection anyway once the error propagates)."""
+    import asyncio
+
+    from starlette.requests import Request
+
+    from bento import app
+
+    request = Request({"type": "http", "method": "POST", "path": "/predict", "headers": [], "query_string": b""})
+    answer = asyncio.run(app._unexpected(request, RuntimeError("a bug")))
+    assert answer.status_code == 500
+    assert answer.headers["connection"] == "close"
+    assert json.loads(answer.body)["error"] == "internal error; see the service log"
+
+
+# --- explanations off the event loop -------------------------------------------------------------------------------
+
+
+def test_a_thousand_row_explanation_does_not_hold_other_requests(service, client):
+    """TreeSHAP of 1,000 rows takes about 0.6 s and checking them 0.3 s: on the event loop they held every other
+    request of the worker."""
+    import threading
+
+    from tests.helpers import records
+
+    batch = records(1000, seed=5)
+    finished = threading.Event()
+    answers: list[httpx.Response] = []
+
+    def explain() -> None:
+        with httpx.Client(base_url=service.url, timeout=60) as other:
+            for _ in range(2):
+                answers.append(other.post("/predict/batch?explain=true", json=batch))
+        finished.set()
+
+    worker = threading.Thread(target=explain)
+    worker.start()
+    slowest = 0.0
+    health = 0
+    while not finished.is_set():
+        started = time.monotonic()
+        assert client.get("/health").status_code == 200
+        slowest = max(slowest, time.monotonic() - started)
+        health += 1
+    worker.join()
+    assert [a.status_code for a in answers] == [200] * 2 and len(answers[0].json()["predictions"][0]["factors"]) == 5
+    assert health >= 10, health
+    assert slowest < 0.3, f"a /health request waited {slowest:.2f} s behind an explanation"

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import struct
+import threading
 from typing import Any
 
 import httpx
 import numpy as np
+import psutil
 import pytest
 
 from bento import features
 from bento.predictor import Predictor
+from bento.settings import ServiceSettings
 from tests.helpers import (
     FIELD_DATATYPES,
     HEADER,
@@ -26,6 +29,7 @@ from tests.helpers import (
     matrix_of,
     matrix_request,
     records,
+    workers_of,
 )
 
 
@@ -477,3 +481,84 @@ def test_concurrent_requests_scored_together_each_get_their_own_answer(service, 
     calls, rows = calls_after - calls_before, rows_after - rows_before
     assert rows == len(matrix) and 1 <= calls <= len(sizes)
     figure("model calls for 32 concurrent requests (60 rows)", int(calls))
+
+
+# --- every answer bounded by its request; every shape checked before any arithmetic -------------------------------
+
+MIB = 1024 * 1024
+CEILING_PER_ROW = 64  # bytes per row of the three outputs, each named at most once, in any encoding (README)
+CEILING_FIXED = 1024  # model name, version, the outputs' descriptions, plus the echoed `id`
+
+
+def test_a_repeated_output_is_refused_naming_it(client):
+    outputs = [{"name": "label"}, {"name": "prediction_id"}, {"name": "prediction_id"}]
+    refused(client.post(INFER, json=matrix_request(two_rows(), outputs=outputs)), 400, "'prediction_id' is named twice")
+
+
+@pytest.mark.parametrize("binary_output", [False, True], ids=["json", "binary"])
+def test_the_largest_answer_is_within_the_ceiling(client, binary_output):
+    rows = ServiceSettings().max_infer_rows
+    request_id = "r" * 200
+    body, headers = binary_matrix(
+        np.tile(matrix_of(records(100)), (rows // 100, 1)),
+        id=request_id,
+        parameters={"binary_data_output": binary_output},
+    )
+    answer = client.post(INFER, content=body, headers=headers)
+    assert answer.status_code == 200, answer.text[:300]
+    assert len(answer.content) <= rows * CEILING_PER_ROW + CEILING_FIXED + len(request_id), len(answer.content)
+
+
+def test_the_amplification_attack_is_refused_with_the_workers_memory_unmoved(service, figure):
+    """The issue's attack: 5,000 rows (5.3 MB) naming prediction_id 2,000 times made a 400 MB answer, and the worker
+    grew from 393 MB to 3 GB. The worker's memory is sampled while the request is served."""
+    body, headers = binary_matrix(np.tile(two_rows(), (2500, 1)), outputs=[{"name": "prediction_id"}] * 2000)
+    workers = [psutil.Process(pid) for pid in workers_of(service)]
+    before = {worker.pid: worker.memory_info().rss for worker in workers}
+    peak = dict(before)
+    answered = threading.Event()
+
+    def sample() -> None:
+        while not answered.is_set():
+            for worker in workers:
+                peak[worker.pid] = max(peak[worker.pid], worker.memory_info().rss)
+            answered.wait(0.01)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        answer = httpx.post(f"{service.url}{INFER}", content=body, headers=headers, timeout=300)
+    finally:
+        answered.set()
+        sampler.join()
+    growth = max(peak[pid] - before[pid] for pid in before)
+    figure("worker RSS growth under the amplification attack (MiB)", round(growth / MIB, 1))
+    assert growth < 64 * MIB, (
+        f"the worker grew by {growth / MIB:.0f} MiB ({len(answer.content) / MIB:.0f} MiB answered)"
+    )
+    refused(answer, 400, "'prediction_id' is named twice")
+
+
+SHAPES = {
+    "2**62-by-0": [2**62, 0],
+    "0-by-2**63": [0, 2**63],
+    "65-dimensions": [1] * 65,
+    "2**40-by-2**40-by-0": [2**40, 2**40, 0],
+    "negative": [-1, WIDTH],
+}
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("encoding", ["json", "binary"])
+@pytest.mark.parametrize(("name", "datatype"), [("input-0", "FP32"), ("time_in_hospital", "FP64")])
+def test_a_shape_beyond_any_tensor_is_refused_naming_the_input(client, shape, encoding, name, datatype):
+    dims = SHAPES[shape]
+    elements = 1 if shape == "65-dimensions" else 0  # what the shape's element count says (the data agrees)
+    tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": dims}
+    if encoding == "json":
+        answer = client.post(INFER, json={"inputs": [tensor | {"data": [1.0] * elements}]})
+    else:
+        chunk = np.ones(elements, dtype=np.float32 if datatype == "FP32" else np.float64).tobytes()
+        body, headers = binary_body({"inputs": [tensor | {"parameters": {"binary_data_size": len(chunk)}}]}, [chunk])
+        answer = client.post(INFER, content=body, headers=headers)
+    refused(answer, 400, f"input {name}: shape")

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from bento import features, icd9, openapi, wire
@@ -65,7 +68,7 @@ def test_the_record_schema_follows_the_spec():
         elif f.kind is features.Kind.CATEGORY:
             assert value["enum"] == list(f.values)
         else:
-            assert value["pattern"] == icd9.PATTERN
+            assert value["pattern"] == icd9.WRITTEN
     assert list(SCHEMAS["EncodedPatient"]["properties"]) == list(features.COLUMNS)
 
 
@@ -168,3 +171,33 @@ def test_the_services_answers_are_what_the_document_says(client):
     refused = client.post("/predict", json={**features.EXAMPLE_PATIENT, "race": "Martian"})
     assert refused.status_code == 400
     assert wire.ErrorBody.model_validate(refused.json()).error.startswith("race: unknown value 'Martian'; allowed: ")
+
+
+@pytest.mark.parametrize("path", [f"/v2/models/{MODEL}/ready", f"/v2/models/{MODEL}/versions/{{version}}/ready"])
+def test_the_ready_routes_document_the_404_they_answer(client, path):
+    template = path.replace(MODEL, "{model}")
+    answer = client.get(path.replace(MODEL, "nope").replace("{version}", "1"))
+    assert answer.status_code == 404 and answer.json()["error"]
+    assert PLAIN["paths"][template]["get"]["responses"]["404"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorBody"
+    }
+
+
+@settings(max_examples=400, derandomize=True, database=None, deadline=None)
+@given(
+    st.from_regex(icd9.WRITTEN)
+    | st.from_regex(r"\A[ \t]*[VvEe]?[0-9]{0,4}(\.[0-9]{0,3})?[ \t\n]*\Z")
+    | st.text(alphabet="0123456789.VvEeX \t\n\r\u0660\u0664\uff10", max_size=9)
+)
+def test_the_documented_icd9_pattern_is_exactly_what_the_service_accepts(code):
+    """The schema's pattern with JSON Schema's (ECMA-262) semantics, where `$` is the end of the text, against the
+    service's own check, on written codes near and far from the pattern (zero, Arabic-Indic digits, newlines)."""
+    schema = SCHEMAS["PatientRecord"]["properties"]["diag_1"]["pattern"]  # required: no null
+    assert schema.startswith("^") and schema.endswith("$")
+    documented = re.fullmatch(schema[1:-1], code) is not None
+    try:
+        features.FIELDS_BY_NAME["diag_1"].parse(code)
+        accepted = True
+    except features.FieldError:
+        accepted = False
+    assert documented is accepted, code
