@@ -19,7 +19,7 @@ import pytest
 from tests import servers
 from tests.helpers import RECORD, grpc_env, poll, serve
 
-HEADER_SECONDS = 6
+HEADER_SECONDS = 7
 IDLE_SECONDS = 3
 CAP = 6
 MARGIN = 2.5  # the event loop closes on its timer; a loaded 2-core machine may be late by this much
@@ -131,9 +131,9 @@ def test_a_silent_connection_is_closed_at_the_idle_timeout_new_or_kept_alive(bou
     kept = _connect(bounded.url)
     status, headers, _ = _request(kept)
     assert status == 200 and headers.get("connection") != "close"
-    limit = IDLE_SECONDS + MARGIN  # below the header timeout: the idle timer closes them
-    assert limit < HEADER_SECONDS
-    for sock in (kept, fresh):  # the fresh one was opened first: by now it has waited at least as long
+    limit = IDLE_SECONDS + MARGIN  # below the header timeout: the idle timer closes them, not the header deadline
+    assert limit + 1 < HEADER_SECONDS
+    for sock in (fresh, kept):  # each waited from (about) now: the kept one's answer came right after the opening
         assert _closed_within(sock, limit)[1] == b""
         sock.close()
 
