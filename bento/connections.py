@@ -13,6 +13,10 @@ protocol with three changes:
   and `Retry-After: 1`, then closed (a client, or Kubernetes' proxy, retries, on another replica if any); the
   connections below the cap are served on. 503 rather than 429: the client did nothing wrong, the worker is full.
 
+Shutdown: during the drain (bento/drain.py) every answer carries `Connection: close`, so a keep-alive client
+opens a new connection for its next request (one Kubernetes sends to another replica once this one is out of
+its endpoints) instead of sending it on a connection uvicorn closes when the drain ends, racing the request.
+
 `install` puts the protocol and the idle timeout on the running uvicorn server's Config during the lifespan
 (ReadmissionService.__init__), before uvicorn creates its first connection's protocol from that Config.
 The gRPC server applies the same settings with grpcio's own options (bento/grpc_server.py).
@@ -29,8 +33,8 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from bento.core import ScoringCore
 from bento.http_body import FastJSONResponse
-from bento.settings import ServiceSettings
 
 logger = logging.getLogger("readmission")
 REFUSAL = FastJSONResponse(
@@ -41,12 +45,14 @@ REFUSAL = FastJSONResponse(
 
 
 class BoundedProtocol(HttpToolsProtocol):
-    """Uvicorn's httptools protocol with a header deadline, an idle timer from the start and a connection cap."""
+    """Uvicorn's httptools protocol with a header deadline, an idle timer from the start, a connection cap, and
+    `Connection: close` from the drain on."""
 
-    def __init__(self, *args: Any, settings: ServiceSettings, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, core: ScoringCore, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.header_seconds = settings.header_timeout_seconds
-        self.max_connections = settings.max_connections
+        self.core = core
+        self.header_seconds = core.settings.header_timeout_seconds
+        self.max_connections = core.settings.max_connections
         self.header_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -58,9 +64,12 @@ class BoundedProtocol(HttpToolsProtocol):
         self._await_headers()
 
     def on_headers_complete(self) -> None:
-        """The request's headers are in: no deadline for them any more."""
+        """The request's headers are in: no deadline for them any more; its answer closes the connection from the
+        drain on."""
         self._stop_header_deadline()
         super().on_headers_complete()
+        if self.core.draining and self.cycle is not None:
+            self.cycle.keep_alive = False
 
     def on_response_complete(self) -> None:
         """After an answer: where uvicorn waits for a next request (its idle timer runs), a deadline for its headers."""
@@ -83,7 +92,7 @@ class BoundedProtocol(HttpToolsProtocol):
             self.header_deadline = None
 
 
-def install(settings: ServiceSettings) -> None:
+def install(core: ScoringCore) -> None:
     """Bound the connections of the uvicorn server running this worker; call in its lifespan (main thread).
 
     The server is found through its SIGTERM handler (uvicorn's `Server.handle_exit`, installed before the
@@ -93,5 +102,5 @@ def install(settings: ServiceSettings) -> None:
     if not isinstance(server, uvicorn.Server):
         logger.warning("not under uvicorn: connections are not bounded")
         return
-    server.config.timeout_keep_alive = settings.idle_timeout_seconds
-    server.config.http_protocol_class = functools.partial(BoundedProtocol, settings=settings)  # type: ignore[assignment]
+    server.config.timeout_keep_alive = core.settings.idle_timeout_seconds
+    server.config.http_protocol_class = functools.partial(BoundedProtocol, core=core)  # type: ignore[assignment]

@@ -108,7 +108,7 @@ class ReadmissionService:
     model = ServedModel(SETTINGS.model_tag)
 
     def __init__(self) -> None:
-        connections.install(SETTINGS)  # uvicorn has not made a connection yet: the service is created in its lifespan
+        connections.install(CORE)  # uvicorn has not made a connection yet: the service is created in its lifespan
         DRAIN.install()  # uvicorn's SIGTERM handler is in place
         try:
             stored = self.model
