@@ -127,7 +127,10 @@ class ServiceSettings(ReadmissionSettings):
         "answer (closed after); gRPC: the connection's handshake",
     )
     idle_timeout_seconds: int = Field(
-        5, ge=1, description="an HTTP or gRPC connection with nothing sent or in flight for this long is closed"
+        5,
+        ge=1,
+        description="an HTTP connection with nothing sent or in flight for this long is closed; "
+        "a gRPC one within twice this",
     )
     max_connections: int = Field(
         1000,
