@@ -26,8 +26,9 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bento.connections import MAX_HEADER_BYTES
 from tests import servers
-from tests.helpers import RECORD, copy_home, grpc_env, poll, serve
+from tests.helpers import RECORD, copy_home, grpc_env, poll, records, serve
 
 HEADER_SECONDS = 7
 IDLE_SECONDS = 3
@@ -151,6 +152,21 @@ def test_slow_headers_and_an_unfinished_grpc_handshake_are_cut_off_at_the_header
     assert answer == b"", "nothing is answered to a request whose headers never ended"
     # gRPC: closed within the header timeout by grpcio's handshake timeout or its idle timer, whichever comes first
     # (the idle one, here: without either option the connection stays open for grpcio's default 120 s handshake)
+
+
+def test_headers_beyond_the_limit_get_431_and_a_large_body_is_still_taken(bounded):
+    sock = _connect(bounded.url)
+    try:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: service\r\nX-Large: " + b"a" * MAX_HEADER_BYTES)
+        answer = _closed_within(sock, MARGIN)[1]
+    finally:
+        sock.close()
+    assert answer.startswith(b"HTTP/1.1 431 ") and b"connection: close" in answer, answer[:300]
+    assert b"64 KiB" in answer
+    patients = records(400, seed=41)  # a body of some 300 KB, most of it in the first reads with the headers
+    with httpx.Client(base_url=bounded.url, timeout=30) as client:
+        answered = client.post("/predict/batch", json=patients)
+    assert answered.status_code == 200 and len(answered.json()["predictions"]) == len(patients)
 
 
 def test_a_silent_connection_is_closed_at_the_idle_timeout_new_or_kept_alive(bounded):
