@@ -244,5 +244,7 @@ def create_app(core: ScoringCore) -> Starlette:
         middleware=[Middleware(TrafficMiddleware, in_flight=core.in_flight)],
         exception_handlers={RequestError: _refused, HTTPException: _http_error, Exception: _unexpected},
     )
+    # no redirect from `/path/` to `/path`: Starlette's would be an absolute URL on the client's Host header
+    app.router.redirect_slashes = False
     app.state.core = core
     return app

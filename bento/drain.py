@@ -5,7 +5,8 @@ listening socket (the circus arbiter holds it until every worker is gone) are th
 connections accepted but not yet read while the event loop was busy predicting. Both are requests a client
 sent before the SIGTERM. Here the worker first drains: it stays not ready (/readyz 503, so Kubernetes and
 KServe stop routing to it) and serves on until no request has been in flight for QUIET_SECONDS, at most
-READMISSION_DRAIN_SECONDS; then uvicorn's own graceful shutdown lets the requests in flight finish.
+READMISSION_DRAIN_SECONDS; then uvicorn's own graceful shutdown lets the requests in flight finish. Every
+answer of the drain closes its connection (bento/connections.py): keep-alive clients reconnect, elsewhere.
 The pod's terminationGracePeriodSeconds must cover the drain plus the longest request.
 """
 

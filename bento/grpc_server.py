@@ -69,6 +69,12 @@ async def start(core: ScoringCore) -> grpc.aio.Server:
             ("grpc.so_reuseport", 1),
             ("grpc.max_receive_message_length", settings.max_body_bytes),
             ("grpc.max_send_message_length", settings.max_body_bytes),
+            # the bounds of bento/connections.py: a client must finish the HTTP/2 handshake in the header timeout,
+            # a connection with no call for the idle timeout is closed (GOAWAY: clients reconnect), and a connection
+            # above the cap is closed at once (grpcio has no answer to give before the handshake)
+            ("grpc.server_handshake_timeout_ms", settings.header_timeout_seconds * 1000),
+            ("grpc.max_connection_idle_ms", settings.idle_timeout_seconds * 1000),
+            ("grpc.max_allowed_incoming_connections", settings.max_connections),
         ]
     )
     servicer = InferenceServicer(core)

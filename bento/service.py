@@ -6,7 +6,7 @@ and /healthz.
 
 Faults (tests/test_faults.py): a model missing, corrupt or trained on another feature spec leaves the
 server up but not ready (a log line says why; predictions answer 503); a worker that dies is respawned;
-SIGTERM drains before it stops (bento/drain.py).
+SIGTERM drains before it stops (bento/drain.py). Connections are bounded (bento/connections.py).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from bentoml._internal.types import PathType
 from bentoml.exceptions import BentoMLException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bento import drain
+from bento import connections, drain
 from bento.app import create_app
 from bento.core import ScoringCore
 from bento.predictor import ModelLoadError, Predictor
@@ -108,7 +108,8 @@ class ReadmissionService:
     model = ServedModel(SETTINGS.model_tag)
 
     def __init__(self) -> None:
-        DRAIN.install()  # uvicorn's SIGTERM handler is in place: the service is created in its lifespan
+        connections.install(CORE)  # uvicorn has not made a connection yet: the service is created in its lifespan
+        DRAIN.install()  # uvicorn's SIGTERM handler is in place
         try:
             stored = self.model
             if stored is None:

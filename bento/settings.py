@@ -120,6 +120,24 @@ class ServiceSettings(ReadmissionSettings):
     )
     prediction_log_retention_days: int = Field(30, ge=1, description="encoded rows older than this are erased")
     monitor_seconds: int = Field(60, ge=1, description="how often live performance is recomputed from the log")
+    header_timeout_seconds: int = Field(
+        10,
+        ge=1,
+        description="a request's headers must be complete within this of its connection opening or the previous "
+        "answer (closed after); gRPC: the connection's handshake",
+    )
+    idle_timeout_seconds: int = Field(
+        5,
+        ge=1,
+        description="an HTTP connection with nothing sent or in flight for this long is closed; "
+        "a gRPC one within twice this",
+    )
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        description="open HTTP connections per worker; one opened above it is answered 503 with `Connection: close` "
+        "and `Retry-After` (gRPC: refused), the others are served on",
+    )
 
     _token = field_validator("api_token", mode="before")(token)
     _strip = field_validator("prediction_log", mode="before")(strip)

@@ -1,4 +1,4 @@
-"""The scoring core in-process: requests in flight together are scored in one model call, each gets its rows."""
+"""The scoring core in-process: requests in flight together are scored in one model call, each gets its rows and ids."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import numpy as np
 
 from bento.core import COALESCED_ROWS, ScoringCore
 from bento.errors import Reason, RequestError
+from bento.prediction_log import ScoredBatch
 from bento.settings import ServiceSettings
 from tests.helpers import matrix_of, records
 
@@ -63,3 +64,47 @@ def test_a_large_request_is_scored_alone_and_a_missing_model_fails_every_waiting
 
     errors = asyncio.run(without_a_model())
     assert all(isinstance(e, RequestError) and e.reason is Reason.NOT_READY for e in errors)
+
+
+class RecordedLog:
+    """Where the core puts what it scored: the ScoredBatches the prediction log would write, kept as they come."""
+
+    def __init__(self) -> None:
+        self.batches: list[ScoredBatch] = []
+
+    def append(self, batch: ScoredBatch) -> None:
+        self.batches.append(batch)
+
+
+def test_requests_scored_together_each_get_their_own_ids_in_order_with_the_logged_probabilities(local):
+    """A request handed another's ids would label the wrong patients when feedback comes: each id's logged
+    probability must be the one its request received for that row, for requests of different sizes."""
+    core = ScoringCore(ServiceSettings())
+    counting = CountingPredictor(local)
+    core.predictor = counting
+    core.log = RecordedLog()  # type: ignore[assignment]
+    pool = matrix_of(records(2000, seed=33))
+    _, first = np.unique(local.probabilities(pool), return_index=True)
+    sizes = [1, 7, 2, 1, 12, 3, 1, 5, 9, 1, 4, 2, 6, 1, 8, 3]
+    rows = pool[np.sort(first)[: sum(sizes)]]  # distinct rows with distinct probabilities: no two ids confusable
+    assert len(rows) == sum(sizes)
+    starts = np.cumsum([0, *sizes[:-1]])
+
+    async def together() -> list:
+        return await asyncio.gather(*(core.score_together(rows[s : s + n]) for s, n in zip(starts, sizes, strict=True)))
+
+    results = asyncio.run(together())
+    assert counting.calls == [sum(sizes)]  # all in one model call
+    every_id = [prediction_id for scores in results for prediction_id in scores.ids]
+    assert len(set(every_id)) == len(every_id) == sum(sizes)
+    logged = {
+        prediction_id: probability
+        for batch in core.log.batches
+        for prediction_id, probability in zip(batch.ids, batch.probabilities.tolist(), strict=True)
+    }
+    assert set(logged) == set(every_id)
+    for scores, start, size in zip(results, starts, sizes, strict=True):
+        assert scores.ids == sorted(scores.ids)  # UUIDv7: in the order of the rows
+        own = local.probabilities(rows[start : start + size])
+        np.testing.assert_array_equal(scores.probabilities, own)
+        assert [logged[prediction_id] for prediction_id in scores.ids] == own.tolist()
