@@ -17,7 +17,6 @@ holds the lock); the caller retries or counts what was lost.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -234,30 +233,34 @@ class SQLiteStore:
         opened now fails each write, counted, and is opened once it can be."""
         connection = getattr(self._local, "connection", None)
         if connection is None:
-            self._create_file()
+            new = self._create_folder()
             connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             try:
+                if new:  # before the WAL and shared-memory files exist: SQLite gives them the database file's mode
+                    self.path.chmod(0o600)
                 connection.execute(f"PRAGMA busy_timeout = {BUSY_MILLISECONDS}")
                 connection.execute("PRAGMA journal_mode = WAL")
                 connection.execute("PRAGMA synchronous = NORMAL")  # WAL: a commit survives a killed process
                 connection.executescript(SQLITE_SCHEMA)
-            except sqlite3.Error:
+            except (sqlite3.Error, OSError) as error:
                 connection.close()
+                if isinstance(error, OSError):
+                    raise sqlite3.OperationalError(f"cannot protect {self.path}: {error.strerror}") from error
                 raise
             self._local.connection = connection
             with self._lock:
                 self._connections.append(connection)
         return connection
 
-    def _create_file(self) -> None:
-        """The folder (0700, where it does not exist) and the empty file (0600, where it does not exist): SQLite
-        gives the WAL and shared-memory files beside it the database file's mode."""
+    def _create_folder(self) -> bool:
+        """Create the folder (0700) where it does not exist; whether the database file is yet to be created.
+        (Never an open() of the file here: closing it would drop the locks SQLite holds on it in this process.)"""
         try:
             if not self.path.parent.exists():
                 self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         except OSError as error:
-            raise sqlite3.OperationalError(f"cannot create {self.path}: {error.strerror}") from error
+            raise sqlite3.OperationalError(f"cannot create {self.path.parent}: {error.strerror}") from error
+        return not self.path.exists()
 
     def _transaction(self, work: Callable[[sqlite3.Connection], T], immediate: bool = True) -> T:
         """`work` in one transaction: IMMEDIATE takes the write lock at once (waiting at most BUSY_MILLISECONDS),

@@ -119,8 +119,8 @@ def issued_after(ids: set[str], moment: float) -> set[str]:
 
 
 def test_a_locked_sqlite_file_loses_rows_counted_and_logging_resumes(bento_home, tmp_path):
-    """Another connection holds `BEGIN EXCLUSIVE` on the log's file: the writer waits its busy timeout and
-    loses the batch, counted; once the lock is released, new predictions are written again."""
+    """Another connection holds `BEGIN EXCLUSIVE` on the log's file: the writer tries again for RETRY_SECONDS
+    and loses the batch, counted; once the lock is released, new predictions are written again."""
     home = tmp_path / "state"
     database = home / SQLITE_FILE
     server = start_service(bento_home, tmp_path, home)
