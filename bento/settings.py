@@ -120,6 +120,16 @@ class ServiceSettings(ReadmissionSettings):
     )
     prediction_log_retention_days: int = Field(30, ge=1, description="encoded rows older than this are erased")
     monitor_seconds: int = Field(60, ge=1, description="how often live performance is recomputed from the log")
+    metrics_port: int = Field(
+        8082,
+        ge=0,
+        le=65535,
+        description="Prometheus's `/metrics` in every worker (they share the port), apart from the HTTP and gRPC "
+        "ports; `0`: none",
+    )
+    metrics_host: str = Field(
+        "0.0.0.0", min_length=1, description="the metrics listening address (`make serve`/`make up`: `127.0.0.1`)"
+    )
 
     _token = field_validator("api_token", mode="before")(token)
     _strip = field_validator("prediction_log", mode="before")(strip)

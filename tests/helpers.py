@@ -198,6 +198,9 @@ def bentoml_env(home: Path) -> dict[str, str]:
         # no gRPC unless a test asks for it on a port of its own (`grpc_env`): workers share a gRPC port
         # through SO_REUSEPORT, so two test servers on the default port would answer each other's calls
         "READMISSION_GRPC_PORT": "0",
+        # Prometheus's port (tests/servers.py's `Server.metrics`): a free one for each server, for the same reason
+        "READMISSION_METRICS_PORT": str(servers.free_port()),
+        "READMISSION_METRICS_HOST": "127.0.0.1",
     }
 
 
@@ -212,6 +215,12 @@ def serve(home: Path, tmp_path: Path, ready_path: str = "/readyz", **env: str) -
     port = servers.free_port()
     command = [BENTOML, "serve", "bento.service:ReadmissionService", "--host", "127.0.0.1", "--port", str(port)]
     return servers.start(command, port, bentoml_env(home) | env, tmp_path / "service.log", ready_path=ready_path)
+
+
+def scrape(server: servers.Server) -> str:
+    """The server's Prometheus exposition (its metrics port)."""
+    assert server.metrics is not None, "the server has no metrics port"
+    return httpx.get(server.metrics, timeout=10).text
 
 
 def workers_of(server: servers.Server) -> set[int]:

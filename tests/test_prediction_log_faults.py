@@ -31,7 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bento.log_store import SQLITE_FILE
 from bento.prediction_log import issued_at
 from tests import servers
-from tests.helpers import RECORD, copy_home, matrix_of, poll, records, serve, workers_of
+from tests.helpers import RECORD, copy_home, matrix_of, poll, records, scrape, serve, workers_of
 
 pytestmark = pytest.mark.slow
 
@@ -95,7 +95,7 @@ def start_service(bento_home: dict, tmp_path: Path, home: Path, **env: str) -> s
 
 def counted(server: servers.Server, *outcomes: str) -> float:
     """readmission_prediction_log_rows_total summed over `outcomes`."""
-    text = httpx.get(server.url + "/metrics", timeout=10).text
+    text = scrape(server)
     return sum(
         sample.value
         for family in text_string_to_metric_families(text)
