@@ -14,10 +14,11 @@ isolates one patient. The exposition is served on its own port (bento/metrics_se
 from __future__ import annotations
 
 import asyncio
+import bisect
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import cache
 
 import numpy as np
@@ -155,28 +156,35 @@ class PendingPredictions:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._bounds = np.asarray(PROBABILITY._upper_bounds)
-        self._pending: dict[str, np.ndarray] = {}  # version -> [label 0, label 1, per bucket..., sum]
+        self._bounds = list(PROBABILITY._upper_bounds)
+        self._array_bounds = np.asarray(self._bounds)
+        self._pending: dict[str, list[float]] = {}  # version -> [label 0, label 1, per bucket..., sum]
 
     def add(self, version: str, probabilities: np.ndarray, labels: np.ndarray) -> None:
         """Hold back one model call's rows; publish what is pending once it covers PUBLISH_ROWS rows."""
-        positives = int(np.count_nonzero(labels))
-        buckets = bucket_counts(self._bounds, probabilities)
-        total = float(np.sum(probabilities, dtype=np.float64))
+        rows = len(labels)
+        if rows == 1:  # most calls: Python scalars cost less than numpy's calls
+            total = float(probabilities[0])
+            positives = int(labels[0])
+            buckets = {bisect.bisect_left(self._bounds, total): 1}
+        else:
+            total = float(np.sum(probabilities, dtype=np.float64))
+            positives = int(np.count_nonzero(labels))
+            counts = bucket_counts(self._array_bounds, probabilities)
+            buckets = dict(zip(np.flatnonzero(counts).tolist(), counts[counts > 0].tolist(), strict=True))
         with self._lock:
-            pending = self._pending.get(version)
-            if pending is None:
-                pending = self._pending[version] = np.zeros(3 + len(self._bounds))
-            pending[0] += len(labels) - positives
+            pending = self._pending.setdefault(version, [0.0] * (3 + len(self._bounds)))
+            pending[0] += rows - positives
             pending[1] += positives
-            pending[2:-1] += buckets
+            for bucket, count in buckets.items():
+                pending[2 + bucket] += count
             pending[-1] += total
             if pending[0] + pending[1] < PUBLISH_ROWS:
                 return
             del self._pending[version]
         for label, count in (("0", pending[0]), ("1", pending[1])):
             if count:
-                _child(PREDICTIONS, label, version).inc(int(count))
+                _child(PREDICTIONS, label, version).inc(count)
         add_to_histogram(_child(PROBABILITY, version), pending[2:-1], pending[-1])
 
 
@@ -248,13 +256,13 @@ def bucket_counts(bounds: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
 
 
-def add_to_histogram(histogram: Histogram, counts: np.ndarray, total: float) -> None:
+def add_to_histogram(histogram: Histogram, counts: Sequence[float], total: float) -> None:
     """Add `counts` observations per bucket (not cumulative, in the order of the histogram's bounds, +Inf last)
     summing to `total`: one increment per non-empty bucket instead of one call per value.
 
     Uses prometheus-client's bucket and sum values (pinned version; tests compare with observe()).
     """
-    for bucket, count in zip(histogram._buckets, counts.tolist(), strict=True):
+    for bucket, count in zip(histogram._buckets, counts, strict=True):
         if count:
             bucket.inc(count)
     histogram._sum.inc(total)

@@ -15,7 +15,8 @@ def test_bucket_counts_added_at_once_equal_one_observe_per_value():
     values = np.concatenate([np.random.default_rng(1).random(999), scores.SCORE_BUCKETS]).astype(np.float32)
     for value in values.tolist():
         first.observe(value)
-    add_to_histogram(second, bucket_counts(np.asarray(second._upper_bounds), values), float(values.sum(dtype=float)))
+    counts = bucket_counts(np.asarray(second._upper_bounds), values).tolist()
+    add_to_histogram(second, counts, float(values.sum(dtype=float)))
 
     def samples(registry):
         return [line for line in generate_latest(registry).decode().splitlines() if "_created" not in line]
