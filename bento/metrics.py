@@ -170,8 +170,7 @@ class PendingPredictions:
         else:
             total = float(np.sum(probabilities, dtype=np.float64))
             positives = int(np.count_nonzero(labels))
-            counts = bucket_counts(self._array_bounds, probabilities)
-            buckets = dict(zip(np.flatnonzero(counts).tolist(), counts[counts > 0].tolist(), strict=True))
+            buckets = dict(enumerate(bucket_counts(self._array_bounds, probabilities).tolist()))
         with self._lock:
             pending = self._pending.setdefault(version, [0.0] * (3 + len(self._bounds)))
             pending[0] += rows - positives
@@ -338,18 +337,20 @@ class Exposition:
     def __init__(self, ttl_seconds: float) -> None:
         self.ttl_seconds = ttl_seconds
         self._body = b""
+        self._computed = 0.0  # seconds since the epoch
         self._expires = -1.0
         self._lock = asyncio.Lock()
 
-    async def latest(self) -> bytes:
-        """The exposition, at most `ttl_seconds` old."""
+    async def latest(self) -> tuple[bytes, float]:
+        """The exposition, at most `ttl_seconds` old, and when it was computed (seconds since the epoch)."""
         if time.monotonic() < self._expires:
-            return self._body
+            return self._body, self._computed
         async with self._lock:  # the first scrape computes it, those arriving meanwhile wait and reuse it
             if time.monotonic() >= self._expires:
+                computed = time.time()
                 self._body = await asyncio.to_thread(exposition)
-                self._expires = time.monotonic() + self.ttl_seconds
-        return self._body
+                self._computed, self._expires = computed, time.monotonic() + self.ttl_seconds
+        return self._body, self._computed
 
 
 _pending_predictions = PendingPredictions()

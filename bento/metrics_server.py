@@ -32,11 +32,12 @@ CACHE_SECONDS = 1.0  # a scrape shows figures at most this old (Prometheus scrap
 SCRAPE_INTERVAL_SECONDS = 0.05  # 20 scrapes a second per worker at most: Prometheus's replicas need far fewer
 MAX_CONNECTIONS = 16
 STOP_GRACE_SECONDS = 5
+COMPUTED_HEADER = "X-Exposition-Time"  # when the answer's figures were read (seconds since the epoch)
 
 
 def application(exposition: metrics.Exposition) -> Starlette:
-    """`GET /metrics`: the text exposition of every worker, one scrape per SCRAPE_INTERVAL_SECONDS; other paths
-    are 404."""
+    """`GET /metrics`: the text exposition of every worker, one scrape per SCRAPE_INTERVAL_SECONDS, with the time
+    its figures were read (COMPUTED_HEADER); other paths are 404."""
     turn = asyncio.Lock()
     next_turn = 0.0
 
@@ -45,8 +46,8 @@ def application(exposition: metrics.Exposition) -> Starlette:
         async with turn:
             await asyncio.sleep(max(0.0, next_turn - time.monotonic()))
             next_turn = time.monotonic() + SCRAPE_INTERVAL_SECONDS
-            body = await exposition.latest()
-        return Response(body, media_type=metrics.CONTENT_TYPE)
+            body, computed = await exposition.latest()
+        return Response(body, media_type=metrics.CONTENT_TYPE, headers={COMPUTED_HEADER: f"{computed:.6f}"})
 
     return Starlette(routes=[Route("/metrics", scrape, methods=["GET"])])
 

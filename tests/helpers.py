@@ -33,6 +33,7 @@ import pytest
 import yaml
 
 from bento import features
+from bento.metrics_server import COMPUTED_HEADER
 from bento.settings import MODEL_NAME
 from tests import servers
 
@@ -218,9 +219,17 @@ def serve(home: Path, tmp_path: Path, ready_path: str = "/readyz", **env: str) -
 
 
 def scrape(server: servers.Server) -> str:
-    """The server's Prometheus exposition (its metrics port)."""
+    """The server's Prometheus exposition (its metrics port) as of this call or later: a worker caches its answer
+    up to bento/metrics_server.py's CACHE_SECONDS, so a cached one older than the call is asked again."""
     assert server.metrics is not None, "the server has no metrics port"
-    return httpx.get(server.metrics, timeout=10).text
+    called = time.time()
+
+    def fresh() -> str | None:
+        answer = httpx.get(server.metrics, timeout=10)
+        answer.raise_for_status()
+        return answer.text if float(answer.headers[COMPUTED_HEADER]) >= called else None
+
+    return poll(fresh, 10, "a scrape computed after the call", interval=0.1)
 
 
 def workers_of(server: servers.Server) -> set[int]:
