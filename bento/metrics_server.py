@@ -3,7 +3,7 @@
 Every BentoML worker serves it in its event loop from start-up to after the drain (the lifespan of bento/app.py)
 on READMISSION_METRICS_HOST:READMISSION_METRICS_PORT (8082; 0: none), as Knative's queue-proxy keeps its metrics
 on a port of their own: the HTTP and gRPC ports answer clients, this one Prometheus (kserve/base/networkpolicy.yaml
-admits it from the monitoring namespace only). The workers share the port (SO_REUSEPORT, as gRPC's); any worker's
+admits Prometheus of namespace observability alone). The workers share the port (SO_REUSEPORT, as gRPC's); any worker's
 answer covers every worker (prometheus-client's multiprocess files). The server is uvicorn's, over a socket bound
 here, started without `serve()` so that it leaves the signals to BentoML's own uvicorn (SIGTERM begins the drain).
 Each worker computes its answer at most once per CACHE_SECONDS, in a thread (metrics.Exposition), and answers
