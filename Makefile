@@ -13,6 +13,8 @@ export READMISSION_HOME ?= $(CURDIR)/$(STATE)
 export BENTOML_DO_NOT_TRACK := true
 # The service's gRPC port (8081) listens where its HTTP port does here: on loopback.
 export READMISSION_GRPC_HOST ?= 127.0.0.1
+# Prometheus's port (8082) too: `make up`'s Prometheus scrapes it there.
+export READMISSION_METRICS_HOST ?= 127.0.0.1
 
 .PHONY: venv lock up serve train import build ui loadtest soak test lint format bench deploy oci oci-test prometheus audit clean
 
@@ -56,14 +58,16 @@ build: $(STATE)/built.stamp
 serve: build
 	$(BIN)/bentoml serve readmission:latest --host 127.0.0.1 --port $(PORT)
 
-# The service, with a local Prometheus beside it on 127.0.0.1 when the binary is installed.
+# The service, with a local Prometheus beside it on 127.0.0.1 when the binary is installed, scraping the
+# service's metrics port (READMISSION_METRICS_PORT).
 PROMETHEUS_PORT ?= 9090
+METRICS_PORT ?= $(or $(READMISSION_METRICS_PORT),8082)
 up: build
-	SERVICE_PORT=$(PORT) PROMETHEUS_PORT=$(PROMETHEUS_PORT) bash observability/run_prometheus.sh \
+	METRICS_PORT=$(METRICS_PORT) PROMETHEUS_PORT=$(PROMETHEUS_PORT) bash observability/run_prometheus.sh \
 	  $(BIN)/bentoml serve readmission:latest --host 127.0.0.1 --port $(PORT)
 
 prometheus:
-	SERVICE_PORT=$(PORT) PROMETHEUS_PORT=$(PROMETHEUS_PORT) bash observability/run_prometheus.sh
+	METRICS_PORT=$(METRICS_PORT) PROMETHEUS_PORT=$(PROMETHEUS_PORT) bash observability/run_prometheus.sh
 
 UI_PORT ?= 8501
 ui: venv
@@ -82,11 +86,14 @@ SOAK_USERS ?= 100
 soak: $(STATE)/built.stamp
 	@set -eu; name=$$(date -u +%Y%m%dT%H%M%SZ)-soak; dir=$${LOADTEST_RESULTS:-loadtest/results}/$$name; mkdir -p $$dir; \
 	port=$(or $(SOAK_PORT),$$($(BIN)/python -c 'from loadtest.cli import free_port; print(free_port())')); \
-	setsid $(BIN)/bentoml serve readmission:latest --host 127.0.0.1 --port $$port >$$dir/service.log 2>&1 & pid=$$!; \
+	metrics=$$($(BIN)/python -c 'from loadtest.cli import free_port; print(free_port())'); \
+	READMISSION_METRICS_PORT=$$metrics setsid $(BIN)/bentoml serve readmission:latest --host 127.0.0.1 --port $$port \
+	  >$$dir/service.log 2>&1 & pid=$$!; \
 	trap 'kill -TERM -- -$$pid 2>/dev/null || kill -TERM $$pid 2>/dev/null || true; wait $$pid 2>/dev/null || true' EXIT; \
 	trap 'exit 130' INT TERM; \
 	echo "service: 127.0.0.1:$$port, pid $$pid, log $$dir/service.log"; \
-	$(BIN)/python loadtest/soak.py --host http://127.0.0.1:$$port --duration $(SOAK_DURATION) --window $(SOAK_WINDOW) \
+	$(BIN)/python loadtest/soak.py --host http://127.0.0.1:$$port --metrics http://127.0.0.1:$$metrics/metrics \
+	  --duration $(SOAK_DURATION) --window $(SOAK_WINDOW) \
 	  --users $(SOAK_USERS) --name $$name --service-log $$dir/service.log $(SOAK_ARGS)
 
 # The Bento as an OCI image (oci/README.md): Docker if an engine answers, else buildah/podman as root.

@@ -55,7 +55,8 @@ def ensure_venv(venv: Path, packages: list[str], check_import: str) -> Path:
 
 
 def server_ours(port: int, work: Path, home: Path = BENTOML_HOME) -> Server:
-    """Our BentoML service, from the project root and its model store; its gRPC server on a spare loopback port."""
+    """Our BentoML service, from the project root and its model store; its gRPC server and Prometheus's port on spare
+    loopback ports."""
     bentoml = ROOT / ".venv" / "bin" / "bentoml"
     grpc_port = free_port()
     log_home = work / "ours-home"  # the prediction log of this run: starts empty, size reported after
@@ -63,6 +64,8 @@ def server_ours(port: int, work: Path, home: Path = BENTOML_HOME) -> Server:
         "BENTOML_HOME": str(home),
         "READMISSION_GRPC_PORT": str(grpc_port),
         "READMISSION_GRPC_HOST": "127.0.0.1",
+        "READMISSION_METRICS_PORT": str(free_port()),
+        "READMISSION_METRICS_HOST": "127.0.0.1",
         "READMISSION_HOME": str(log_home),
     }
     return Server(

@@ -1,4 +1,4 @@
-"""The HTTP transport: routes of the simple API, the V2 protocol, health, metrics and OpenAPI over the scoring core.
+"""The HTTP transport: routes of the simple API, the V2 protocol, health and OpenAPI over the scoring core.
 
 Mounted into the BentoML service at "/" with full paths (a mount at /v2 would turn GET /v2 into a
 307). Every client error becomes a JSON `{"error": ...}` with a 4xx status; nothing of the request
@@ -25,6 +25,7 @@ from bento import auth, docs_page, feedback, grpc_server, metrics, openapi, pred
 from bento.core import InFlight, ScoringCore
 from bento.errors import Reason, RequestError
 from bento.http_body import FastJSONResponse
+from bento.metrics_server import MetricsServer
 from bento.monitoring import Monitoring
 
 logger = logging.getLogger("readmission")
@@ -94,10 +95,6 @@ async def _v2_infer(request: Request) -> Response:
     return await v2_api.infer(request, _core(request), request.path_params["model"], request.path_params.get("version"))
 
 
-async def _prometheus(_: Request) -> Response:
-    return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)
-
-
 async def _openapi_document(request: Request) -> Response:
     return FastJSONResponse(openapi.document(_core(request).settings))
 
@@ -117,7 +114,6 @@ ROUTES = [
     Route("/v2/models/{model}/versions/{version}", _v2_model, methods=["GET"]),
     Route("/v2/models/{model}/versions/{version}/ready", _v2_model_ready, methods=["GET"]),
     Route("/v2/models/{model}/versions/{version}/infer", _v2_infer, methods=["POST"]),
-    Route("/metrics", _prometheus, methods=["GET"]),
     Route("/openapi.json", _openapi_document, methods=["GET"]),
     Route("/docs", docs_page.page, methods=["GET"]),
     Route("/docs/{asset}", docs_page.asset, methods=["GET"]),
@@ -183,9 +179,12 @@ async def _unexpected(request: Request, error: Exception) -> Response:
 
 @asynccontextmanager
 async def _lifespan(app: Starlette) -> AsyncIterator[None]:
-    """The worker's prediction log and gRPC server, from start-up (the model is loaded by then) to after the
-    drain; the log is written out last."""
+    """The worker's prediction log, gRPC server and metrics port, from start-up (the model is loaded by then) to
+    after the drain; the log is written out last, the metrics port closes after it."""
     core: ScoringCore = app.state.core
+    prometheus = MetricsServer(core.settings) if core.settings.metrics_port else None
+    if prometheus is not None:
+        await prometheus.start()
     monitoring = app.state.monitoring = Monitoring(core)
     monitoring.start()
     server = await grpc_server.start(core) if core.settings.grpc_port else None
@@ -195,19 +194,19 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         if server is not None:
             await grpc_server.stop(server)
         await monitoring.stop()
+        if prometheus is not None:
+            await prometheus.stop()
 
 
 class TrafficMiddleware:
     """Pure ASGI middleware counting requests, their duration and those in flight, per route template.
 
-    The requests in flight count in the scoring core (the drain waits on them) and in /metrics; scrapes of
-    /metrics are not counted.
+    The requests in flight count in the scoring core (the drain waits on them) and in the metrics.
     """
 
-    def __init__(self, app: ASGIApp, in_flight: InFlight, skip: tuple[str, ...] = ("/metrics",)) -> None:
+    def __init__(self, app: ASGIApp, in_flight: InFlight) -> None:
         self.app = app
         self.in_flight = in_flight
-        self.skip = skip
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve the request and record its endpoint, status and duration."""
@@ -215,9 +214,6 @@ class TrafficMiddleware:
             await self.app(scope, receive, send)
             return
         endpoint = endpoint_of(scope)
-        if endpoint in self.skip:
-            await self.app(scope, receive, send)
-            return
         status = 500
         started = time.perf_counter()
 

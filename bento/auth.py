@@ -1,8 +1,9 @@
 """The optional bearer token of the prediction routes (READMISSION_API_TOKEN; unset: no check).
 
 Protected: `/predict`, `/predict/batch`, `/feedback`, `/performance` and everything under `/v2/models/` except the
-model readiness routes. Open: health and readiness (probes), `/v2`, `/metrics` (scraping), `/openapi.json`,
-`/docs` and `/`. The token is compared in constant time and never logged nor echoed.
+model readiness routes. Open: health and readiness (probes), `/v2`, `/openapi.json`, `/docs` and `/`. `/metrics`
+is on a port of its own for Prometheus (bento/metrics_server.py). The token is compared in constant time and never
+logged nor echoed.
 """
 
 from __future__ import annotations

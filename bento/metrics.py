@@ -4,12 +4,21 @@ HTTP traffic keeps BentoML's metric names (`bentoml_service_request_*`) so Bento
 work, but the `endpoint` label is the route template (or "other"), never the raw path, so an
 unknown path or model name cannot create a series. Works with several workers through
 prometheus-client's multiprocess mode (BentoML sets PROMETHEUS_MULTIPROC_DIR for its workers).
+
+What moves with each patient (predictions by label, the probability histogram, the served fields' buckets) is
+held back per worker and published in steps of at least PUBLISH_ROWS rows, so no difference of two scrapes
+isolates one patient. The exposition is served on its own port (bento/metrics_server.py) and cached
+(`Exposition`): a scrape costs the worker a cache look-up, not a walk over every worker's files.
 """
 
 from __future__ import annotations
 
+import asyncio
+import bisect
 import os
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from functools import cache
 
 import numpy as np
@@ -102,6 +111,9 @@ FEATURE_REFERENCE = Gauge(
     multiprocess_mode="livemax",
 )
 ALL_REASONS = tuple(Reason)
+# Series that move with each patient are published in steps of at least this many rows per worker: the smallest
+# group a difference of two scrapes can describe (README, "Threat model"). Pending rows wait for the next step.
+PUBLISH_ROWS = 20
 
 
 def model_loaded(info: ModelInfo, backend: str) -> None:
@@ -132,14 +144,47 @@ def _child(metric: Counter | Gauge | Histogram, *labels: str) -> Counter | Gauge
 
 
 def predictions(info: ModelInfo, probabilities: np.ndarray, labels: np.ndarray) -> None:
-    """Count predictions by label, record their probabilities and the size of the model call."""
+    """Count predictions by label and their probabilities (published per PUBLISH_ROWS rows), and the size of the
+    model call."""
     MODEL_CALL_ROWS.observe(len(labels))
-    positives = int(np.count_nonzero(labels))
-    if positives:
-        _child(PREDICTIONS, "1", info.version).inc(positives)
-    if len(labels) - positives:
-        _child(PREDICTIONS, "0", info.version).inc(len(labels) - positives)
-    observe_all(_child(PROBABILITY, info.version), probabilities)
+    _pending_predictions.add(info.version, probabilities, labels)
+
+
+class PendingPredictions:
+    """This worker's predictions not yet published, per model version: rows per label, per probability bucket
+    and the probabilities' sum; published once they cover PUBLISH_ROWS rows. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._bounds = list(PROBABILITY._upper_bounds)
+        self._array_bounds = np.asarray(self._bounds)
+        self._pending: dict[str, list[float]] = {}  # version -> [label 0, label 1, per bucket..., sum]
+
+    def add(self, version: str, probabilities: np.ndarray, labels: np.ndarray) -> None:
+        """Hold back one model call's rows; publish what is pending once it covers PUBLISH_ROWS rows."""
+        rows = len(labels)
+        if rows == 1:  # most calls: Python scalars cost less than numpy's calls
+            total = float(probabilities[0])
+            positives = int(labels[0])
+            buckets = {bisect.bisect_left(self._bounds, total): 1}
+        else:
+            total = float(np.sum(probabilities, dtype=np.float64))
+            positives = int(np.count_nonzero(labels))
+            buckets = dict(enumerate(bucket_counts(self._array_bounds, probabilities).tolist()))
+        with self._lock:
+            pending = self._pending.setdefault(version, [0.0] * (3 + len(self._bounds)))
+            pending[0] += rows - positives
+            pending[1] += positives
+            for bucket, count in buckets.items():
+                pending[2 + bucket] += count
+            pending[-1] += total
+            if pending[0] + pending[1] < PUBLISH_ROWS:
+                return
+            del self._pending[version]
+        for label, count in (("0", pending[0]), ("1", pending[1])):
+            if count:
+                _child(PREDICTIONS, label, version).inc(count)
+        add_to_histogram(_child(PROBABILITY, version), pending[2:-1], pending[-1])
 
 
 def prediction_log_rows(outcome: str, rows: int) -> None:
@@ -165,10 +210,25 @@ def feature_reference(reference: drift.Reference) -> None:
         FEATURE_ROWS.labels(name, bucket)
 
 
-def feature_rows(buckets: drift.Buckets, counts: np.ndarray) -> None:
-    """Add served rows per (field, bucket), `counts` in the order of `buckets.series`."""
-    for index in np.flatnonzero(counts).tolist():
-        _child(FEATURE_ROWS, *buckets.series[index]).inc(int(counts[index]))
+class PendingFeatureRows:
+    """Served rows per (field, bucket) not yet published, in the order of `buckets.series`: published once they
+    cover PUBLISH_ROWS rows. One per prediction log (its writer thread alone adds to it)."""
+
+    def __init__(self, buckets: drift.Buckets) -> None:
+        self.buckets = buckets
+        self.counts = np.zeros(len(buckets.series), dtype=np.int64)
+        self.rows = 0
+
+    def add(self, rows: int, counts: np.ndarray) -> None:
+        """Hold back `rows` rows bucketed as `counts`; publish what is pending once it covers PUBLISH_ROWS rows."""
+        self.counts += counts
+        self.rows += rows
+        if self.rows < PUBLISH_ROWS:
+            return
+        for index in np.flatnonzero(self.counts).tolist():
+            _child(FEATURE_ROWS, *self.buckets.series[index]).inc(int(self.counts[index]))
+        self.counts[:] = 0
+        self.rows = 0
 
 
 def http_request_started(endpoint: str) -> None:
@@ -190,20 +250,21 @@ def grpc_call(method: str, code: str, seconds: float) -> None:
     _child(GRPC_DURATION, method).observe(seconds)
 
 
-def observe_all(histogram: Histogram, values: np.ndarray) -> None:
-    """Observe many values at once: one increment per bucket instead of one call per value.
+def bucket_counts(bounds: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Values per histogram bucket (not cumulative): a value goes to the first bound at or above it, as observe()."""
+    return np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
+
+
+def add_to_histogram(histogram: Histogram, counts: Sequence[float], total: float) -> None:
+    """Add `counts` observations per bucket (not cumulative, in the order of the histogram's bounds, +Inf last)
+    summing to `total`: one increment per non-empty bucket instead of one call per value.
 
     Uses prometheus-client's bucket and sum values (pinned version; tests compare with observe()).
     """
-    if len(values) == 1:  # one row: the public call is cheaper than the vectorised one
-        histogram.observe(float(values[0]))
-        return
-    bounds = np.asarray(histogram._upper_bounds)
-    counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
-    for bucket, count in zip(histogram._buckets, counts.tolist(), strict=True):
+    for bucket, count in zip(histogram._buckets, counts, strict=True):
         if count:
             bucket.inc(count)
-    histogram._sum.inc(float(np.sum(values, dtype=np.float64)))
+    histogram._sum.inc(total)
 
 
 def _le(bound: float) -> str:
@@ -244,7 +305,8 @@ class ServiceProcesses(Collector):
 
 
 def exposition() -> bytes:
-    """The text exposition of every metric of every worker, and of the service's processes."""
+    """The text exposition of every metric of every worker, and of the service's processes (tens of ms: see
+    `Exposition`)."""
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not directory:
         return generate_latest(REGISTRY) + generate_latest(_single_process)
@@ -268,6 +330,30 @@ def remove_collector(collector: Collector) -> None:
     _single_process.unregister(collector)
 
 
+class Exposition:
+    """`exposition()` computed at most once per `ttl_seconds` in this worker, in a thread off the event loop, and
+    once for the scrapes that arrive together; the others get the cached bytes."""
+
+    def __init__(self, ttl_seconds: float) -> None:
+        self.ttl_seconds = ttl_seconds
+        self._body = b""
+        self._computed = 0.0  # seconds since the epoch
+        self._expires = -1.0
+        self._lock = asyncio.Lock()
+
+    async def latest(self) -> tuple[bytes, float]:
+        """The exposition, at most `ttl_seconds` old, and when it was computed (seconds since the epoch)."""
+        if time.monotonic() < self._expires:
+            return self._body, self._computed
+        async with self._lock:  # the first scrape computes it, those arriving meanwhile wait and reuse it
+            if time.monotonic() >= self._expires:
+                computed = time.time()
+                self._body = await asyncio.to_thread(exposition)
+                self._computed, self._expires = computed, time.monotonic() + self.ttl_seconds
+        return self._body, self._computed
+
+
+_pending_predictions = PendingPredictions()
 _single_process = CollectorRegistry()
 _single_process.register(ServiceProcesses(os.getpid()))
 _worker_collectors: list[Collector] = []

@@ -27,6 +27,7 @@ class Monitoring:
         self.core = core
         settings = core.settings
         store = open_store(settings.prediction_log, settings.home)
+        reference = None if core.predictor is None else core.predictor.info.drift_reference
         self.log = (
             None
             if store is None
@@ -35,7 +36,7 @@ class Monitoring:
                 settings.prediction_log_queue_rows,
                 settings.prediction_log_features,
                 settings.prediction_log_retention_days,
-                drift_monitor.consumers(core.predictor),
+                drift_monitor.consumers(reference),
             )
         )
         self.live = None if store is None else LivePerformance(store, self._served, settings.monitor_seconds)

@@ -177,7 +177,6 @@ def _paths(model_name: str, max_batch_rows: int, max_infer_rows: int) -> dict[st
             **_probe("Model version ready", wire.Ready, (404,)),
         },
         "/v2/models/{model}/versions/{version}/infer": {"parameters": [name, version], **infer},
-        "/metrics": {"get": _operation("Prometheus metrics", {"text/plain": {"schema": {"type": "string"}}})},
         "/openapi.json": {"get": _operation("This document", _json({"type": "object"}))},
         "/docs": {
             "get": _operation("This document, to read and try out", {"text/html": {"schema": {"type": "string"}}})

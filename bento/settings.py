@@ -138,6 +138,16 @@ class ServiceSettings(ReadmissionSettings):
         description="open HTTP connections per worker; one opened above it is answered 503 with `Connection: close` "
         "and `Retry-After` (gRPC: refused), the others are served on",
     )
+    metrics_port: int = Field(
+        8082,
+        ge=0,
+        le=65535,
+        description="Prometheus's `/metrics` in every worker (they share the port), apart from the HTTP and gRPC "
+        "ports; `0`: none",
+    )
+    metrics_host: str = Field(
+        "0.0.0.0", min_length=1, description="the metrics listening address (`make serve`/`make up`: `127.0.0.1`)"
+    )
 
     _token = field_validator("api_token", mode="before")(token)
     _strip = field_validator("prediction_log", mode="before")(strip)

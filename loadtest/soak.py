@@ -6,7 +6,8 @@
 Runs Locust's `soak` scenario through loadtest/run.py (every task of the locustfile: `/predict` clinical and
 encoded, V2 infer one row and batches, V2 metadata) with `--users` users and their think time, a rate a
 small machine sustains. Meanwhile it reads the service's resident memory (`readmission_process_resident_memory_bytes`,
-the whole process tree) and CPU time from its /metrics every `--sample-every` seconds. Verdict:
+the whole process tree) and CPU time from its Prometheus port (`--metrics`, READMISSION_METRICS_PORT) every
+`--sample-every` seconds. Verdict:
 
     zero failures      no failed request over the whole run
     p99 stable         p99 of the last full window <= 1.5 x p99 of the first (the warm-up window)
@@ -54,6 +55,9 @@ def parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
     argv, passthrough = split_passthrough(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default=os.environ.get("LOADTEST_HOST", "http://127.0.0.1:3000"))
+    parser.add_argument(
+        "--metrics", default="http://127.0.0.1:8082/metrics", help="the service's Prometheus /metrics (its own port)"
+    )
     parser.add_argument("--duration", type=duration_seconds, default="10m", help="90, 10m, 1h (default 10m)")
     parser.add_argument("--window", type=float, default=60.0, help="seconds per measurement window (default 60)")
     parser.add_argument(
@@ -82,11 +86,11 @@ def unlabelled_values(exposition: str) -> dict[str, float]:
 
 
 class Sampler(threading.Thread):
-    """Reads the service's resident memory and CPU time from /metrics every few seconds."""
+    """Reads the service's resident memory and CPU time from its /metrics every few seconds."""
 
-    def __init__(self, host: str, every: float) -> None:
+    def __init__(self, url: str, every: float) -> None:
         super().__init__(daemon=True, name="soak-sampler")
-        self.url = host.rstrip("/") + "/metrics"
+        self.url = url
         self.every = every
         self.samples: list[dict[str, float]] = []
         self.errors = 0
@@ -209,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RuntimeError as error:
         print(error, file=sys.stderr)
         return EXIT_NO_RESULT
-    sampler = Sampler(args.host, args.sample_every)
+    sampler = Sampler(args.metrics, args.sample_every)
     sampler.start()
     try:
         command = [

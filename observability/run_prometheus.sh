@@ -5,12 +5,12 @@
 #   observability/run_prometheus.sh CMD [ARGS...]      # Prometheus in the background while CMD runs, stopped after
 #
 # Without the `prometheus` binary (Debian: apt-get install prometheus) it says so and just runs CMD.
-# Environment: SERVICE_PORT (3000), LOCUST_PORT (9646), PROMETHEUS_PORT (9090),
+# Environment: METRICS_PORT (8082: the service's READMISSION_METRICS_PORT), LOCUST_PORT (9646), PROMETHEUS_PORT (9090),
 # PROMETHEUS_STATE (.readmission/prometheus: the generated configuration, the TSDB, the log).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(dirname "$here")"
-service_port="${SERVICE_PORT:-3000}"
+metrics_port="${METRICS_PORT:-8082}"
 locust_port="${LOCUST_PORT:-9646}"
 prometheus_port="${PROMETHEUS_PORT:-9090}"
 state="${PROMETHEUS_STATE:-$repo/.readmission/prometheus}"
@@ -23,7 +23,7 @@ fi
 
 mkdir -p "$state/data"
 # the committed configuration, with this machine's ports and the rule files' absolute paths
-sed -e "s#127.0.0.1:3000#127.0.0.1:${service_port}#" \
+sed -e "s#127.0.0.1:8082#127.0.0.1:${metrics_port}#" \
     -e "s#127.0.0.1:9646#127.0.0.1:${locust_port}#" \
     -e "s#127.0.0.1:9090#127.0.0.1:${prometheus_port}#" \
     -e "s#- rules/#- ${here}/prometheus/rules/#" \

@@ -126,13 +126,22 @@ def check(image: str, store: str, archive: Path, timeout: float) -> dict[str, An
     report["exposed_ports"] = sorted(inspect["Config"].get("ExposedPorts") or {})
     report["env"] = inspect["Config"].get("Env", [])
 
-    port, grpc_port = cli.free_port(), cli.free_port()
+    port, grpc_port, metrics_port = cli.free_port(), cli.free_port(), cli.free_port()
     name = f"readmission-oci-{os.getpid()}"
     url = f"http://127.0.0.1:{port}"
     started = time.monotonic()
     report["pod_flags"] = pod_flags()
-    grpc_env = ["--env", f"READMISSION_GRPC_PORT={grpc_port}", "--env", "READMISSION_GRPC_HOST=127.0.0.1"]
-    run("podman", "run", "--detach", "--name", name, "--network", "host", *RUN_FLAGS, *report["pod_flags"], *grpc_env,
+    ports_env = [
+        "--env",
+        f"READMISSION_GRPC_PORT={grpc_port}",
+        "--env",
+        "READMISSION_GRPC_HOST=127.0.0.1",
+        "--env",
+        f"READMISSION_METRICS_PORT={metrics_port}",
+        "--env",
+        "READMISSION_METRICS_HOST=127.0.0.1",
+    ]
+    run("podman", "run", "--detach", "--name", name, "--network", "host", *RUN_FLAGS, *report["pod_flags"], *ports_env,
         image, "--host", "127.0.0.1", "--port", str(port))  # fmt: skip
     try:
         wait_ready(url, name, timeout)
@@ -151,7 +160,8 @@ def check(image: str, store: str, archive: Path, timeout: float) -> dict[str, An
             predict.raise_for_status()
             infer = client.post(f"/v2/models/{MODEL_NAME}/infer", json=v2_request())
             infer.raise_for_status()
-            report["backends"] = scoring_backends(client.get("/metrics").text)
+            metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30)
+            report["backends"] = scoring_backends(metrics.text)
         report["grpc_probabilities"] = grpc_probabilities(f"127.0.0.1:{grpc_port}")
         report["predict_request"], report["predict"] = RECORD, predict.json()
         report["infer_request"], report["infer"] = v2_request(), infer.json()

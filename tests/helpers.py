@@ -38,6 +38,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from bento import features
+from bento.metrics_server import COMPUTED_HEADER
 from bento.settings import MODEL_NAME
 from tests import servers
 
@@ -203,6 +204,9 @@ def bentoml_env(home: Path) -> dict[str, str]:
         # no gRPC unless a test asks for it on a port of its own (`grpc_env`): workers share a gRPC port
         # through SO_REUSEPORT, so two test servers on the default port would answer each other's calls
         "READMISSION_GRPC_PORT": "0",
+        # Prometheus's port (tests/servers.py's `Server.metrics`): a free one for each server, for the same reason
+        "READMISSION_METRICS_PORT": str(servers.free_port()),
+        "READMISSION_METRICS_HOST": "127.0.0.1",
     }
 
 
@@ -217,6 +221,20 @@ def serve(home: Path, tmp_path: Path, ready_path: str = "/readyz", **env: str) -
     port = servers.free_port()
     command = [BENTOML, "serve", "bento.service:ReadmissionService", "--host", "127.0.0.1", "--port", str(port)]
     return servers.start(command, port, bentoml_env(home) | env, tmp_path / "service.log", ready_path=ready_path)
+
+
+def scrape(server: servers.Server) -> str:
+    """The server's Prometheus exposition (its metrics port) as of this call or later: a worker caches its answer
+    up to bento/metrics_server.py's CACHE_SECONDS, so a cached one older than the call is asked again."""
+    assert server.metrics is not None, "the server has no metrics port"
+    called = time.time()
+
+    def fresh() -> str | None:
+        answer = httpx.get(server.metrics, timeout=10)
+        answer.raise_for_status()
+        return answer.text if float(answer.headers[COMPUTED_HEADER]) >= called else None
+
+    return poll(fresh, 10, "a scrape computed after the call", interval=0.1)
 
 
 def workers_of(server: servers.Server) -> set[int]:
@@ -240,7 +258,7 @@ def copy_home(bento_home: dict, tmp_path: Path) -> Path:
 
 def log_rows_counted(server: servers.Server, *outcomes: str) -> float:
     """readmission_prediction_log_rows_total of a server summed over `outcomes` (written, lost, dropped)."""
-    text = httpx.get(server.url + "/metrics", timeout=10).text
+    text = scrape(server)
     return sum(
         sample.value
         for family in text_string_to_metric_families(text)

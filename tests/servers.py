@@ -31,6 +31,7 @@ class Server:
     url: str
     log: Path
     grpc: str | None = None  # host:port of its gRPC server, where one was asked for
+    metrics: str | None = None  # the URL of its Prometheus /metrics (READMISSION_METRICS_PORT), where it has one
 
     def stop(self, timeout: float = 20) -> None:
         """SIGTERM the process group, SIGKILL it if it lingers."""
@@ -41,6 +42,12 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+
+    @property
+    def metrics_target(self) -> str:
+        """host:port of its metrics port: its Prometheus target."""
+        assert self.metrics is not None, "the server has no metrics port"
+        return self.metrics.removeprefix("http://").removesuffix("/metrics")
 
     def log_text(self) -> str:
         """Everything the server printed."""
@@ -55,7 +62,9 @@ def start(
     process = subprocess.Popen(
         command, env={**os.environ, **env}, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
     )
-    server = Server(process, f"http://127.0.0.1:{port}", log)
+    metrics_port = int(env.get("READMISSION_METRICS_PORT") or 0)
+    metrics = f"http://127.0.0.1:{metrics_port}/metrics" if metrics_port else None
+    server = Server(process, f"http://127.0.0.1:{port}", log, metrics=metrics)
 
     def alive() -> None:
         if process.poll() is not None:

@@ -25,7 +25,7 @@ from bento import auth, features, openapi
 from bento.errors import RequestError
 from bento.settings import ServiceSettings
 from tests import servers
-from tests.helpers import MODEL, RECORD, SEED_EXAMPLE, bentoml_env, grpc_env
+from tests.helpers import MODEL, RECORD, SEED_EXAMPLE, bentoml_env, grpc_env, poll, scrape
 from ui.client import Client, ServiceError
 from ui.settings import Settings
 
@@ -46,7 +46,7 @@ PROTECTED = [
 ]
 OPEN = [
     *("/livez", "/readyz", "/healthz", "/health", "/v2", "/v2/health/live", "/v2/health/ready"),
-    *(f"/v2/models/{MODEL}/ready", f"/v2/models/{MODEL}/versions/{{v}}/ready", "/metrics", "/openapi.json", "/docs"),
+    *(f"/v2/models/{MODEL}/ready", f"/v2/models/{MODEL}/versions/{{v}}/ready", "/openapi.json", "/docs"),
 ]
 
 
@@ -168,9 +168,9 @@ def request(http: httpx.Client, method: str, path: str, body, version: str, head
     return http.request(method, path.format(v=version), json=body, headers=headers)
 
 
-def failures(http: httpx.Client, endpoint: str, reason: str) -> float:
+def failures(server: servers.Server, endpoint: str, reason: str) -> float:
     """readmission_validation_failures_total{endpoint, reason} as the service exposes it (0 when absent)."""
-    for family in text_string_to_metric_families(http.get("/metrics").text):
+    for family in text_string_to_metric_families(scrape(server)):
         if family.name == "readmission_validation_failures":
             for sample in family.samples:
                 if sample.name.endswith("_total") and sample.labels == {"endpoint": endpoint, "reason": reason}:
@@ -229,12 +229,12 @@ def test_probes_health_metrics_and_openapi_stay_open(http, local, path):
 
 
 @pytest.mark.slow
-def test_refusals_are_counted_as_unauthorized(http):
-    before = failures(http, "/predict", "unauthorized")
+def test_refusals_are_counted_as_unauthorized(http, secured):
+    before = failures(secured, "/predict", "unauthorized")
     for headers in (None, bearer("nope")):
         assert http.post("/predict", json=SEED_EXAMPLE, headers=headers).status_code == 401
-    assert failures(http, "/predict", "unauthorized") == before + 2
-    metrics = http.get("/metrics").text
+    poll(lambda: failures(secured, "/predict", "unauthorized") == before + 2, 10, "the two refusals counted")
+    metrics = scrape(secured)
     assert 'http_response_code="401"' in metrics  # the request metrics see the refusals too
     assert TOKEN not in metrics
 

@@ -17,7 +17,7 @@ import yaml
 
 from bento import compiled, features
 from bento.predictor import COMPILED, XGBOOST, Predictor
-from tests.helpers import INFER, bentoml_env, binary_matrix, copy_home, decode_binary_response, serve
+from tests.helpers import INFER, bentoml_env, binary_matrix, copy_home, decode_binary_response, scrape, serve
 
 TOLERANCE = 1e-6
 
@@ -84,8 +84,8 @@ def test_probabilities_over_http_equal_xgboost_on_the_held_out_rows(client, bent
         assert np.abs(arrays["probability"].astype(np.float64) - expected[start : start + 5000]).max() <= TOLERANCE
 
 
-def test_metrics_name_the_compiled_backend(client):
-    text = client.get("/metrics").text
+def test_metrics_name_the_compiled_backend(service):
+    text = scrape(service)
     assert f'readmission_model_backend{{backend="{COMPILED}"}} 1.0' in text
     assert f'readmission_model_backend{{backend="{XGBOOST}"}} 0.0' in text
 
@@ -152,7 +152,7 @@ def test_a_server_with_an_unfit_artifact_serves_with_xgboost_and_says_so(bento_h
 
         with httpx.Client(base_url=server.url, timeout=10) as client:
             assert client.post("/predict", json=features.EXAMPLE_PATIENT).status_code == 200
-            text = client.get("/metrics").text
+        text = scrape(server)
         assert f'readmission_model_backend{{backend="{XGBOOST}"}} 1.0' in text
         assert f'readmission_model_backend{{backend="{COMPILED}"}} 0.0' in text
         assert "scores with xgboost: the compiled model cannot be loaded" in server.log_text()

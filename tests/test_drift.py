@@ -9,8 +9,10 @@ import time
 
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
 from bento import drift, drift_monitor, features
+from bento.prediction_log import ScoredBatch
 from observability.thresholds import FEATURE_PSI_THRESHOLD, PSI_EPSILON
 from tests import sample_data
 from tests.helpers import matrix_of, old_emergencies
@@ -130,3 +132,35 @@ def test_counting_a_flush_is_cheap(reference, matrices, figure):
     seconds = time.perf_counter() - started
     figure("bucket counts of 5,000 rows (ms)", f"{seconds * 1000:.1f}")
     assert seconds < 1.0  # the writer thread flushes twice a second
+
+
+def served_counts(series: tuple[tuple[str, str], ...]) -> np.ndarray:
+    """readmission_feature_rows_total per (field, bucket) as this process publishes it."""
+    values = [REGISTRY.get_sample_value("readmission_feature_rows_total", {"field": f, "bucket": b}) for f, b in series]
+    return np.array([value or 0.0 for value in values])
+
+
+def test_a_flush_larger_than_the_sample_is_counted_evenly(reference, matrices):
+    """1,000 rows aged [80-90) then 9,000 of another band in one flush: the published shares are the whole flush's
+    within sampling error (a consumer counting only the first SAMPLE_ROWS rows would publish about half [80-90))."""
+    rows = matrices[1][np.resize(np.arange(200), 10_000)].copy()  # ages as varied as the first 200 held-out rows
+    ages = [features.COLUMN_INDEX[c] for c in features.COLUMNS if c.startswith("age_")]
+    rows[:, ages] = 0
+    rows[:1000, features.COLUMN_INDEX["age_[80-90)"]] = 1
+    rows[1000:, features.COLUMN_INDEX["age_[40-50)"]] = 1
+    batches = [  # the flush as the log hands it over: several model calls
+        ScoredBatch([], 0.0, "1", np.zeros(len(part), np.float32), np.zeros(len(part), np.int64), part)
+        for part in np.array_split(rows, 7)
+    ]
+    series = reference.buckets.series
+    before = served_counts(series)
+    (count,) = drift_monitor.consumers(reference)
+    count(batches)
+    published, whole = served_counts(series) - before, reference.buckets.counts(rows)
+    age = [i for i, (name, _) in enumerate(series) if name == "age"]
+    sampled = published[age].sum()
+    assert drift_monitor.SAMPLE_ROWS // 2 < sampled <= drift_monitor.SAMPLE_ROWS
+    shares, expected = published[age] / sampled, whole[age] / len(rows)
+    error = 4 * np.sqrt(expected * (1 - expected) / sampled) + 1e-9
+    bands = [series[i][1] for i in age]
+    assert np.all(np.abs(shares - expected) <= error), dict(zip(bands, shares.round(3).tolist(), strict=True))

@@ -62,7 +62,7 @@ def held_out(champion_store) -> np.ndarray:
 def prometheus(service, tmp_path_factory) -> Iterator[httpx.Client]:
     folder = tmp_path_factory.mktemp("prometheus-drift")
     rules = servers.shortened_rules(folder, {"1h": f"{WINDOW}s", "30m": "5s"})
-    server = servers.start_prometheus(folder, {"readmission": [service.url.removeprefix("http://")]}, rules)
+    server = servers.start_prometheus(folder, {"readmission": [service.metrics_target]}, rules)
     with httpx.Client(base_url=server.url, timeout=30) as client:
         yield client
     server.stop()

@@ -20,7 +20,17 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bento.log_store import SQLITE_FILE
 from bento.prediction_log import PredictionIds, issued_at
-from tests.helpers import INFER, MODEL, RECORD, SEED_EXAMPLE, binary_matrix, decode_binary_response, matrix_of, poll
+from tests.helpers import (
+    INFER,
+    MODEL,
+    RECORD,
+    SEED_EXAMPLE,
+    binary_matrix,
+    decode_binary_response,
+    matrix_of,
+    poll,
+    scrape,
+)
 
 FEEDBACK = "/feedback"
 
@@ -43,8 +53,8 @@ def outcomes_in_store(home: Path, ids: list[str]) -> dict[str, int]:
         return dict(db.execute(f"SELECT prediction_id, readmitted FROM outcomes WHERE prediction_id IN ({marks})", ids))
 
 
-def feedback_counter(client, result: str) -> float:
-    for family in text_string_to_metric_families(client.get("/metrics").text):
+def feedback_counter(service, result: str) -> float:
+    for family in text_string_to_metric_families(scrape(service)):
         if family.name == "readmission_feedback_outcomes":
             for sample in family.samples:
                 if sample.name.endswith("_total") and sample.labels["result"] == result:
@@ -97,17 +107,17 @@ def test_ids_stay_unique_across_generators_and_sort_by_time():
 # --- feedback ------------------------------------------------------------------------------------------------
 
 
-def test_feedback_records_outcomes_once_and_is_idempotent(client, home):
+def test_feedback_records_outcomes_once_and_is_idempotent(client, service, home):
     ids = predict_ids(client, 3)
     body = [{"prediction_id": i, "readmitted_within_30_days": o} for i, o in zip(ids, (True, False, 1), strict=True)]
-    recorded_before = feedback_counter(client, "recorded")
+    recorded_before = feedback_counter(service, "recorded")
     first = client.post(FEEDBACK, json=body)  # sent at once: waits for the log to write the rows
     assert first.status_code == 200, first.text
     assert first.json() == {"recorded": 3, "unchanged": 0}
     again = client.post(FEEDBACK, json=body)
     assert again.json() == {"recorded": 0, "unchanged": 3}
     assert outcomes_in_store(home, ids) == {ids[0]: 1, ids[1]: 0, ids[2]: 1}
-    poll(lambda: feedback_counter(client, "recorded") >= recorded_before + 3, 10, "the feedback counter")
+    poll(lambda: feedback_counter(service, "recorded") >= recorded_before + 3, 10, "the feedback counter")
 
 
 def test_a_different_outcome_is_a_conflict_and_changes_nothing(client, home):

@@ -22,7 +22,7 @@ from tritonclient.grpc import service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from bento import features
-from tests.helpers import INFER, MODEL, WIDTH, field_request, matrix_request, records
+from tests.helpers import INFER, MODEL, WIDTH, field_request, matrix_request, poll, records, scrape
 
 TOLERANCE = 1e-6
 ROWS = features.encode([features.validate(r) for r in records(20, seed=3)])
@@ -254,11 +254,11 @@ def test_garbage_bytes_on_the_port_leave_the_server_serving(address, client):
     assert client.infer(MODEL, [matrix_input(ROWS[:1])]).as_numpy("probability").shape == (1,)
 
 
-def test_grpc_calls_are_counted_with_bounded_labels(client, stub, http):
+def test_grpc_calls_are_counted_with_bounded_labels(client, stub, service):
     def counted(code: str) -> float:
         samples = [
             sample
-            for family in text_string_to_metric_families(http.get("/metrics").text)
+            for family in text_string_to_metric_families(scrape(service))
             for sample in family.samples
             if sample.name == "readmission_grpc_requests_total"
         ]
@@ -267,7 +267,7 @@ def test_grpc_calls_are_counted_with_bounded_labels(client, stub, http):
     ok, invalid = counted("OK"), counted("INVALID_ARGUMENT")
     client.infer(MODEL, [matrix_input(ROWS[:1])])
     refusal(lambda: stub.ModelInfer(infer_request(ROWS[:1], datatype="INT32")), grpc.StatusCode.INVALID_ARGUMENT)
-    assert counted("OK") == ok + 1 and counted("INVALID_ARGUMENT") == invalid + 1
+    poll(lambda: counted("OK") == ok + 1 and counted("INVALID_ARGUMENT") == invalid + 1, 10, "the two calls counted")
 
 
 # --- bounded answers, shapes, bytes that are no message ----------------------------------------------------------

@@ -45,6 +45,8 @@ CONTAINER_PORT = 3000
 # The Bento's gRPC server (bento/settings.py, READMISSION_GRPC_PORT) and the ports Knative puts in front of it.
 GRPC_PORT = 8081
 QUEUE_PROXY_HTTP1_PORT, QUEUE_PROXY_H2C_PORT = 8012, 8013
+# The Bento's Prometheus port (READMISSION_METRICS_PORT), apart from the API's.
+METRICS_PORT = 8082
 
 
 def resources_of(docs: list[dict] | tuple[dict, ...]) -> Iterator[dict]:
@@ -236,12 +238,37 @@ def test_bentoml_user_matches_bentomls_dockerfile() -> None:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_prometheus_scraping_annotations_point_at_the_container_port(overlay: str) -> None:
+def test_prometheus_scraping_annotations_point_at_the_metrics_port(overlay: str) -> None:
     annotations = isvc_of(overlay)["metadata"]["annotations"]
     assert annotations["serving.kserve.io/enable-prometheus-scraping"] == "true"
-    assert int(annotations["prometheus.kserve.io/port"]) == CONTAINER_PORT
+    settings = pytest.importorskip("bento.settings")
+    assert int(annotations["prometheus.kserve.io/port"]) == METRICS_PORT == settings.ServiceSettings().metrics_port
     assert annotations["prometheus.kserve.io/path"] == "/metrics"
-    assert "/metrics" in app_paths()
+    assert "/metrics" not in app_paths(), "the API's port does not serve the metrics"
+    assert "READMISSION_METRICS_PORT" not in env_of(predictor_container(isvc_of(overlay))), "the default, as annotated"
+
+
+def peers_and_ports(overlay: str) -> list[tuple[list[dict], set[int]]]:
+    """The NetworkPolicy's ingress rules of an overlay: (peers, ports) each."""
+    (policy,) = [doc for doc in render(KSERVE / "overlays" / overlay) if doc["kind"] == "NetworkPolicy"]
+    return [(rule["from"], {port["port"] for port in rule["ports"]}) for rule in policy["spec"]["ingress"]]
+
+
+def is_prometheus(peer: dict) -> bool:
+    namespace = peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
+    name = peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
+    return namespace == "observability" and name == "prometheus"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_prometheus_reaches_the_metrics_port_and_prometheus_nothing_else(overlay: str) -> None:
+    rules = peers_and_ports(overlay)
+    for peers, ports in rules:
+        if METRICS_PORT in ports:
+            assert all(is_prometheus(peer) for peer in peers) and ports == {METRICS_PORT}, (peers, ports)
+        if any(is_prometheus(peer) for peer in peers):
+            assert ports == {METRICS_PORT}, ports
+    assert any(METRICS_PORT in ports for _, ports in rules), "Prometheus is admitted to the metrics port"
 
 
 def test_knative_overlay_autoscales_on_concurrency() -> None:
@@ -289,7 +316,7 @@ def test_pdb_and_network_policy_select_the_predictor_pods() -> None:
         for p in allowed
     )
     first_rule_ports = {port["port"] for port in policy["spec"]["ingress"][0]["ports"]}
-    assert CONTAINER_PORT in first_rule_ports
+    assert CONTAINER_PORT in first_rule_ports and METRICS_PORT not in first_rule_ports
 
 
 # The gRPC overlay: the Open Inference Protocol over gRPC through Knative
@@ -350,12 +377,14 @@ def test_grpc_overlay_is_the_knative_overlay_with_grpc_in_front() -> None:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_the_http_server_stays_on_3000_for_metrics(overlay: str) -> None:
-    """Prometheus scrapes the pod's port 3000 directly (not through Knative): every overlay keeps the HTTP server
-    there, and in the grpc overlay off the gRPC port that Knative's PORT names."""
+def test_the_http_grpc_and_metrics_ports_are_apart(overlay: str) -> None:
+    """Prometheus scrapes the pod's metrics port directly (not through Knative): every overlay keeps the HTTP
+    server on 3000, off the gRPC port that Knative's PORT names in the grpc overlay, and both off the metrics port."""
     isvc = isvc_of(overlay)
-    assert http_port_of(isvc) == CONTAINER_PORT == int(isvc["metadata"]["annotations"]["prometheus.kserve.io/port"])
-    assert http_port_of(isvc) != int(env_of(predictor_container(isvc)).get("READMISSION_GRPC_PORT") or GRPC_PORT)
+    grpc_port = int(env_of(predictor_container(isvc)).get("READMISSION_GRPC_PORT") or GRPC_PORT)
+    metrics_port = int(isvc["metadata"]["annotations"]["prometheus.kserve.io/port"])
+    assert len({http_port_of(isvc), grpc_port, metrics_port}) == 3
+    assert http_port_of(isvc) == CONTAINER_PORT
     if overlay == "grpc":
         assert predictor_container(isvc)["args"][0] == "serve", "BentoML's entrypoint: `serve` runs `bentoml serve`"
 
@@ -386,7 +415,7 @@ def test_grpc_overlay_network_policy_admits_grpc() -> None:
     prometheus = ports_for(
         lambda p: p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name") == "prometheus"
     )
-    assert CONTAINER_PORT in prometheus, "Prometheus still scrapes /metrics on 3000"
+    assert prometheus == {METRICS_PORT}, "Prometheus scrapes the metrics port, and reaches nothing else"
 
 
 def test_readme_explains_the_grpc_overlay() -> None:

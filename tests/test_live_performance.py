@@ -16,7 +16,8 @@ from sklearn.metrics import average_precision_score, brier_score_loss, precision
 
 from bento import quality
 from bento.predictor import METADATA_FILE
-from tests.helpers import INFER, binary_matrix, copy_home, decode_binary_response, poll, serve
+from tests import servers
+from tests.helpers import INFER, binary_matrix, copy_home, decode_binary_response, poll, scrape, serve
 from training import data, registry
 
 CHUNK = 1000  # rows per infer and per feedback call
@@ -31,10 +32,10 @@ def _test_split(champion_store) -> tuple[np.ndarray, np.ndarray]:
     return data.design_matrix(data.split(frame, seed=seed).test)
 
 
-def _live_gauges(client: httpx.Client) -> dict[tuple[str, ...], float]:
+def _live_gauges(server: servers.Server) -> dict[tuple[str, ...], float]:
     """readmission_live_metric and readmission_training_metric samples by (name, labels...)."""
     found = {}
-    for family in text_string_to_metric_families(client.get("/metrics").text):
+    for family in text_string_to_metric_families(scrape(server)):
         if family.name in ("readmission_live_metric", "readmission_training_metric"):
             for sample in family.samples:
                 labels = sample.labels
@@ -82,7 +83,13 @@ def test_replayed_test_split_gives_the_offline_figures(champion_store, bento_hom
                 return live if all(live[w]["labelled_rows"] == rows for w in ("30d", "90d")) else None
 
             live = poll(labelled, 60, f"{rows} labelled rows in /performance", interval=0.5)
-            gauges = _live_gauges(client)
+
+            def scraped() -> dict | None:  # the same figures on the metrics port (a scrape is up to 1 s old)
+                found = _live_gauges(server)
+                counted = found.get(("readmission_live_metric", version, "90d", "labelled_rows"))
+                return found if counted == rows else None
+
+            gauges = poll(scraped, 10, f"{rows} labelled rows in /metrics")
     finally:
         server.stop()
 

@@ -86,7 +86,7 @@ def prometheus(service, second_service, tmp_path_factory) -> Iterator[Prometheus
     folder = tmp_path_factory.mktemp("prometheus")
     locust_port = servers.free_port()
     targets = {
-        "readmission": [service.url.removeprefix("http://"), second_service.url.removeprefix("http://")],
+        "readmission": [service.metrics_target, second_service.metrics_target],
         "locust": [f"127.0.0.1:{locust_port}"],
     }
     server = servers.start_prometheus(folder, targets)

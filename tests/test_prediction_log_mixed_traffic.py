@@ -46,8 +46,9 @@ def outcome_of(prediction_id: str) -> bool:
 class Traffic:
     """The clients, each a thread, until `stop`; every answer's status by kind of client, the ids answered."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, metrics: str) -> None:
         self.url = url
+        self.metrics = metrics  # the service's Prometheus port
         self.answered: list[str] = []  # prediction ids, in the order they were answered
         self.statuses: dict[str, Counter] = {}
         self.errors: list[str] = []  # transport errors, and answers that broke a rule, for the failure message
@@ -122,12 +123,12 @@ class Traffic:
         self._note("hostile", answer.status_code)
 
     def _scrape(self, client: httpx.Client, rng: random.Random) -> None:
-        self._note("metrics", client.get("/metrics").status_code)
+        self._note("metrics", client.get(self.metrics).status_code)
 
 
 def run_and_settle(server: servers.Server, stored: Callable[[], set[str]], figure, name: str) -> None:
     """Run the traffic, wait until the missing rows are the rows counted, then check the invariant."""
-    traffic = Traffic(server.url)
+    traffic = Traffic(server.url, server.metrics)
     traffic.run_for(LOAD_SECONDS)
     answered = set(traffic.answered)
 

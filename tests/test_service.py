@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from bento import features
-from tests.helpers import RECORD, SEED_EXAMPLE
+from bento.metrics import PUBLISH_ROWS
+from tests.helpers import RECORD, SEED_EXAMPLE, poll, scrape
 
 
 def test_seed_example_gets_a_probability_label_band_and_model(client, local):
@@ -121,15 +122,20 @@ def _series(text: str, name: str) -> dict[str, float]:
     }
 
 
-def test_metrics_count_predictions_and_refusals_with_bounded_labels(client):
-    before = _series(client.get("/metrics").text, "readmission_predictions_total")
-    client.post("/predict/batch", json=[RECORD] * 4)
+def test_metrics_count_predictions_and_refusals_with_bounded_labels(client, service):
+    before = sum(_series(scrape(service), "readmission_predictions_total").values())
+    client.post("/predict/batch", json=[RECORD] * PUBLISH_ROWS)  # published with the rows pending before (< 20)
     client.get("/some/random/path/12345")
     client.post("/v2/models/no-such-model-xyz/infer", json={"inputs": []})
     client.post("/predict", json=RECORD | {"race": "Martian"})
-    text = client.get("/metrics").text
-    after = _series(text, "readmission_predictions_total")
-    assert sum(after.values()) - sum(before.values()) == 4
+
+    def published() -> str | None:
+        text = scrape(service)
+        counted = sum(_series(text, "readmission_predictions_total").values()) - before
+        assert counted < 2 * PUBLISH_ROWS
+        return text if counted >= PUBLISH_ROWS and "unknown_model" in text else None
+
+    text = poll(published, 10, "the predictions and refusals counted")
     assert "12345" not in text and "no-such-model-xyz" not in text
     assert 'endpoint="/v2/models/{model}/infer"' in text
     failures = _series(text, "readmission_validation_failures_total")

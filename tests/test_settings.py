@@ -39,6 +39,7 @@ def test_the_defaults_are_those_of_a_laptop():
     assert (service.body_timeout_seconds, service.top_factors, service.drain_seconds) == (10, 5, 10)
     assert not service.tracing
     assert (service.grpc_port, service.grpc_host, service.api_token) == (8081, "0.0.0.0", None)
+    assert (service.metrics_port, service.metrics_host) == (8082, "0.0.0.0")  # apart from 3000 and 8081
     assert (service.home, service.prediction_log) == (Path.home() / ".readmission", "")
     assert (service.prediction_log_queue_rows, service.prediction_log_features) == (100_000, False)
     assert (service.prediction_log_retention_days, service.monitor_seconds) == (30, 60)
@@ -83,6 +84,7 @@ def test_settings_are_frozen():
         (ServiceSettings, "READMISSION_WORKERS", "two", "valid integer"),
         (ServiceSettings, "READMISSION_GRPC_PORT", "65536", "less than or equal to 65535"),
         (ServiceSettings, "READMISSION_GRPC_PORT", "-1", "greater than or equal to 0"),
+        (ServiceSettings, "READMISSION_METRICS_PORT", "65536", "less than or equal to 65535"),
         (ServiceSettings, "READMISSION_MAX_BODY_BYTES", "1e6", "valid integer"),
         (ServiceSettings, "READMISSION_BODY_TIMEOUT_SECONDS", "0", "greater than or equal to 1"),
         (ServiceSettings, "READMISSION_TRACING", "maybe", "valid boolean"),

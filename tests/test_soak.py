@@ -182,7 +182,8 @@ def own_service(bento_home, tmp_path):
 @pytest.mark.slow
 def test_soak_ci(own_service, tmp_path, figure):
     started = time.monotonic()
-    command = [sys.executable, str(SOAK), "--host", own_service.url, "--duration", str(CI_DURATION),
+    command = [sys.executable, str(SOAK), "--host", own_service.url, "--metrics", str(own_service.metrics),
+               "--duration", str(CI_DURATION),
                "--window", str(CI_WINDOW), "--results", str(tmp_path / "results"), "--name", "soak",
                "--service-log", str(own_service.log)]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=CI_DURATION + 300, cwd=REPO)

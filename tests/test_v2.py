@@ -28,7 +28,9 @@ from tests.helpers import (
     field_request,
     matrix_of,
     matrix_request,
+    poll,
     records,
+    scrape,
     workers_of,
 )
 
@@ -440,11 +442,11 @@ def test_refused_request_bodies_are_not_logged(client, service):
     assert marker not in service.log_text()
 
 
-def model_calls(client) -> tuple[float, float]:
+def model_calls(service) -> tuple[float, float]:
     """readmission_model_call_rows: (model calls, rows scored) so far."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    for family in text_string_to_metric_families(client.get("/metrics").text):
+    for family in text_string_to_metric_families(scrape(service)):
         if family.name == "readmission_model_call_rows":
             values = {sample.name: sample.value for sample in family.samples if not sample.labels.get("le")}
             return values["readmission_model_call_rows_count"], values["readmission_model_call_rows_sum"]
@@ -468,7 +470,7 @@ def test_concurrent_requests_scored_together_each_get_their_own_answer(service, 
             ]
             return await asyncio.gather(*calls)
 
-    calls_before, rows_before = model_calls(client)
+    calls_before, rows_before = model_calls(service)
     answers = asyncio.run(send_all())
     expected = local.probabilities(matrix)
     for i, (answer, start, size) in enumerate(zip(answers, starts, sizes, strict=True)):
@@ -477,7 +479,9 @@ def test_concurrent_requests_scored_together_each_get_their_own_answer(service, 
         assert body["id"] == f"r{i}"
         got = outputs_of(body)["probability"]["data"]
         assert np.abs(np.asarray(got) - expected[start : start + size]).max() <= 1e-6
-    calls_after, rows_after = model_calls(client)
+    calls_after, rows_after = poll(
+        lambda: (now := model_calls(service))[1] >= rows_before + len(matrix) and now, 10, "the rows scored counted"
+    )
     calls, rows = calls_after - calls_before, rows_after - rows_before
     assert rows == len(matrix) and 1 <= calls <= len(sizes)
     figure("model calls for 32 concurrent requests (60 rows)", int(calls))
