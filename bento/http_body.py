@@ -63,7 +63,7 @@ def parse_json(raw: bytes) -> Any:
     except orjson.JSONDecodeError:
         return _parse_checked(raw)
     if raw.count(b":") > _key_count(parsed):
-        return _parse_checked(raw)
+        return _parse_checked(raw, unicode_checked=True)
     return parsed
 
 
@@ -94,7 +94,8 @@ def _quoted(text: str) -> str:
     return repr(text.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace"))
 
 
-def _parse_checked(raw: bytes) -> Any:
+def _parse_checked(raw: bytes, unicode_checked: bool = False) -> Any:
+    """`raw` parsed by the standard parser; `unicode_checked`: orjson took it, so its text is valid Unicode."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -103,7 +104,7 @@ def _parse_checked(raw: bytes) -> Any:
         raise RequestError(Reason.INVALID_JSON, "the body is not UTF-8 text (it holds NUL bytes: UTF-16 or UTF-32?)")
     try:
         parsed = json.loads(text, object_pairs_hook=_unique_keys)
-        where = _lone_surrogate(parsed, "")
+        where = None if unicode_checked else _lone_surrogate(parsed, "")
     except RecursionError as error:
         raise RequestError(Reason.INVALID_JSON, "the JSON is nested too deeply") from error
     except json.JSONDecodeError as error:

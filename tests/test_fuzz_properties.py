@@ -25,7 +25,7 @@ from bento import features
 from bento.v2_tensors import DTYPES
 from tests.helpers import HEADER, INFER, MODEL, RECORD, field_request
 
-EXAMPLES = 120  # per surface; each example is one request (gRPC: one call)
+EXAMPLES = 600  # per surface; each example is one request (gRPC: one call)
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,

@@ -359,7 +359,7 @@ def test_pd_form_with_an_unknown_category_names_the_field_and_row(client):
 
 @pytest.mark.parametrize("code", ["0", "000", "0.5", "00.01"])
 def test_pd_form_with_an_icd9_code_outside_every_chapter(client, code):
-    # icd9.is_valid accepts these, icd9.group raises ValueError in features.encode: a 500 until fixed there
+    # zero is no ICD-9 code (once icd9.is_valid took these and icd9.group raised ValueError in features.encode)
     request = field_request([RECORD, RECORD | {"diag_2": code}])
     refused(client.post(INFER, json=request), 400, "diag_2", "row 1")
 
