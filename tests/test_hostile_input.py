@@ -1,9 +1,11 @@
-"""Hostile input over real HTTP: slow bodies, very long strings, wrong content types, odd bytes.
+"""Hostile input over real HTTP: slow bodies, very long strings, wrong content types, odd bytes, lone surrogates,
+integers of thousands of digits, repeated keys, UTF-16 and UTF-32 bodies, requests pipelined behind a refused one,
+and explanations that must not hold the event loop.
 
 Every answer is a 4xx JSON error that names the problem, small whatever the request's size, and the
 service keeps answering ordinary requests afterwards. (Fuzzing from the OpenAPI document is in
-test_fuzz.py; oversized bodies, nesting, huge numbers and lying binary headers in test_service.py and
-test_v2.py.)
+test_fuzz.py, with strategies of our own in test_fuzz_properties.py; oversized bodies, nesting, huge numbers
+and lying binary headers in test_service.py and test_v2.py.)
 """
 
 from __future__ import annotations
