@@ -41,9 +41,10 @@ HOSTILE_HOST = "attacker.example"
 def bounded(bento_home, tmp_path_factory) -> servers.Server:
     """A service with short bounds, gRPC on a port of its own, no prediction log."""
     extra, address = grpc_env()
+    tmp = tmp_path_factory.mktemp("bounded")
     server = serve(
-        bento_home["home"],
-        tmp_path_factory.mktemp("bounded"),
+        copy_home(bento_home, tmp),  # its own: a server starting on the shared home empties the shared service's metrics
+        tmp,
         READMISSION_HEADER_TIMEOUT_SECONDS=str(HEADER_SECONDS),
         READMISSION_IDLE_TIMEOUT_SECONDS=str(IDLE_SECONDS),
         READMISSION_MAX_CONNECTIONS=str(CAP),
