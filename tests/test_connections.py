@@ -43,7 +43,7 @@ def bounded(bento_home, tmp_path_factory) -> servers.Server:
     extra, address = grpc_env()
     tmp = tmp_path_factory.mktemp("bounded")
     server = serve(
-        copy_home(bento_home, tmp),  # its own: a server starting on the shared home empties the shared service's metrics
+        copy_home(bento_home, tmp),  # its own: a server started on the shared home empties the shared one's metrics
         tmp,
         READMISSION_HEADER_TIMEOUT_SECONDS=str(HEADER_SECONDS),
         READMISSION_IDLE_TIMEOUT_SECONDS=str(IDLE_SECONDS),
