@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -54,6 +54,16 @@ def listing(values: Sequence[Any], shown: int = 12) -> str:
     """The first `shown` values, comma-separated, and how many more there are (for error messages)."""
     text = ", ".join(str(v) for v in values[:shown])
     return text + (f" (and {len(values) - shown} more)" if len(values) > shown else "")
+
+
+def first_repeated(names: Iterable[str]) -> str | None:
+    """The first name that appears a second time in `names`, or None (for messages that name a repeated key)."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
 
 
 class RequestError(Exception):

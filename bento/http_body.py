@@ -11,7 +11,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from bento.errors import Reason, RequestError
+from bento.errors import Reason, RequestError, first_repeated
 
 _LENGTH = re.compile(r"[ \t]*[0-9]+[ \t]*")
 
@@ -84,8 +84,7 @@ def _key_count(value: Any) -> int:
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result = dict(pairs)
     if len(result) != len(pairs):
-        seen: set[str] = set()
-        repeated = next(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
+        repeated = first_repeated(key for key, _ in pairs)
         raise RequestError(Reason.INVALID_JSON, f"the key {_quoted(repeated)} appears twice in one object")
     return result
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from bento.errors import Reason, RequestError
+from bento.errors import Reason, RequestError, first_repeated
 from bento.http_body import is_length, parse_json
 
 HEADER_LENGTH = "inference-header-content-length"
@@ -93,11 +93,9 @@ def request_of(
 
 
 def _once(names: list[str], what: str) -> None:
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise tensor_error(f"{what}s: {what} {name!r} is named twice; name each {what} once")
-        seen.add(name)
+    name = first_repeated(names)
+    if name is not None:
+        raise tensor_error(f"{what}s: {what} {name!r} is named twice; name each {what} once")
 
 
 def _parameters(value: Any, where: str) -> dict[str, Any]:
