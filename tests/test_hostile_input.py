@@ -382,11 +382,14 @@ def test_a_thousand_row_explanation_does_not_hold_other_requests(service, client
     batch = records(1000, seed=5)
     finished = threading.Event()
     answers: list[httpx.Response] = []
+    durations: list[float] = []  # of each explained batch: the yardstick, as the machine's speed varies
 
     def explain() -> None:
         with httpx.Client(base_url=service.url, timeout=60) as other:
             for _ in range(2):
+                started = time.monotonic()
                 answers.append(other.post("/predict/batch?explain=true", json=batch))
+                durations.append(time.monotonic() - started)
         finished.set()
 
     worker = threading.Thread(target=explain)
@@ -401,4 +404,5 @@ def test_a_thousand_row_explanation_does_not_hold_other_requests(service, client
     worker.join()
     assert [a.status_code for a in answers] == [200] * 2 and len(answers[0].json()["predictions"][0]["factors"]) == 5
     assert health >= 10, health
-    assert slowest < 0.3, f"a /health request waited {slowest:.2f} s behind an explanation"
+    # on the event loop, a /health request waited for nearly the whole explanation; off it, for a fraction of it
+    assert slowest < 0.5 * min(durations), f"a /health request waited {slowest:.2f} s; explanations took {durations}"
