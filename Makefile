@@ -16,7 +16,7 @@ export READMISSION_GRPC_HOST ?= 127.0.0.1
 # Prometheus's port (8082) too: `make up`'s Prometheus scrapes it there.
 export READMISSION_METRICS_HOST ?= 127.0.0.1
 
-.PHONY: venv lock up serve train import build ui loadtest soak test lint format bench deploy oci oci-test prometheus audit clean
+.PHONY: venv lock up serve train import build ui loadtest soak test test-unit lint format bench deploy oci oci-test prometheus audit clean
 
 # Every version comes from uv.lock: constraints.txt is its export (all extras, sha256 of every file), installed in
 # pip's hash-checking mode (pip itself included); then the project, editable, without dependencies.
@@ -36,7 +36,7 @@ lock: venv
 	$(BIN)/python .ci/lock.py $(foreach package,$(UPGRADE),--upgrade $(package))
 
 # Each step leaves a stamp, so `make up` retrains, re-imports or rebuilds only what changed.
-$(STATE)/trained.stamp: $(BIN)/.installed $(wildcard training/*.py) $(wildcard bento/feature*.py) bento/icd9.py bento/drift.py
+$(STATE)/trained.stamp: $(BIN)/.installed $(wildcard training/*.py) $(wildcard bento/features/*.py) bento/quality/drift.py
 	$(BIN)/readmission train
 	touch $@
 
@@ -44,7 +44,7 @@ $(STATE)/imported.stamp: $(STATE)/trained.stamp
 	$(BIN)/readmission import
 	touch $@
 
-$(STATE)/built.stamp: $(STATE)/imported.stamp $(wildcard bento/*.py) bento/requirements.txt bentofile.yaml
+$(STATE)/built.stamp: $(STATE)/imported.stamp $(wildcard bento/*.py bento/*/*.py) bento/requirements.txt bentofile.yaml
 	$(BIN)/bentoml build
 	touch $@
 
@@ -106,14 +106,18 @@ oci-test: oci
 deploy: venv
 	bash kserve/deploy.sh $(DEPLOY_ARGS)
 
-test: venv
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+test: lint
 	$(BIN)/pytest
 
+# The fast layer: in-process tests of every room (no server, no training), under a minute.
+test-unit: venv
+	$(BIN)/pytest tests/unit
+
+# Style, and the one-way layers of bento/ (pyproject.toml's import-linter contracts; ARCHITECTURE.md).
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: venv
 	$(BIN)/ruff check --fix .

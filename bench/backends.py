@@ -69,7 +69,7 @@ def xgboost_scorer(model: Path) -> tuple[Scorer, dict[str, Any]]:
 
 def tl2cgen_scorer(model: Path, columns: int) -> tuple[Scorer, dict[str, Any]]:
     """The compiled trees our service loads (`bento.compiled.CompiledTrees`)."""
-    from bento.compiled import CompiledTrees
+    from bento.model.compiled import CompiledTrees
 
     trees = CompiledTrees.load(model.parent, columns)
     manifest = json.loads((model.parent / "compiled" / "manifest.json").read_text())

@@ -14,8 +14,9 @@ import numpy as np
 import psycopg
 
 from bento import features
-from bento.log_store_postgres import PostgresStore
-from bento.prediction_log import PredictionIds, ScoredBatch
+from bento.core.ids import PredictionIds
+from bento.core.scoring import ScoredBatch
+from bento.predictionlog.postgres import PostgresStore
 from tests.postgres_server import start_server
 
 BATCH = 1000

@@ -77,15 +77,15 @@ def bucket(frame: str) -> str:
 
 # (label, substrings of which any in a stack's frames counts the sample): inclusive shares of the pieces
 PIECES = [
-    ("whole V2 handler (bento/v2_api.py infer)", ["infer (bento/v2_api.py"]),
-    ("  JSON body parse (bento/http_body.py parse_json)", ["parse_json (bento/http_body.py"]),
-    ("  V2 tensor decode (bento/v2_tensors.py decode_request)", ["decode_request (bento/v2_tensors.py"]),
-    ("  matrix validation (bento/feature_checks.py check_matrix)", ["check_matrix (bento/feature_checks.py"]),
+    ("whole V2 handler (bento/v2/inference.py infer)", ["infer (bento/v2/inference.py"]),
+    ("  JSON body parse (bento/http/body.py parse_json)", ["parse_json (bento/http/body.py"]),
+    ("  V2 tensor decode (bento/v2/tensors.py decode_request)", ["decode_request (bento/v2/tensors.py"]),
+    ("  matrix validation (bento/features/checks.py check_matrix)", ["check_matrix (bento/features/checks.py"]),
     ("  xgboost predict (Booster.inplace_predict)", ["inplace_predict ("]),
-    ("  prediction metrics (bento/metrics.py predictions)", ["predictions (bento/metrics.py"]),
-    ("  V2 response encode (bento/v2_tensors.py encode_response)", ["encode_response (bento/v2_tensors.py"]),
+    ("  prediction metrics (bento/monitoring/metrics.py predictions)", ["predictions (bento/monitoring/metrics.py"]),
+    ("  V2 response encode (bento/v2/tensors.py encode_response)", ["encode_response (bento/v2/tensors.py"]),
     ("sending the response (Starlette Response.__call__ and the send wrappers)", ["Response.__call__ (starlette/"]),
-    ("our TrafficMiddleware (bento/app.py), incl. the route", ["TrafficMiddleware.__call__ ("]),
+    ("our TrafficMiddleware (bento/server/app.py), incl. the route", ["TrafficMiddleware.__call__ ("]),
     ("OpenTelemetry (any frame)", ["opentelemetry"]),
     ("prometheus_client (any frame)", ["prometheus_client"]),
     ("logging (any frame)", ["(logging/"]),

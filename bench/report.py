@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 from bench.inputs import BATCH_ROWS
 from bench.processes import LOAD_CORE, SERVER_CORE
 from bench.workloads import GRPC_1_8, GRPC_BATCH, PREDICT, V2_1_8, V2_1_64, V2_BATCH, V2_BINARY, WORKLOADS, Result
-from bento.log_store import SQLITE_FILE
+from bento.predictionlog.sqlite import SQLITE_FILE
 
 
 def medians(raw: list[Result], order: list[str]) -> list[Result]:

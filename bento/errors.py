@@ -1,4 +1,4 @@
-"""Client errors: each carries its HTTP status and a bounded reason (a metrics label)."""
+"""Client errors: each carries a bounded reason (a metrics label), and the reason its HTTP status and gRPC code."""
 
 from __future__ import annotations
 
@@ -27,21 +27,23 @@ class Reason(StrEnum):
     STORE_UNAVAILABLE = "store_unavailable"
 
 
-STATUS: dict[Reason, int] = {
-    Reason.INVALID_JSON: 400,
-    Reason.INVALID_VALUE: 400,
-    Reason.BATCH_SIZE: 400,
-    Reason.BODY_TOO_LARGE: 413,
-    Reason.BODY_TIMEOUT: 408,
-    Reason.MEDIA_TYPE: 415,
-    Reason.TENSOR: 400,
-    Reason.UNKNOWN_MODEL: 404,
-    Reason.NOT_FOUND: 404,
-    Reason.NOT_READY: 503,
-    Reason.UNAUTHORIZED: 401,
-    Reason.UNKNOWN_PREDICTION: 404,
-    Reason.CONFLICT: 409,
-    Reason.STORE_UNAVAILABLE: 503,
+# Each reason's HTTP status and gRPC status code (a name of grpc.StatusCode: this module imports no gRPC), side by
+# side; tests/unit/test_errors.py checks that every Reason has both.
+STATUS: dict[Reason, tuple[int, str]] = {
+    Reason.INVALID_JSON: (400, "INVALID_ARGUMENT"),
+    Reason.INVALID_VALUE: (400, "INVALID_ARGUMENT"),
+    Reason.BATCH_SIZE: (400, "INVALID_ARGUMENT"),
+    Reason.BODY_TOO_LARGE: (413, "RESOURCE_EXHAUSTED"),
+    Reason.BODY_TIMEOUT: (408, "DEADLINE_EXCEEDED"),
+    Reason.MEDIA_TYPE: (415, "INVALID_ARGUMENT"),
+    Reason.TENSOR: (400, "INVALID_ARGUMENT"),
+    Reason.UNKNOWN_MODEL: (404, "NOT_FOUND"),
+    Reason.NOT_FOUND: (404, "NOT_FOUND"),
+    Reason.NOT_READY: (503, "UNAVAILABLE"),
+    Reason.UNAUTHORIZED: (401, "UNAUTHENTICATED"),
+    Reason.UNKNOWN_PREDICTION: (404, "NOT_FOUND"),
+    Reason.CONFLICT: (409, "ALREADY_EXISTS"),
+    Reason.STORE_UNAVAILABLE: (503, "UNAVAILABLE"),
 }
 
 
@@ -80,4 +82,9 @@ class RequestError(Exception):
     @property
     def status(self) -> int:
         """The HTTP status code."""
-        return STATUS[self.reason]
+        return STATUS[self.reason][0]
+
+    @property
+    def grpc_code(self) -> str:
+        """The gRPC status code's name."""
+        return STATUS[self.reason][1]

@@ -1,12 +1,12 @@
 """The BentoML service: the champion model, served over the simple API and the V2 protocol.
 
 `bentoml serve bento.service:ReadmissionService` (or `bentoml serve` in the project root).
-Routes live in bento/app.py (`/` leads to the interactive documentation at /docs); BentoML adds /livez, /readyz
+Routes live in bento/server/app.py (`/` leads to the interactive documentation at /docs); BentoML adds /livez, /readyz
 and /healthz.
 
 Faults (tests/test_faults.py): a model missing, corrupt or trained on another feature spec leaves the
 server up but not ready (a log line says why; predictions answer 503); a worker that dies is respawned;
-SIGTERM drains before it stops (bento/drain.py). Connections are bounded (bento/connections.py).
+SIGTERM drains before it stops (bento/server/drain.py). Connections are bounded (bento/server/connections.py).
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ from bentoml._internal.types import PathType
 from bentoml.exceptions import BentoMLException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bento import connections, drain
-from bento.app import create_app
-from bento.core import ScoringCore
-from bento.predictor import ModelLoadError, Predictor
+from bento.core.scoring import ScoringCore
+from bento.model.predictor import ModelLoadError, Predictor
+from bento.monitoring import metrics
+from bento.server import connections, drain
+from bento.server.app import create_app
 from bento.settings import ServiceSettings, SettingsError
 
 logger = logging.getLogger("readmission")
@@ -95,7 +96,7 @@ BENTOML_PREFIXES = ("/static_content/", "/assets/")
     name="readmission",
     workers=SETTINGS.workers,
     traffic={"timeout": 30},
-    # BentoML's traffic metrics label by raw path (unbounded); bento/metrics.py keeps its names, bounded.
+    # BentoML's traffic metrics label by raw path (unbounded); bento/monitoring/metrics.py keeps its names, bounded.
     metrics={"enabled": False},
     endpoints={"livez": "/livez", "readyz": "/readyz"},
     # BentoML wraps every request in an OpenTelemetry span even with nothing exporting them: about a
@@ -118,9 +119,10 @@ class ReadmissionService:
             predictor = Predictor.load(Path(stored.path), str(stored.tag))
         except ModelLoadError as error:
             logger.error("not ready: the model cannot be loaded: %s", error)
-            CORE.unavailable()
+            metrics.model_missing()
             return
         CORE.load(predictor)
+        metrics.model_loaded(predictor.info, predictor.backend)
         info = predictor.info
         logger.info("serving %s version %s (%s) with %s", info.name, info.version, info.tag, predictor.backend)
         gc.freeze()  # start-up objects never die: keep them out of the collector's full passes (tail latency)

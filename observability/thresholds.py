@@ -7,7 +7,7 @@ these values.
 
 from __future__ import annotations
 
-# Endpoint labels are bento/app.py's route templates (BentoML answers /livez, /readyz and /healthz outside
+# Endpoint labels are bento/server/app.py's route templates (BentoML answers /livez, /readyz and /healthz outside
 # the application, so those never reach its metrics). Patterns are PromQL regexes (fully anchored).
 SCORING_ENDPOINTS = "/predict.*|/v2/models/.+/infer"  # the endpoints that score patients
 PROBE_ENDPOINTS = "/health|/v2/health/.+"  # health checks: not API traffic (/metrics is never counted)

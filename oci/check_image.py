@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bento import features  # noqa: E402
-from bento.predictor import Predictor  # noqa: E402
+from bento.model.predictor import Predictor  # noqa: E402
 from bento.settings import MODEL_NAME  # noqa: E402
 from loadtest import cli  # noqa: E402
 

@@ -58,7 +58,7 @@ def champion_store(request, tmp_path_factory):
 @pytest.fixture(scope="module")
 def local(bento_home):
     """The served model loaded in-process, to compare with what comes over HTTP."""
-    from bento.predictor import Predictor
+    from bento.model.predictor import Predictor
 
     return Predictor.load(bento_home["model_dir"], bento_home["tag"])
 

@@ -38,7 +38,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from bento import features
-from bento.metrics_server import COMPUTED_HEADER
+from bento.monitoring.metrics_port import COMPUTED_HEADER
 from bento.settings import MODEL_NAME
 from tests import servers
 
@@ -225,7 +225,7 @@ def serve(home: Path, tmp_path: Path, ready_path: str = "/readyz", **env: str) -
 
 def scrape(server: servers.Server) -> str:
     """The server's Prometheus exposition (its metrics port) as of this call or later: a worker caches its answer
-    up to bento/metrics_server.py's CACHE_SECONDS, so a cached one older than the call is asked again."""
+    up to bento/monitoring/metrics_port.py's CACHE_SECONDS, so a cached one older than the call is asked again."""
     assert server.metrics is not None, "the server has no metrics port"
     called = time.time()
 

@@ -1,4 +1,4 @@
-"""The optional bearer token (bento/auth.py): a real service started with READMISSION_API_TOKEN, its clients
+"""The optional bearer token (bento/http/auth.py): a real service started with READMISSION_API_TOKEN, its clients
 (tritonclient, the Streamlit UI's client, the Locust user), and the OpenAPI document."""
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
-from bento import auth, features, openapi
+from bento import features
 from bento.errors import RequestError
+from bento.http import auth
+from bento.openapi import document
 from bento.settings import ServiceSettings
 from tests import servers
 from tests.helpers import MODEL, RECORD, SEED_EXAMPLE, bentoml_env, grpc_env, poll, scrape
@@ -121,10 +123,10 @@ def test_the_token_is_read_from_the_environment_and_kept_out_of_repr(monkeypatch
 
 
 def test_the_openapi_document_has_security_only_with_a_token():
-    plain = openapi.document(ServiceSettings())
+    plain = document.document(ServiceSettings())
     assert "securitySchemes" not in plain["components"]  # what tests/test_fuzz.py fuzzes: no token configured
     assert not any("security" in op for item in plain["paths"].values() for op in item.values() if isinstance(op, dict))
-    secured = openapi.document(ServiceSettings(api_token=TOKEN))
+    secured = document.document(ServiceSettings(api_token=TOKEN))
     assert secured["components"]["securitySchemes"]["bearerAuth"] == {"type": "http", "scheme": "bearer"}
     assert TOKEN not in json.dumps(secured)
     for path, item in secured["paths"].items():

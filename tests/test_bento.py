@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from bento import features
-from bento.predictor import Predictor
+from bento.model.predictor import Predictor
 from tests import servers
 from tests.helpers import RECORD, bentoml_env
 
@@ -47,7 +47,7 @@ def test_bento_carries_the_model_and_lean_requirements(exported_bento, bento_hom
     assert not packages & {"mlflow", "mlflow-skinny", "kserve", "scikit-learn", "pandas", "xgboost"}
     shipped = {p.name for p in (bento_dir / "src").rglob("*.py")}
     assert "service.py" in shipped and not shipped & {"train.py", "registry.py", "importer.py"}
-    docs = bento_dir / "src" / "bento" / "static"  # the /docs page's own files (bento/docs_page.py)
+    docs = bento_dir / "src" / "bento" / "openapi" / "static"  # the /docs page's own files (bento/openapi/docs_page.py)
     assert {"swagger-ui-bundle.js", "swagger-ui.css", "LICENSE", "docs.js"} <= {p.name for p in docs.rglob("*")}
 
 

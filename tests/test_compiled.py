@@ -15,8 +15,9 @@ import pytest
 import xgboost as xgb
 import yaml
 
-from bento import compiled, features
-from bento.predictor import COMPILED, XGBOOST, Predictor
+from bento import features
+from bento.model import compiled
+from bento.model.predictor import COMPILED, XGBOOST, Predictor
 from tests.helpers import INFER, bentoml_env, binary_matrix, copy_home, decode_binary_response, scrape, serve
 
 TOLERANCE = 1e-6

@@ -1,4 +1,5 @@
-"""Bounded connections (bento/connections.py, bento/grpc_server.py) against a real `bentoml serve` with short bounds.
+"""Bounded connections (bento/server/connections.py, bento/v2/grpc_server.py) against a real `bentoml serve` with
+short bounds.
 
 Raw sockets, so that nothing between the test and the server retries or pools: a client trickling its headers is cut
 off at the header timeout, a silent connection (new, or kept alive after an answer) at the idle timeout, a gRPC
@@ -26,7 +27,7 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bento.connections import MAX_HEADER_BYTES
+from bento.server.connections import MAX_HEADER_BYTES
 from tests import servers
 from tests.helpers import RECORD, copy_home, grpc_env, poll, records, serve
 

@@ -6,9 +6,8 @@ import asyncio
 
 import numpy as np
 
-from bento.core import COALESCED_ROWS, ScoringCore
+from bento.core.scoring import COALESCED_ROWS, ScoredBatch, ScoringCore
 from bento.errors import Reason, RequestError
-from bento.prediction_log import ScoredBatch
 from bento.settings import ServiceSettings
 from tests.helpers import matrix_of, records
 
@@ -66,23 +65,14 @@ def test_a_large_request_is_scored_alone_and_a_missing_model_fails_every_waiting
     assert all(isinstance(e, RequestError) and e.reason is Reason.NOT_READY for e in errors)
 
 
-class RecordedLog:
-    """Where the core puts what it scored: the ScoredBatches the prediction log would write, kept as they come."""
-
-    def __init__(self) -> None:
-        self.batches: list[ScoredBatch] = []
-
-    def append(self, batch: ScoredBatch) -> None:
-        self.batches.append(batch)
-
-
 def test_requests_scored_together_each_get_their_own_ids_in_order_with_the_logged_probabilities(local):
     """A request handed another's ids would label the wrong patients when feedback comes: each id's logged
     probability must be the one its request received for that row, for requests of different sizes."""
     core = ScoringCore(ServiceSettings())
     counting = CountingPredictor(local)
     core.predictor = counting
-    core.log = RecordedLog()  # type: ignore[assignment]
+    batches: list[ScoredBatch] = []  # what the core hands its subscribers, as the prediction log receives it
+    core.subscribe(batches.append)
     pool = matrix_of(records(2000, seed=33))
     _, first = np.unique(local.probabilities(pool), return_index=True)
     sizes = [1, 7, 2, 1, 12, 3, 1, 5, 9, 1, 4, 2, 6, 1, 8, 3]
@@ -99,7 +89,7 @@ def test_requests_scored_together_each_get_their_own_ids_in_order_with_the_logge
     assert len(set(every_id)) == len(every_id) == sum(sizes)
     logged = {
         prediction_id: probability
-        for batch in core.log.batches
+        for batch in batches
         for prediction_id, probability in zip(batch.ids, batch.probabilities.tolist(), strict=True)
     }
     assert set(logged) == set(every_id)

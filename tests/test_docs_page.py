@@ -11,9 +11,9 @@ import yaml
 from bentoml._internal.bento.build_config import BentoPathSpec
 from starlette.testclient import TestClient
 
-from bento import docs_page
-from bento.app import ROUTES, create_app
-from bento.core import ScoringCore
+from bento.core.scoring import ScoringCore
+from bento.openapi import docs_page
+from bento.server.app import ROUTES, create_app
 from bento.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[1]

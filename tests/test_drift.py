@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
-from bento import drift, drift_monitor, features
-from bento.prediction_log import ScoredBatch
+from bento import features
+from bento.core.scoring import ScoredBatch
+from bento.monitoring import drift_counts
+from bento.quality import drift
 from observability.thresholds import FEATURE_PSI_THRESHOLD, PSI_EPSILON
 from tests import sample_data
 from tests.helpers import matrix_of, old_emergencies
@@ -108,7 +110,7 @@ def test_the_reference_survives_the_model_metadata(reference):
 
 
 def test_a_model_without_a_reference_serves_with_drift_off(caplog):
-    assert drift_monitor.consumers(None) == []
+    assert drift_counts.consumers(None) == []
     assert "feature drift is off" in caplog.text
 
 
@@ -154,12 +156,12 @@ def test_a_flush_larger_than_the_sample_is_counted_evenly(reference, matrices):
     ]
     series = reference.buckets.series
     before = served_counts(series)
-    (count,) = drift_monitor.consumers(reference)
+    (count,) = drift_counts.consumers(reference)
     count(batches)
     published, whole = served_counts(series) - before, reference.buckets.counts(rows)
     age = [i for i, (name, _) in enumerate(series) if name == "age"]
     sampled = published[age].sum()
-    assert drift_monitor.SAMPLE_ROWS // 2 < sampled <= drift_monitor.SAMPLE_ROWS
+    assert drift_counts.SAMPLE_ROWS // 2 < sampled <= drift_counts.SAMPLE_ROWS
     shares, expected = published[age] / sampled, whole[age] / len(rows)
     error = 4 * np.sqrt(expected * (1 - expected) / sampled) + 1e-9
     bands = [series[i][1] for i in age]

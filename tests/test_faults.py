@@ -282,7 +282,7 @@ def test_sigterm_under_load_lets_every_request_sent_before_it_finish(bento_home,
     Every request opens a new connection, so no failure can be an idle keep-alive connection the server
     closed at shutdown (that is not an accepted request; a client reusing connections retries such an
     idempotent failure on a fresh connection, as HTTP clients ordinarily do). Every request sent before
-    the SIGTERM must get its 200. After it, the worker drains (bento/drain.py: not ready, still serving,
+    the SIGTERM must get its 200. After it, the worker drains (bento/server/drain.py: not ready, still serving,
     at most READMISSION_DRAIN_SECONDS, 4 here): those requests get 200 too; once the drain ends, new ones are
     refused, or reset when they reached the listen queue in the last moment (counted, not failed: a request
     sent after SIGTERM to a pod Kubernetes is removing from its endpoints).

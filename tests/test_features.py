@@ -3,7 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from bento import features, icd9
+from bento import features
+from bento.features import icd9
 from tests.helpers import RECORD, SEED_EXAMPLE
 
 

@@ -18,8 +18,8 @@ import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
 from prometheus_client.parser import text_string_to_metric_families
 
-from bento.log_store import SQLITE_FILE
-from bento.prediction_log import PredictionIds, issued_at
+from bento.core.ids import PredictionIds, issued_at
+from bento.predictionlog.sqlite import SQLITE_FILE
 from tests.helpers import (
     INFER,
     MODEL,

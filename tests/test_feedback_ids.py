@@ -1,5 +1,5 @@
 """POST /feedback waits for ids so recent their worker may not have logged them yet, and for no other id; what is
-a prediction id (bento/prediction_log.py's `issued_at`, the one check of the format)."""
+a prediction id (bento/predictionlog/writer.py's `issued_at`, the one check of the format)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from bento import feedback
-from bento.log_store import UnknownPredictionError
-from bento.prediction_log import PredictionIds, issued_at
+from bento.api import feedback
+from bento.core.ids import PredictionIds, issued_at
+from bento.predictionlog.store import UnknownPredictionError
 
 
 class _EmptyStore:

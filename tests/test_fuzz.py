@@ -12,8 +12,8 @@ import re
 import httpx
 import pytest
 
-from bento import openapi
-from bento.app import ROUTES
+from bento.openapi import document
+from bento.server.app import ROUTES
 from bento.settings import ServiceSettings
 
 schemathesis = pytest.importorskip("schemathesis")
@@ -29,7 +29,7 @@ _examples_run = 0
 # the same function that serves /openapi.json; the first test checks the served document is that one.
 # (schemathesis.pytest.from_fixture would load it from the server, but its lazy loader sets
 # `request.node._nodeid`, which pytest 9 no longer has.)
-DOCUMENT = json.loads(json.dumps(openapi.document(ServiceSettings())))
+DOCUMENT = json.loads(json.dumps(document.document(ServiceSettings())))
 schema = schemathesis.openapi.from_dict(DOCUMENT)
 schema.config.generation.update(
     modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE], max_examples=MAX_EXAMPLES, deterministic=True
@@ -40,7 +40,7 @@ def test_the_fuzzed_schema_is_the_one_the_service_serves(service):
     served = httpx.get(f"{service.url}/openapi.json", timeout=10)
     assert served.status_code == 200
     assert served.json() == DOCUMENT
-    assert len(schema) == len(ROUTES)  # every route of bento/app.py
+    assert len(schema) == len(ROUTES)  # every route of bento/server/app.py
     loaded = schemathesis.openapi.from_url(f"{service.url}/openapi.json", timeout=10)  # leaves out its own URL
     labels = {result.ok().label for result in schema.get_all_operations()}
     assert {result.ok().label for result in loaded.get_all_operations()} == labels - {"GET /openapi.json"}

@@ -22,7 +22,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
 from bento import features
-from bento.v2_tensors import DTYPES
+from bento.v2.tensors import DTYPES
 from tests.helpers import HEADER, INFER, MODEL, RECORD, field_request
 
 EXAMPLES = 600  # per surface; each example is one request (gRPC: one call)

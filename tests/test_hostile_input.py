@@ -360,7 +360,7 @@ def test_the_handler_of_a_bug_closes_the_connection():
 
     from starlette.requests import Request
 
-    from bento import app
+    from bento.server import app
 
     request = Request({"type": "http", "method": "POST", "path": "/predict", "headers": [], "query_string": b""})
     answer = asyncio.run(app._unexpected(request, RuntimeError("a bug")))

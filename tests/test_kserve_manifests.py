@@ -192,7 +192,7 @@ def test_custom_predictor_speaks_v2_on_port_3000(overlay: str) -> None:
 
 
 def app_paths() -> set[str]:
-    from bento.app import ROUTES
+    from bento.server.app import ROUTES
 
     return {route.path for route in ROUTES} | BENTOML_HEALTH_PATHS
 
@@ -661,7 +661,7 @@ def test_deploy_refuses_bad_arguments() -> None:
         assert result.returncode != 0, args
 
 
-# The API's bearer token (bento/auth.py): from a Secret that deploy.sh makes, never from the repository
+# The API's bearer token (bento/http/auth.py): from a Secret that deploy.sh makes, never from the repository
 
 API_TOKEN_REF = {"name": "readmission-api-token", "key": "token"}
 TOKEN_CALLERS = {"ui": "readmission-ui", "loadtest": "locust-worker"}  # the Deployments that call the API

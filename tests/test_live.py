@@ -1,4 +1,5 @@
-"""bento/live.py in-process: a store that cannot be read, the thread's start and stop, the gauges it yields."""
+"""bento/monitoring/live_performance.py in-process: a store that cannot be read, the thread's start and stop, the
+gauges it yields."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from dataclasses import replace
 
 import numpy as np
 
-from bento.live import LivePerformance, measure
-from bento.log_store import Labelled, SQLiteStore
-from bento.prediction_log import PredictionIds, ScoredBatch
-from bento.predictor import ModelInfo
+from bento.core.ids import PredictionIds
+from bento.core.scoring import ScoredBatch
+from bento.model.predictor import ModelInfo
+from bento.monitoring.live_performance import LivePerformance
+from bento.predictionlog.sqlite import SQLiteStore
+from bento.quality.windows import Labelled, measure
 from tests.helpers import poll
 
 INFO = ModelInfo(

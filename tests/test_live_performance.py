@@ -14,8 +14,8 @@ from mlflow.tracking import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn.metrics import average_precision_score, brier_score_loss, precision_score, roc_auc_score
 
-from bento import quality
-from bento.predictor import METADATA_FILE
+from bento.model.predictor import METADATA_FILE
+from bento.quality import figures
 from tests import servers
 from tests.helpers import INFER, binary_matrix, copy_home, decode_binary_response, poll, scrape, serve
 from training import data, registry
@@ -61,7 +61,7 @@ def test_replayed_test_split_gives_the_offline_figures(champion_store, bento_hom
         with httpx.Client(base_url=server.url, timeout=60) as client:
             before = poll(lambda: _computed(client), 30, "the first computation", interval=0.3)
             assert before["live"][version]["90d"] == {"labelled_rows": 0}  # no outcome yet: nothing else
-            assert before["training"][version] == {k: metadata["test_metrics"][k] for k in quality.METRICS}
+            assert before["training"][version] == {k: metadata["test_metrics"][k] for k in figures.METRICS}
 
             probabilities, ids = [], []
             for start in range(0, len(matrix), CHUNK):
@@ -108,12 +108,12 @@ def test_replayed_test_split_gives_the_offline_figures(champion_store, bento_hom
             assert gauges[("readmission_live_metric", version, window, metric)] == pytest.approx(expected, abs=1e-9)
         assert gauges[("readmission_live_metric", version, window, "labelled_rows")] == rows
         assert live[window]["roc_auc_ci_low"] < offline["roc_auc"] < live[window]["roc_auc_ci_high"]
-    for metric in quality.METRICS:
+    for metric in figures.METRICS:
         assert gauges[("readmission_training_metric", version, None, metric)] == metadata["test_metrics"][metric]
-    # one copy of each metric: bento/quality.py agrees with scikit-learn on the real rows
-    assert quality.roc_auc(outcome, probability) == pytest.approx(offline["roc_auc"], abs=1e-12)
-    assert quality.average_precision(outcome, probability) == pytest.approx(offline["pr_auc"], abs=1e-12)
-    assert quality.brier(outcome, probability) == pytest.approx(offline["brier"], abs=1e-12)
+    # one copy of each metric: bento/quality/figures.py agrees with scikit-learn on the real rows
+    assert figures.roc_auc(outcome, probability) == pytest.approx(offline["roc_auc"], abs=1e-12)
+    assert figures.average_precision(outcome, probability) == pytest.approx(offline["pr_auc"], abs=1e-12)
+    assert figures.brier(outcome, probability) == pytest.approx(offline["brier"], abs=1e-12)
     figure("live ROC-AUC - scikit-learn's", f"{live['90d']['roc_auc'] - offline['roc_auc']:.2e}")
     figure("live Brier - scikit-learn's", f"{live['90d']['brier'] - offline['brier']:.2e}")
     figure(

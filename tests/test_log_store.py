@@ -1,9 +1,9 @@
 """The prediction log's stores and its writer, without a service.
 
-One contract for both stores (bento/log_store.py's SQLiteStore and bento/log_store_postgres.py's PostgresStore,
-on a real PostgreSQL server): what is appended is read back, feedback is all or nothing, the retention purge
-erases only old encoded rows, concurrent feedback about the same predictions never records two outcomes.
-Then PredictionLog (bento/prediction_log.py) over a store that can be made to fail: a full queue drops without
+One contract for both stores (bento/predictionlog/sqlite.py's SQLiteStore and bento/predictionlog/postgres.py's
+PostgresStore, on a real PostgreSQL server): what is appended is read back, feedback is all or nothing, the
+retention purge erases only old encoded rows, concurrent feedback about the same predictions never records two outcomes.
+Then PredictionLog (bento/predictionlog/writer.py) over a store that can be made to fail: a full queue drops without
 waiting, a store locked for less than the writer's tries loses nothing, a failing store loses the batch and the
 next one is written, close() writes what is queued.
 """
@@ -24,16 +24,13 @@ import pytest
 from prometheus_client import REGISTRY
 
 from bento import features
-from bento.log_store import (
-    ConflictingOutcomeError,
-    LogStore,
-    Recorded,
-    SQLiteStore,
-    StoreError,
-    UnknownPredictionError,
-)
-from bento.log_store_postgres import PostgresStore
-from bento.prediction_log import PredictionIds, PredictionLog, ScoredBatch
+from bento.core.ids import PredictionIds
+from bento.core.scoring import ScoredBatch
+from bento.monitoring import metrics
+from bento.predictionlog.postgres import PostgresStore
+from bento.predictionlog.sqlite import SQLiteStore
+from bento.predictionlog.store import ConflictingOutcomeError, LogStore, Recorded, StoreError, UnknownPredictionError
+from bento.predictionlog.writer import PredictionLog
 from tests.helpers import poll
 
 DAY = 86_400.0
@@ -134,7 +131,7 @@ def test_encoded_rows_round_trip_as_float32_bytes_only_where_opted_in(store):
 
 
 def test_the_purge_erases_only_encoded_rows_older_than_the_cut_off(store):
-    """The writer runs the purge every PURGE_SECONDS (bento/prediction_log.py) with the cut-off
+    """The writer runs the purge every PURGE_SECONDS (bento/predictionlog/writer.py) with the cut-off
     READMISSION_PREDICTION_LOG_RETENTION_DAYS before now; here the store method is called directly."""
     log, query = store
     now = time.time()
@@ -260,7 +257,13 @@ def switchable(tmp_path):
 
 def writer(store, queue_rows: int = 1000, retry_seconds: float = 0.2) -> PredictionLog:
     log = PredictionLog(
-        store, queue_rows, keep_features=False, retention_days=30, flush_seconds=0.05, retry_seconds=retry_seconds
+        store,
+        queue_rows,
+        keep_features=False,
+        retention_days=30,
+        counts=metrics,
+        flush_seconds=0.05,
+        retry_seconds=retry_seconds,
     )
     log.start()
     return log

@@ -1,4 +1,4 @@
-"""The Prometheus port of the shared service (bento/metrics_server.py): `/metrics` there and nowhere else, no
+"""The Prometheus port of the shared service (bento/monitoring/metrics_port.py): `/metrics` there and nowhere else, no
 individual in the difference of two scrapes (what moves with a patient is published per metrics.PUBLISH_ROWS
 rows), and scrapes cheap enough that four scrapers hammering the port barely move `/predict`'s latency."""
 
@@ -14,7 +14,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from bento import features
-from bento.metrics import PUBLISH_ROWS
+from bento.monitoring.metrics import PUBLISH_ROWS
 from tests import servers
 from tests.helpers import RECORD, poll, records, scrape
 

@@ -4,15 +4,15 @@ published per PUBLISH_ROWS rows."""
 import numpy as np
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram, generate_latest
 
-from bento import scores
-from bento.metrics import PUBLISH_ROWS, PendingPredictions, add_to_histogram, bucket_counts
+from bento.model import risk_bands
+from bento.monitoring.metrics import PUBLISH_ROWS, PendingPredictions, add_to_histogram, bucket_counts
 
 
 def test_bucket_counts_added_at_once_equal_one_observe_per_value():
     one_by_one, at_once = CollectorRegistry(), CollectorRegistry()
-    first = Histogram("p", "p", buckets=scores.SCORE_BUCKETS, registry=one_by_one)
-    second = Histogram("p", "p", buckets=scores.SCORE_BUCKETS, registry=at_once)
-    values = np.concatenate([np.random.default_rng(1).random(999), scores.SCORE_BUCKETS]).astype(np.float32)
+    first = Histogram("p", "p", buckets=risk_bands.SCORE_BUCKETS, registry=one_by_one)
+    second = Histogram("p", "p", buckets=risk_bands.SCORE_BUCKETS, registry=at_once)
+    values = np.concatenate([np.random.default_rng(1).random(999), risk_bands.SCORE_BUCKETS]).astype(np.float32)
     for value in values.tolist():
         first.observe(value)
     counts = bucket_counts(np.asarray(second._upper_bounds), values).tolist()

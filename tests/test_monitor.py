@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-from bento.log_store import SQLiteStore
-from bento.prediction_log import PredictionIds, ScoredBatch
+from bento.core.ids import PredictionIds
+from bento.core.scoring import ScoredBatch
+from bento.predictionlog.sqlite import SQLiteStore
 from training import cli
 
 DAY = 86400.0

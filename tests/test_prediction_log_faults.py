@@ -26,8 +26,8 @@ import httpx
 import numpy as np
 import pytest
 
-from bento.log_store import SQLITE_FILE
-from bento.prediction_log import issued_at
+from bento.core.ids import issued_at
+from bento.predictionlog.sqlite import SQLITE_FILE
 from tests import servers
 from tests.helpers import (
     RECORD,

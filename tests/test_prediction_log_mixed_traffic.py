@@ -22,8 +22,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bento.log_store import SQLITE_FILE
-from bento.prediction_log import PredictionIds
+from bento.core.ids import PredictionIds
+from bento.predictionlog.sqlite import SQLITE_FILE
 from bento.settings import ServiceSettings
 from tests import servers
 from tests.helpers import RECORD, copy_home, log_rows_counted, poll, postgres_ids, records, serve, sqlite_ids

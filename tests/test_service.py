@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bento import features
-from bento.metrics import PUBLISH_ROWS
+from bento.monitoring.metrics import PUBLISH_ROWS
 from tests.helpers import RECORD, SEED_EXAMPLE, poll, scrape
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from bento.app import ROUTES
+from bento.server.app import ROUTES
 from observability import thresholds
 from tests.helpers import PROMQL_COMPARISON
 

@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from bento import features
-from bento.predictor import Predictor
+from bento.model.predictor import Predictor
 from bento.settings import ServiceSettings
 from tests.helpers import (
     FIELD_DATATYPES,
@@ -454,7 +454,7 @@ def model_calls(service) -> tuple[float, float]:
 
 
 def test_concurrent_requests_scored_together_each_get_their_own_answer(service, client, local, figure):
-    """Small requests in flight together are scored in one model call (bento/core.py): no answer is mixed up,
+    """Small requests in flight together are scored in one model call (bento/core/scoring.py): no answer is mixed up,
     and every row is scored exactly once."""
     import asyncio
 

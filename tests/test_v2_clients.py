@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from bento import features
-from bento.predictor import Predictor
+from bento.model.predictor import Predictor
 from tests.helpers import FIELD_DATATYPES, MODEL, RECORD, SEED_EXAMPLE, matrix_of, records
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,12 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from bento import features, icd9, openapi, wire
-from bento.app import ROUTES
+from bento import features
+from bento.features import icd9
+from bento.openapi import document, schemas
+from bento.server.app import ROUTES
 from bento.settings import ServiceSettings
 
-PLAIN = json.loads(json.dumps(openapi.document(ServiceSettings())))
-SECURED = json.loads(json.dumps(openapi.document(ServiceSettings(api_token="s3cret"))))
+PLAIN = json.loads(json.dumps(document.document(ServiceSettings())))
+SECURED = json.loads(json.dumps(document.document(ServiceSettings(api_token="s3cret"))))
 SCHEMAS = PLAIN["components"]["schemas"]
 MODEL = ServiceSettings().v2_model_name
 
@@ -43,8 +45,8 @@ def test_every_route_of_the_app_is_in_the_document_and_nothing_else():
 
 
 def test_the_schemas_are_the_models():
-    for model in (wire.PatientRecord, wire.EncodedPatient, wire.Outcome, wire.ErrorBody, wire.Live):
-        assert SCHEMAS[model.__name__] == model.model_json_schema(ref_template=openapi.SCHEMAS)
+    for model in (schemas.PatientRecord, schemas.EncodedPatient, schemas.Outcome, schemas.ErrorBody, schemas.Live):
+        assert SCHEMAS[model.__name__] == model.model_json_schema(ref_template=document.SCHEMAS)
     assert PLAIN["info"]["version"] == features.spec_hash()
 
 
@@ -77,10 +79,10 @@ def test_a_change_to_the_spec_changes_the_models():
     martian = dataclasses.replace(race, values=(*race.values, "Martian"))
     fields = (*(martian if f is race else f for f in features.FIELDS), features.Field("pulse", "Pulse", race.section,
               features.Kind.NUMBER, minimum=20, maximum=250, required=True))  # fmt: skip
-    record = wire.patient_record_model(fields, features.EXAMPLE_PATIENT).model_json_schema()
+    record = schemas.patient_record_model(fields, features.EXAMPLE_PATIENT).model_json_schema()
     assert "Martian" in record["properties"]["race"]["anyOf"][0]["enum"]
     assert record["properties"]["pulse"]["maximum"] == 250 and "pulse" in record["required"]
-    encoded = wire.encoded_patient_model(fields).model_json_schema()
+    encoded = schemas.encoded_patient_model(fields).model_json_schema()
     assert "race_Martian" in encoded["properties"] and "pulse" in encoded["properties"]
 
 
@@ -97,7 +99,7 @@ def _candidates(f: features.Field) -> list[Any]:
 
 @pytest.mark.parametrize("f", features.FIELDS, ids=lambda f: f.name)
 def test_the_document_and_the_services_checks_agree_on_each_value(f):
-    """What the schema allows is what the service's own checks (bento/feature_field.py) accept."""
+    """What the schema allows is what the service's own checks (bento/features/field.py) accept."""
     validator = _validator("PatientRecord")
     for value in _candidates(f):
         record = {**features.EXAMPLE_PATIENT, f.name: value}
@@ -126,7 +128,7 @@ def test_the_encoded_icd9_number_agrees_and_reads_back_as_a_code(number):
 
 
 def test_the_example_patient_validates_in_both_forms():
-    record = wire.PatientRecord.model_validate(features.EXAMPLE_PATIENT)
+    record = schemas.PatientRecord.model_validate(features.EXAMPLE_PATIENT)
     assert record.model_dump(by_alias=True, exclude_unset=True) == features.EXAMPLE_PATIENT
     row = features.encode([features.validate(features.EXAMPLE_PATIENT)])[0]
     encoded = {c: float(v) for c, v in zip(features.COLUMNS, row.tolist(), strict=True) if v == v and v}
@@ -135,12 +137,12 @@ def test_the_example_patient_validates_in_both_forms():
 
 
 def test_a_tensors_data_is_left_to_the_numpy_decoder():
-    request = wire.InferenceRequest.model_validate(
+    request = schemas.InferenceRequest.model_validate(
         {"inputs": [{"name": "input-0", "shape": [1, 2], "datatype": "FP32", "data": [[1, "x"], None]}]}
     )
     assert request.inputs[0].data == [[1, "x"], None]
     with pytest.raises(ValueError):
-        wire.InferenceRequest.model_validate({"inputs": []})
+        schemas.InferenceRequest.model_validate({"inputs": []})
 
 
 @pytest.mark.slow
@@ -153,24 +155,24 @@ def test_the_services_answers_are_what_the_document_says(client):
         assert response.status_code == status, response.text
         return response.json()
 
-    answer = wire.PredictionAnswer.model_validate(
+    answer = schemas.PredictionAnswer.model_validate(
         client.post("/predict?explain=true", json=features.EXAMPLE_PATIENT).json()
     )
     assert answer.factors and answer.model.name
-    wire.PredictionAnswer.model_validate(post("/predict"))
-    wire.BatchAnswer.model_validate(post("/predict/batch"))
-    wire.InferenceResponse.model_validate(post("/v2/models/{model}/infer"))
-    wire.ErrorBody.model_validate(post("/feedback", 404))  # the example's id was never issued by this service
+    schemas.PredictionAnswer.model_validate(post("/predict"))
+    schemas.BatchAnswer.model_validate(post("/predict/batch"))
+    schemas.InferenceResponse.model_validate(post("/v2/models/{model}/infer"))
+    schemas.ErrorBody.model_validate(post("/feedback", 404))  # the example's id was never issued by this service
     outcome = [{"prediction_id": answer.prediction_id, "readmitted_within_30_days": True}]
-    wire.FeedbackAnswer.model_validate(client.post("/feedback", json=outcome).json())
-    wire.Health.model_validate(client.get("/health").json())
-    wire.ServerMetadata.model_validate(client.get("/v2").json())
-    wire.ModelMetadata.model_validate(client.get(f"/v2/models/{MODEL}").json())
-    wire.Live.model_validate(client.get("/v2/health/live").json())
-    wire.Ready.model_validate(client.get(f"/v2/models/{MODEL}/ready").json())
+    schemas.FeedbackAnswer.model_validate(client.post("/feedback", json=outcome).json())
+    schemas.Health.model_validate(client.get("/health").json())
+    schemas.ServerMetadata.model_validate(client.get("/v2").json())
+    schemas.ModelMetadata.model_validate(client.get(f"/v2/models/{MODEL}").json())
+    schemas.Live.model_validate(client.get("/v2/health/live").json())
+    schemas.Ready.model_validate(client.get(f"/v2/models/{MODEL}/ready").json())
     refused = client.post("/predict", json={**features.EXAMPLE_PATIENT, "race": "Martian"})
     assert refused.status_code == 400
-    assert wire.ErrorBody.model_validate(refused.json()).error.startswith("race: unknown value 'Martian'; allowed: ")
+    assert schemas.ErrorBody.model_validate(refused.json()).error.startswith("race: unknown value 'Martian'; allowed: ")
 
 
 @pytest.mark.parametrize("path", [f"/v2/models/{MODEL}/ready", f"/v2/models/{MODEL}/versions/{{version}}/ready"])

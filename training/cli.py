@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bento.log_store import StoreError
+from bento.predictionlog.store import StoreError
 from bento.settings import SettingsError
 from training import data, registry
 from training.settings import MODEL_NAME, TrainingSettings

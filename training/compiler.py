@@ -1,6 +1,6 @@
 """Compile a booster to native code at `readmission import`: TL2cgen's C, a batch entry point, the C compiler.
 
-Writes bento/compiled.py's artifact: the shared library, a manifest (platform, compiler, sha256) and
+Writes bento/model/compiled.py's artifact: the shared library, a manifest (platform, compiler, sha256) and
 reference rows with xgboost's probabilities, which the server checks the library against when it loads.
 The reference rows are synthetic, never patients: every column takes values on and beside the split
 thresholds of the trees and missing values, so each comparison the trees make is exercised both ways.
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import xgboost as xgb
 
-from bento import compiled
+from bento.model import compiled
 
 COMPILER = os.environ.get("CC", "gcc")
 CFLAGS = ["-O3", "-fPIC", "-std=c99", "-shared"]  # no -march=native: the library must run on any x86-64

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bento import features, icd9
+from bento import features
+from bento.features import icd9
 from training.settings import TrainingSettings
 
 CSV_NAME = "diabetic_data.csv"

@@ -14,7 +14,7 @@ import pandas as pd
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import f1_score, precision_recall_curve, recall_score, roc_curve
 
-from bento import quality
+from bento.quality import figures
 
 SUBGROUP_FIELDS = ("race", "gender", "age")
 PATIENT = "patient_nbr"
@@ -43,7 +43,7 @@ def evaluate(y_true: np.ndarray, probability: np.ndarray, threshold: float, fram
     predicted = probability >= threshold
     metrics = {
         "precision": 0.0,  # where nothing is flagged (scikit-learn's zero_division=0)
-        **quality.summary(y_true, probability, predicted, groups=frame[PATIENT].to_numpy()),
+        **figures.summary(y_true, probability, predicted, groups=frame[PATIENT].to_numpy()),
         "threshold": threshold,
         "recall": float(recall_score(y_true, predicted, zero_division=0)),
         "f1": float(f1_score(y_true, predicted, zero_division=0)),
@@ -66,7 +66,7 @@ def subgroup_table(
                     "field": name,
                     "group": value,
                     "encounters": int(mask.sum()),
-                    "roc_auc": quality.roc_auc(y_true[mask], probability[mask]) or float("nan"),
+                    "roc_auc": figures.roc_auc(y_true[mask], probability[mask]) or float("nan"),
                     "readmitted_rate": float(y_true[mask].mean()),
                     "flagged_rate": float(predicted[mask].mean()),
                 }
@@ -79,9 +79,9 @@ def plot_curves(y_true: np.ndarray, curves: dict[str, np.ndarray], path: Path) -
     figure, (roc_axis, pr_axis) = plt.subplots(1, 2, figsize=(10, 4.5))
     for name, probability in curves.items():
         fpr, tpr, _ = roc_curve(y_true, probability)
-        roc_axis.plot(fpr, tpr, label=f"{name} (AUC {quality.roc_auc(y_true, probability):.3f})")
+        roc_axis.plot(fpr, tpr, label=f"{name} (AUC {figures.roc_auc(y_true, probability):.3f})")
         precision, recall, _ = precision_recall_curve(y_true, probability)
-        pr_axis.plot(recall, precision, label=f"{name} (AP {quality.average_precision(y_true, probability):.3f})")
+        pr_axis.plot(recall, precision, label=f"{name} (AP {figures.average_precision(y_true, probability):.3f})")
     roc_axis.plot([0, 1], [0, 1], "k--", linewidth=0.8)
     roc_axis.set(xlabel="False positive rate", ylabel="True positive rate", title="ROC (test)")
     pr_axis.axhline(y_true.mean(), color="k", linestyle="--", linewidth=0.8)
@@ -104,7 +104,7 @@ def plot_reliability(
     limit = 0.0
     for name, (y_true, probability) in curves.items():
         observed, predicted = calibration_curve(
-            y_true, probability, n_bins=quality.CALIBRATION_BINS, strategy="quantile"
+            y_true, probability, n_bins=figures.CALIBRATION_BINS, strategy="quantile"
         )
         axis.plot(predicted, observed, "o-", label=name)
         limit = max(limit, predicted.max(), observed.max())

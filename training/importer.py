@@ -12,8 +12,9 @@ import bentoml
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from bento import compiled, features
-from bento.predictor import BOOSTER_FILE, METADATA_FILE
+from bento import features
+from bento.model import compiled
+from bento.model.predictor import BOOSTER_FILE, METADATA_FILE
 from training import compiler, registry
 from training.settings import MODEL_NAME, TrainingSettings
 

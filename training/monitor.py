@@ -1,7 +1,7 @@
 """`readmission monitor`: live performance from the prediction log, beside the training figures of each version.
 
-The figures are the service's (bento/live.py, the same code): per model version and window (30 and 90 days) of
-the predictions that have a true outcome. The training figures of a version come from the MLflow registry, else
+The figures are the service's (bento/quality/windows.py, the same code): per model version and window (30 and 90
+days) of the predictions that have a true outcome. The training figures of a version come from the MLflow registry, else
 from the model's metadata in the BentoML model store. A reliability plot of the live predictions is written too.
 """
 
@@ -14,9 +14,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bento import live
-from bento.log_store import OFF, Labelled, SQLiteStore, StoreError, open_store
-from bento.predictor import METADATA_FILE
+from bento.model.predictor import METADATA_FILE
+from bento.predictionlog.factory import OFF, open_store
+from bento.predictionlog.sqlite import SQLiteStore
+from bento.predictionlog.store import StoreError
+from bento.quality.windows import DAY, LABELLED_ROWS, WINDOWS, Labelled, measure
 from bento.settings import MODEL_NAME, ServiceSettings
 from training import evaluate, registry
 from training.settings import TrainingSettings
@@ -49,7 +51,7 @@ def read_log() -> tuple[Labelled, str]:
     else:
         shown = registry.shown(location)
     try:
-        return store.labelled(time.time() - max(live.WINDOWS.values()) * live.DAY), shown
+        return store.labelled(time.time() - max(WINDOWS.values()) * DAY), shown
     finally:
         store.close()
 
@@ -82,21 +84,21 @@ def training_lookup(settings: TrainingSettings) -> TrainingLookup:
 
 def report(labelled: Labelled, now: float, training: TrainingLookup) -> str:
     """The figures per model version, a markdown table each: training beside the windows."""
-    measured = live.measure(labelled, now)
+    measured = measure(labelled, now)
     if not measured:
         return "no labelled predictions in the last 90 days: send outcomes with POST /feedback"
     sections = []
     for version, windows in measured.items():
         trained = training(version)
-        header = "| metric | training (test split) | " + " | ".join(f"last {w}" for w in live.WINDOWS) + " |"
-        lines = [f"model version {version}", "", header, "|---" * (len(live.WINDOWS) + 2) + "|"]
-        rows = [str(windows[w][live.LABELLED_ROWS]) for w in live.WINDOWS]
+        header = "| metric | training (test split) | " + " | ".join(f"last {w}" for w in WINDOWS) + " |"
+        lines = [f"model version {version}", "", header, "|---" * (len(WINDOWS) + 2) + "|"]
+        rows = [str(windows[w][LABELLED_ROWS]) for w in WINDOWS]
         lines.append(f"| labelled predictions | - | {' | '.join(rows)} |")
         for key, label in ROWS:
-            cells = [_cell(trained, key)] + [_cell(windows[w], key) for w in live.WINDOWS]
+            cells = [_cell(trained, key)] + [_cell(windows[w], key) for w in WINDOWS]
             lines.append(f"| {label} | {' | '.join(cells)} |")
             if key == "roc_auc":
-                cells = [_interval(trained)] + [_interval(windows[w]) for w in live.WINDOWS]
+                cells = [_interval(trained)] + [_interval(windows[w]) for w in WINDOWS]
                 lines.append(f"| ROC-AUC 95% bootstrap interval | {' | '.join(cells)} |")
         if trained is None:
             lines.append(f"\n(no training figures found for version {version} in MLflow nor the BentoML store)")

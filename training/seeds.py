@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bento import quality
+from bento.quality import figures
 from training import data, model
 
 EXTRA_SEEDS = 2  # besides the run's own seed: three splits in all
@@ -20,7 +20,7 @@ def roc_aucs_by_seed(frame: pd.DataFrame, seeds: list[int]) -> dict[int, float]:
         x_valid, y_valid = data.design_matrix(parts.validation)
         x_test, y_test = data.design_matrix(parts.test)
         trained = model.train_xgboost(x_train, y_train, x_valid, y_valid, seed)
-        result[seed] = quality.roc_auc(y_test, model.predict(trained.booster, x_test)) or float("nan")
+        result[seed] = figures.roc_auc(y_test, model.predict(trained.booster, x_test)) or float("nan")
     return result
 
 

@@ -14,7 +14,9 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from bento import drift, features, scores
+from bento import features
+from bento.model import risk_bands
+from bento.quality import drift
 from training import data, evaluate, model, model_card, registry, seeds
 from training.settings import CHAMPION, MODEL_NAME, PROJECT_ROOT, TrainingSettings
 
@@ -140,8 +142,8 @@ def run(
             "threshold": threshold,
             "prevalence": float(y_train.mean()),
             "test_metrics": xgb_eval.metrics,
-            "score_buckets": list(scores.SCORE_BUCKETS),
-            "score_reference": scores.histogram(test_probability),
+            "score_buckets": list(risk_bands.SCORE_BUCKETS),
+            "score_reference": risk_bands.histogram(test_probability),
             "field_distributions": field_distributions(parts.train),
             "drift_reference": drift.Reference.from_training(x_train).to_metadata(),
         }

@@ -11,8 +11,7 @@ from typing import Any
 
 import streamlit as st
 
-from bento import icd9
-from bento.features import FIELDS, Field, FieldError, Kind, Section
+from bento.features import FIELDS, Field, FieldError, Kind, Section, icd9
 
 ICD9_HINT = 'Type the ICD-9 code, e.g. "428", "250.83" or "V57"; its group is shown below.'
 COLUMNS_PER_ROW = {Section.MEDICATIONS: 4}

@@ -34,7 +34,7 @@ MODEL = Path(os.environ["BENCH_MODEL"])
 DTYPES = {"FP32": "<f4", "FP64": "<f8"}
 
 if os.environ.get("BENCH_BACKEND", "xgboost") == "compiled":
-    from bento.compiled import CompiledTrees
+    from bento.model.compiled import CompiledTrees
 
     _trees = CompiledTrees.load(MODEL.parent, int(os.environ.get("BENCH_COLUMNS", "263")))
     predict = _trees.probabilities

@@ -1,0 +1,42 @@
+"""Prediction ids: UUIDv7 strings (RFC 9562), what every answer carries and `POST /feedback` names.
+
+The time of the prediction in milliseconds, then 26 random bits per process and a 48-bit counter, so ids are
+unique across workers and restarts, sort by time, and cost a string format each. `issued_at` is the one check of
+that format (any case of hex digits, as RFC 9562 allows).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import threading
+
+_COUNTER_BITS = 48
+_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", re.IGNORECASE | re.ASCII)
+
+
+class PredictionIds:
+    """UUIDv7 prediction ids: time-ordered, unique across processes."""
+
+    def __init__(self) -> None:
+        random_bits = secrets.randbits(26)
+        self._rand_a = random_bits >> 14  # 12 bits after the version nibble
+        self._rand_b_high = (0b10 << 14) | (random_bits & 0x3FFF)  # variant, then 14 random bits
+        self._next = 0
+        self._lock = threading.Lock()  # the gRPC and HTTP handlers share one event loop; tests call from threads
+
+    def take(self, count: int, now: float) -> list[str]:
+        """`count` new ids stamped with `now` (seconds since the epoch)."""
+        with self._lock:
+            first, self._next = self._next, self._next + count
+        millis = int(now * 1000)
+        prefix = f"{millis >> 16:08x}-{millis & 0xFFFF:04x}-7{self._rand_a:03x}-{self._rand_b_high:04x}-"
+        return [f"{prefix}{n & ((1 << _COUNTER_BITS) - 1):012x}" for n in range(first, first + count)]
+
+
+def issued_at(prediction_id: str) -> float | None:
+    """When a prediction id was issued (seconds since the epoch), or None for what is not one of ours: a UUIDv7
+    with the RFC 9562 variant in the canonical 8-4-4-4-12 layout."""
+    if _ID.fullmatch(prediction_id) is None:
+        return None
+    return int(prediction_id[:8] + prediction_id[9:13], 16) / 1000

@@ -1,0 +1,45 @@
+"""The served side of feature drift: a prediction-log consumer counting every scored row per field and bucket.
+
+It runs in the log's writer thread, off the request path: one vectorised bucketing of each flush's rows
+(bento/quality/drift.py), added to the counts pending publication, which become counter increments
+(`readmission_feature_rows_total`, one per non-empty bucket) once they cover metrics.PUBLISH_ROWS rows: a scrape
+never shows the fields of fewer rows than that. A flush of more than SAMPLE_ROWS rows is counted on an evenly
+spaced sample of SAMPLE_ROWS of them: the shares PSI compares stay unbiased, and the writer thread's cost stays
+bounded under batch traffic (it shares the worker's core).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from bento.core.scoring import ScoredBatch
+from bento.monitoring import metrics
+from bento.predictionlog.writer import Consumer
+from bento.quality import drift
+
+logger = logging.getLogger("readmission")
+SAMPLE_ROWS = 2048  # rows of one flush of the log (0.5 s of predictions) that are counted, at most
+
+
+def consumers(reference: drift.Reference | None) -> list[Consumer]:
+    """The drift consumer of the served model's reference; none (and a log line) where the model has none."""
+    if reference is None:
+        logger.warning("feature drift is off: the model carries no drift reference (retrain it)")
+        return []
+    metrics.feature_reference(reference)
+    buckets = reference.buckets
+    pending = metrics.PendingFeatureRows(buckets)
+
+    def count_served_features(batches: list[ScoredBatch]) -> None:
+        rows = sum(len(batch.matrix) for batch in batches)
+        step = -(-rows // SAMPLE_ROWS)  # ceil: every row while a flush holds at most SAMPLE_ROWS
+        offset, sample = 0, []
+        for batch in batches:  # every step-th row of the flush, without concatenating the whole flush first
+            sample.append(batch.matrix[(-offset) % step :: step])
+            offset += len(batch.matrix)
+        matrix = sample[0] if len(sample) == 1 else np.concatenate(sample)
+        pending.add(len(matrix), buckets.counts(matrix))
+
+    return [count_served_features]

@@ -1,0 +1,174 @@
+"""The embedded store of the prediction log: one SQLite file in WAL mode (the default, under READMISSION_HOME).
+
+The tables and semantics are those of bento/predictionlog/store.py. The file, and the folder created for it, are
+readable by the service's user only.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from bento.predictionlog.store import (
+    INSERT_OUTCOME,
+    LABELLED_SINCE,
+    Recorded,
+    StoreBusyError,
+    StoreError,
+    check_outcomes,
+    chunks,
+    labelled_of,
+    new_outcomes,
+    recorded_after_insert,
+    rows_of,
+)
+from bento.quality.windows import Labelled
+
+if TYPE_CHECKING:
+    from bento.core.scoring import ScoredBatch
+
+SQLITE_FILE = "predictions.db"
+T = TypeVar("T")
+BUSY_MILLISECONDS = 2000  # how long a write waits for a lock another connection holds before it fails
+
+
+SQLITE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS predictions (
+    id TEXT PRIMARY KEY,
+    time REAL NOT NULL,
+    model_version TEXT NOT NULL,
+    probability REAL NOT NULL,
+    label INTEGER NOT NULL,
+    features BLOB
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS predictions_with_features ON predictions (time) WHERE features IS NOT NULL;
+CREATE TABLE IF NOT EXISTS outcomes (
+    prediction_id TEXT PRIMARY KEY,
+    readmitted INTEGER NOT NULL,
+    time REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+def _marks(part: list[str]) -> str:
+    """The `?` markers of an `IN (...)` over `part`."""
+    return ",".join("?" * len(part))
+
+
+def _recorded(connection: sqlite3.Connection, ids: list[str]) -> dict[str, int]:
+    """The outcomes recorded for `ids`."""
+    recorded: dict[str, int] = {}
+    for part in chunks(ids):
+        query = f"SELECT prediction_id, readmitted FROM outcomes WHERE prediction_id IN ({_marks(part)})"
+        recorded.update(connection.execute(query, part))
+    return recorded
+
+
+class SQLiteStore:
+    """The embedded store: one SQLite file in WAL mode, a connection per thread, writers serialised by SQLite."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's connection, opened (and the schema created) on first use: a store that cannot be
+        opened now fails each write, counted, and is opened once it can be."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            new = self._create_folder()
+            connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            try:
+                if new:  # before the WAL and shared-memory files exist: SQLite gives them the database file's mode
+                    self.path.chmod(0o600)
+                connection.execute(f"PRAGMA busy_timeout = {BUSY_MILLISECONDS}")
+                connection.execute("PRAGMA journal_mode = WAL")
+                connection.execute("PRAGMA synchronous = NORMAL")  # WAL: a commit survives a killed process
+                connection.executescript(SQLITE_SCHEMA)
+            except (sqlite3.Error, OSError) as error:
+                connection.close()
+                if isinstance(error, OSError):
+                    raise sqlite3.OperationalError(f"cannot protect {self.path}: {error.strerror}") from error
+                raise
+            self._local.connection = connection
+            with self._lock:
+                self._connections.append(connection)
+        return connection
+
+    def _create_folder(self) -> bool:
+        """Create the folder (0700) where it does not exist; whether the database file is yet to be created.
+        (Never an open() of the file here: closing it would drop the locks SQLite holds on it in this process.)"""
+        try:
+            if not self.path.parent.exists():
+                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as error:
+            raise sqlite3.OperationalError(f"cannot create {self.path.parent}: {error.strerror}") from error
+        return not self.path.exists()
+
+    def _transaction(self, work: Callable[[sqlite3.Connection], T], immediate: bool = True) -> T:
+        """`work` in one transaction: IMMEDIATE takes the write lock at once (waiting at most BUSY_MILLISECONDS),
+        a deferred one only reads and never blocks the writer (WAL)."""
+        try:
+            connection = self._connection()
+            connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            try:
+                result = work(connection)
+                connection.execute("COMMIT")
+            finally:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+            return result
+        except sqlite3.Error as error:
+            busy = getattr(error, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+            raise (StoreBusyError if busy else StoreError)(f"SQLite {self.path.name}: {error}") from error
+
+    def append(self, batches: Sequence[ScoredBatch], keep_features: bool) -> None:
+        """Add the scored rows in one transaction."""
+        rows = rows_of(batches, keep_features)
+        self._transaction(lambda c: c.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?)", rows))
+
+    def record_outcomes(self, outcomes: dict[str, int], now: float) -> Recorded:
+        """Record true outcomes: all or none. Looked up first without the write lock, then inserted in one
+        short transaction."""
+
+        def read(connection: sqlite3.Connection) -> tuple[set[str], dict[str, int]]:
+            known: set[str] = set()
+            for part in chunks(list(outcomes)):
+                found = connection.execute(f"SELECT id FROM predictions WHERE id IN ({_marks(part)})", part)
+                known.update(prediction_id for (prediction_id,) in found)
+            return known, _recorded(connection, list(outcomes))
+
+        known, recorded = self._transaction(read, immediate=False)
+        check_outcomes(outcomes, known, recorded)
+        rows = new_outcomes(outcomes, recorded, now)
+        if not rows:
+            return Recorded(recorded=0, unchanged=len(outcomes))
+
+        def write(connection: sqlite3.Connection) -> Recorded:
+            inserted = connection.executemany(INSERT_OUTCOME.format("?"), rows).rowcount
+            raced = {} if inserted == len(rows) else _recorded(connection, [i for i, _, _ in rows])
+            return recorded_after_insert(outcomes, inserted, rows, raced)
+
+        return self._transaction(write)
+
+    def labelled(self, since: float) -> Labelled:
+        """Predictions made since `since` that have an outcome."""
+        query = LABELLED_SINCE.format("?")
+        return labelled_of(self._transaction(lambda c: c.execute(query, (since,)).fetchall(), immediate=False))
+
+    def purge_features(self, before: float) -> int:
+        """Erase the encoded rows of predictions made before `before`."""
+        query = "UPDATE predictions SET features = NULL WHERE features IS NOT NULL AND time < ?"
+        return self._transaction(lambda c: c.execute(query, (before,)).rowcount)
+
+    def close(self) -> None:
+        """Close every thread's connection."""
+        with self._lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()

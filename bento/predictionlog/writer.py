@@ -1,0 +1,147 @@
+"""The prediction log: every scored row, written to a store off the request path.
+
+The scoring core hands each scored batch to `PredictionLog.append` (registered with the core by
+bento/monitoring/lifecycle.py), which only puts it on a bounded queue (counted as dropped, never waiting, when
+the queue is full). A writer thread takes what has queued, passes it to the consumers that watch the served data
+(bento/monitoring/drift_counts.py) and appends the rows to the store (bento/predictionlog/store.py) in one
+transaction. A store that fails (locked, disk full, database down) is tried again with a growing pause for
+RETRY_SECONDS, while new rows queue (up to the queue's bound); a store that still fails then loses that batch,
+counted, so `lost` means the store failed, not that it was busy a moment. The next batch tries again, so logging
+resumes by itself when the store is back. `close` flushes the queue (SIGTERM). What it counts (rows written, lost,
+dropped; the queue) goes to the `LogCounts` it is given: the log itself knows no metrics library.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from bento.core.scoring import ScoredBatch
+from bento.predictionlog.store import LogStore, StoreError
+
+logger = logging.getLogger("readmission")
+PURGE_SECONDS = 3600  # how often encoded rows older than the retention period are erased
+RETRY_SECONDS = 5.0  # how long a failing store is tried again before the batch is counted lost
+FIRST_PAUSE, LONGEST_PAUSE = 0.05, 1.0  # seconds between tries, doubling
+
+
+class LogCounts(Protocol):
+    """Where the log reports what became of its rows (bento/monitoring/metrics.py)."""
+
+    def prediction_log_rows(self, outcome: str, rows: int) -> None:
+        """`rows` rows were written, lost (the store failed) or dropped (the queue was full)."""
+
+    def prediction_log_queue(self, rows: int) -> None:
+        """The writer found `rows` rows waiting at its last flush."""
+
+
+Consumer = Callable[[list[ScoredBatch]], None]
+
+
+class PredictionLog:
+    """A bounded queue of scored batches and the thread that writes them to the store."""
+
+    def __init__(
+        self,
+        store: LogStore,
+        queue_rows: int,
+        keep_features: bool,
+        retention_days: int,
+        counts: LogCounts,
+        consumers: Iterable[Consumer] = (),
+        flush_seconds: float = 0.5,
+        retry_seconds: float = RETRY_SECONDS,
+    ) -> None:
+        self.store = store
+        self.queue_rows = queue_rows
+        self.keep_features = keep_features
+        self.retention_days = retention_days
+        self.counts = counts
+        self.consumers = list(consumers)
+        self.flush_seconds = flush_seconds
+        self.retry_seconds = retry_seconds
+        self._queue: deque[ScoredBatch] = deque()
+        self._queued_rows = 0
+        self._wake = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+
+    def start(self) -> None:
+        """Start the writer thread."""
+        self._thread.start()
+
+    def append(self, batch: ScoredBatch) -> None:
+        """Queue a batch for the store; never waits. A full queue drops the batch, counted."""
+        rows = len(batch.ids)
+        with self._wake:
+            if self._queued_rows + rows > self.queue_rows or self._closing:
+                self.counts.prediction_log_rows("dropped", rows)
+                return
+            self._queue.append(batch)
+            self._queued_rows += rows
+
+    @property
+    def settle_seconds(self) -> float:
+        """A row is in the store (or counted lost) this long after it was scored, in any worker, while the
+        store answers within its tries."""
+        return 2 * self.flush_seconds + 1 + self.retry_seconds
+
+    def close(self, timeout: float) -> None:
+        """Write what is queued (at most `timeout` seconds), then stop the writer."""
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+        self._thread.join(timeout)
+        self.store.close()
+
+    def _run(self) -> None:
+        last_purge = 0.0
+        while True:
+            with self._wake:
+                if not self._closing:  # one transaction per flush interval, not one per request
+                    self._wake.wait(self.flush_seconds)
+                taken_at = time.time()
+                batches = list(self._queue)
+                waiting, self._queued_rows = self._queued_rows, 0
+                self._queue.clear()
+                closing = self._closing
+            self.counts.prediction_log_queue(waiting)  # here, not per append: a metrics write off the request path
+            if batches:
+                self._write(batches)
+            if taken_at - last_purge >= PURGE_SECONDS:
+                last_purge = taken_at
+                self._purge(taken_at)
+            if closing:
+                return
+
+    def _purge(self, now: float) -> None:
+        try:
+            self.store.purge_features(now - self.retention_days * 86400)
+        except StoreError as error:
+            logger.warning("prediction log: the retention purge failed: %s", error)
+
+    def _write(self, batches: list[ScoredBatch]) -> None:
+        rows = sum(len(batch.ids) for batch in batches)
+        for consumer in self.consumers:
+            try:
+                consumer(batches)
+            except Exception as error:  # a consumer's bug must not stop the log
+                logger.error("prediction log consumer %s failed: %s", getattr(consumer, "__name__", consumer), error)
+        deadline, pause = time.monotonic() + self.retry_seconds, FIRST_PAUSE
+        while True:
+            try:
+                self.store.append(batches, self.keep_features)
+                break
+            except StoreError as error:
+                if time.monotonic() + pause > deadline:
+                    self.counts.prediction_log_rows("lost", rows)
+                    logger.warning("prediction log: %d rows lost: %s", rows, error)
+                    return
+                logger.info("prediction log: the store failed (%s); trying again in %g s", error, pause)
+                time.sleep(pause)  # the backoff itself: new rows queue meanwhile
+                pause = min(2 * pause, LONGEST_PAUSE)
+        self.counts.prediction_log_rows("written", rows)

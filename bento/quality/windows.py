@@ -1,0 +1,64 @@
+"""Model figures over windows of labelled predictions: per model version, the last 30 and 90 days.
+
+The figures of bento/quality/figures.py on the predictions of the log that have a true outcome (`POST /feedback`).
+The service computes them in a thread of each worker (bento/monitoring/live_performance.py) and
+`readmission monitor` from a copy of the log: the same code, so the two never differ.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from bento.quality import figures
+
+DAY = 86400.0
+WINDOWS = {"30d": 30, "90d": 90}  # window label -> days
+LABELLED_ROWS = "labelled_rows"
+
+Figures = dict[str, float]  # metric -> value (figures.METRICS and labelled_rows)
+Memo = dict[tuple[str, str], tuple[bytes, Figures]]  # (version, window) -> digest of its rows, figures
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """The labelled predictions made since some time, in the order of their ids."""
+
+    model_version: np.ndarray  # str [N]
+    time: np.ndarray  # float64 [N], when the prediction was made
+    probability: np.ndarray  # float64 [N], the probability served (float32 widened exactly)
+    label: np.ndarray  # int64 [N]
+    outcome: np.ndarray  # int64 [N], 1 = readmitted within 30 days
+
+
+def measure(
+    labelled: Labelled, now: float, versions: Iterable[str] = (), memo: Memo | None = None
+) -> dict[str, dict[str, Figures]]:
+    """The figures per model version and window (the `versions` given appear even without labelled rows).
+
+    With a `memo` of the last call, a version and window whose rows are the same as then are not computed again.
+    """
+    result: dict[str, dict[str, Figures]] = {}
+    for version in sorted(set(labelled.model_version.tolist()) | set(versions), key=_version_order):
+        of_version = labelled.model_version == version
+        result[version] = {}
+        for window, days in WINDOWS.items():
+            rows = of_version & (labelled.time >= now - days * DAY)
+            outcome, probability, label = labelled.outcome[rows], labelled.probability[rows], labelled.label[rows]
+            digest = hashlib.blake2b(outcome.tobytes() + probability.tobytes() + label.tobytes()).digest()
+            known = memo.get((version, window)) if memo is not None else None
+            if known is not None and known[0] == digest:
+                result[version][window] = known[1]
+                continue
+            computed = {**figures.summary(outcome, probability, label), LABELLED_ROWS: int(rows.sum())}
+            result[version][window] = computed
+            if memo is not None:
+                memo[(version, window)] = (digest, computed)
+    return result
+
+
+def _version_order(version: str) -> tuple[int, str]:
+    return (int(version), "") if version.isdigit() else (-1, version)
