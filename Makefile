@@ -128,7 +128,7 @@ audit: venv
 	$(BIN)/python .ci/audit.py --report $(STATE)/audit.json
 
 bench: build
-	$(BIN)/python bench/run.py
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(STATE) .pytest_cache

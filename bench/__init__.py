@@ -1,1 +1,1 @@
-"""The benchmark (bench/README.md): `python bench/run.py`; its parts are modules of this package."""
+"""The benchmark (bench/README.md): `python -m bench.run`; its parts are modules of this package."""

@@ -1,8 +1,8 @@
 """Compare scoring backends on the champion, in-process, single-threaded, pinned to one core.
 
-    .venv/bin/python bench/backends.py [--core 0] [--repeats 5] [--single-calls 5000] [--batch-calls 40]
+    .venv/bin/python -m bench.backends [--core 0] [--repeats 5] [--single-calls 5000] [--batch-calls 40]
 
-Backends: xgboost `inplace_predict` (the fallback of our Predictor), TL2cgen (`bento.compiled.CompiledTrees`,
+Backends: xgboost `inplace_predict` (the fallback of our Predictor), TL2cgen (`bento.model.compiled.CompiledTrees`,
 the `compiled/` folder of the model, what our service serves) and ONNX Runtime (the booster converted with
 onnxmltools; optional, not a project dependency: `.venv/bin/pip install onnxruntime onnxmltools`).
 Measures µs per single-row call cycling through different rows (the same row again and again would train
@@ -27,8 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/backends.py`: the bench package
 
 from bench.inputs import RESULTS, ROOT, input_rows, model_file
 from bench.processes import SERVER_CORE
@@ -68,7 +66,7 @@ def xgboost_scorer(model: Path) -> tuple[Scorer, dict[str, Any]]:
 
 
 def tl2cgen_scorer(model: Path, columns: int) -> tuple[Scorer, dict[str, Any]]:
-    """The compiled trees our service loads (`bento.compiled.CompiledTrees`)."""
+    """The compiled trees our service loads (`bento.model.compiled.CompiledTrees`)."""
     from bento.model.compiled import CompiledTrees
 
     trees = CompiledTrees.load(model.parent, columns)

@@ -1,6 +1,6 @@
 """Profile our BentoML worker under load: where does a single-row V2 request spend its CPU?
 
-    .venv/bin/python bench/profile_ours.py [--duration 10] [--rate 250] [--workload v2|predict]
+    .venv/bin/python -m bench.profile_ours [--duration 10] [--rate 250] [--workload v2|predict]
 
 Starts our service on core 0 (as bench/run.py does), drives it with wrk on core 1 (single-row V2 at 8
 connections by default) and samples the busiest process of the service (the worker) with py-spy
@@ -20,8 +20,6 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/profile_ours.py`: the bench package
 
 from bench.checks import TOLERANCE, post, v2_probabilities
 from bench.contenders import server_ours
@@ -77,8 +75,8 @@ def bucket(frame: str) -> str:
 
 # (label, substrings of which any in a stack's frames counts the sample): inclusive shares of the pieces
 PIECES = [
-    ("whole V2 handler (bento/v2/inference.py infer)", ["infer (bento/v2/inference.py"]),
-    ("  JSON body parse (bento/http/body.py parse_json)", ["parse_json (bento/http/body.py"]),
+    ("whole V2 handler (bento/v2/rest.py infer)", ["infer (bento/v2/rest.py"]),
+    ("  JSON body parse (bento/http/parsing.py parse_json)", ["parse_json (bento/http/parsing.py"]),
     ("  V2 tensor decode (bento/v2/tensors.py decode_request)", ["decode_request (bento/v2/tensors.py"]),
     ("  matrix validation (bento/features/checks.py check_matrix)", ["check_matrix (bento/features/checks.py"]),
     ("  xgboost predict (Booster.inplace_predict)", ["inplace_predict ("]),

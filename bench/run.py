@@ -1,6 +1,6 @@
 """Benchmark our BentoML service against the servers a user would pick instead, on the same model.
 
-    .venv/bin/python bench/run.py [--duration 10] [--warmup 2] [--quick] [--rounds 3] [--servers ours,mlserver,...]
+    .venv/bin/python -m bench.run [--duration 10] [--warmup 2] [--quick] [--rounds 3] [--servers ours,mlserver,...]
 
 Every server runs pinned to CPU core 0 (`taskset -c 0`), the load generator (wrk over HTTP, h2load over
 gRPC) on core 1, both on 127.0.0.1 only. For each server: start it, wait until ready, check that one row and
@@ -33,8 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/run.py`: the bench package
 
 from bench import contenders, report
 from bench.checks import TOLERANCE

@@ -79,22 +79,36 @@ def free_port() -> int:
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def wait_ready(url: str, timeout: float, alive: Callable[[], None] | None = None, every: float = 0.25) -> float:
-    """Poll `url` until it answers 200; the seconds that took.
+def wait_until(
+    condition: Callable[[], bool], timeout: float, alive: Callable[[], None] | None = None, every: float = 0.25
+) -> float:
+    """Poll `condition` until it holds; the seconds that took.
 
-    `alive`, called between tries, raises when the server is gone (its process exited, its container
-    stopped), so a dead server fails at once rather than after `timeout`. RuntimeError after `timeout`.
+    `alive`, called between tries, raises when what is awaited is gone (its process exited, its container
+    stopped), so a dead server fails at once rather than after `timeout`. TimeoutError after `timeout`.
     """
     started = time.monotonic()
-    while True:
-        try:
-            with _DIRECT.open(url, timeout=2) as response:
-                if response.status == 200:
-                    return time.monotonic() - started
-        except (OSError, http.client.HTTPException):  # refused, reset, timed out, not 2xx (HTTPError), garbage
-            pass
+    while not condition():
         if alive is not None:
             alive()
         if time.monotonic() - started >= timeout:
-            raise RuntimeError(f"{url} did not answer 200 within {timeout:g} s")
+            raise TimeoutError(f"not within {timeout:g} s")
         time.sleep(every)  # the poll's interval
+    return time.monotonic() - started
+
+
+def answers_200(url: str) -> bool:
+    """Whether `url` answers 200 now (refused, reset, timed out, another status or garbage: no)."""
+    try:
+        with _DIRECT.open(url, timeout=2) as response:
+            return response.status == 200
+    except (OSError, http.client.HTTPException):  # not 2xx is an HTTPError, an OSError
+        return False
+
+
+def wait_ready(url: str, timeout: float, alive: Callable[[], None] | None = None, every: float = 0.25) -> float:
+    """Poll `url` until it answers 200; the seconds that took. RuntimeError after `timeout`, or from `alive`."""
+    try:
+        return wait_until(lambda: answers_200(url), timeout, alive, every)
+    except TimeoutError:
+        raise RuntimeError(f"{url} did not answer 200 within {timeout:g} s") from None

@@ -1,6 +1,7 @@
 """Run the built image with podman and check it: readiness, answers, user, size, start-up; export it.
 
-Run by oci/test.sh (which sets up the container store); prints a JSON report and writes it to --report.
+Run by oci/test.sh (which sets up the container store) as `python -m oci.check_image` from the project root;
+prints a JSON report and writes it to --report.
 The answers are compared with the same model loaded in-process from $BENTOML_HOME (the source tree's
 Predictor), to 1e-6.
 """
@@ -21,13 +22,12 @@ import numpy as np
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from bento import features
+from bento.model.predictor import Predictor
+from bento.settings import MODEL_NAME
+from loadtest import cli
 
-from bento import features  # noqa: E402
-from bento.model.predictor import Predictor  # noqa: E402
-from bento.settings import MODEL_NAME  # noqa: E402
-from loadtest import cli  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 BENTO_PATH = "/home/bentoml/bento"
 # podman here: runc (crun fails on this cgroup setup) and explicit limits.
@@ -104,14 +104,15 @@ def offline_start(image: str, timeout: float) -> float:
     """Start with no network at all (--network none) and wait for /readyz from inside: seconds to ready."""
     name = f"readmission-oci-offline-{os.getpid()}"
     probe = "import urllib.request as u; print(u.urlopen('http://127.0.0.1:3000/readyz', timeout=2).status)"
-    started = time.monotonic()
+
+    def ready() -> bool:
+        return run("podman", "exec", name, "python", "-c", probe, check=False).stdout.strip() == "200"
+
     run("podman", "run", "--detach", "--name", name, "--network", "none", *RUN_FLAGS, image)
     try:
-        while time.monotonic() - started < timeout:
-            if run("podman", "exec", name, "python", "-c", probe, check=False).stdout.strip() == "200":
-                return time.monotonic() - started
-            time.sleep(0.3)
-        raise RuntimeError(f"not ready without a network within {timeout} s:\n{logs(name)}")
+        return cli.wait_until(ready, timeout, every=0.3)
+    except TimeoutError:
+        raise RuntimeError(f"not ready without a network within {timeout} s:\n{logs(name)}") from None
     finally:
         remove(name)
 

@@ -22,4 +22,5 @@ if [[ -f $OCI_STATE/image.env ]]; then
 		skopeo copy --quiet "docker-daemon:$IMAGE_REF" "$STORE$image"
 	fi
 fi
-exec "$PYTHON" "$REPO/oci/check_image.py" --image "$image" "$@"
+cd "$REPO"
+exec "$PYTHON" -m oci.check_image --image "$image" "$@"
