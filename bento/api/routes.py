@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from bento.api import feedback, health, predict
+from bento.api import feedback, predict, status
 
 ROUTES = [
     Route("/predict", predict.predict, methods=["POST"]),
     Route("/predict/batch", predict.predict_batch, methods=["POST"]),
     Route("/feedback", feedback.feedback, methods=["POST"]),
-    Route("/performance", health.performance, methods=["GET"]),
-    Route("/health", health.health, methods=["GET"]),
+    Route("/performance", status.performance, methods=["GET"]),
+    Route("/health", status.health, methods=["GET"]),
 ]

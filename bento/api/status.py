@@ -1,4 +1,5 @@
-"""The simple API's read-only routes: `GET /health` (the original design's check) and `GET /performance`."""
+"""The status routes of the simple API: `GET /health` (the original design's check) and `GET /performance` (the model's
+live figures)."""
 
 from __future__ import annotations
 
