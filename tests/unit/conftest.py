@@ -76,23 +76,31 @@ def settings_of(home: Path, **overrides: Any) -> ServiceSettings:
 
 
 @pytest.fixture
-def core(tiny, tmp_path) -> ScoringCore:
-    """A scoring core serving the tiny model, its state in the test's temporary folder."""
-    scoring = ScoringCore(settings_of(tmp_path))
-    scoring.load(tiny)
-    return scoring
+def core_of(tiny, tmp_path) -> Callable[..., ScoringCore]:
+    """A scoring core serving the tiny model with settings `overrides`, its state in the test's temporary folder."""
+
+    def make(**overrides: Any) -> ScoringCore:
+        scoring = ScoringCore(settings_of(tmp_path, **overrides))
+        scoring.load(tiny)
+        return scoring
+
+    return make
 
 
 @pytest.fixture
-def serve(tiny, tmp_path) -> Iterator[Callable[..., TestClient]]:
+def core(core_of) -> ScoringCore:
+    """A scoring core serving the tiny model with the default settings."""
+    return core_of()
+
+
+@pytest.fixture
+def serve(core_of) -> Iterator[Callable[..., TestClient]]:
     """Start the application over a core serving the tiny model with settings `overrides` (the lifespan runs: the
     prediction log is tmp_path/predictions.db); every client is closed, and the lifespan ended, after the test."""
     clients: list[TestClient] = []
 
     def start(**overrides: Any) -> TestClient:
-        scoring = ScoringCore(settings_of(tmp_path, **overrides))
-        scoring.load(tiny)
-        client = TestClient(create_app(scoring), raise_server_exceptions=False)
+        client = TestClient(create_app(core_of(**overrides)), raise_server_exceptions=False)
         clients.append(client.__enter__())
         return client
 
