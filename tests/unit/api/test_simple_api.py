@@ -111,6 +111,12 @@ def test_feedback_records_outcomes_of_logged_predictions_once_and_refuses_confli
     assert changed.status_code == 409 and ids[0] in changed.json()["error"]
 
 
+def test_feedback_sent_at_once_waits_for_the_log_to_write_the_prediction(app):
+    prediction_id = app.post("/predict", json=RECORD).json()["prediction_id"]
+    answer = app.post("/feedback", json=[{"prediction_id": prediction_id, "readmitted_within_30_days": True}])
+    assert answer.status_code == 200 and answer.json() == {"recorded": 1, "unchanged": 0}
+
+
 @pytest.mark.parametrize(
     ("body", "status", "says"),
     [
