@@ -23,14 +23,6 @@ def test_the_table_holds_reasons_only():
     assert set(STATUS) == set(Reason)
 
 
-def test_the_statuses_agree_between_http_and_grpc():
-    """The same HTTP status never maps to two unrelated gRPC codes of a different family."""
-    assert STATUS[Reason.UNAUTHORIZED] == (401, "UNAUTHENTICATED")
-    assert STATUS[Reason.NOT_READY][1] == STATUS[Reason.STORE_UNAVAILABLE][1] == "UNAVAILABLE"
-    not_found = {code for status, code in STATUS.values() if status == 404}
-    assert not_found == {"NOT_FOUND"}
-
-
 def test_long_words_and_long_messages_are_cut():
     word = "x" * 10_000
     error = RequestError(Reason.INVALID_VALUE, f"race: unknown value {word}")

@@ -25,6 +25,10 @@ def refused(endpoint: str, reason: str) -> float:
     return REGISTRY.get_sample_value("readmission_validation_failures_total", labels) or 0.0
 
 
+def log_rows_dropped() -> float:
+    return REGISTRY.get_sample_value("readmission_prediction_log_rows_total", {"outcome": "dropped"}) or 0.0
+
+
 def test_unknown_paths_and_methods_answer_json(app):
     before = refused("other", "not_found")
     missing = app.get("/no/such/path")
@@ -106,4 +110,6 @@ def test_the_lifespan_writes_the_queued_predictions_out_at_shutdown(serve, tmp_p
     ids = [p["prediction_id"] for p in client.post("/predict/batch", json=records(30, seed=51)).json()["predictions"]]
     client.__exit__(None, None, None)  # the lifespan ends: the log is closed, its queue written
     assert set(ids) <= sqlite_ids(tmp_path / SQLITE_FILE)
-    assert core._consumers == (), "the metrics and the log are still subscribed"
+    dropped = log_rows_dropped()
+    core.score(matrix_of(records(2, seed=52)))  # the closed log is no longer subscribed: nothing is handed to it
+    assert log_rows_dropped() == dropped
