@@ -35,13 +35,12 @@ with warnings.catch_warnings():
 TREES = 12
 
 
-@pytest.fixture(scope="session", autouse=True)
-def no_readmission_variables() -> Iterator[None]:
-    """The layer reads none of the developer's READMISSION_* variables: each test says what it sets."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name in [name for name in os.environ if name.startswith(PREFIX)]:
-            patch.delenv(name)
-        yield
+@pytest.fixture(autouse=True)
+def no_readmission_variables(monkeypatch) -> None:
+    """A unit test reads none of the developer's READMISSION_* variables: it says what it sets. (Per test, so the
+    tests of other layers that share a pytest-xdist worker keep READMISSION_DATA and the others.)"""
+    for name in [name for name in os.environ if name.startswith(PREFIX)]:
+        monkeypatch.delenv(name)
 
 
 @pytest.fixture(scope="session")
