@@ -1,6 +1,6 @@
 """bento/core/scoring.py with the tiny model: subscribers receive every scored batch until they unsubscribe, requests
-of one event-loop turn reach them as one batch, readiness and the model check. (tests/test_core.py checks the
-coalescing against the real model.)"""
+of one event-loop turn reach them as one batch, readiness and the model check. (test_core.py checks the
+coalescing against the real model, in the service layer.)"""
 
 from __future__ import annotations
 
