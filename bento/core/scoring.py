@@ -92,8 +92,9 @@ class ScoringCore:
         self._consumers = (*self._consumers, consumer)
 
     def unsubscribe(self, consumer: BatchConsumer) -> None:
-        """Stop handing batches to `consumer`."""
-        self._consumers = tuple(c for c in self._consumers if c is not consumer)
+        """Stop handing batches to `consumer`; compared by equality, as a bound method (`log.append`) is a new
+        object each time it is read."""
+        self._consumers = tuple(c for c in self._consumers if c != consumer)
 
     def ready(self) -> bool:
         """A model is loaded and the worker is not draining for shutdown."""

@@ -1,0 +1,177 @@
+"""The simple JSON API in-process (bento/api/: /predict, /predict/batch, ?explain=true, /feedback, /performance,
+/health) through the application of bento/server/app.py over the tiny model: answers equal the model's own output,
+refusals name the field, feedback lands in the temporary SQLite log."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from bento import features
+from bento.core.ids import issued_at
+from bento.model import explain
+from bento.predictionlog.sqlite import SQLITE_FILE
+from tests.helpers import RECORD, SEED_EXAMPLE, matrix_of, poll, records, sqlite_ids
+
+
+def expected(tiny, matrix: np.ndarray) -> list[tuple[float, int, str]]:
+    """What the answers must say of each row: the tiny model's probability (as the API rounds it), label, band."""
+    probabilities = tiny.probabilities(matrix)
+    return [
+        (round(float(p), 6), int(label), tiny.band(float(p)).value)
+        for p, label in zip(probabilities, tiny.labels(probabilities), strict=True)
+    ]
+
+
+def said(answers: list[dict]) -> list[tuple[float, int, str]]:
+    return [(a["probability"], a["label"], a["risk_band"]) for a in answers]
+
+
+def test_predict_answers_the_models_probability_label_band_and_the_model(app, tiny):
+    before = time.time()
+    answer = app.post("/predict", json=RECORD)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert said([body]) == expected(tiny, matrix_of([RECORD]))
+    assert body["model"] == tiny.info.summary()
+    assert before - 0.01 <= issued_at(body["prediction_id"]) <= time.time() + 0.01
+    assert "factors" not in body
+
+
+def test_the_encoded_form_of_the_original_design_gives_the_same_answer_as_its_row(app, tiny):
+    answer = app.post("/predict", json=SEED_EXAMPLE)
+    assert answer.status_code == 200, answer.text
+    assert said([answer.json()]) == expected(tiny, features.vector_from_encoded(SEED_EXAMPLE)[None, :])
+
+
+def test_a_batch_answers_each_patient_in_order_with_its_own_id(app, tiny):
+    patients = records(7, seed=21)
+    answer = app.post("/predict/batch", json=patients)
+    assert answer.status_code == 200, answer.text
+    predictions = answer.json()["predictions"]
+    assert said(predictions) == expected(tiny, matrix_of(patients))
+    ids = [p["prediction_id"] for p in predictions]
+    assert len(set(ids)) == 7 and ids == sorted(ids)
+
+
+@pytest.mark.parametrize("flag", ["true", "1", "TRUE"])
+def test_explain_adds_the_top_factors_of_each_patient(serve, tiny, flag):
+    client = serve(top_factors=3)
+    patients = records(2, seed=22)
+    predictions = client.post(f"/predict/batch?explain={flag}", json=patients).json()["predictions"]
+    assert [p["factors"] for p in predictions] == explain.factors(
+        tiny, matrix_of(patients), [features.validate(p) for p in patients], 3
+    )
+    single = client.post(f"/predict?explain={flag}", json=patients[0]).json()
+    assert single["factors"] == predictions[0]["factors"] and len(single["factors"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "says"),
+    [
+        ("/predict", {**RECORD, "race": "Martian"}, 400, "race: "),
+        ("/predict", {**RECORD, "time_in_hospital": 400}, 400, "time_in_hospital: "),
+        ("/predict", [RECORD], 400, "the body must be a JSON object of patient fields"),
+        ("/predict?explain=maybe", RECORD, 400, "explain: must be true or false"),
+        ("/predict/batch", [RECORD, {**RECORD, "diag_1": "XYZ"}], 400, "[1].diag_1: "),
+        ("/predict/batch", RECORD, 400, "the body must be a JSON list of patients"),
+        ("/predict/batch", [], 400, "the batch is empty"),
+        ("/predict/batch", [RECORD] * 4, 400, "the batch has 4 patients; the limit is 3"),
+    ],
+)
+def test_refusals_are_json_naming_the_field(serve, path, body, status, says):
+    answer = serve(max_batch_rows=3).post(path, json=body)
+    assert answer.status_code == status
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.json()["error"].startswith(says) or says in answer.json()["error"]
+
+
+def test_bodies_that_are_not_json_too_large_or_of_another_media_type_are_refused(serve):
+    client = serve(max_body_bytes=2000)
+    malformed = client.post("/predict", content=b'{"race": "Asian", "race": "Other"}')
+    assert malformed.status_code == 400 and "the key 'race' appears twice" in malformed.json()["error"]
+    large = client.post("/predict/batch", json=[RECORD] * 10)
+    assert large.status_code == 413 and large.headers["connection"] == "close"
+    assert large.json() == {"error": "the body exceeds the limit of 2000 bytes"}
+    typed = client.post("/predict", content=b"race=Asian", headers={"content-type": "text/plain"})
+    assert typed.status_code == 415
+
+
+def test_feedback_records_outcomes_of_logged_predictions_once_and_refuses_conflicts(app, tmp_path):
+    ids = [p["prediction_id"] for p in app.post("/predict/batch", json=records(3, seed=23)).json()["predictions"]]
+    poll(lambda: set(ids) <= sqlite_ids(tmp_path / SQLITE_FILE), 10, "the predictions in the log", interval=0.05)
+    outcomes = [{"prediction_id": i, "readmitted_within_30_days": n == 0} for n, i in enumerate(ids)]
+    first = app.post("/feedback", json=outcomes)
+    assert first.status_code == 200 and first.json() == {"recorded": 3, "unchanged": 0}
+    again = app.post("/feedback", json=[{**o, "prediction_id": o["prediction_id"].upper()} for o in outcomes])
+    assert again.json() == {"recorded": 0, "unchanged": 3}
+    changed = app.post("/feedback", json=[{"prediction_id": ids[0], "readmitted_within_30_days": False}])
+    assert changed.status_code == 409 and ids[0] in changed.json()["error"]
+
+
+def test_feedback_sent_at_once_waits_for_the_log_to_write_the_prediction(app):
+    prediction_id = app.post("/predict", json=RECORD).json()["prediction_id"]
+    answer = app.post("/feedback", json=[{"prediction_id": prediction_id, "readmitted_within_30_days": True}])
+    assert answer.status_code == 200 and answer.json() == {"recorded": 1, "unchanged": 0}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        ({"prediction_id": "x"}, 400, "the body must be a JSON list"),
+        ([], 400, "the list of outcomes is empty"),
+        ([{"prediction_id": "not-an-id", "readmitted_within_30_days": True}], 400, "[0].prediction_id: not a"),
+        ([{"readmitted_within_30_days": True}], 400, "[0].prediction_id: is required"),
+        ([{"prediction_id": "{old}", "readmitted_within_30_days": 2}], 400, "[0].readmitted_within_30_days: must"),
+        ([{"prediction_id": "{old}", "readmitted_within_30_days": True, "note": 1}], 400, "[0].note: unknown field"),
+        ([{"prediction_id": "{old}", "readmitted_within_30_days": True}], 404, "prediction_id: unknown: {old}"),
+    ],
+)
+def test_feedback_refusals_name_the_item_and_the_field(app, body, status, says):
+    old = "018bcfe5-6800-7abc-8abc-000000000001"  # issued in 2023: long settled, never logged here
+    body = (
+        [{k: old if v == "{old}" else v for k, v in item.items()} for item in body] if isinstance(body, list) else body
+    )
+    answer = app.post("/feedback", json=body)
+    assert answer.status_code == status, answer.text
+    assert answer.json()["error"].startswith(says.format(old=old))
+
+
+def test_performance_follows_the_feedback(serve, tmp_path):
+    client = serve(monitor_seconds=1)
+    ids = [p["prediction_id"] for p in client.post("/predict/batch", json=records(4, seed=24)).json()["predictions"]]
+    poll(lambda: set(ids) <= sqlite_ids(tmp_path / SQLITE_FILE), 10, "the predictions in the log", interval=0.05)
+    outcomes = [{"prediction_id": i, "readmitted_within_30_days": n % 2 == 0} for n, i in enumerate(ids)]
+    assert client.post("/feedback", json=outcomes).status_code == 200
+
+    def labelled() -> int:
+        performance = client.get("/performance").json()
+        return performance["live"].get("1", {}).get("30d", {}).get("labelled_rows", 0) == 4 and performance
+
+    performance = poll(labelled, 10, "4 labelled rows in /performance", interval=0.05)
+    assert performance["training"] == {"1": {"roc_auc": 0.7, "brier": 0.1}}
+    assert performance["windows_days"] == {"30d": 30, "90d": 90}
+
+
+def test_without_a_log_feedback_and_performance_are_unavailable_and_predictions_go_on(serve, tmp_path):
+    client = serve(prediction_log="off")
+    prediction = client.post("/predict", json=RECORD).json()
+    assert client.get("/performance").status_code == 503
+    answer = client.post("/feedback", json=[{"prediction_id": prediction["prediction_id"],
+                                             "readmitted_within_30_days": True}])  # fmt: skip
+    assert answer.status_code == 503 and "the prediction log is off" in answer.json()["error"]
+    assert not (tmp_path / SQLITE_FILE).exists()
+
+
+def test_health_says_ok_with_the_model_and_503_while_draining_or_without_one(app, tiny):
+    assert app.get("/health").json() == {"status": "ok", "model_loaded": True, "model": tiny.info.summary()}
+    core = app.app.state.core
+    core.draining = True
+    draining = app.get("/health")
+    assert draining.status_code == 503 and draining.json()["status"] == "draining"
+    core.draining, core.predictor = False, None
+    assert app.get("/health").json() == {"status": "not ready", "model_loaded": False}
+    refused = app.post("/predict", json=RECORD)
+    assert refused.status_code == 503 and "the model is not loaded" in refused.json()["error"]

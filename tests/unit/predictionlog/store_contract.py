@@ -1,0 +1,152 @@
+"""The contract every prediction log store keeps (bento/predictionlog/store.py's LogStore), shared by the store tests.
+
+`StoreContract` holds the tests; a test module subclasses it as `Test<Store>` with a `store` fixture yielding a fresh
+store and a way to read it behind its back (its own connection): SQLite in tests/unit/predictionlog/test_log_store.py,
+PostgreSQL on a real server in tests/postgres/test_store_contract.py. What is appended is read back, feedback is all
+or nothing, the retention purge erases only old encoded rows, concurrent feedback about the same predictions never
+records two outcomes. `batch` makes scored rows for these and for the writer's tests.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from bento import features
+from bento.core.ids import PredictionIds
+from bento.core.scoring import ScoredBatch
+from bento.predictionlog.store import ConflictingOutcomeError, LogStore, Recorded, UnknownPredictionError
+
+DAY = 86_400.0
+CONTESTED = 3000  # ids several calls give opposite outcomes for at once: enough for their lookups to overlap
+WIDTH = len(features.COLUMNS)
+IDS = PredictionIds()
+
+Query = Callable[[str], list[tuple]]
+
+
+def batch(rows: int, when: float | None = None, version: str = "3", seed: int = 0) -> ScoredBatch:
+    """`rows` scored rows stamped `when` (now by default), with random encoded rows and probabilities."""
+    when = time.time() if when is None else when
+    rng = np.random.default_rng(seed)
+    probabilities = rng.random(rows, dtype=np.float32)
+    return ScoredBatch(
+        ids=IDS.take(rows, when),
+        time=when,
+        model_version=version,
+        probabilities=probabilities,
+        labels=(probabilities > 0.5).astype(np.int64),
+        matrix=rng.random((rows, WIDTH), dtype=np.float32),
+    )
+
+
+def race(log: LogStore, calls: list[dict[str, int]]) -> list[Recorded | Exception]:
+    """The calls' results (or errors), each in its own thread, released together."""
+    start = threading.Barrier(len(calls))
+    results: list[Recorded | Exception] = [RuntimeError("no result")] * len(calls)
+
+    def call(n: int) -> None:
+        start.wait()
+        try:
+            results[n] = log.record_outcomes(calls[n], time.time())
+        except Exception as error:  # the result the test compares
+            results[n] = error
+
+    threads = [threading.Thread(target=call, args=(n,)) for n in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return results
+
+
+class StoreContract:
+    """The store tests; a subclass named Test<Store> provides the `store` fixture: (store, query)."""
+
+    def test_appended_rows_come_back_labelled_once_they_have_an_outcome(self, store):
+        log, _ = store
+        scored = batch(4, version="7")
+        log.append([scored], keep_features=False)
+        first, _, third, _ = scored.ids
+        assert log.record_outcomes({first: 1, third: 0}, time.time()) == Recorded(recorded=2, unchanged=0)
+        labelled = log.labelled(since=scored.time - 1)
+        assert labelled.outcome.tolist() == [1, 0]
+        assert labelled.label.tolist() == [scored.labels[0], scored.labels[2]]
+        assert labelled.probability.tolist() == scored.probabilities[[0, 2]].astype(np.float64).tolist()  # exact
+        assert labelled.model_version.tolist() == ["7", "7"]
+        assert labelled.time.tolist() == [scored.time, scored.time]
+        assert len(log.labelled(since=scored.time + 1).outcome) == 0
+
+    def test_an_unknown_id_records_nothing(self, store):
+        log, query = store
+        scored = batch(2)
+        log.append([scored], keep_features=False)
+        unknown = IDS.take(1, time.time() - DAY)[0]
+        with pytest.raises(UnknownPredictionError) as raised:
+            log.record_outcomes({scored.ids[0]: 1, unknown: 0}, time.time())
+        assert raised.value.ids == [unknown]
+        assert query("SELECT COUNT(*) FROM outcomes") == [(0,)]
+
+    def test_a_conflicting_outcome_records_nothing_and_the_same_outcome_again_changes_nothing(self, store):
+        log, query = store
+        scored = batch(3)
+        log.append([scored], keep_features=False)
+        a, b, c = scored.ids
+        log.record_outcomes({a: 1}, time.time())
+        with pytest.raises(ConflictingOutcomeError) as raised:
+            log.record_outcomes({a: 0, b: 1}, time.time())
+        assert raised.value.ids == [a]
+        assert sorted(query("SELECT prediction_id, readmitted FROM outcomes")) == [(a, 1)]
+        assert log.record_outcomes({a: 1, c: 0}, time.time()) == Recorded(recorded=1, unchanged=1)
+        assert sorted(query("SELECT prediction_id, readmitted FROM outcomes")) == sorted([(a, 1), (c, 0)])
+
+    def test_encoded_rows_round_trip_as_float32_bytes_only_where_opted_in(self, store):
+        log, query = store
+        kept, not_kept = batch(3, seed=1), batch(2, seed=2)
+        log.append([kept], keep_features=True)
+        log.append([not_kept], keep_features=False)
+        stored = dict(query("SELECT id, features FROM predictions"))
+        for prediction_id, row in zip(kept.ids, kept.matrix, strict=True):
+            np.testing.assert_array_equal(np.frombuffer(bytes(stored[prediction_id]), dtype=np.float32), row)
+        assert all(stored[prediction_id] is None for prediction_id in not_kept.ids)
+
+    def test_the_purge_erases_only_encoded_rows_older_than_the_cut_off(self, store):
+        """The writer runs the purge every PURGE_SECONDS (bento/predictionlog/writer.py) with the cut-off
+        READMISSION_PREDICTION_LOG_RETENTION_DAYS before now; here the store method is called directly."""
+        log, query = store
+        now = time.time()
+        old, recent = batch(3, when=now - 31 * DAY, seed=3), batch(2, when=now - 29 * DAY, seed=4)
+        log.append([old, recent], keep_features=True)
+        assert log.purge_features(before=now - 30 * DAY) == 3
+        stored = dict(query("SELECT id, features FROM predictions"))
+        assert len(stored) == 5, "the predictions themselves are kept"
+        assert all(stored[prediction_id] is None for prediction_id in old.ids)
+        assert all(stored[prediction_id] is not None for prediction_id in recent.ids)
+        assert log.purge_features(before=now - 30 * DAY) == 0
+
+    def test_concurrent_feedback_about_the_same_predictions_records_one_outcome_each_and_counts_it_once(self, store):
+        """Calls racing over overlapping ids (each in its own order): with the same outcomes all succeed and the
+        new outcomes are counted once in all; with opposite outcomes one call wins and the others record nothing."""
+        log, query = store
+        rounds, callers = 3, 4
+        for round_ in range(rounds):
+            scored, contested = batch(600, seed=round_), batch(CONTESTED, seed=round_)
+            log.append([scored, contested], keep_features=False)
+            rng = random.Random(round_)
+            subsets = [rng.sample(scored.ids, 400) for _ in range(callers)]  # overlapping, each in its own order
+            same = race(log, [{i: 1 for i in subset} for subset in subsets])
+            assert all(isinstance(result, Recorded) for result in same), same
+            assert sum(result.recorded for result in same) == len(set().union(*subsets))
+            opposite = race(log, [{i: caller % 2 for i in contested.ids} for caller in range(callers)])
+            listed = ",".join(f"'{i}'" for i in contested.ids)
+            (kept,) = {
+                outcome for (outcome,) in query(f"SELECT readmitted FROM outcomes WHERE prediction_id IN ({listed})")
+            }
+            for caller, result in enumerate(opposite):
+                assert isinstance(result, Recorded if caller % 2 == kept else ConflictingOutcomeError), opposite
+            assert sum(result.recorded for result in opposite if isinstance(result, Recorded)) == CONTESTED

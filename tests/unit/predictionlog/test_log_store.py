@@ -1,0 +1,195 @@
+"""The prediction log's SQLite store and its writer, without a service.
+
+SQLiteStore (bento/predictionlog/sqlite.py) keeps the store contract of store_contract.py beside this module (the
+PostgreSQL store keeps it in tests/postgres/test_store_contract.py). Then PredictionLog
+(bento/predictionlog/writer.py) over a store that can be made to fail: a full queue drops without waiting, a store
+locked for less than the writer's tries loses nothing, a failing store loses the batch and the next one is written,
+close() writes what is queued.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from contextlib import closing
+
+import pytest
+from prometheus_client import REGISTRY
+
+from bento.monitoring import metrics
+from bento.predictionlog.sqlite import SQLiteStore
+from bento.predictionlog.store import LogStore, StoreError
+from bento.predictionlog.writer import PredictionLog
+from tests.helpers import poll
+from tests.unit.predictionlog.store_contract import Query, StoreContract, batch
+
+
+class TestSQLiteStore(StoreContract):
+    @pytest.fixture
+    def store(self, tmp_path) -> tuple[LogStore, Query]:
+        """A fresh SQLite store and a way to read it behind its back (its own read-only connection)."""
+        path = tmp_path / "predictions.db"
+        opened = SQLiteStore(path)
+
+        def query(sql: str) -> list[tuple]:
+            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+                return db.execute(sql).fetchall()
+
+        yield opened, query
+        opened.close()
+
+
+# --- PredictionLog -------------------------------------------------------------------------------------------
+
+
+class Switchable:
+    """A real SQLite store that fails every call while `failing` is set, and can hold appends at a gate."""
+
+    def __init__(self, inner: SQLiteStore) -> None:
+        self.inner = inner
+        self.failing = False
+        self.entered = threading.Event()  # the writer has called append
+        self.gate = threading.Event()  # append goes on only while set
+        self.gate.set()
+
+    def append(self, batches, keep_features):
+        self.entered.set()
+        self.gate.wait()
+        if self.failing:
+            raise StoreError("made to fail")
+        self.inner.append(batches, keep_features)
+
+    def purge_features(self, before):
+        return self.inner.purge_features(before)
+
+    def close(self):
+        self.inner.close()
+
+
+def rows_counted(outcome: str) -> float:
+    return REGISTRY.get_sample_value("readmission_prediction_log_rows_total", {"outcome": outcome}) or 0.0
+
+
+def stored_ids(path) -> set[str]:
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        return {prediction_id for (prediction_id,) in db.execute("SELECT id FROM predictions")}
+
+
+@pytest.fixture
+def switchable(tmp_path):
+    store = Switchable(SQLiteStore(tmp_path / "predictions.db"))
+    yield store
+    store.gate.set()
+
+
+def writer(store, queue_rows: int = 1000, retry_seconds: float = 0.2) -> PredictionLog:
+    log = PredictionLog(
+        store,
+        queue_rows,
+        keep_features=False,
+        retention_days=30,
+        counts=metrics,
+        flush_seconds=0.05,
+        retry_seconds=retry_seconds,
+    )
+    log.start()
+    return log
+
+
+def test_a_full_queue_drops_rows_counted_and_append_never_waits(switchable, tmp_path):
+    switchable.gate.clear()  # the writer is stuck in the store: nothing leaves the queue
+    log = writer(switchable, queue_rows=10)
+    dropped_before = rows_counted("dropped")
+    held = batch(4)
+    log.append(held)
+    assert switchable.entered.wait(5), "the writer never took the first batch"
+    queued = [batch(5, seed=i) for i in range(3)]  # 15 rows for a queue of 10: the third is dropped
+    started = time.monotonic()
+    for scored in queued:
+        log.append(scored)
+    assert time.monotonic() - started < 0.5, "append waited"
+    assert rows_counted("dropped") - dropped_before == 5
+    switchable.gate.set()
+    log.close(timeout=10)
+    assert stored_ids(tmp_path / "predictions.db") == {*held.ids, *queued[0].ids, *queued[1].ids}
+
+
+def test_a_failing_store_loses_the_batch_counted_and_the_next_is_written(switchable, tmp_path):
+    lost_before, written_before = rows_counted("lost"), rows_counted("written")
+    switchable.failing = True
+    log = writer(switchable)
+    failed = batch(6)
+    log.append(failed)
+    poll(lambda: rows_counted("lost") - lost_before == 6, 5, "6 rows counted lost")
+    switchable.failing = False
+    later = batch(4, seed=1)
+    log.append(later)
+    poll(lambda: rows_counted("written") - written_before == 4, 5, "4 rows counted written")
+    log.close(timeout=10)
+    assert stored_ids(tmp_path / "predictions.db") == set(later.ids)
+
+
+@pytest.fixture
+def locked(tmp_path):
+    """A real SQLite store and another connection that can hold `BEGIN EXCLUSIVE` on its file."""
+    path = tmp_path / "predictions.db"
+    store = SQLiteStore(path)
+    store.append([batch(1)], keep_features=False)  # the file and its tables exist
+    other = sqlite3.connect(path, isolation_level=None)
+    yield store, other
+    if other.in_transaction:
+        other.execute("ROLLBACK")
+    other.close()
+
+
+def test_a_store_locked_for_less_than_the_writers_tries_loses_nothing(locked, caplog):
+    """Locked past one write's busy timeout (BUSY_MILLISECONDS) but released within RETRY_SECONDS."""
+    store, other = locked
+    caplog.set_level(logging.INFO, logger="readmission")
+    lost_before, written_before = rows_counted("lost"), rows_counted("written")
+    log = writer(store, retry_seconds=30)
+    other.execute("BEGIN EXCLUSIVE")
+    held = batch(7)
+    log.append(held)
+    poll(lambda: "trying again" in caplog.text, 10, "the writer's first failed try")
+    other.execute("ROLLBACK")
+    poll(lambda: rows_counted("written") - written_before == 7, 30, "7 rows counted written")
+    log.close(timeout=10)
+    assert rows_counted("lost") == lost_before
+    assert set(held.ids) <= stored_ids(store.path)
+
+
+def test_a_store_locked_for_longer_than_the_writers_tries_loses_the_batch_counted(locked):
+    store, other = locked
+    lost_before = rows_counted("lost")
+    log = writer(store, retry_seconds=0.5)
+    other.execute("BEGIN EXCLUSIVE")
+    held = batch(5)
+    log.append(held)
+    poll(lambda: rows_counted("lost") - lost_before == 5, 30, "5 rows counted lost")
+    other.execute("ROLLBACK")
+    later = batch(3, seed=1)
+    log.append(later)
+    log.close(timeout=10)
+    stored = stored_ids(store.path)
+    assert set(later.ids) <= stored and not set(held.ids) & stored
+
+
+def test_close_writes_everything_queued(switchable, tmp_path):
+    switchable.gate.clear()
+    log = writer(switchable)
+    first = batch(3)
+    log.append(first)
+    assert switchable.entered.wait(5), "the writer never took the first batch"
+    queued = [batch(50, seed=i) for i in range(5)]
+    for scored in queued:
+        log.append(scored)
+    closing = threading.Thread(target=log.close, args=(10,))
+    closing.start()
+    switchable.gate.set()
+    closing.join(15)
+    assert not closing.is_alive()
+    expected = {*first.ids, *(i for scored in queued for i in scored.ids)}
+    assert stored_ids(tmp_path / "predictions.db") == expected
