@@ -39,7 +39,7 @@ def real_champion(uci_zip, tmp_path_factory):
     """A champion trained on the real data into a fresh SQLite MLflow store (about a minute)."""
     home = tmp_path_factory.mktemp("real-mlflow")
     with pytest.MonkeyPatch.context() as patch:
-        # no spread over other seeds (tests/test_training.py checks it): two more fits would double the minute
+        # no spread over other seeds (tests/training/test_training.py checks it): two more fits would double the minute
         return train_into(home, uci_zip, patch, model_card_path=home / "model-card.md", extra_seeds=0)
 
 

@@ -23,7 +23,7 @@ from bench.checks import TOLERANCE
 from bench.workloads import PREDICT, V2_1_8, V2_1_64, WORKLOADS, Result
 from tests.helpers import bentoml_env
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def result(server: str, workload: str, req_s: float, round_no: int, **changes) -> Result:
