@@ -20,6 +20,9 @@ from loadtest import encounters, slo
 from tests import servers
 from tests.helpers import poll
 
+# serial: Locust runs measure latency and throughput against SLOs: alone, not beside another worker
+pytestmark = pytest.mark.serial
+
 REPO = Path(__file__).resolve().parents[2]
 RUN = REPO / "loadtest" / "run.py"
 TASKS = {

@@ -20,6 +20,9 @@ from loadtest import encounters, logscan, soak
 from tests import servers
 from tests.helpers import bentoml_env
 
+# serial: p99 drift and memory growth over two minutes of load: alone, not beside another worker
+pytestmark = pytest.mark.serial
+
 REPO = Path(__file__).resolve().parents[2]
 SOAK = REPO / "loadtest" / "soak.py"
 CI_DURATION, CI_WINDOW = 120, 30
