@@ -211,6 +211,11 @@ def pytest_terminal_summary(terminalreporter) -> None:
             terminalreporter.write_line(f"{name} = {value}")
 
 
+# Tests whose parameter ids are drawn at random (a fresh UUIDv7 in each process): xdist's workers would collect
+# different tests and stop the run, so they go to the serial step (tests/test_feedback_ids.py; fixed ids end this).
+_RANDOM_IDS = {"test_only_the_canonical_uuid7_layout_is_a_prediction_id"}
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The tests marked `serial` last, as `make test` runs them; under xdist, a module's tests on one worker.
@@ -221,6 +226,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     under load, ...) start once, and tests that follow what earlier tests of their module did to the worker's shared
     service see it. Before xdist's own hook, which turns the groups into scheduling scopes.
     """
+    for item in items:
+        if getattr(item, "originalname", None) in _RANDOM_IDS:
+            item.add_marker(pytest.mark.serial)
     items.sort(key=lambda item: item.get_closest_marker("serial") is not None)  # stable: the order otherwise kept
     if not _XDIST_WORKER:
         return
