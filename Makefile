@@ -106,14 +106,15 @@ oci-test: oci
 deploy: venv
 	bash kserve/deploy.sh $(DEPLOY_ARGS)
 
-# The suite in two steps: first on PYTEST_WORKERS xdist workers (a module's tests on one worker; the champion is
-# trained and imported once for all of them: tests/conftest.py), then the tests marked `serial` alone, since they
-# time load, recovery and timeouts. Both steps always run; `make test` fails when either failed. Plain `pytest` runs
-# everything in one process.
+# The suite in two steps: first on PYTEST_WORKERS xdist workers (--dist loadfile: a module's tests on one worker, so
+# its module-scoped servers start once; the champion is trained and imported once for all of them: tests/conftest.py),
+# then the tests marked `serial` alone, since they time load, recovery and timeouts. Both steps always run; `make
+# test` fails when either failed. Plain `pytest` runs everything in one process. (Not --dist loadgroup: with pytest
+# 9.2, xdist 3.8's `xdist_group` marks do not group anything.)
 PYTEST_WORKERS ?= 2
 test: lint
 	status=0; \
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not serial" $(PYTEST_ARGS) || status=$$?; \
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not serial" $(PYTEST_ARGS) || status=$$?; \
 	$(BIN)/pytest -m serial $(PYTEST_ARGS) || status=$$?; \
 	exit $$status
 

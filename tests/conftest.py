@@ -218,20 +218,12 @@ _RANDOM_IDS = {"test_only_the_canonical_uuid7_layout_is_a_prediction_id"}
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tests marked `serial` last, as `make test` runs them; under xdist, a module's tests on one worker.
+    """The tests marked `serial` last, as `make test` runs them (before `-m` deselects any).
 
     Last: the load tests' traffic to the shared service must not reach the tests that look at what it served (feature
-    drift on held-out rows, every dashboard query). Under xdist (`make test`: --dist loadgroup), a module's tests
-    run on one worker unless they name a group: module-scoped servers (the secured service of test_auth, a Prometheus
-    under load, ...) start once, and tests that follow what earlier tests of their module did to the worker's shared
-    service see it. Before xdist's own hook, which turns the groups into scheduling scopes.
+    drift on held-out rows, every dashboard query).
     """
     for item in items:
         if getattr(item, "originalname", None) in _RANDOM_IDS:
             item.add_marker(pytest.mark.serial)
     items.sort(key=lambda item: item.get_closest_marker("serial") is not None)  # stable: the order otherwise kept
-    if not _XDIST_WORKER:
-        return
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
