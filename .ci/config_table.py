@@ -1,7 +1,7 @@
 """The README's Configuration table, rendered from the settings classes (their fields are the variables).
 
     python .ci/config_table.py           # rewrite the table in README.md
-    python .ci/config_table.py --check   # exit 1 when README.md's table differs (tests/test_settings.py)
+    python .ci/config_table.py --check   # exit 1 when README.md's table differs (tests/service/test_settings.py)
 
 One row per field of each class: its variable, its default, who reads it and the field's description.
 """

@@ -6,7 +6,7 @@
 
 pyproject.toml declares the dependencies (with floors, never exact pins); `uv lock` resolves them into
 uv.lock, which holds every version and the sha256 of every file. The files below are exports of it, with
-hashes, and nobody edits them: `--check` (tests/test_supply_chain.py) fails on a pin edited by hand in any
+hashes, and nobody edits them: `--check` (tests/deploy/test_supply_chain.py) fails on a pin edited by hand in any
 of them, on a lock that no longer satisfies pyproject.toml, and on an exact pin in pyproject.toml.
 
 uv (a dev dependency, pinned by the lock itself) does the locking and exporting: it writes a hashed,
@@ -35,7 +35,7 @@ EXPORTS = {
     "loadtest/requirements.txt": ("loadtest/Dockerfile, the loadtest extra only", ["--extra", "loadtest"]),
 }
 HEADER = (
-    "# Exported from uv.lock by `make lock` (.ci/lock.py): do not edit; tests/test_supply_chain.py checks it.\n"
+    "# Exported from uv.lock by `make lock` (.ci/lock.py): do not edit; tests/deploy/test_supply_chain.py checks it.\n"
     "# Installed by {who}. To change a version: `make lock UPGRADE=name==version`.\n"
 )
 

@@ -4,7 +4,7 @@
 Routes live in bento/server/app.py (`/` leads to the interactive documentation at /docs); BentoML adds /livez, /readyz
 and /healthz.
 
-Faults (tests/test_faults.py): a model missing, corrupt or trained on another feature spec leaves the
+Faults (tests/service/test_faults.py): a model missing, corrupt or trained on another feature spec leaves the
 server up but not ready (a log line says why; predictions answer 503); a worker that dies is respawned;
 SIGTERM drains before it stops (bento/server/drain.py). Connections are bounded (bento/server/connections.py).
 """

@@ -3,8 +3,8 @@
     .venv/bin/python -m observability.dashboard          # writes observability/grafana/dashboards/readmission.json
     .venv/bin/python -m observability.dashboard --check  # exit 1 when the committed JSON is not the generator's
 
-Every query is plain PromQL (no Grafana variables or macros), so tests/test_observability_live.py runs each
-one against a real Prometheus, and observability/snapshot.py draws the same panels from the same queries.
+Every query is plain PromQL (no Grafana variables or macros), so tests/observability/test_observability_live.py runs
+each one against a real Prometheus, and observability/snapshot.py draws the same panels from the same queries.
 Job names (`readmission`, `locust`, `prometheus`) are the same locally and in Kubernetes; CPU and memory
 queries read the service's own process metrics, Prometheus's, and cAdvisor's container metrics joined
 with `or`, so the panel shows whichever exists.

@@ -4,7 +4,7 @@
     .venv/bin/python -m observability.k8s_config --check  # exit 1 when the committed file is not current
 
 kustomize refuses files outside its folder, so the Prometheus configuration, the rules, Grafana's
-provisioning and the dashboard are copied into ConfigMaps here; tests/test_observability_rules.py fails
+provisioning and the dashboard are copied into ConfigMaps here; tests/observability/test_observability_rules.py fails
 when the committed file and the sources disagree.
 """
 

@@ -1,7 +1,7 @@
 """Operational thresholds and endpoint patterns, defined once.
 
 The dashboard (dashboard.py) reads them from here; the rule files (prometheus/rules/*.yml) are plain YAML
-that Prometheus loads as committed, and tests/test_thresholds.py checks that they carry exactly
+that Prometheus loads as committed, and tests/observability/test_thresholds.py checks that they carry exactly
 these values.
 """
 

@@ -5,16 +5,22 @@ What tests share that is not a fixture is in tests/helpers.py.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from tests import postgres_server, sample_data, servers
 from tests.helpers import bentoml_env, grpc_env, package_index_problem, train_into
-from training.settings import data_file
+from training.registry import Registered
+from training.settings import TrainingSettings, data_file
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -34,13 +40,59 @@ def uci_zip() -> Path:
     return found
 
 
+# The xdist worker running this session ("gw0", "gw1", ...), empty without xdist.
+_XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+
+
+def _once(tmp_path_factory, name: str, make: Callable[[Path], dict]) -> dict:
+    """`make(folder)` once for the whole run, its JSON answer read back by every other caller.
+
+    Without xdist it simply runs in a fresh temporary folder. Under xdist each worker has its
+    own session fixtures, so the first worker to get here makes it in a folder beside every worker's temporary root
+    (pytest-xdist's documented FileLock pattern), and the others wait for the lock and read what it wrote.
+    """
+    if not _XDIST_WORKER:
+        return make(tmp_path_factory.mktemp(name))
+    shared = tmp_path_factory.getbasetemp().parent
+    done = shared / f"{name}.json"
+    with FileLock(str(shared / f"{name}.lock")):
+        if not done.is_file():
+            folder = shared / name
+            shutil.rmtree(folder, ignore_errors=True)  # a worker that failed half-way left it
+            folder.mkdir()
+            done.write_text(json.dumps(make(folder)))
+        return json.loads(done.read_text())
+
+
+def _store(answer: dict) -> dict:
+    """A champion store as JSON (paths, the Registered version), to be shared between xdist workers."""
+    return {"home": str(answer["home"]), "registered": dataclasses.asdict(answer["registered"]),
+            "data": str(answer["data"])}  # fmt: skip
+
+
+def _champion(shared: dict) -> dict:
+    """The fixture's value from the shared JSON: the settings as `train_into` made them, for the same home."""
+    home = Path(shared["home"])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("READMISSION_HOME", str(home))
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        settings = TrainingSettings.from_env()
+    return {"home": home, "settings": settings, "registered": Registered(**shared["registered"]),
+            "data": Path(shared["data"])}  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def real_champion(uci_zip, tmp_path_factory):
-    """A champion trained on the real data into a fresh SQLite MLflow store (about a minute)."""
-    home = tmp_path_factory.mktemp("real-mlflow")
-    with pytest.MonkeyPatch.context() as patch:
-        # no spread over other seeds (tests/test_training.py checks it): two more fits would double the minute
-        return train_into(home, uci_zip, patch, model_card_path=home / "model-card.md", extra_seeds=0)
+    """A champion trained on the real data into a fresh SQLite MLflow store (about a minute, once a run)."""
+
+    def train(home: Path) -> dict:
+        with pytest.MonkeyPatch.context() as patch:
+            # no spread over other seeds (tests/training/test_training.py checks it): two more fits would double
+            # the minute
+            trained = train_into(home, uci_zip, patch, model_card_path=home / "model-card.md", extra_seeds=0)
+        return _store(trained)
+
+    return _champion(_once(tmp_path_factory, "real-mlflow", train))
 
 
 @pytest.fixture(scope="session")
@@ -49,10 +101,14 @@ def champion_store(request, tmp_path_factory):
     try:
         return request.getfixturevalue("real_champion")
     except pytest.skip.Exception:
-        home = tmp_path_factory.mktemp("synthetic-mlflow")
-        with pytest.MonkeyPatch.context() as patch:
-            csv = sample_data.write_csv(home, count=2000)
-            return train_into(home, csv, patch, verify=False, model_card_path=None, extra_seeds=0)
+
+        def train(home: Path) -> dict:
+            with pytest.MonkeyPatch.context() as patch:
+                csv = sample_data.write_csv(home, count=2000)
+                trained = train_into(home, csv, patch, verify=False, model_card_path=None, extra_seeds=0)
+            return _store(trained)
+
+        return _champion(_once(tmp_path_factory, "synthetic-mlflow", train))
 
 
 @pytest.fixture(scope="module")
@@ -74,13 +130,23 @@ def client(service):
 
 @pytest.fixture(scope="session")
 def bento_home(champion_store, tmp_path_factory):
-    """A BentoML home holding the imported champion (its own, so Prometheus folders are not shared)."""
-    home = tmp_path_factory.mktemp("bentoml-home")
-    env = {**os.environ, **bentoml_env(home), "READMISSION_HOME": str(champion_store["home"])}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    readmission = str(Path(sys.executable).parent / "readmission")
-    done = subprocess.run([readmission, "import"], env=env, capture_output=True, text=True, check=True)
-    tag = done.stdout.strip().rsplit(" ", 1)[-1]
+    """A BentoML home holding the imported champion (its own, so Prometheus folders are not shared).
+
+    Imported once a run; under xdist each worker serves from its own copy, since a server writes its prediction log
+    and Prometheus files into its home.
+    """
+
+    def imported(home: Path) -> dict:
+        env = {**os.environ, **bentoml_env(home), "READMISSION_HOME": str(champion_store["home"])}
+        env.pop("MLFLOW_TRACKING_URI", None)
+        readmission = str(Path(sys.executable).parent / "readmission")
+        done = subprocess.run([readmission, "import"], env=env, capture_output=True, text=True, check=True)
+        return {"home": str(home), "tag": done.stdout.strip().rsplit(" ", 1)[-1]}
+
+    made = _once(tmp_path_factory, "bentoml-home", imported)
+    home, tag = Path(made["home"]), made["tag"]
+    if _XDIST_WORKER:
+        home = shutil.copytree(home, tmp_path_factory.getbasetemp() / "bentoml-home")
     return {"home": home, "tag": tag, "model_dir": home / "models" / "readmission" / tag.split(":")[1]}
 
 
@@ -111,19 +177,30 @@ def postgres():
 
 
 _FIGURES: dict[str, str] = {}
+_FIGURE = "figure: "  # the prefix of a figure among a test's user_properties
 
 
 @pytest.fixture
 def figure(request):
     """Record a measured figure (name, value); `make test` prints them all at the end, for the README.
 
-    A figure recorded again under the same test and name replaces the earlier value (running totals).
+    A figure recorded again under the same test and name replaces the earlier value (running totals). Figures
+    travel in the test's report (its user_properties), so those measured by xdist workers reach the summary too.
     """
 
     def record(name: str, value: object) -> None:
-        _FIGURES[f"{request.node.originalname}: {name}"] = str(value)
+        key = f"{_FIGURE}{request.node.originalname}: {name}"
+        properties = request.node.user_properties
+        properties[:] = [(k, v) for k, v in properties if k != key] + [(key, str(value))]
 
     return record
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Collect the figures of a finished test phase (in the process that prints the summary)."""
+    for name, value in report.user_properties:
+        if isinstance(name, str) and name.startswith(_FIGURE):
+            _FIGURES[name.removeprefix(_FIGURE)] = value
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
@@ -132,3 +209,21 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.section("measured figures")
         for name, value in _FIGURES.items():
             terminalreporter.write_line(f"{name} = {value}")
+
+
+# Tests whose parameter ids are drawn at random (a fresh UUIDv7 in each process): xdist's workers would collect
+# different tests and stop the run, so they go to the serial step (tests/test_feedback_ids.py; fixed ids end this).
+_RANDOM_IDS = {"test_only_the_canonical_uuid7_layout_is_a_prediction_id"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests marked `serial` last, as `make test` runs them (before `-m` deselects any).
+
+    Last: the load tests' traffic to the shared service must not reach the tests that look at what it served (feature
+    drift on held-out rows, every dashboard query).
+    """
+    for item in items:
+        if getattr(item, "originalname", None) in _RANDOM_IDS:
+            item.add_marker(pytest.mark.serial)
+    items.sort(key=lambda item: item.get_closest_marker("serial") is not None)  # stable: the order otherwise kept

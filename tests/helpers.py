@@ -194,7 +194,7 @@ def decode_binary_response(response: httpx.Response) -> tuple[dict[str, Any], di
 def bentoml_env(home: Path) -> dict[str, str]:
     """Environment of a test BentoML server: its own home, no telemetry."""
     # READMISSION_API_TOKEN empty: the shared service has no bearer token whatever the developer's shell holds
-    # (tests/test_auth.py starts its own service with one).
+    # (tests/service/test_auth.py starts its own service with one).
     return {
         "BENTOML_HOME": str(home),
         "BENTOML_DO_NOT_TRACK": "true",

@@ -2,8 +2,8 @@
 
 They are the one source of the OpenAPI document (bento/openapi/document.py). The patient models are generated from the
 feature specification, so a change there changes the document. The routes keep their own fast checks (they name
-the field and the reason; bento/features/field.py); tests/test_wire.py holds the models to the same answers. As in
-KServe, a tensor's `data` list is left unvalidated: the numpy decoder (bento/v2/tensors.py) checks it.
+the field and the reason; bento/features/field.py); tests/service/test_wire.py holds the models to the same answers.
+As in KServe, a tensor's `data` list is left unvalidated: the numpy decoder (bento/v2/tensors.py) checks it.
 """
 
 from __future__ import annotations

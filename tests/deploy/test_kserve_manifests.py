@@ -22,7 +22,7 @@ import yaml
 
 from tests.helpers import KSERVE, OVERLAYS, load_folder, render, stack_folders
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 # The overlays whose one Knative (or Service) port is the Bento's HTTP port; `grpc` routes gRPC instead.
 HTTP_OVERLAYS = ("knative", "standard", "canary")
 CRD_FILE = REPO.parent / "shared" / "specs" / "kserve-inferenceservices-crd.yaml"

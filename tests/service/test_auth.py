@@ -31,7 +31,7 @@ from tests.helpers import MODEL, RECORD, SEED_EXAMPLE, bentoml_env, grpc_env, po
 from ui.client import Client, ServiceError
 from ui.settings import Settings
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TOKEN = secrets.token_hex(24)  # random per run: it can only reach the log through the service
 ROW = features.vector_from_encoded(SEED_EXAMPLE).tolist()
 DATA = [None if math.isnan(value) else value for value in ROW]  # JSON null: missing (the ICD-9 code columns)
@@ -124,7 +124,7 @@ def test_the_token_is_read_from_the_environment_and_kept_out_of_repr(monkeypatch
 
 def test_the_openapi_document_has_security_only_with_a_token():
     plain = document.document(ServiceSettings())
-    assert "securitySchemes" not in plain["components"]  # what tests/test_fuzz.py fuzzes: no token configured
+    assert "securitySchemes" not in plain["components"]  # what tests/service/test_fuzz.py fuzzes: no token configured
     assert not any("security" in op for item in plain["paths"].values() for op in item.values() if isinstance(op, dict))
     secured = document.document(ServiceSettings(api_token=TOKEN))
     assert secured["components"]["securitySchemes"]["bearerAuth"] == {"type": "http", "scheme": "bearer"}

@@ -21,9 +21,12 @@ import pytest
 from bench import report
 from bench.checks import TOLERANCE
 from bench.workloads import PREDICT, V2_1_8, V2_1_64, WORKLOADS, Result
-from tests.helpers import bentoml_env
+from tests.helpers import bentoml_env, copy_home
 
-REPO = Path(__file__).resolve().parents[1]
+# serial: the benchmark measures throughput and latency: alone, not beside another worker
+pytestmark = pytest.mark.serial
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def result(server: str, workload: str, req_s: float, round_no: int, **changes) -> Result:
@@ -69,10 +72,12 @@ def test_bench_runs_ours_and_the_compiled_floor_and_writes_its_report(bento_home
     if shutil.which("wrk") is None:
         pytest.skip("wrk is not installed (apt-get install wrk)")
     results = tmp_path / "results"
+    # a copy: a server started on the shared home wipes the shared service's Prometheus folder
+    home = copy_home(bento_home, tmp_path)
     command = [sys.executable, str(REPO / "bench" / "run.py"), "--servers", "ours,floor-compiled", "--rounds", "1",
-               "--duration", "1", "--warmup", "0", "--bentoml-home", str(bento_home["home"]),
+               "--duration", "1", "--warmup", "0", "--bentoml-home", str(home),
                "--results", str(results)]  # fmt: skip
-    env = {**os.environ, **bentoml_env(bento_home["home"])}
+    env = {**os.environ, **bentoml_env(home)}
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 

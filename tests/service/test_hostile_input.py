@@ -89,7 +89,7 @@ def test_a_body_sent_byte_by_byte_is_cut_off_at_the_deadline(service, client, pa
 
 @pytest.mark.slow
 def test_many_clients_stuck_in_their_headers_do_not_starve_the_others(service):
-    # headers are not bounded by the body deadline but by the header timeout (tests/test_connections.py); until
+    # headers are not bounded by the body deadline but by the header timeout (tests/service/test_connections.py); until
     # it cuts them off, half-open requests must not block anybody else
     where = urlparse(service.url)
     stuck = [socket.create_connection((where.hostname, where.port), timeout=5) for _ in range(200)]

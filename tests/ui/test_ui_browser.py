@@ -22,7 +22,7 @@ from ui.result import BANDS, percent
 from ui.settings import Settings
 
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "ui-screenshot.png"
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "ui-screenshot.png"
 BROWSER_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 pytestmark = pytest.mark.slow

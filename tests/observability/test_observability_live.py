@@ -24,7 +24,7 @@ from observability import dashboard, snapshot
 from tests import servers
 from tests.helpers import PROMQL_COMPARISON, bentoml_env, poll
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = REPO / "observability" / "prometheus"
 RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
 PICTURE = REPO / "docs" / "dashboard.png"

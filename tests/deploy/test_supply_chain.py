@@ -12,7 +12,7 @@ import yaml
 from detect_secrets import SecretsCollection
 from detect_secrets.settings import default_settings
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 REPORT = REPO / ".readmission" / "audit.json"
 
 

@@ -23,7 +23,8 @@ import pytest
 from bento import features
 from tests.helpers import INFER, MODEL, copy_home, grpc_env, matrix_request, poll, records, serve, workers_of
 
-pytestmark = pytest.mark.slow
+# serial: recovery and drain times are measured under load: alone, not beside another worker
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 RECOVERY_BOUND = 60.0  # seconds: circus looks at its workers every 10 s, a worker starts in a few
 PATIENT = features.EXAMPLE_PATIENT

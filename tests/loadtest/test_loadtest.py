@@ -20,7 +20,10 @@ from loadtest import encounters, slo
 from tests import servers
 from tests.helpers import poll
 
-REPO = Path(__file__).resolve().parents[1]
+# serial: Locust runs measure latency and throughput against SLOs: alone, not beside another worker
+pytestmark = pytest.mark.serial
+
+REPO = Path(__file__).resolve().parents[2]
 RUN = REPO / "loadtest" / "run.py"
 TASKS = {
     "/predict [clinical]",
@@ -218,7 +221,7 @@ def test_soak_scenario(service, tmp_path):
     summary = _assert_clean_run(done, folder, tasks=TASKS - {"/v2/models/[model]"})
     assert summary["scenario"]["scenario"] == "soak"
     assert summary["scenario"]["settings"]["duration"] == 15
-    windows = summary["scenario"]["windows"]  # per-window figures (tests/test_soak.py: the soak verdict)
+    windows = summary["scenario"]["windows"]  # per-window figures (tests/loadtest/test_soak.py: the soak verdict)
     assert [w["index"] for w in windows] == [0, 1, 2], windows
     assert all(w["requests"] > 0 and w["failures"] == 0 and w["p99_ms"] > 0 for w in windows), windows
     assert sum(w["requests"] for w in windows) <= summary["total"]["requests"]

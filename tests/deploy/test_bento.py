@@ -25,7 +25,7 @@ def _run(args: list[str], home: Path, cwd: Path) -> str:
 @pytest.fixture(scope="module")
 def exported_bento(bento_home, tmp_path_factory):
     """Build the Bento from the repo, export it to a file, import it into an empty BentoML home."""
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     out = _run(["build", "--output", "tag"], bento_home["home"], repo)
     tag = out.strip().splitlines()[-1].removeprefix("__tag__:")
     archive = tmp_path_factory.mktemp("export") / "readmission.bento"
@@ -68,13 +68,13 @@ def test_built_bento_serves_the_same_predictions(exported_bento, bento_home, tmp
 
 def test_bento_requirements_are_the_serve_extra():
     # bento/requirements.txt is uv.lock's export of the serve extra's closure, pinned and hashed (.ci/lock.py;
-    # tests/test_supply_chain.py checks it is the current export): every declared requirement, nothing heavy
+    # tests/deploy/test_supply_chain.py checks it is the current export): every declared requirement, nothing heavy
     import tomllib
 
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     project = tomllib.loads((repo / "pyproject.toml").read_text())["project"]
     serve = [*project["dependencies"], *project["optional-dependencies"]["serve"]]
     lines = (repo / "bento" / "requirements.txt").read_text().splitlines()

@@ -21,10 +21,10 @@ from bento import features
 from bento.model.predictor import Predictor
 from tests.helpers import FIELD_DATATYPES, MODEL, RECORD, SEED_EXAMPLE, matrix_of, records
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 KSERVE_VENV = REPO / ".venv-kserve"
 KSERVE_VERSION = "0.21.0"
-KSERVE_SCRIPT = Path(__file__).with_name("kserve_client_check.py")
+KSERVE_SCRIPT = Path(__file__).resolve().parents[1] / "kserve_client_check.py"
 
 
 @pytest.fixture(scope="module")

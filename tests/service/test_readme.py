@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 PYTHON_BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 BASH_BLOCK = re.compile(r"```bash\n(.*?)```", re.DOTALL)
 SERVICE_ADDRESSES = ("127.0.0.1:3000", "127.0.0.1:8081")

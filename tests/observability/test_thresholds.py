@@ -12,7 +12,7 @@ from bento.server.app import ROUTES
 from observability import thresholds
 from tests.helpers import PROMQL_COMPARISON
 
-RULES = Path(__file__).resolve().parents[1] / "observability" / "prometheus" / "rules"
+RULES = Path(__file__).resolve().parents[2] / "observability" / "prometheus" / "rules"
 ALERT_THRESHOLDS = {
     "ReadmissionHighErrorRatio": thresholds.SLO_ERROR_RATIO,
     "ReadmissionLatencyP99OverSLO": thresholds.SLO_P99_SECONDS,

@@ -16,7 +16,7 @@ from bento.openapi import docs_page
 from bento.server.app import ROUTES, create_app
 from bento.settings import ServiceSettings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 EXTERNAL = re.compile(r"\b(?:https?:)?//(?!www\.w3\.org/)")  # SVG's namespace in data: URLs is a name, not a fetch
 LINKED = re.compile(r'(?:src|href)="([^"]+)"')

@@ -11,12 +11,16 @@ import sys
 import time
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bento import features
 from bento.monitoring.metrics import PUBLISH_ROWS
 from tests import servers
 from tests.helpers import RECORD, poll, records, scrape
+
+# serial: compares /predict's latency with and without scrapers: alone, not beside another worker
+pytestmark = pytest.mark.serial
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 WRITTEN = ("readmission_prediction_log_rows_total", frozenset({("outcome", "written")}))

@@ -17,7 +17,7 @@ from ui import batch, form
 from ui.client import Client, ServiceError
 from ui.settings import Settings
 
-APP = str(Path(__file__).resolve().parents[1] / "ui" / "app.py")
+APP = str(Path(__file__).resolve().parents[2] / "ui" / "app.py")
 ANSWER = {
     "probability": 0.19234,
     "label": 1,

@@ -19,7 +19,7 @@ import pytest
 
 pytestmark = pytest.mark.package_index  # the image's build installs the Bento's requirements from PyPI
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 OCI_STATE = REPO / ".readmission" / "oci"
 SKIP = 77  # what oci/*.sh exit with where they cannot run

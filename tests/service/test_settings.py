@@ -15,7 +15,7 @@ from bento.settings import MIB, PREFIX, ReadmissionSettings, ServiceSettings, Se
 from training.settings import PROJECT_ROOT, TrainingSettings
 from ui.settings import Settings as UISettings
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SPEC = importlib.util.spec_from_file_location("ci_config_table", REPO / ".ci" / "config_table.py")
 config_table = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(config_table)

@@ -15,7 +15,7 @@ import yaml
 from observability import dashboard, k8s_config
 from tests.helpers import PROMQL_COMPARISON
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 OBSERVABILITY = REPO / "observability"
 PROMETHEUS_DIR = OBSERVABILITY / "prometheus"
 RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))

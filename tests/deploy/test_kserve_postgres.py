@@ -1,6 +1,6 @@
 """The prediction log in the cluster, checked offline: kserve/postgres (PostgreSQL as a StatefulSet on a PVC,
 reachable from the predictor only), the predictor's READMISSION_PREDICTION_LOG from the Secret deploy.sh creates,
-its SQLite fallback on an emptyDir, and deploy.sh's order. tests/test_hardening.py holds the pod policy for
+its SQLite fallback on an emptyDir, and deploy.sh's order. tests/deploy/test_hardening.py holds the pod policy for
 kserve/postgres too.
 """
 

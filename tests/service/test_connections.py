@@ -31,6 +31,9 @@ from bento.server.connections import MAX_HEADER_BYTES
 from tests import servers
 from tests.helpers import RECORD, copy_home, grpc_env, poll, records, serve
 
+# serial: cuts at the header and idle timeouts are timed to the second: alone, not beside another worker
+pytestmark = pytest.mark.serial
+
 HEADER_SECONDS = 7
 IDLE_SECONDS = 3
 CAP = 6

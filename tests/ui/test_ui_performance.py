@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from tests.helpers import FakeService
 from ui import performance
 
-APP = str(Path(__file__).resolve().parents[1] / "ui" / "app.py")
+APP = str(Path(__file__).resolve().parents[2] / "ui" / "app.py")
 TRAINING = {"roc_auc": 0.6719, "roc_auc_ci_low": 0.6594, "roc_auc_ci_high": 0.6853, "brier": 0.0982, "precision": 0.22}
 LIVE = {
     "30d": {"labelled_rows": 1234, "roc_auc": 0.701, "roc_auc_ci_low": 0.65, "roc_auc_ci_high": 0.75, "brier": 0.1},
