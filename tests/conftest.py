@@ -211,11 +211,6 @@ def pytest_terminal_summary(terminalreporter) -> None:
             terminalreporter.write_line(f"{name} = {value}")
 
 
-# Tests whose parameter ids are drawn at random (a fresh UUIDv7 in each process): xdist's workers would collect
-# different tests and stop the run, so they go to the serial step (tests/test_feedback_ids.py; fixed ids end this).
-_RANDOM_IDS = {"test_only_the_canonical_uuid7_layout_is_a_prediction_id"}
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The tests marked `serial` last, as `make test` runs them (before `-m` deselects any).
@@ -223,7 +218,4 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     Last: the load tests' traffic to the shared service must not reach the tests that look at what it served (feature
     drift on held-out rows, every dashboard query).
     """
-    for item in items:
-        if getattr(item, "originalname", None) in _RANDOM_IDS:
-            item.add_marker(pytest.mark.serial)
     items.sort(key=lambda item: item.get_closest_marker("serial") is not None)  # stable: the order otherwise kept
