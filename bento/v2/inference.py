@@ -131,7 +131,7 @@ def _field_value(value: Any, tensor: Tensor) -> Any:
     return value
 
 
-def check_output(name: str) -> str:
+def _check_output(name: str) -> str:
     """The name of an output the model produces; TENSOR error otherwise."""
     if name not in OUTPUTS:
         raise RequestError(Reason.TENSOR, f"output {name!r} does not exist; outputs are {', '.join(OUTPUTS)}")
@@ -142,7 +142,7 @@ def output_names(request: InferRequest) -> list[str]:
     """The outputs a request asks for, in its order (every output where it names none)."""
     if request.outputs is None:
         return list(OUTPUTS)
-    return [check_output(output["name"]) for output in request.outputs]
+    return [_check_output(output["name"]) for output in request.outputs]
 
 
 def matrix_of(decoded: InferRequest, max_rows: int) -> np.ndarray:
