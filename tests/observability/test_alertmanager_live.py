@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -31,7 +32,7 @@ from tests import servers
 from tests.helpers import MODEL, Stream, old_emergencies, poll, serve
 
 WINDOW = 20  # seconds standing in for the rules' hour
-TIMINGS = {"group_wait": "4s", "group_interval": "4s", "repeat_interval": "4s"}
+TIMINGS = {"group_wait": "3s", "group_interval": "2s", "repeat_interval": "3s"}
 CLOCK = "AlertmanagerClock"  # the alert posted with amtool whose repeats show Alertmanager flushing its groups
 pytestmark = pytest.mark.slow
 
@@ -92,10 +93,22 @@ def two_more_clock_notifications(receiver: Receiver) -> None:
 def test_drift_tickets_once_a_silence_stops_it_and_not_ready_pages_and_inhibits_it(
     service, prometheus, alertmanager, receiver, held_out, tmp_path, figure
 ):
+    """The steps of the module's docstring (`steps`), with the service without a model started beside them."""
+    home = tmp_path / "empty-home"
+    home.mkdir()
+    with ThreadPoolExecutor(1) as pool:  # the service without a model starts meanwhile (about 10 s), for step 3
+        starting = pool.submit(serve, home, tmp_path, ready_path="/livez")
+        try:
+            steps(service, prometheus, alertmanager, receiver, held_out, starting, figure)
+        finally:
+            starting.result().stop()
+
+
+def steps(service, prometheus, alertmanager, receiver, held_out, starting: Future, figure) -> None:
+    """1. the ticket, 2. the silence, 3. the page and the inhibition (`starting`: the service without a model)."""
     version = httpx.get(f"{service.url}/v2/models/{MODEL}", timeout=10).json()["versions"][0]
     started = time.monotonic()
     stream = Stream(service.url, old_emergencies(held_out))
-    not_ready = None
     try:
         # 1. one ticket for every drifting field of the version
         (ticket,) = poll(lambda: notified(receiver, "FeatureDrift"), 90, "a FeatureDrift notification")
@@ -121,9 +134,7 @@ def test_drift_tickets_once_a_silence_stops_it_and_not_ready_pages_and_inhibits_
         assert len(notified(receiver, "FeatureDrift")) == 1, "a FeatureDrift notification despite the silence"
 
         # 3. a service without its model: the page, and the model alerts inhibited
-        home = tmp_path / "empty-home"
-        home.mkdir()
-        not_ready = serve(home, tmp_path, ready_path="/livez")
+        not_ready = starting.result()
         servers.add_prometheus_targets(prometheus, "readmission", [not_ready.metrics_target])
         joined = time.monotonic()
         (page,) = poll(lambda: notified(receiver, "ReadmissionNotReady"), 60, "the page for ReadmissionNotReady")
@@ -147,8 +158,6 @@ def test_drift_tickets_once_a_silence_stops_it_and_not_ready_pages_and_inhibits_
         assert all(a["status"]["inhibitedBy"] for a in model_alerts), json.dumps(model_alerts, indent=1)
     finally:
         stream.close()
-        if not_ready is not None:
-            not_ready.stop()
     figure("seconds from the shift to the FeatureDrift ticket", f"{ticketed - started:.0f}")
     figure("FeatureDrift: fields in the one ticket", len(fields))
     figure("seconds from the not-ready target joining to the page", f"{paged - joined:.0f}")
