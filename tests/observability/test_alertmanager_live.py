@@ -137,7 +137,7 @@ def steps(service, prometheus, alertmanager, receiver, held_out, starting: Futur
         not_ready = starting.result()
         servers.add_prometheus_targets(prometheus, "readmission", [not_ready.metrics_target])
         joined = time.monotonic()
-        (page,) = poll(lambda: notified(receiver, "ReadmissionNotReady"), 60, "the page for ReadmissionNotReady")
+        page = poll(lambda: notified(receiver, "ReadmissionNotReady"), 60, "the page for ReadmissionNotReady")[0]
         paged = time.monotonic()
         assert page.receiver == "pages" and page.payload["status"] == "firing", page
         (alert,) = page.payload["alerts"]
