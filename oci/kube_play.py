@@ -7,16 +7,16 @@ the data volume lives), plays PostgreSQL's pod with its PersistentVolumeClaim, w
 plays the predictor's pod with the Service name of PostgreSQL resolved to that pod's address, and waits for its
 readiness probe; as deploy.sh waits for the StatefulSet before applying the InferenceService.
 Two things podman 4.3 does not do are done here: readiness probes (it ignores them) are run as the kubelet runs them
-(`probe`), and each pod is played with containers.conf's `stop_timeout` set to its terminationGracePeriodSeconds
-(which it ignores; `podman kube down` then waits that long before SIGKILL). Each pod has its own network namespace
-on podman's default kube network, so the manifests' ports are used as they are.
+(`probe`), and `down` stops a pod as the kubelet does, its containers first (SIGTERM, then SIGKILL after its
+terminationGracePeriodSeconds) and its infra container (the pod's network) last, before `podman kube down` removes it:
+4.3's `kube down` alone stops every container of the pod, infra included, with a timeout of 0, a SIGKILL at once.
+Each pod has its own network namespace on podman's default kube network, so the manifests' ports are used as they are.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import shutil
 import socket
@@ -37,10 +37,9 @@ SECRET_VALUES = "secrets.json"
 SCRATCH = "empty-dirs"  # the folder of the pods' emptyDir folders
 
 
-def podman(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def podman(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run podman; raise with its output when it fails."""
-    done = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout,
-                          env=None if env is None else os.environ | env)  # fmt: skip
+    done = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         raise RuntimeError(f"podman {' '.join(args)} exited with {done.returncode}:\n{done.stdout}{done.stderr}")
     return done
@@ -62,13 +61,6 @@ class Played:
         return f"{pod['metadata']['name']}-{spec['name']}", spec
 
 
-def stop_timeout_config(config: str, seconds: int) -> str:
-    """A containers.conf with `stop_timeout` under [engine] (podman's wait between the stop signal and SIGKILL)."""
-    if "[engine]" not in config:
-        config += "\n[engine]\n"
-    return config.replace("[engine]", f"[engine]\nstop_timeout = {seconds}", 1)
-
-
 def kube_file(folder: Path, role: str) -> Path:
     """The kube YAML a role's pod is played from (and `podman kube down` is given)."""
     return folder / f"{role}.yaml"
@@ -77,19 +69,15 @@ def kube_file(folder: Path, role: str) -> Path:
 def play(folder: Path, role: str, docs: list[Doc], pod: Doc, images: dict[str, str], hosts: dict[str, str]) -> Doc:
     """`podman kube play` a pod (after the resources in `docs`) as `kube_pods.for_podman` adapts it; the pod played.
 
-    Its emptyDir folders are made first, empty and writable by every user, as the kubelet makes an emptyDir; podman
-    stops it after its terminationGracePeriodSeconds (containers.conf's stop_timeout, for this pod alone).
+    Its emptyDir folders are made first, empty and writable by every user, as the kubelet makes an emptyDir.
     """
     for path in kube_pods.scratch_folders(pod, folder / SCRATCH).values():
         shutil.rmtree(path, ignore_errors=True)
         path.mkdir(parents=True)
         path.chmod(0o777)
     played = kube_pods.for_podman(pod, images, folder / SCRATCH, hosts)
-    base = Path(os.environ["CONTAINERS_CONF"]).read_text()
-    config = folder / f"{role}.containers.conf"
-    config.write_text(stop_timeout_config(base, int(pod["spec"].get("terminationGracePeriodSeconds", 30))))
     kube_file(folder, role).write_text(kube_pods.kube_yaml([*docs, played]))
-    podman("kube", "play", "--replace", str(kube_file(folder, role)), env={"CONTAINERS_CONF": str(config)})
+    podman("kube", "play", "--replace", str(kube_file(folder, role)))
     return played
 
 
@@ -145,21 +133,22 @@ def logs(name: str) -> str:
 def wait_ready(played: Played, role: str, timeout: float) -> float:
     """Seconds until every readiness probe of a role's pod passes; fail at once, with its logs, if a container stops."""
     pod, address = played.pods[role], played.addresses[role]
-    names = [f"{pod['metadata']['name']}-{c['name']}" for c in pod["spec"]["containers"]]
+    containers = {f"{pod['metadata']['name']}-{c['name']}": c for c in pod["spec"]["containers"]}
 
     def ready() -> bool:
-        return all(probe(name, c, address, c["readinessProbe"])
-                   for name, c in zip(names, pod["spec"]["containers"], strict=True) if "readinessProbe" in c)  # fmt: skip
+        return all(
+            probe(name, c, address, c["readinessProbe"]) for name, c in containers.items() if "readinessProbe" in c
+        )
 
     def alive() -> None:
-        for name in names:
+        for name in containers:
             if (state := container_state(name)) != "running":
                 raise RuntimeError(f"{name} is {state}:\n{logs(name)}")
 
     try:
         return cli.wait_until(ready, timeout, alive, every=0.5)
     except TimeoutError:
-        raise RuntimeError(f"{role} not ready within {timeout:g} s:\n{logs(names[0])}") from None
+        raise RuntimeError(f"{role} not ready within {timeout:g} s:\n{logs(next(iter(containers)))}") from None
 
 
 def secret_values(folder: Path) -> dict[str, str]:
@@ -208,14 +197,24 @@ def up(folder: Path, images: dict[str, str], timeout: float) -> Played:
     return played
 
 
-def down(folder: Path, role: str, volumes: bool = False) -> None:
-    """`podman kube down` a role's pod and remove its emptyDir folders (its claims' volumes too with `volumes`)."""
+def down(folder: Path, role: str, volumes: bool = False) -> dict[str, int]:
+    """Stop a role's pod as the kubelet would, then remove it with `podman kube down`; its containers' exit codes.
+
+    Its containers get SIGTERM, then SIGKILL after the pod's terminationGracePeriodSeconds, and only then is its
+    infra container stopped: `podman pod stop` stops that at once too, and the pod's network goes with it, so a
+    draining server can neither answer nor reach its database. Then its emptyDir folders go, and with `volumes` its
+    claims' volumes.
+    """
     path = kube_file(folder, role)
     if not path.is_file():
-        return
-    podman("kube", "down", str(path), timeout=300)
+        return {}
     pod = next(doc for doc in yaml.safe_load_all(path.read_text()) if doc["kind"] == "Pod")
-    shutil.rmtree(folder / SCRATCH / pod["metadata"]["name"], ignore_errors=True)
+    name, grace = pod["metadata"]["name"], int(pod["spec"].get("terminationGracePeriodSeconds", 30))
+    containers = [f"{name}-{c['name']}" for c in pod["spec"]["containers"]]
+    podman("stop", "--time", str(grace), *containers, timeout=grace + 60)
+    codes = {c: int(podman("inspect", "--format", "{{.State.ExitCode}}", c).stdout) for c in containers}
+    podman("kube", "down", str(path), timeout=120)
+    shutil.rmtree(folder / SCRATCH / name, ignore_errors=True)
     claims = [
         v["persistentVolumeClaim"]["claimName"] for v in pod["spec"].get("volumes", []) if "persistentVolumeClaim" in v
     ]
@@ -223,6 +222,7 @@ def down(folder: Path, role: str, volumes: bool = False) -> None:
         podman("volume", "rm", "--force", *claims)
         (folder / SECRET_VALUES).unlink(missing_ok=True)  # a new volume gets a new password
     path.unlink()
+    return codes
 
 
 def main() -> None:
