@@ -163,7 +163,10 @@ def secret_values(folder: Path) -> dict[str, str]:
 
 
 def create_secrets(folder: Path, values: dict[str, dict[str, str]]) -> None:
-    """Each Secret as a podman secret of the same name (replacing one left by an earlier run)."""
+    """Each Secret as a podman secret of the same name (replacing one left by an earlier run).
+
+    podman resolves a `secretKeyRef` when it creates the container: `up` removes them once both pods are played.
+    """
     for name, data in values.items():
         subprocess.run(["podman", "secret", "rm", name], capture_output=True, timeout=30)
         path = folder / f"secret-{name}.json"
@@ -188,12 +191,15 @@ def up(folder: Path, images: dict[str, str], timeout: float) -> Played:
     claim = kube_pods.find(postgres_docs, "PersistentVolumeClaim")
     kept = subprocess.run(["podman", "volume", "exists", claim["metadata"]["name"]], timeout=30).returncode == 0
     service = kube_pods.service_host(kube_pods.find(postgres_docs, "Service"))
-    for role in ROLES:
-        docs = [] if role != "postgres" or kept else [claim]  # podman refuses a claim whose volume exists
-        hosts = {service: played.addresses["postgres"]} if role == "predictor" else {}
-        played.pods[role] = play(folder, role, docs, pods[role], images, hosts)
-        played.addresses[role] = pod_address(played.pods[role])
-        wait_ready(played, role, timeout)
+    try:
+        for role in ROLES:
+            docs = [] if role != "postgres" or kept else [claim]  # podman refuses a claim whose volume exists
+            hosts = {service: played.addresses["postgres"]} if role == "predictor" else {}
+            played.pods[role] = play(folder, role, docs, pods[role], images, hosts)
+            played.addresses[role] = pod_address(played.pods[role])
+            wait_ready(played, role, timeout)
+    finally:  # read when a container is created: not kept in podman's store
+        subprocess.run(["podman", "secret", "rm", *played.secrets], capture_output=True, timeout=30)
     return played
 
 
