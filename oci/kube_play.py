@@ -2,10 +2,11 @@
 
 Run by oci/kube_play.sh (oci/env.sh's container store, the images) as `python -m oci.kube_play up|down`, or used by
 oci/check_pods.py. `up` renders the pods (oci/kube_pods.py) into a folder, creates the Secrets they read as podman
-secrets (test values: a random password and API token, kept in the folder's secrets.json, mode 600, and reused while
-the data volume lives), plays PostgreSQL's pod with its PersistentVolumeClaim, waits for its readiness probe, then
-plays the predictor's pod with the Service name of PostgreSQL resolved to that pod's address, and waits for its
-readiness probe; as deploy.sh waits for the StatefulSet before applying the InferenceService.
+secrets for as long as it plays them (test values: a random password and API token, kept in the folder's
+secrets.json, mode 600, and reused while the data volume lives), plays PostgreSQL's pod with its
+PersistentVolumeClaim, waits for its readiness probe, then plays the predictor's pod with the Service name of
+PostgreSQL resolved to that pod's address, and waits for its readiness probe; as deploy.sh waits for the StatefulSet
+before applying the InferenceService.
 Two things podman 4.3 does not do are done here: readiness probes (it ignores them) are run as the kubelet runs them
 (`probe`), and `down` stops a pod as the kubelet does, its containers first (SIGTERM, then SIGKILL after its
 terminationGracePeriodSeconds) and its infra container (the pod's network) last, before `podman kube down` removes it:
@@ -54,10 +55,10 @@ class Played:
     addresses: dict[str, str]
     secrets: dict[str, dict[str, str]]
 
-    def container(self, role: str, index: int = 0) -> tuple[str, Doc]:
-        """The podman name of a pod's container (`<pod>-<container>`) and its spec."""
+    def container(self, role: str) -> tuple[str, Doc]:
+        """The podman name (`<pod>-<container>`) and the spec of a role's container (each pod here has one)."""
         pod = self.pods[role]
-        spec = pod["spec"]["containers"][index]
+        (spec,) = pod["spec"]["containers"]
         return f"{pod['metadata']['name']}-{spec['name']}", spec
 
 
