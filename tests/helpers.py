@@ -7,6 +7,7 @@
 - the Kubernetes manifests rendered with kustomize, and custom resources checked strictly against their CRDs
 - `poll`: wait for a condition with a deadline (never a bare sleep)
 - `package_index_problem`: whether the live package index (PyPI) answers, checked once
+- `oci_script`: run one of oci/*.sh, skipping where it cannot run here
 """
 
 from __future__ import annotations
@@ -445,6 +446,24 @@ def package_index_problem() -> str | None:
     except OSError as error:
         return f"the package index cannot be reached ({PACKAGE_INDEX}: {error})"
     return None
+
+
+# --- the OCI image (oci/) ------------------------------------------------------------------------------------
+
+OCI_SKIP = 77  # what oci/*.sh exit with where they cannot run
+
+
+def oci_script(name: str, args: list[str], env: dict[str, str], timeout: float) -> str:
+    """Run oci/<name>; skip on its "cannot run here" status, fail with its output otherwise; its output."""
+    if sys.platform != "linux":
+        pytest.skip("buildah and podman need Linux")
+    done = subprocess.run(["bash", str(REPO / "oci" / name), *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)  # fmt: skip
+    if done.returncode == OCI_SKIP:
+        reasons = [line for line in done.stderr.splitlines() if line.startswith("SKIP:")]
+        pytest.skip(f"oci/{name}: {reasons[-1] if reasons else done.stderr[-500:]}")
+    assert done.returncode == 0, f"oci/{name} exited with {done.returncode}:\n{done.stdout}\n{done.stderr[-6000:]}"
+    return done.stdout + done.stderr
 
 
 class FakeService:
