@@ -2,6 +2,10 @@
 # Deploy the readmission Bento as a KServe InferenceService on MicroK8s, and roll out new champions.
 #
 #   kserve/deploy.sh [deploy] [--overlay knative|standard|grpc]  build, push, apply, wait for Ready, smoke test
+#                    [--monitoring none|operator|standalone [--alert-webhooks FILE]]
+#                                                    and monitoring: none (the default), the cluster's Prometheus
+#                                                    Operator (observability/operator) or Prometheus and Grafana
+#                                                    of our own (observability/k8s)
 #   kserve/deploy.sh canary --tag NEW [--model-version V | --no-train]
 #                                                    train (or promote V) in MLflow, import, build NEW, 10% canary
 #   kserve/deploy.sh promote [--tag NEW]             the canary takes 100%; NEW becomes the tag in kserve/base
@@ -36,6 +40,14 @@ TOKEN_NAMESPACES=("$NAMESPACE" loadtest)
 LOG_SECRET="readmission-prediction-log"  # pragma: allowlist secret (the Secret's name, not a secret)
 LOG_DATABASE="readmission"
 LOG_HOST="readmission-postgres.$NAMESPACE.svc:5432"
+# Monitoring. operator: MicroK8s's `observability` add-on (kube-prometheus-stack: the Prometheus Operator, its
+# Alertmanager and Grafana) takes observability/operator (generated: python -m observability.operator_resources);
+# the AlertmanagerConfig's receivers read their webhook URLs from a Secret, never in the repository
+# (observability/operator_settings.py, WEBHOOK_SECRET). standalone: Prometheus and Grafana of observability/k8s, whose
+# Grafana reads its admin login from a Secret.
+WEBHOOK_SECRET="readmission-alert-webhooks"  # pragma: allowlist secret (the Secret's name, not a secret)
+GRAFANA_SECRET="grafana-admin"               # pragma: allowlist secret (the Secret's name, not a secret)
+MONITORING_NAMESPACE="observability"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 KSERVE_DIR="$ROOT/kserve"
@@ -56,9 +68,11 @@ TAG=""
 MODEL_VERSION=""
 TRAIN=1
 BACKUP_DIR=""
+MONITORING=none
+ALERT_WEBHOOKS=""
 
 usage() {
-    sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 die() {
@@ -227,6 +241,85 @@ build_and_push() {
     esac
 }
 
+# The Prometheus Operator (--monitoring operator): MicroK8s's observability add-on, unless its CRDs are there.
+install_monitoring() {
+    [[ $MONITORING == operator ]] || return 0
+    if have crd podmonitors.monitoring.coreos.com; then
+        log "the Prometheus Operator is installed"
+        return
+    fi
+    log "enabling MicroK8s's observability add-on (kube-prometheus-stack: Prometheus Operator, Alertmanager, Grafana)"
+    run microk8s enable observability --without-tempo  # no tracing here: Tempo would only take memory
+}
+
+# Secret readmission-alert-webhooks (one key per webhook of observability/alertmanager/alertmanager.yml, each a URL)
+# from --alert-webhooks FILE (lines `key=URL`, read by kubectl: no URL on a command line nor printed), else the one
+# in the cluster; without either the operator would drop the AlertmanagerConfig, so the deploy stops here.
+ensure_alert_webhooks() {
+    local keys="the keys in the header of observability/operator/alertmanagerconfig.yaml"
+    log "the alert webhooks: Secret/$WEBHOOK_SECRET"
+    if [[ -n $ALERT_WEBHOOKS ]]; then
+        [[ $DRY_RUN -eq 1 || -r $ALERT_WEBHOOKS ]] || die "--alert-webhooks $ALERT_WEBHOOKS: no such readable file"
+        if [[ $DRY_RUN -eq 1 ]]; then
+            note "${KUBECTL[*]} create secret generic $WEBHOOK_SECRET --from-env-file=$ALERT_WEBHOOKS -n $NAMESPACE --dry-run=client -o yaml | ${KUBECTL[*]} apply -f -"
+            return
+        fi
+        "${KUBECTL[@]}" create secret generic "$WEBHOOK_SECRET" -n "$NAMESPACE" --from-env-file="$ALERT_WEBHOOKS" \
+            --dry-run=client -o yaml | "${KUBECTL[@]}" apply -f -
+    elif [[ $DRY_RUN -eq 1 ]]; then
+        note "keep Secret/$WEBHOOK_SECRET of namespace $NAMESPACE; without it: stop, --alert-webhooks FILE needed ($keys)"
+    elif have secret "$WEBHOOK_SECRET" -n "$NAMESPACE"; then
+        log "Secret/$WEBHOOK_SECRET is there: kept"
+    else
+        die "the AlertmanagerConfig reads its webhook URLs from Secret/$WEBHOOK_SECRET: --alert-webhooks FILE ($keys, one key=URL a line)"
+    fi
+}
+
+# Secret grafana-admin of observability/k8s's Grafana: kept when there, else admin with a random password (never printed).
+ensure_grafana_admin() {
+    local folder password
+    log "Grafana's login: Secret/$GRAFANA_SECRET"
+    kubectl_ apply -f "$ROOT/observability/k8s/namespace.yaml"
+    if [[ $DRY_RUN -eq 1 ]]; then
+        note "keep Secret/$GRAFANA_SECRET of namespace $MONITORING_NAMESPACE, else: ${KUBECTL[*]} create secret generic $GRAFANA_SECRET --from-literal=admin-user=admin --from-file=admin-password=<openssl rand -base64 24> -n $MONITORING_NAMESPACE"
+        return
+    fi
+    if have secret "$GRAFANA_SECRET" -n "$MONITORING_NAMESPACE"; then
+        log "Secret/$GRAFANA_SECRET is there: kept"
+        return
+    fi
+    folder=$(mktemp -d)  # mode 700: the password never appears on a command line
+    # shellcheck disable=SC2064  # expand now: the folder of this call
+    trap "rm -rf '$folder'" RETURN
+    password=$(openssl rand -base64 24 2>/dev/null || python3 -c 'import secrets; print(secrets.token_urlsafe(24))')
+    printf '%s' "$password" >"$folder/password"
+    "${KUBECTL[@]}" create secret generic "$GRAFANA_SECRET" -n "$MONITORING_NAMESPACE" --from-literal=admin-user=admin \
+        --from-file=admin-password="$folder/password"
+    log "read Grafana's password with: ${KUBECTL[*]} get secret $GRAFANA_SECRET -n $MONITORING_NAMESPACE -o jsonpath='{.data.admin-password}' | base64 -d"
+}
+
+# --monitoring: the Prometheus Operator's resources, or the standalone Prometheus and Grafana, or nothing.
+apply_monitoring() {
+    case $MONITORING in
+        none)
+            log "no monitoring applied (--monitoring operator|standalone; kserve/README.md, Monitoring)"
+            ;;
+        operator)
+            ensure_alert_webhooks
+            log "applying observability/operator: PodMonitor, PrometheusRule, AlertmanagerConfig, dashboard ConfigMap"
+            kubectl_ apply -k "$ROOT/observability/operator"
+            ;;
+        standalone)
+            ensure_grafana_admin
+            log "applying observability/k8s: Prometheus (NodePort 30090) and Grafana (NodePort 30030)"
+            kubectl_ apply -k "$ROOT/observability/k8s"
+            kubectl_ rollout status deployment/prometheus -n "$MONITORING_NAMESPACE" --timeout=300s
+            kubectl_ rollout status deployment/grafana -n "$MONITORING_NAMESPACE" --timeout=300s
+            ;;
+        *) die "unknown monitoring '$MONITORING'" ;;
+    esac
+}
+
 # Render an overlay with another image tag, without touching the files in the repository.
 apply_with_tag() {
     local overlay=$1 tag=$2 dir
@@ -390,10 +483,12 @@ cmd_deploy() {
         install_knative  # knative and grpc
     fi
     install_kserve
+    install_monitoring
     run make -C "$ROOT" import  # the champion from MLflow into the BentoML store (stamped)
     build_and_push "$tag"
     ensure_api_token
     ensure_prediction_log
+    apply_monitoring  # before the predictor: scraped from its first pod on
     log "applying kserve/overlays/$OVERLAY"
     kubectl_ apply -k "$KSERVE_DIR/overlays/$OVERLAY"
     wait_ready
@@ -531,6 +626,15 @@ main() {
                 shift
                 ;;
             --no-train) TRAIN=0 ;;
+            --monitoring)
+                MONITORING=${2:?--monitoring needs none, operator or standalone}
+                shift
+                ;;
+            --monitoring=*) MONITORING=${1#*=} ;;
+            --alert-webhooks)
+                ALERT_WEBHOOKS=${2:?--alert-webhooks needs a file of key=URL lines}
+                shift
+                ;;
             --dir)
                 BACKUP_DIR=${2:?--dir needs a folder}
                 shift
@@ -544,6 +648,9 @@ main() {
         shift
     done
     [[ $OVERLAY =~ ^(knative|standard|grpc)$ ]] || die "--overlay is knative, standard or grpc, not '$OVERLAY'"
+    [[ $MONITORING =~ ^(none|operator|standalone)$ ]] || die "--monitoring is none, operator or standalone, not '$MONITORING'"
+    [[ $MONITORING == none || $COMMAND == deploy ]] || die "--monitoring goes with deploy"
+    [[ -z $ALERT_WEBHOOKS || $MONITORING == operator ]] || die "--alert-webhooks goes with --monitoring operator"
     [[ -z $TAG || $TAG =~ ^[a-z0-9][a-z0-9._-]{0,127}$ ]] || die "--tag '$TAG' is not a valid Bento version"
     "cmd_$COMMAND"
 }

@@ -1,9 +1,10 @@
-"""Draw the dashboard's panels from a Prometheus into one PNG (Grafana's layout, matplotlib's drawing).
+"""Draw the dashboard's rows and panels from a Prometheus into one PNG (Grafana's layout, matplotlib's drawing).
 
     .venv/bin/python -m observability.snapshot --prometheus http://127.0.0.1:9090 --minutes 15 --output dash.png
 
-Each panel of observability/dashboard.py is queried exactly as Grafana would (query_range for time series,
-instant queries for stats and the score distribution), so the picture shows what the dashboard shows.
+Each panel of observability/dashboard.py is drawn where the dashboard places it (dashboard.layout(), under its
+row's title) and queried exactly as Grafana would (query_range for time series, instant queries for stats and the
+score distribution), so the picture shows what the dashboard shows.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def _bars(ax: Any, panel: dashboard.Panel, client: httpx.Client, end: float) -> 
         (legend(q.legend, s["metric"]), float(s["value"][1])) for q in panel.queries for s in query(client, q.expr, end)
     ]
     if not bars:
-        ax.text(0.5, 0.5, "no data", ha="center", va="center", fontsize=12)
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", fontsize=12, transform=ax.transAxes)
     ax.barh([name for name, _ in reversed(bars)], [value for _, value in reversed(bars)], color="#6fa8dc")
     for threshold, colour in panel.thresholds[1:]:
         if threshold is not None:
@@ -141,28 +142,32 @@ def _time_formatter() -> Any:
 
 
 def draw(prometheus: str, start: float, end: float, output: Path, step: float = 2.0) -> Path:
-    """Query every panel between start and end (Unix seconds) and save the grid of panels as a PNG."""
+    """Query every panel between start and end (Unix seconds) and save the rows of panels as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = max(p.grid[1] + p.grid[3] for p in dashboard.PANELS)
+    places = dashboard.layout()
+    rows = max(y + h for _, (_, y, _, h) in places)
     figure = plt.figure(figsize=(24, rows * 0.55))
     grid = figure.add_gridspec(rows, 24, hspace=3.5, wspace=1.6, top=0.97, bottom=0.02, left=0.03, right=0.97)
     with httpx.Client(base_url=prometheus, timeout=30) as client:
-        for panel in dashboard.PANELS:
-            x, y, w, h = panel.grid
+        for item, (x, y, w, h) in places:
             ax = figure.add_subplot(grid[y : y + h, x : x + w])
-            ax.set_title(panel.title, fontsize=9, loc="left")
-            if panel.kind == "stat":
-                _stat(ax, panel, client, end)
-            elif panel.kind == "bargauge" and "{{le}}" in panel.queries[0].legend:
-                _distribution(ax, panel, client, end)
-            elif panel.kind == "bargauge":
-                _bars(ax, panel, client, end)
+            if isinstance(item, dashboard.Row):
+                ax.axis("off")
+                ax.text(0, 0, item.title, fontsize=11, weight="bold", va="bottom")
+                continue
+            ax.set_title(item.title, fontsize=9, loc="left")
+            if item.kind == "stat":
+                _stat(ax, item, client, end)
+            elif item.kind == "bargauge" and "{{le}}" in item.queries[0].legend:
+                _distribution(ax, item, client, end)
+            elif item.kind == "bargauge":
+                _bars(ax, item, client, end)
             else:
-                _timeseries(ax, panel, client, start, end, step)
+                _timeseries(ax, item, client, start, end, step)
     stamp = f"{datetime.fromtimestamp(start):%Y-%m-%d %H:%M:%S} - {datetime.fromtimestamp(end):%H:%M:%S}"
     figure.suptitle(f"Readmission service dashboard (Prometheus {prometheus}, {stamp})", fontsize=12, y=0.995)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,8 @@ DEFAULT_BASE_IMAGE=python:3.11-slim
 BASE_IMAGE=${READMISSION_BASE_IMAGE:-$DEFAULT_BASE_IMAGE}
 # The base assembled with debootstrap when $BASE_IMAGE cannot be pulled (kept, so later builds reuse it).
 LOCAL_BASE=localhost/readmission-base:bookworm-python3.11
+# The stand-in for kserve/postgres's PostgreSQL image (oci/build_postgres.sh; oci/kube_play.sh runs it).
+POSTGRES_IMAGE=localhost/readmission-postgres:bookworm
 # $BASE_IMAGE plus the build-only certificate settings (removed again from the final image).
 BUILD_BASE=localhost/readmission-build-base:latest
 # The host's CA bundle (its folder is mounted read-only on /mnt in RUN steps) so pip and uv trust this network.

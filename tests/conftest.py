@@ -18,7 +18,7 @@ import pytest
 from filelock import FileLock
 
 from tests import postgres_server, sample_data, servers
-from tests.helpers import bentoml_env, grpc_env, package_index_problem, train_into
+from tests.helpers import REPO, bentoml_env, grpc_env, oci_script, package_index_problem, train_into
 from training.registry import Registered
 from training.settings import TrainingSettings, data_file
 
@@ -148,6 +148,37 @@ def bento_home(champion_store, tmp_path_factory):
     if _XDIST_WORKER:
         home = shutil.copytree(home, tmp_path_factory.getbasetemp() / "bentoml-home")
     return {"home": home, "tag": tag, "model_dir": home / "models" / "readmission" / tag.split(":")[1]}
+
+
+@pytest.fixture(scope="session")
+def oci_env(bento_home):
+    """The environment of oci/*.sh: the test's BentoML home, the venv's bentoml, no telemetry."""
+    bin_folder = Path(sys.executable).parent
+    return {**os.environ, "BENTOML_HOME": str(bento_home["home"]), "BENTOML_DO_NOT_TRACK": "true",
+            "BENTOML": str(bin_folder / "bentoml"), "PYTHON": sys.executable}  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def oci_image(oci_env, tmp_path_factory):
+    """The test's Bento built into an OCI image by oci/build.sh, once a run: tests/deploy/test_oci.py and
+    test_kube_play.py run it (under xdist the first worker builds it, the others wait and read oci/image.env's values).
+
+    Slow the first time (about 2 to 6 minutes: a Debian root filesystem for the base image, then apt and PyPI inside
+    the build); the base and the build's layers are cached under .readmission/. Skips where oci/build.sh cannot run.
+    """
+
+    def build(_: Path) -> dict:
+        done = subprocess.run([oci_env["BENTOML"], "build", "--output", "tag"], env=oci_env, cwd=REPO,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        tag = done.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
+        output = oci_script("build.sh", [], {**oci_env, "READMISSION_BENTO": tag}, timeout=720)
+        env_file = REPO / ".readmission" / "oci" / "image.env"
+        image = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
+        assert image["VERSION"] == tag.split(":")[1], output
+        return image | {"bento_tag": tag, "output": output}
+
+    return _once(tmp_path_factory, "oci-image", build)
 
 
 @pytest.fixture(scope="session")

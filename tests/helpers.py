@@ -5,9 +5,10 @@
 - test servers: the environment of a `bentoml serve` under test, one with gRPC, one on a damaged home; what a
   server's prediction log holds and counts
 - training into a throwaway MLflow store
-- the Kubernetes manifests rendered with kustomize
+- the Kubernetes manifests rendered with kustomize, and custom resources checked strictly against their CRDs
 - `poll`: wait for a condition with a deadline (never a bare sleep)
 - `package_index_problem`: whether the live package index (PyPI) answers, checked once
+- `oci_script`: run one of oci/*.sh, skipping where it cannot run here
 """
 
 from __future__ import annotations
@@ -350,6 +351,27 @@ def need_kubectl() -> str:
     return found
 
 
+def need_tool(name: str, install: str) -> str:
+    """The path of a command-line tool on PATH, or skip saying how to install it (e.g. "apt-get install prometheus")."""
+    found = shutil.which(name)
+    if found is None:
+        pytest.skip(f"{name} is not installed ({install})")
+    return found
+
+
+class KubernetesYAML(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """YAML as Kubernetes reads it: a bare `=` is a string (PyYAML's YAML 1.1 reads it as the `value` tag), as
+    kustomize writes the AlertmanagerConfig CRD's `matchType: =` and as the CRD's own enum holds it."""
+
+
+KubernetesYAML.add_constructor("tag:yaml.org,2002:value", yaml.SafeLoader.construct_yaml_str)
+
+
+def load_all(text: str) -> list[dict]:
+    """The non-empty documents of a Kubernetes YAML stream."""
+    return [doc for doc in yaml.load_all(text, Loader=KubernetesYAML) if doc]
+
+
 @functools.cache
 def render(directory: Path) -> tuple[dict, ...]:
     """`kubectl kustomize` of a folder, as a tuple of resources."""
@@ -357,7 +379,7 @@ def render(directory: Path) -> tuple[dict, ...]:
         [need_kubectl(), "kustomize", str(directory)], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0, f"kubectl kustomize {directory} failed:\n{result.stderr}"
-    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+    return tuple(load_all(result.stdout))
 
 
 def stack_folders() -> list[Path]:
@@ -371,8 +393,50 @@ def load_folder(folder: Path) -> list[dict]:
         return list(render(folder))
     docs: list[dict] = []
     for path in sorted([*folder.rglob("*.yaml"), *folder.rglob("*.yml")]):
-        docs.extend(doc for doc in yaml.safe_load_all(path.read_text()) if doc)
+        docs.extend(load_all(path.read_text()))
     return docs
+
+
+def closed(schema: dict, path: str = "") -> dict:
+    """The schema with unknown fields rejected: `additionalProperties: false` on every object that does not
+    keep unknown fields (`x-kubernetes-preserve-unknown-fields`) or say what else it takes. Object metadata
+    is the API server's (ObjectMeta), left open here and checked by `schema_errors`."""
+    schema = dict(schema)
+    if "properties" in schema:
+        schema["properties"] = {
+            key: closed(value, f"{path}/{key}") if path or key != "metadata" else value
+            for key, value in schema["properties"].items()
+        }
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            schema[key] = closed(schema[key], f"{path}/{key}")
+    for key in ("allOf", "anyOf", "oneOf"):
+        if key in schema:
+            schema[key] = [closed(part, path) for part in schema[key]]
+    is_object = schema.get("type") == "object" or "properties" in schema
+    if is_object and "additionalProperties" not in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
+        schema["additionalProperties"] = False
+    return schema
+
+
+@functools.cache
+def crd_schema(crd_file: Path, version: str) -> dict:
+    """A CRD version's openAPIV3Schema, closed; skips where the file is absent."""
+    if not crd_file.exists():
+        pytest.skip(f"the CRD is not at {crd_file} (shared/specs)")
+    (crd,) = load_all(crd_file.read_text())
+    (served,) = [v for v in crd["spec"]["versions"] if v["name"] == version]
+    return closed(served["schema"]["openAPIV3Schema"])
+
+
+def schema_errors(schema: dict, doc: dict) -> list[str]:
+    """Where `doc` breaks `schema` (strictly: unknown fields too), and metadata beyond a manifest's own keys."""
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.Draft7Validator(schema)
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc)]
+    unknown_meta = set(doc.get("metadata", {})) - {"name", "namespace", "labels", "annotations"}
+    errors.extend(f"metadata/{key}: not expected in a manifest" for key in sorted(unknown_meta))
+    return errors
 
 
 # A comparison with a number in a PromQL expression (alerts compare a measure with a threshold).
@@ -411,6 +475,24 @@ def package_index_problem() -> str | None:
     except OSError as error:
         return f"the package index cannot be reached ({PACKAGE_INDEX}: {error})"
     return None
+
+
+# --- the OCI image (oci/) ------------------------------------------------------------------------------------
+
+OCI_SKIP = 77  # what oci/*.sh exit with where they cannot run
+
+
+def oci_script(name: str, args: list[str], env: dict[str, str], timeout: float) -> str:
+    """Run oci/<name>; skip on its "cannot run here" status, fail with its output otherwise; its output."""
+    if sys.platform != "linux":
+        pytest.skip("buildah and podman need Linux")
+    done = subprocess.run(["bash", str(REPO / "oci" / name), *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)  # fmt: skip
+    if done.returncode == OCI_SKIP:
+        reasons = [line for line in done.stderr.splitlines() if line.startswith("SKIP:")]
+        pytest.skip(f"oci/{name}: {reasons[-1] if reasons else done.stderr[-500:]}")
+    assert done.returncode == 0, f"oci/{name} exited with {done.returncode}:\n{done.stdout}\n{done.stderr[-6000:]}"
+    return done.stdout + done.stderr
 
 
 class FakeService:

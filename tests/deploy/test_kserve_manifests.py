@@ -14,13 +14,12 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
-from functools import cache
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.helpers import KSERVE, OVERLAYS, load_folder, render, stack_folders
+from tests.helpers import KSERVE, OVERLAYS, crd_schema, load_folder, render, schema_errors, stack_folders
 
 REPO = Path(__file__).resolve().parents[2]
 # The overlays whose one Knative (or Service) port is the Bento's HTTP port; `grpc` routes gRPC instead.
@@ -47,6 +46,8 @@ GRPC_PORT = 8081
 QUEUE_PROXY_HTTP1_PORT, QUEUE_PROXY_H2C_PORT = 8012, 8013
 # The Bento's Prometheus port (READMISSION_METRICS_PORT), apart from the API's.
 METRICS_PORT = 8082
+# The Prometheus Operator's resources (observability/operator_resources.py; their CRDs: tests/observability).
+OPERATOR_RESOURCES = REPO / "observability" / "operator"
 
 
 def resources_of(docs: list[dict] | tuple[dict, ...]) -> Iterator[dict]:
@@ -59,9 +60,10 @@ def resources_of(docs: list[dict] | tuple[dict, ...]) -> Iterator[dict]:
 
 
 def all_manifests() -> list[tuple[str, dict]]:
-    """Every rendered overlay and every `*/k8s` manifest, each with where it came from."""
+    """Every rendered overlay, every `*/k8s` manifest and the Prometheus Operator's resources, each with where it
+    came from."""
     found = [(f"kserve/overlays/{o}", doc) for o in OVERLAYS for doc in render(KSERVE / "overlays" / o)]
-    for folder in stack_folders():
+    for folder in [*stack_folders(), OPERATOR_RESOURCES]:
         found.extend((str(folder.relative_to(REPO)), doc) for doc in resources_of(load_folder(folder)))
     return found
 
@@ -117,44 +119,8 @@ def test_readme_names_the_validated_kubernetes_version() -> None:
     assert f'MICROK8S_CHANNEL="{major_minor}/stable"' in (KSERVE / "deploy.sh").read_text()
 
 
-def closed(schema: dict, path: str = "") -> dict:
-    """The schema with unknown fields rejected: `additionalProperties: false` on every object that does not
-    keep unknown fields (`x-kubernetes-preserve-unknown-fields`) or say what else it takes. Object metadata
-    is the API server's (ObjectMeta), left open here and checked by the caller."""
-    schema = dict(schema)
-    if "properties" in schema:
-        schema["properties"] = {
-            key: closed(value, f"{path}/{key}") if path or key != "metadata" else value
-            for key, value in schema["properties"].items()
-        }
-    for key in ("items", "additionalProperties"):
-        if isinstance(schema.get(key), dict):
-            schema[key] = closed(schema[key], f"{path}/{key}")
-    for key in ("allOf", "anyOf", "oneOf"):
-        if key in schema:
-            schema[key] = [closed(part, path) for part in schema[key]]
-    is_object = schema.get("type") == "object" or "properties" in schema
-    if is_object and "additionalProperties" not in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
-        schema["additionalProperties"] = False
-    return schema
-
-
-@cache
-def isvc_validator():
-    jsonschema = pytest.importorskip("jsonschema")
-    if not CRD_FILE.exists():
-        pytest.skip(f"the KServe CRD is not at {CRD_FILE} (shared/specs)")
-    crd = yaml.safe_load(CRD_FILE.read_text())
-    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1beta1"]
-    schema = closed(version["schema"]["openAPIV3Schema"])
-    return jsonschema.Draft7Validator(schema)
-
-
 def isvc_errors(isvc: dict) -> list[str]:
-    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in isvc_validator().iter_errors(isvc)]
-    unknown_meta = set(isvc["metadata"]) - {"name", "namespace", "labels", "annotations"}
-    errors.extend(f"metadata/{key}: not expected in a manifest" for key in sorted(unknown_meta))
-    return errors
+    return schema_errors(crd_schema(CRD_FILE, "v1beta1"), isvc)
 
 
 def test_every_inference_service_is_valid_for_the_kserve_crd() -> None:
@@ -269,6 +235,32 @@ def test_only_prometheus_reaches_the_metrics_port_and_prometheus_nothing_else(ov
         if any(is_prometheus(peer) for peer in peers):
             assert ports == {METRICS_PORT}, ports
     assert any(METRICS_PORT in ports for _, ports in rules), "Prometheus is admitted to the metrics port"
+
+
+def admits(peer: dict, namespace_labels: dict[str, str], pod_labels: dict[str, str]) -> bool:
+    """Whether a NetworkPolicy peer (label selectors by matchLabels) admits a pod with these labels."""
+    selectors = {key: peer[key] for key in ("namespaceSelector", "podSelector") if key in peer}
+    assert "ipBlock" not in peer and all(set(sel) <= {"matchLabels"} for sel in selectors.values()), peer
+    namespaces = selectors.get("namespaceSelector", {}).get("matchLabels", {})
+    pods = selectors.get("podSelector", {}).get("matchLabels", {})
+    return namespaces.items() <= namespace_labels.items() and pods.items() <= pod_labels.items()
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_network_policy_admits_the_operators_prometheus_to_the_metrics_port_alone(overlay: str) -> None:
+    """The Prometheus of MicroK8s's observability add-on (its namespace, the labels the operator gives its pods)
+    reaches the metrics port and nothing else; a pod of the add-on's namespace without them reaches nothing."""
+    settings = pytest.importorskip("observability.operator_settings")
+    namespace = {"kubernetes.io/metadata.name": settings.ADDON_NAMESPACE}
+    grafana = {"app.kubernetes.io/name": "grafana"}
+    ports = set()
+    for peers, rule_ports in peers_and_ports(overlay):
+        if any("ipBlock" in peer for peer in peers):
+            continue  # Standard mode's NodePort clients from outside the pod network
+        if any(admits(peer, namespace, settings.ADDON_PROMETHEUS_POD_LABELS) for peer in peers):
+            ports |= rule_ports
+        assert not any(admits(peer, namespace, grafana) for peer in peers), "the add-on's other pods stay out"
+    assert ports == {METRICS_PORT}
 
 
 def test_knative_overlay_autoscales_on_concurrency() -> None:
@@ -621,6 +613,60 @@ def test_deploy_dry_run_grpc_overlay_uses_knative_and_a_grpc_smoke_request() -> 
     assert not any("curl" in command and "/v2/models/" in command for command in commands), "the route is gRPC only"
 
 
+def test_deploy_dry_run_applies_no_monitoring_by_default() -> None:
+    """Without --monitoring, deploy.sh applies the InferenceService alone, as it always has."""
+    commands = dry_run()
+    assert not any("observability" in command for command in commands), "\n".join(commands)
+
+
+def test_deploy_dry_run_with_the_operator_applies_its_resources_before_the_predictor(tmp_path: Path) -> None:
+    settings = pytest.importorskip("observability.operator_settings")
+    hooks = tmp_path / "hooks.env"
+    url = "https://hooks.example.invalid/not-a-real-path-0123"
+    hooks.write_text(f"pages={url}\ntickets={url}\nnotices={url}\n")
+    bash = shutil.which("bash")
+    assert bash is not None
+    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp"), "BUILDER": "docker"}
+    args = ["--monitoring", "operator", "--alert-webhooks", str(hooks), "--dry-run"]
+    result = subprocess.run(
+        [bash, str(KSERVE / "deploy.sh"), *args], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert url not in result.stdout + result.stderr
+    commands = [line[2:] for line in result.stdout.splitlines() if line.startswith("+ ")]
+    assert_in_order(
+        commands,
+        [
+            "helm upgrade --install kserve ",
+            "microk8s enable observability",
+            f"create secret generic {settings.WEBHOOK_SECRET} --from-env-file={hooks}",
+            "kubectl apply -k",
+            "kubectl apply -k",
+            "kubectl wait --for=condition=Ready inferenceservice/readmission",
+        ],
+    )
+    applied = [command.split()[-1] for command in commands if "apply -k" in command]
+    assert applied.index(str(OPERATOR_RESOURCES)) < applied.index(str(KSERVE / "overlays" / "knative")), applied
+    assert f'WEBHOOK_SECRET="{settings.WEBHOOK_SECRET}"' in (KSERVE / "deploy.sh").read_text()
+
+
+def test_deploy_dry_run_with_standalone_monitoring_applies_prometheus_and_grafana() -> None:
+    commands = dry_run("--monitoring", "standalone", "--overlay", "standard", builder="podman")
+    assert_in_order(
+        commands,
+        [
+            "observability/k8s/namespace.yaml",
+            "create secret generic grafana-admin",
+            "kubectl apply -k",
+            "rollout status deployment/prometheus -n observability",
+            "rollout status deployment/grafana -n observability",
+            "kubectl wait --for=condition=Ready inferenceservice/readmission",
+        ],
+    )
+    assert any(command.endswith("observability/k8s") for command in commands if "apply -k" in command)
+    assert not any("enable observability" in command or "observability/operator" in command for command in commands)
+
+
 def test_model_update_path_dry_run() -> None:
     canary = dry_run("canary", "--tag", "9.9.9")
     assert_in_order(
@@ -654,7 +700,15 @@ def test_deploy_refuses_bad_arguments() -> None:
     bash = shutil.which("bash")
     assert bash is not None
     env = {"PATH": "/usr/bin:/bin"}
-    for args in (["--overlay", "istio"], ["canary"], ["--tag", "Not A Tag"], ["frobnicate"]):
+    for args in (
+        ["--overlay", "istio"],
+        ["canary"],
+        ["--tag", "Not A Tag"],
+        ["frobnicate"],
+        ["--monitoring", "grafana-cloud"],
+        ["rollback", "--monitoring", "operator"],
+        ["--monitoring", "standalone", "--alert-webhooks", "/dev/null"],
+    ):
         result = subprocess.run(
             [bash, str(KSERVE / "deploy.sh"), *args, "--dry-run"], capture_output=True, text=True, env=env, timeout=60
         )
