@@ -16,7 +16,8 @@ export READMISSION_GRPC_HOST ?= 127.0.0.1
 # Prometheus's port (8082) too: `make up`'s Prometheus scrapes it there.
 export READMISSION_METRICS_HOST ?= 127.0.0.1
 
-.PHONY: venv lock up serve train import build ui loadtest soak test test-unit lint format bench deploy oci oci-test prometheus audit clean
+.PHONY: venv lock up serve train import build ui loadtest soak test test-unit lint format bench deploy oci oci-test prometheus \
+  alertmanager alert-receiver audit clean
 
 # Every version comes from uv.lock: constraints.txt is its export (all extras, sha256 of every file), installed in
 # pip's hash-checking mode (pip itself included); then the project, editable, without dependencies.
@@ -59,15 +60,25 @@ serve: build
 	$(BIN)/bentoml serve readmission:latest --host 127.0.0.1 --port $(PORT)
 
 # The service, with a local Prometheus beside it on 127.0.0.1 when the binary is installed, scraping the
-# service's metrics port (READMISSION_METRICS_PORT).
+# service's metrics port (READMISSION_METRICS_PORT), and the Alertmanager it sends its alerts to when Debian's
+# prometheus-alertmanager is installed; Alertmanager's webhooks post to ALERTMANAGER_WEBHOOK_URL
+# (default http://127.0.0.1:5001: `make alert-receiver` prints them).
 PROMETHEUS_PORT ?= 9090
+ALERTMANAGER_PORT ?= 9093
 METRICS_PORT ?= $(or $(READMISSION_METRICS_PORT),8082)
+MONITORING_PORTS := METRICS_PORT=$(METRICS_PORT) PROMETHEUS_PORT=$(PROMETHEUS_PORT) ALERTMANAGER_PORT=$(ALERTMANAGER_PORT)
 up: build
-	METRICS_PORT=$(METRICS_PORT) PROMETHEUS_PORT=$(PROMETHEUS_PORT) bash observability/run_prometheus.sh \
+	$(MONITORING_PORTS) bash observability/run_prometheus.sh \
 	  $(BIN)/bentoml serve readmission:latest --host 127.0.0.1 --port $(PORT)
 
 prometheus:
-	METRICS_PORT=$(METRICS_PORT) PROMETHEUS_PORT=$(PROMETHEUS_PORT) bash observability/run_prometheus.sh
+	$(MONITORING_PORTS) bash observability/run_prometheus.sh
+
+alertmanager:
+	ALERTMANAGER_PORT=$(ALERTMANAGER_PORT) bash observability/run_alertmanager.sh
+
+alert-receiver: venv
+	$(BIN)/python -m observability.alert_receiver
 
 UI_PORT ?= 8501
 ui: venv

@@ -1,4 +1,4 @@
-"""Operational thresholds and endpoint patterns, defined once.
+"""Operational thresholds, endpoint patterns and the runbooks' address, defined once.
 
 The dashboard (dashboard.py) reads them from here; the rule files (prometheus/rules/*.yml) are plain YAML
 that Prometheus loads as committed, and tests/observability/test_thresholds.py checks that they carry exactly
@@ -19,3 +19,8 @@ FEATURE_PSI_THRESHOLD = 0.2  # FeatureDrift: population stability index of one c
 PSI_EPSILON = 0.0001  # served and training shares are clamped to this before the PSI's logarithm
 FEATURE_MIN_ROWS = 1000  # FeatureDrift: rows in the hour before a PSI counts (sampling noise of 70 buckets ~ 0.07)
 LIVE_MIN_LABELLED_ROWS = 200  # LiveRocAucBelowTraining: labelled rows before the live interval counts
+
+# Every alert's `runbook_url` annotation is this page's address, "#" and the GitHub-style anchor of the alert's
+# section in observability/runbooks.md (tests/observability/test_runbooks.py checks both). Where the repository is
+# browsed from elsewhere, change it here and in the rule file's annotations (the test names any that differ).
+RUNBOOK_BASE_URL = "https://git.example.com/readmission/readmission/blob/main/observability/runbooks.md"

@@ -1,6 +1,7 @@
 """What test modules share that is not a fixture; test modules import this (and servers, sample_data), never each other.
 
-- example records and V2 request builders (REST JSON, binary extension) and the binary response decoder
+- example records and V2 request builders (REST JSON, binary extension), the binary response decoder, and a
+  stream of V2 requests from a thread
 - test servers: the environment of a `bentoml serve` under test, one with gRPC, one on a damaged home; what a
   server's prediction log holds and counts
 - training into a throwaway MLflow store
@@ -128,6 +129,34 @@ def matrix_request(matrix: np.ndarray, datatype: str = "FP32", **extra: Any) -> 
     """A V2 request of one tensor "input-0" holding `matrix`."""
     tensor = {"name": "input-0", "datatype": datatype, "shape": list(matrix.shape), "data": json_data(matrix)}
     return {"inputs": [tensor], **extra}
+
+
+class Stream:
+    """Rows sent to a service's V2 infer from a thread, `batch_rows` every 0.2 s, drawn from whichever matrix `rows`
+    is current (a test swaps it to shift the population); `sent` counts them."""
+
+    def __init__(self, url: str, rows: np.ndarray, batch_rows: int = 250) -> None:
+        self.rows = rows
+        self.sent = 0
+        self._batch_rows = batch_rows
+        self._stop = threading.Event()
+        self._client = httpx.Client(base_url=url, timeout=30)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        rng = np.random.default_rng(7)
+        while not self._stop.wait(0.2):
+            rows = self.rows
+            batch = rows[rng.integers(0, len(rows), self._batch_rows)]
+            answer = self._client.post(INFER, json=matrix_request(batch))
+            assert answer.status_code == 200, answer.text
+            self.sent += self._batch_rows
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+        self._client.close()
 
 
 def field_request(patients: list[dict[str, Any]], shape_2d: bool = False) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Real servers for tests: start a process on a free loopback port and wait until it is ready; a real Prometheus
-with the project's configuration and rules (optionally with shorter windows).
+with the project's configuration and rules (optionally with shorter windows) and a real Alertmanager with the project's
+routing (optionally with shorter timings).
 
 `free_port` and `wait_ready` are loadtest/cli.py's, the one copy the load tests, the benchmark and the OCI check
 use too.
@@ -15,6 +16,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -97,10 +99,13 @@ def shortened_rules(folder: Path, durations: Mapping[str, str]) -> list[Path]:
     return written
 
 
-def start_prometheus(folder: Path, targets: Mapping[str, list[str]], rule_files: Sequence[Path] = ()) -> Server:
+def start_prometheus(
+    folder: Path, targets: Mapping[str, list[str]], rule_files: Sequence[Path] = (), alertmanager: str | None = None
+) -> Server:
     """observability/prometheus/prometheus.yml with `targets` per job (jobs not given are dropped, the
     `prometheus` job scrapes this one), scraping and evaluating every second, its storage in `folder`;
-    `rule_files` instead of the committed rules. Skips where Debian's `prometheus` is not installed."""
+    `rule_files` instead of the committed rules; alerts sent to the Alertmanager at URL `alertmanager`, or nowhere.
+    Skips where Debian's `prometheus` is not installed."""
     binary = shutil.which("prometheus")
     if binary is None:
         pytest.skip("prometheus is not installed (apt-get install prometheus)")
@@ -113,7 +118,50 @@ def start_prometheus(folder: Path, targets: Mapping[str, list[str]], rule_files:
     config["scrape_configs"] = [job for job in config["scrape_configs"] if job["job_name"] in jobs]
     for job in config["scrape_configs"]:
         job["static_configs"] = [{"targets": jobs[job["job_name"]]}]
+    if alertmanager is None:
+        del config["alerting"]
+    else:
+        (sender,) = config["alerting"]["alertmanagers"]
+        sender["static_configs"] = [{"targets": [urlsplit(alertmanager).netloc]}]
     (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
     command = [binary, f"--config.file={folder / 'prometheus.yml'}", f"--storage.tsdb.path={folder / 'data'}",
                f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]  # fmt: skip
     return start(command, port, {}, folder / "prometheus.log", ready_path="/-/ready", timeout=60)
+
+
+def add_prometheus_targets(server: Server, job: str, targets: list[str]) -> None:
+    """Add scrape targets to a job of a Prometheus from `start_prometheus`, which reloads its configuration (SIGHUP):
+    the caller waits for them in /api/v1/targets."""
+    path = server.log.parent / "prometheus.yml"
+    config = yaml.safe_load(path.read_text())
+    (scrape,) = [scrape for scrape in config["scrape_configs"] if scrape["job_name"] == job]
+    scrape["static_configs"][0]["targets"].extend(targets)
+    path.write_text(yaml.safe_dump(config))
+    server.process.send_signal(signal.SIGHUP)
+
+
+ALERTMANAGER_CONFIG = PROMETHEUS_DIR.parent / "alertmanager" / "alertmanager.yml"
+ROUTE_TIMINGS = ("group_wait", "group_interval", "repeat_interval")
+
+
+def start_alertmanager(folder: Path, webhook: str, timings: Mapping[str, str]) -> Server:
+    """Debian's prometheus-alertmanager on a free loopback port, without clustering, its state in `folder`, running
+    observability/alertmanager/alertmanager.yml with every webhook posting to `webhook` (its receiver's path kept:
+    /pages, /tickets, /notices) and `timings` (group_wait, group_interval, repeat_interval) on the top route and in
+    place of the child routes' own. Skips where it is not installed."""
+    binary = shutil.which("prometheus-alertmanager")
+    if binary is None:
+        pytest.skip("prometheus-alertmanager is not installed (apt-get install prometheus-alertmanager)")
+    assert set(timings) <= set(ROUTE_TIMINGS), timings
+    config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
+    config["route"].update(timings)
+    for route in config["route"].get("routes", []):
+        route.update({key: value for key, value in timings.items() if key in route})
+    for receiver in config["receivers"]:
+        for hook in receiver["webhook_configs"]:
+            hook["url"] = webhook + urlsplit(hook["url"]).path
+    (folder / "alertmanager.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    command = [binary, f"--config.file={folder / 'alertmanager.yml'}", f"--storage.path={folder / 'data'}",
+               f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", "--log.level=warn"]  # fmt: skip
+    return start(command, port, {}, folder / "alertmanager.log", ready_path="/-/ready", timeout=60)

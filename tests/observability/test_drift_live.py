@@ -7,55 +7,18 @@ of patients aged 80 or more, and FeatureDrift fires naming age and admission typ
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 
 import httpx
-import numpy as np
 import pytest
 
 from observability.thresholds import FEATURE_PSI_THRESHOLD, PROBE_ENDPOINTS
 from tests import servers
-from tests.helpers import INFER, matrix_request, old_emergencies, poll
-from training import data
+from tests.helpers import Stream, old_emergencies, poll
 
 WINDOW = 20  # seconds standing in for the rules' hour
-BATCH_ROWS = 250
 pytestmark = pytest.mark.slow
-
-
-class Stream:
-    """Rows sent to the service from a thread, a batch every 0.2 s, drawn from whichever matrix is current."""
-
-    def __init__(self, url: str, rows: np.ndarray) -> None:
-        self.rows = rows
-        self.sent = 0
-        self._stop = threading.Event()
-        self._client = httpx.Client(base_url=url, timeout=30)
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        rng = np.random.default_rng(7)
-        while not self._stop.wait(0.2):
-            rows = self.rows
-            batch = rows[rng.integers(0, len(rows), BATCH_ROWS)]
-            answer = self._client.post(INFER, json=matrix_request(batch))
-            assert answer.status_code == 200, answer.text
-            self.sent += BATCH_ROWS
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(30)
-        self._client.close()
-
-
-@pytest.fixture(scope="module")
-def held_out(champion_store) -> np.ndarray:
-    """The encoded test split of the data the served champion was trained on (seed 42)."""
-    frame = data.clean(data.load(champion_store["data"], verify=False))
-    return data.design_matrix(data.split(frame, seed=42).test)[0]
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +74,7 @@ def test_feature_drift_fires_on_a_shifted_stream_and_not_on_held_out_rows(servic
         poll(window_full_of_held_out_rows, WINDOW + 40, "a full window of held-out rows", interval=1)
         seconds = round(time.monotonic() - started)
         assert not query(prometheus, f'ALERTS{{alertname="FeatureDrift"}}[{seconds}s]'), "FeatureDrift on held-out rows"
-        (rows,) = query(prometheus, "readmission:feature_rows:increase1h")
+        (rows,) = query(prometheus, "model_version:readmission_feature_rows:increase1h")
         assert float(rows["value"][1]) >= 1000  # the guard held: this silence is the PSI's
         unshifted = {
             s["metric"]["field"]: float(s["value"][1]) for s in query(prometheus, "field:readmission_feature_psi:1h")

@@ -237,7 +237,7 @@ def test_stopping_an_instance_makes_service_down_pending(prometheus, second_serv
     alert = poll(down_alert, 30, "ReadmissionServiceDown for the stopped instance")
     assert alert["state"] in ("pending", "firing")
     assert alert["labels"]["severity"] == "critical"
-    assert "runbook" in alert["annotations"]
+    assert "runbook_url" in alert["annotations"]
     alerts = prometheus.client.get("/api/v1/alerts").json()["data"]["alerts"]
     down = {a["labels"].get("instance") for a in alerts if a["labels"]["alertname"] == "ReadmissionServiceDown"}
     others = down - {prometheus.second_instance}
