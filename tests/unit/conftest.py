@@ -21,7 +21,7 @@ from bento import features
 from bento.core.scoring import ScoringCore
 from bento.model import risk_bands
 from bento.model.predictor import ModelInfo, Predictor
-from bento.quality import drift
+from bento.quality import drift, unusual
 from bento.server.app import create_app
 from bento.settings import PREFIX, ServiceSettings
 from tests import sample_data
@@ -65,6 +65,7 @@ def tiny(tmp_path_factory) -> Predictor:
         test_metrics={"roc_auc": 0.7, "brier": 0.1},
         score_reference=risk_bands.histogram(probabilities),
         drift_reference=drift.Reference.from_training(x),
+        unusual_reference=unusual.Reference.from_training(x),
     )
     return Predictor(booster, info)
 
