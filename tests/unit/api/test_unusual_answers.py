@@ -8,6 +8,7 @@ from __future__ import annotations
 from prometheus_client import REGISTRY
 
 from bento.monitoring import metrics
+from bento.openapi import schemas
 from bento.quality import unusual
 from tests.helpers import RECORD, matrix_of, records
 
@@ -57,3 +58,12 @@ def test_the_scoring_cores_batches_reach_the_metric(app):
     rows = 2 * metrics.PUBLISH_ROWS  # publishes whatever earlier tests left pending with these
     assert app.post("/predict/batch", json=[BEYOND] * rows).status_code == 200
     assert before + rows <= flagged_total(unusual.Reason.ABOVE_RANGE) < before + rows + metrics.PUBLISH_ROWS
+
+
+def test_the_document_declares_the_findings_and_the_answers_fit_it(app):
+    components = app.get("/openapi.json").json()["components"]["schemas"]
+    assert components["Prediction"]["properties"]["unusual"]["items"] == {"$ref": "#/components/schemas/UnusualFinding"}
+    assert components["UnusualFinding"]["properties"]["reason"]["enum"] == [r.value for r in unusual.Reason]
+    assert components["Health"]["properties"]["unusual_check"]
+    answer = schemas.PredictionAnswer.model_validate(app.post("/predict", json=BEYOND).json())
+    assert ("number_emergency", "above_training_range") in [(f.field, f.reason) for f in answer.unusual]
