@@ -136,8 +136,8 @@ class Check:
     """The reference compiled into a few arrays, to check a batch with a handful of numpy operations (a single row
     with one-dimensional ones, which cost less).
 
-    Every single-field test is "the column's value lies in [low, high]", written |value - mid| <= half (NaN never
-    does): a count above its range lies in (training maximum, spec maximum], below it in [spec minimum, training
+    Every single-field test is "the column's value lies in [low, high]" (NaN never does), in float32 as the matrix
+    is: a count above its range lies in (training maximum, spec maximum], below it in [spec minimum, training
     minimum), a rare one-hot value in [1, 1], a rare code c in [c, c]. The counts are taken once, with the tested
     columns, for the outlier score. A field whose rare bucket is its all-zero one-hot row (its default, or missing)
     is tested by the sum of its group.
@@ -186,8 +186,8 @@ class Check:
                     slot(start + index, 1.0, 1.0, Finding(f.name, reason))
         self.tested = len(columns)
         self.columns = np.array([*columns, *_NUMBER_COLUMNS], dtype=np.intp)
-        low, high = np.array(bounds, dtype=np.float64).T
-        self.mid, self.half = (low + high) / 2, (high - low) / 2  # float64: exact for these small bounds
+        self.low, self.high = np.array(bounds, dtype=np.float32).T.copy()
+        self.threshold = reference.threshold
         self.whitening = reference.whitening.astype(np.float32)
         self.center = (reference.mean @ reference.whitening).astype(np.float32)
 
@@ -195,9 +195,10 @@ class Check:
         """Per row of the encoded matrix (float32 [N, COLUMNS]), why it is unusual (an empty list when it is not)."""
         single = len(matrix) == 1
         values = (matrix[0] if single else matrix).take(self.columns, axis=-1)
-        inside = np.abs(values[..., : self.tested] - self.mid) <= self.half
+        tested = values[..., : self.tested]
+        inside = (tested >= self.low) & (tested <= self.high)
         z = np.log1p(values[..., self.tested :]) @ self.whitening - self.center
-        outliers = (z @ z if single else np.einsum("ij,ij->i", z, z)) > self.reference.threshold
+        outliers = (z @ z if single else np.einsum("ij,ij->i", z, z)) > self.threshold
         result: list[list[Finding]] = [[] for _ in range(len(matrix))]
         if np.count_nonzero(inside):
             rows, slots = np.nonzero(inside.reshape(len(matrix), -1))
