@@ -16,7 +16,7 @@ import pandas as pd
 
 from bento import features
 from bento.model import risk_bands
-from bento.quality import drift
+from bento.quality import drift, unusual
 from training import data, evaluate, model, model_card, registry, seeds
 from training.settings import CHAMPION, MODEL_NAME, PROJECT_ROOT, TrainingSettings
 
@@ -146,6 +146,7 @@ def run(
             "score_reference": risk_bands.histogram(test_probability),
             "field_distributions": field_distributions(parts.train),
             "drift_reference": drift.Reference.from_training(x_train).to_metadata(),
+            "unusual_reference": unusual.Reference.from_training(x_train).to_metadata(),
         }
         with tempfile.TemporaryDirectory() as folder:
             out = Path(folder)

@@ -11,6 +11,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from bento import features
+
 BANDS: dict[str, tuple[str, str, str]] = {  # band: (words, colour, background)
     "low": ("Low risk", "#1b7a3a", "#e8f5ec"),
     "moderate": ("Moderate risk", "#a15c00", "#fff4e0"),
@@ -22,6 +24,30 @@ INTENDED_USE = (
     "medication review, a home visit). It must not be used to deny or ration care; read it together with "
     "what the record does not capture."
 )
+
+
+UNUSUAL_WORDS = {  # an answer's unusual reason: how the notice says it of a field
+    "above_training_range": "{label} above any in the training data",
+    "below_training_range": "{label} below any in the training data",
+    "rare_category": "{label} rare in the training data",
+    "rare_code": "{label} rare in the training data",
+}
+OUTLIER_WORDS = "this combination of stay, visits, tests and medications"
+
+
+def unusual_notice(findings: Sequence[Mapping[str, Any]]) -> str:
+    """The notice beside the risk where the patient lies outside the training data ("" where not): plain text."""
+    said = []
+    for finding in findings:
+        f = features.FIELDS_BY_NAME.get(str(finding.get("field")))
+        words = UNUSUAL_WORDS.get(str(finding.get("reason")))
+        said.append(words.format(label=f.label) if f is not None and words else OUTLIER_WORDS)
+    if not said:
+        return ""
+    return (
+        f"Few patients like this in the training data: {'; '.join(dict.fromkeys(said))}. "
+        "The estimate may be less reliable for this patient."
+    )
 
 
 def percent(probability: float) -> str:
@@ -44,6 +70,13 @@ def show(answer: Mapping[str, Any]) -> None:
         f"<div>estimated chance that this patient is readmitted within 30 days of discharge</div></div>",
         unsafe_allow_html=True,
     )
+    notice = unusual_notice(answer.get("unusual") or [])
+    if notice:
+        st.markdown(
+            '<div id="unusual-notice" style="border-left:10px solid #5f6368;background:#f1f3f4;padding:0.6rem 1.2rem;'
+            f'border-radius:6px;margin-bottom:0.8rem">&#9888; {html.escape(notice)}</div>',
+            unsafe_allow_html=True,
+        )
     st.markdown(
         f"The model flags a patient for follow-up at **{percent(threshold)}** or more (its operating threshold): "
         "**high** is at or above it, **moderate** is above the average readmission rate but below it, "

@@ -56,6 +56,8 @@ async def _answers(
             "label": label,
             "risk_band": predictor.band(probability).value,
         }
+        if scores.unusual is not None:  # the model's unusual-patient check is on
+            answer["unusual"] = [finding.as_json() for finding in scores.unusual[i]]
         if factors is not None:
             answer["factors"] = factors[i]
         answers.append(answer)

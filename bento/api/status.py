@@ -19,7 +19,14 @@ async def health(request: Request) -> Response:
         return FastJSONResponse({"status": "not ready", "model_loaded": False}, status_code=503)
     if core.draining:
         return FastJSONResponse({"status": "draining", "model_loaded": True}, status_code=503)
-    return FastJSONResponse({"status": "ok", "model_loaded": True, "model": core.predictor.info.summary()})
+    return FastJSONResponse(
+        {
+            "status": "ok",
+            "model_loaded": True,
+            "model": core.predictor.info.summary(),
+            "unusual_check": "off" if core.predictor.unusual is None else "on",
+        }
+    )
 
 
 async def performance(request: Request) -> Response:

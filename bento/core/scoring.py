@@ -25,6 +25,7 @@ import numpy as np
 from bento.core.ids import PredictionIds
 from bento.errors import Reason, RequestError
 from bento.model.predictor import Predictor
+from bento.quality.unusual import Finding
 from bento.settings import ServiceSettings
 
 COALESCED_ROWS = 64  # requests up to this many rows are scored together with the others in flight
@@ -40,6 +41,7 @@ class ScoredBatch:
     probabilities: np.ndarray  # float32 [N]
     labels: np.ndarray  # int64 [N]
     matrix: np.ndarray  # the encoded rows, float32 [N, COLUMNS]; kept in the store only where opted in
+    unusual: list[list[Finding]] | None = None  # why each row is unusual; None where the model's check is off
 
 
 BatchConsumer = Callable[[ScoredBatch], None]
@@ -52,6 +54,7 @@ class Scores:
     probabilities: np.ndarray  # float32 [N]
     labels: np.ndarray  # int64 [N]: 1 at or above the operating threshold
     ids: list[str]  # the prediction id of each row (what POST /feedback names)
+    unusual: list[list[Finding]] | None = None  # why each row is unusual; None where the model's check is off
 
 
 class InFlight:
@@ -148,21 +151,23 @@ class ScoringCore:
         for matrix, future in waiting:
             end = start + len(matrix)
             if not future.done():  # a request whose client went away was cancelled
+                unusual = None if scores.unusual is None else scores.unusual[start:end]
                 future.set_result(
-                    Scores(scores.probabilities[start:end], scores.labels[start:end], scores.ids[start:end])
+                    Scores(scores.probabilities[start:end], scores.labels[start:end], scores.ids[start:end], unusual)
                 )
             start = end
 
     def score(self, matrix: np.ndarray) -> Scores:
         """Probabilities, labels and prediction ids of checked rows (float32 [N, COLUMNS]); the scored batch goes
-        to every subscriber."""
+        to every subscriber, with why each row is unusual (bento/quality/unusual.py) where the model has the check."""
         predictor = self.model()
         probabilities = predictor.probabilities(matrix)
         labels = predictor.labels(probabilities)
+        unusual = None if predictor.unusual is None else predictor.unusual.findings(matrix)
         now = time.time()
         ids = self._ids.take(len(labels), now)
         if self._consumers:
-            batch = ScoredBatch(ids, now, predictor.info.version, probabilities, labels, matrix)
+            batch = ScoredBatch(ids, now, predictor.info.version, probabilities, labels, matrix, unusual)
             for consumer in self._consumers:
                 consumer(batch)
-        return Scores(probabilities, labels, ids)
+        return Scores(probabilities, labels, ids, unusual)

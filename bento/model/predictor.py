@@ -18,7 +18,7 @@ import numpy as np
 from bento import features
 from bento.model import risk_bands
 from bento.model.compiled import CompiledModelError, CompiledTrees
-from bento.quality import drift
+from bento.quality import drift, unusual
 from bento.settings import MODEL_NAME
 
 if TYPE_CHECKING:
@@ -51,6 +51,7 @@ class ModelInfo:
     test_metrics: dict[str, float]
     score_reference: list[float]
     drift_reference: drift.Reference | None = None  # None: the model was trained without one
+    unusual_reference: unusual.Reference | None = None  # None: trained without one, the unusual-patient check is off
 
     def summary(self) -> dict[str, Any]:
         """The model block of a /predict answer."""
@@ -66,6 +67,8 @@ class Predictor:
         self.compiled = compiled
         self.backend = COMPILED if compiled is not None else XGBOOST
         self.probabilities = compiled.probabilities if compiled is not None else self._xgboost_probabilities
+        reference = info.unusual_reference
+        self.unusual = None if reference is None else unusual.Check(reference)  # None: the check is off
 
     @classmethod
     def load(cls, folder: Path, tag: str) -> Predictor:
@@ -143,6 +146,7 @@ def _model_info(metadata: dict[str, Any], tag: str) -> ModelInfo:
         test_metrics=metadata.get("test_metrics", {}),
         score_reference=_score_reference(metadata["score_reference"]),
         drift_reference=_drift_reference(metadata.get("drift_reference")),
+        unusual_reference=_unusual_reference(metadata.get("unusual_reference")),
     )
 
 
@@ -152,6 +156,14 @@ def _drift_reference(stored: Any) -> drift.Reference | None:
     if not isinstance(stored, dict):
         raise TypeError("drift_reference is not a JSON object")
     return drift.Reference.from_metadata(stored)
+
+
+def _unusual_reference(stored: Any) -> unusual.Reference | None:
+    if stored is None:
+        return None
+    if not isinstance(stored, dict):
+        raise TypeError("unusual_reference is not a JSON object")
+    return unusual.Reference.from_metadata(stored)
 
 
 def _score_reference(shares: Any) -> list[float]:

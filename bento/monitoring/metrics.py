@@ -32,7 +32,7 @@ from bento.core.scoring import ScoredBatch
 from bento.errors import Reason
 from bento.model import risk_bands
 from bento.model.predictor import BACKENDS, ModelInfo
-from bento.quality import drift
+from bento.quality import drift, unusual
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -112,6 +112,11 @@ FEATURE_REFERENCE = Gauge(
     ["field", "bucket"],
     multiprocess_mode="livemax",
 )
+UNUSUAL_ROWS = Counter(
+    "readmission_unusual_rows",
+    "Scored rows unlike the training data, by reason (a row counts once per reason it has)",
+    ["reason"],
+)
 ALL_REASONS = tuple(Reason)
 # Series that move with each patient are published in steps of at least this many rows per worker: the smallest
 # group a difference of two scrapes can describe (README, "Threat model"). Pending rows wait for the next step.
@@ -132,6 +137,8 @@ def model_loaded(info: ModelInfo, backend: str) -> None:
         PREDICTION_LOG_ROWS.labels(outcome)
     for result in ("recorded", "unchanged"):
         FEEDBACK.labels(result)
+    for reason in unusual.Reason:
+        UNUSUAL_ROWS.labels(reason.value)
 
 
 def model_missing() -> None:
@@ -150,6 +157,8 @@ def predictions(batch: ScoredBatch) -> None:
     model call: a subscriber of the scoring core."""
     MODEL_CALL_ROWS.observe(len(batch.labels))
     _pending_predictions.add(batch.model_version, batch.probabilities, batch.labels)
+    if batch.unusual is not None:
+        _pending_unusual.add(batch.unusual)
 
 
 class PendingPredictions:
@@ -187,6 +196,31 @@ class PendingPredictions:
             if count:
                 _child(PREDICTIONS, label, version).inc(count)
         add_to_histogram(_child(PROBABILITY, version), pending[2:-1], pending[-1])
+
+
+class PendingUnusual:
+    """This worker's flagged rows per unusual-patient reason not yet published, held back with the rows that were not
+    flagged until they cover PUBLISH_ROWS rows. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rows = 0
+        self._counts = dict.fromkeys(unusual.Reason, 0)
+
+    def add(self, findings: list[list[unusual.Finding]]) -> None:
+        """Hold back one model call's rows; publish what is pending once it covers PUBLISH_ROWS rows."""
+        flagged = [{finding.reason for finding in row} for row in findings if row]
+        with self._lock:
+            self._rows += len(findings)
+            for reasons in flagged:
+                for reason in reasons:
+                    self._counts[reason] += 1
+            if self._rows < PUBLISH_ROWS:
+                return
+            counts, self._counts, self._rows = self._counts, dict.fromkeys(unusual.Reason, 0), 0
+        for reason, count in counts.items():
+            if count:
+                _child(UNUSUAL_ROWS, reason.value).inc(count)
 
 
 def prediction_log_rows(outcome: str, rows: int) -> None:
@@ -356,6 +390,7 @@ class Exposition:
 
 
 _pending_predictions = PendingPredictions()
+_pending_unusual = PendingUnusual()
 _single_process = CollectorRegistry()
 _single_process.register(ServiceProcesses(os.getpid()))
 _worker_collectors: list[Collector] = []

@@ -18,6 +18,7 @@ from bento import features
 from bento.features import icd9
 from bento.features.codec import ICD9_LARGEST
 from bento.model.risk_bands import RiskBand
+from bento.quality import unusual
 from bento.v2.tensors import DTYPES
 
 _CLOSED = ConfigDict(extra="forbid")
@@ -130,6 +131,16 @@ class Factor(BaseModel):
     effect: Literal["raises risk", "lowers risk"]
 
 
+UnusualReason = Literal[tuple(r.value for r in unusual.Reason)]  # type: ignore[valid-type]
+
+
+class UnusualFinding(BaseModel):
+    """One way the patient lies outside the training data (bento/quality/unusual.py)."""
+
+    field: str | None = Field(description="the clinical field; null for the multivariate outlier score")
+    reason: UnusualReason
+
+
 class Prediction(BaseModel):
     """The risk of one patient."""
 
@@ -138,6 +149,12 @@ class Prediction(BaseModel):
     label: Literal[0, 1] = Field(description="1 where the probability is at or above the operating threshold")
     risk_band: RiskBand
     factors: list[Factor] = Field(default_factory=list, description="with ?explain=true: the largest contributions")
+    unusual: list[UnusualFinding] = Field(
+        default_factory=list,
+        description="how the patient lies outside the training data (few patients like this): empty when in it; "
+        "absent where the served model has no unusual-patient reference (GET /health: unusual_check off). "
+        "The probability is the same either way",
+    )
 
 
 class PredictionAnswer(Prediction):
@@ -193,6 +210,9 @@ class Health(BaseModel):
     status: Literal["ok", "not ready", "draining"]
     model_loaded: bool
     model: ModelSummary | None = None
+    unusual_check: Literal["on", "off"] | None = Field(
+        None, description="off where the served model was trained without an unusual-patient reference"
+    )
 
 
 # The Open Inference Protocol (KServe V2): the envelope is typed, the tensor data is not.

@@ -134,13 +134,13 @@ class InferenceServicer:
         predictor = core.model()
         decoded, raw = decode(request)
         matrix = inference.matrix_of(decoded, core.settings.max_infer_rows)
-        names = inference.output_names(decoded)
+        names = inference.output_names(decoded, predictor)
         scores = await core.score_together(matrix)
         response = pb.ModelInferResponse(model_name=core.settings.v2_model_name, model_version=predictor.info.version)
         if request.id:
             response.id = request.id
         for name in names:
-            datatype, values = inference.OUTPUTS[name], inference.output_of(scores, name)
+            datatype, values = inference.DATATYPES[name], inference.output_of(scores, name)
             output = response.outputs.add(name=name, datatype=datatype, shape=list(values.shape))
             if raw:
                 response.raw_output_contents.append(to_binary(values, datatype))

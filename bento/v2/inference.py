@@ -4,12 +4,15 @@ mean to the model, and the model's outputs and metadata.
 Inputs: one FP32/FP64 tensor [N, F] in the model's column order (what KServe's xgbserver and MLServer accept), or
 one tensor per clinical field ("pd" content type; BYTES for text fields). Outputs: `probability` (FP32 [N]),
 `label` (INT64 [N]) and `prediction_id` (BYTES [N]: the id that `POST /feedback` names when the patient's outcome
-is known). The REST adapter (bento/v2/rest.py) and the gRPC servicer (bento/v2/grpc_servicer.py) decode their
-requests into the tensors of bento/v2/tensors.py and ask this module; neither knows the other.
+is known); `unusual` (BYTES [N]: per row the JSON list of how it lies outside the training data, as `/predict` answers
+it, "[]" when it does not) only when a request names it, so that clients that name none see no change. The REST
+adapter (bento/v2/rest.py) and the gRPC servicer (bento/v2/grpc_servicer.py) decode their requests into the tensors
+of bento/v2/tensors.py and ask this module; neither knows the other.
 """
 
 from __future__ import annotations
 
+import json
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -23,7 +26,9 @@ from bento.settings import ServiceSettings
 from bento.v2.tensors import InferRequest, Tensor
 
 MATRIX_INPUT = "input-0"
-OUTPUTS = {"probability": "FP32", "label": "INT64", "prediction_id": "BYTES"}
+OUTPUTS = {"probability": "FP32", "label": "INT64", "prediction_id": "BYTES"}  # what a request naming none gets
+UNUSUAL = "unusual"
+DATATYPES = {**OUTPUTS, UNUSUAL: "BYTES"}  # every output a request may name
 FIELD_DATATYPES = {
     features.Kind.NUMBER: "FP64",
     features.Kind.CODE: "INT64",
@@ -55,6 +60,11 @@ def model_metadata(settings: ServiceSettings, predictor: Predictor) -> dict[str,
         "inputs": [{"name": MATRIX_INPUT, "datatype": "FP32", "shape": [-1, len(features.COLUMNS)]}, *field_inputs],
         "outputs": [{"name": name, "datatype": datatype, "shape": [-1]} for name, datatype in OUTPUTS.items()],
         "parameters": {
+            **(
+                {}
+                if predictor.unusual is None
+                else {"optional_outputs": [{"name": UNUSUAL, "datatype": DATATYPES[UNUSUAL], "shape": [-1]}]}
+            ),
             "input_forms": f"either {MATRIX_INPUT} alone (FP32 or FP64 [N, {len(features.COLUMNS)}] in the order of "
             "`columns`), or one tensor per clinical field with parameters.content_type 'pd'",
             "columns": list(features.COLUMNS),
@@ -131,18 +141,22 @@ def _field_value(value: Any, tensor: Tensor) -> Any:
     return value
 
 
-def _check_output(name: str) -> str:
+def _check_output(name: str, predictor: Predictor) -> str:
     """The name of an output the model produces; TENSOR error otherwise."""
-    if name not in OUTPUTS:
-        raise RequestError(Reason.TENSOR, f"output {name!r} does not exist; outputs are {', '.join(OUTPUTS)}")
+    if name not in DATATYPES:
+        raise RequestError(Reason.TENSOR, f"output {name!r} does not exist; outputs are {', '.join(DATATYPES)}")
+    if name == UNUSUAL and predictor.unusual is None:
+        raise RequestError(
+            Reason.TENSOR, f"output {name!r}: model {predictor.info.version} has no unusual-patient check"
+        )
     return name
 
 
-def output_names(request: InferRequest) -> list[str]:
-    """The outputs a request asks for, in its order (every output where it names none)."""
+def output_names(request: InferRequest, predictor: Predictor) -> list[str]:
+    """The outputs a request asks for, in its order (the default OUTPUTS where it names none)."""
     if request.outputs is None:
         return list(OUTPUTS)
-    return [_check_output(output["name"]) for output in request.outputs]
+    return [_check_output(output["name"], predictor) for output in request.outputs]
 
 
 def matrix_of(decoded: InferRequest, max_rows: int) -> np.ndarray:
@@ -160,4 +174,7 @@ def output_of(scores: Scores, name: str) -> np.ndarray:
     """One output of the model (built only when a client asks for it: the ids as an array are not free)."""
     if name == "prediction_id":
         return np.array(scores.ids)
+    if name == UNUSUAL:
+        assert scores.unusual is not None  # output_names refuses it where the model has no check
+        return np.array([json.dumps([f.as_json() for f in row], separators=(",", ":")) for row in scores.unusual])
     return scores.probabilities if name == "probability" else scores.labels

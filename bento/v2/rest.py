@@ -51,13 +51,13 @@ async def infer(request: Request) -> Response:
     raw = await read_body(request, settings.max_body_bytes, settings.body_timeout_seconds)
     decoded = decode_request(raw, request.headers.get(HEADER_LENGTH))
     matrix = inference.matrix_of(decoded, settings.max_infer_rows)
-    names = inference.output_names(decoded)
+    names = inference.output_names(decoded, predictor)
     binary = _binary_outputs(decoded, names)
     scores = await core.score_together(matrix)
     payload: dict[str, Any] = {"model_name": settings.v2_model_name, "model_version": predictor.info.version}
     if decoded.id is not None:
         payload["id"] = decoded.id
-    outputs = [(name, inference.OUTPUTS[name], inference.output_of(scores, name)) for name in names]
+    outputs = [(name, inference.DATATYPES[name], inference.output_of(scores, name)) for name in names]
     body, headers = encode_response(payload, outputs, binary)
     return Response(body, headers=headers)
 

@@ -18,7 +18,7 @@ from tests import servers
 from tests.helpers import CSV
 from ui import batch
 from ui.client import Client
-from ui.result import BANDS, percent
+from ui.result import BANDS, percent, unusual_notice
 from ui.settings import Settings
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -107,6 +107,19 @@ def test_the_page_shows_the_services_risk_for_the_entered_patient(page, app, ser
     assert "Traceback" not in page.content()
     SCREENSHOT.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOT))
+
+
+def test_an_unusual_patient_gets_the_notice_beside_the_risk(page, app, service):
+    load_example(page, app.url)
+    set_number(page, "Emergency visits in the prior year", 60)
+    page.get_by_role("button", name="Estimate the risk").click()
+    notice = page.locator("#unusual-notice")
+    notice.wait_for()
+    record = {**features.EXAMPLE_PATIENT, "number_emergency": 60}
+    expected = httpx.post(f"{service.url}/predict", json=record, timeout=10).json()
+    assert {"field": "number_emergency", "reason": "above_training_range"} in expected["unusual"]
+    assert notice.inner_text().endswith(unusual_notice(expected["unusual"]))
+    assert page.locator("#risk-probability").inner_text() == percent(expected["probability"])
 
 
 def test_a_csv_is_scored_in_the_page_and_matches_the_service(page, app, service, tmp_path):

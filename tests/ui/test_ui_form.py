@@ -144,9 +144,31 @@ def test_the_answer_shows_risk_band_threshold_factors_and_model(monkeypatch, fak
     assert "14.9%" in text  # the operating threshold
     assert "version **7**" in text and "not diagnosis" in text
     assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")
+    assert "Few patients like this" not in text  # the answer's `unusual` is absent
     # a changed value marks the estimate as out of date
     widget(at, "number_inpatient").set_value(0).run()
     assert "Values have changed" in at.info[0].value
+
+
+def test_an_unusual_patient_gets_a_notice_beside_the_risk_naming_why(monkeypatch, fake):
+    unusual = [
+        {"field": "number_emergency", "reason": "above_training_range"},
+        {"field": "admission_source_id", "reason": "rare_code"},
+        {"field": None, "reason": "outlier_score"},
+    ]
+    fake.body = {**ANSWER, "unusual": unusual}
+    at = app(monkeypatch, fake.url)
+    button(at, "Load an example patient").click().run()
+    button(at, "Estimate the risk").click().run()
+    text = page_text(at)
+    assert (
+        "Few patients like this in the training data: Emergency visits in the prior year above any in the training "
+        "data; Admission source rare in the training data; this combination of stay, visits, tests and medications"
+    ) in text
+    assert "19.2%" in text  # the risk is shown all the same
+    fake.body = {**ANSWER, "unusual": []}
+    button(at, "Estimate the risk").click().run()
+    assert "Few patients like this" not in page_text(at)
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ lifespan: the prediction log in a temporary folder, no gRPC, no metrics port).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from collections.abc import Callable, Iterator
@@ -21,7 +22,7 @@ from bento import features
 from bento.core.scoring import ScoringCore
 from bento.model import risk_bands
 from bento.model.predictor import ModelInfo, Predictor
-from bento.quality import drift
+from bento.quality import drift, unusual
 from bento.server.app import create_app
 from bento.settings import PREFIX, ServiceSettings
 from tests import sample_data
@@ -65,8 +66,15 @@ def tiny(tmp_path_factory) -> Predictor:
         test_metrics={"roc_auc": 0.7, "brier": 0.1},
         score_reference=risk_bands.histogram(probabilities),
         drift_reference=drift.Reference.from_training(x),
+        unusual_reference=unusual.Reference.from_training(x),
     )
     return Predictor(booster, info)
+
+
+@pytest.fixture(scope="session")
+def old_model(tiny) -> Predictor:
+    """The tiny model as a model trained before the unusual-patient check: no reference in its metadata."""
+    return Predictor(tiny.booster, dataclasses.replace(tiny.info, unusual_reference=None))
 
 
 def settings_of(home: Path, **overrides: Any) -> ServiceSettings:
@@ -76,11 +84,12 @@ def settings_of(home: Path, **overrides: Any) -> ServiceSettings:
 
 @pytest.fixture
 def core_of(tiny, tmp_path) -> Callable[..., ScoringCore]:
-    """A scoring core serving the tiny model with settings `overrides`, its state in the test's temporary folder."""
+    """A scoring core serving the tiny model (or `model`) with settings `overrides`, its state in the test's temporary
+    folder."""
 
-    def make(**overrides: Any) -> ScoringCore:
+    def make(model: Predictor | None = None, **overrides: Any) -> ScoringCore:
         scoring = ScoringCore(settings_of(tmp_path, **overrides))
-        scoring.load(tiny)
+        scoring.load(model or tiny)
         return scoring
 
     return make
@@ -94,8 +103,9 @@ def core(core_of) -> ScoringCore:
 
 @pytest.fixture
 def serve(core_of) -> Iterator[Callable[..., TestClient]]:
-    """Start the application over a core serving the tiny model with settings `overrides` (the lifespan runs: the
-    prediction log is tmp_path/predictions.db); every client is closed, and the lifespan ended, after the test."""
+    """Start the application over a core serving the tiny model (or `model=`) with settings `overrides` (the lifespan
+    runs: the prediction log is tmp_path/predictions.db); every client is closed, and the lifespan ended, after the
+    test."""
     clients: list[TestClient] = []
 
     def start(**overrides: Any) -> TestClient:

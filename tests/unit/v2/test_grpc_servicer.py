@@ -6,6 +6,7 @@ message (garbage bytes INVALID_ARGUMENT, another model NOT_FOUND, no token UNAUT
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import grpc
@@ -234,3 +235,15 @@ def test_an_abort_of_the_handler_itself_keeps_its_status(core, caplog):
         asyncio.run(rpc_handler("ServerLive", handler, core)(b"", context))
     assert (context.code, context.details) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "too much")
     assert "unexpected" not in caplog.text
+
+
+def test_the_unusual_output_over_grpc_as_over_rest(app):
+    core = app.app.state.core
+    patients = [*PATIENTS, {**PATIENTS[0], "number_emergency": 100}]
+    request = field_infer(patients)
+    request.outputs.add(name="unusual")
+    response, _ = call(core, "ModelInfer", request)
+    assert [(o.name, o.datatype) for o in response.outputs] == [("unusual", "BYTES")]
+    texts = [json.loads(value) for value in outputs_of(response)["unusual"].tolist()]
+    rest = app.post(INFER, json=field_request(patients) | {"outputs": [{"name": "unusual"}]}).json()["outputs"][0]
+    assert texts == [json.loads(text) for text in rest["data"]] and any(texts)

@@ -125,14 +125,14 @@ def test_a_value_outside_the_spec_names_the_field_and_the_row():
     assert error.reason is Reason.INVALID_VALUE and error.message.startswith("input race row 3:")
 
 
-def test_output_names_are_every_output_or_those_asked_for_in_order():
+def test_output_names_are_every_output_or_those_asked_for_in_order(tiny):
     request = decoded(matrix_request(MATRIX))
-    assert inference.output_names(request) == ["probability", "label", "prediction_id"]
+    assert inference.output_names(request, tiny) == ["probability", "label", "prediction_id"]
     names = ["probability", "prediction_id", "label"]  # not in the model's order, nor sorted
     asked = decoded(matrix_request(MATRIX, outputs=[{"name": name} for name in names]))
-    assert inference.output_names(asked) == names
+    assert inference.output_names(asked, tiny) == names
     with pytest.raises(RequestError, match="output 'logit' does not exist") as raised:
-        inference.output_names(decoded(matrix_request(MATRIX, outputs=[{"name": "logit"}])))
+        inference.output_names(decoded(matrix_request(MATRIX, outputs=[{"name": "logit"}])), tiny)
     assert raised.value.reason is Reason.TENSOR
 
 

@@ -4,6 +4,8 @@ another model or version, 4xx bodies naming the input."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -120,3 +122,23 @@ def test_a_binary_body_over_the_limit_is_413_and_a_bad_header_length_400(serve):
     raw, headers = binary_matrix(MATRIX[:1])
     bad = client.post(INFER, content=raw, headers={**headers, HEADER: "x"})
     assert bad.status_code == 400 and "inference-header-content-length 'x'" in bad.json()["error"]
+
+
+def test_the_unusual_output_comes_only_when_asked_for_as_predict_says_it(serve, old_model):
+    app = serve()
+    patients = [*PATIENTS, {**PATIENTS[0], "number_emergency": 100}]
+    asked = app.post(INFER, json=field_request(patients) | {"outputs": [{"name": "unusual"}, {"name": "label"}]})
+    assert asked.status_code == 200, asked.text
+    outputs = {o["name"]: o for o in asked.json()["outputs"]}
+    assert list(outputs) == ["unusual", "label"] and outputs["unusual"]["datatype"] == "BYTES"
+    predicted = app.post("/predict/batch", json=patients).json()["predictions"]
+    assert [json.loads(text) for text in outputs["unusual"]["data"]] == [p["unusual"] for p in predicted]
+    assert any(p["unusual"] for p in predicted)
+    names = [o["name"] for o in app.post(INFER, json=field_request(patients)).json()["outputs"]]
+    assert names == list(inference.OUTPUTS) and "unusual" not in names  # clients naming no output see no change
+    optional = app.get(f"/v2/models/{MODEL}").json()["parameters"]["optional_outputs"]
+    assert optional == [{"name": "unusual", "datatype": "BYTES", "shape": [-1]}]
+    old = serve(model=old_model)
+    refused = old.post(INFER, json=matrix_request(MATRIX, outputs=[{"name": "unusual"}]))
+    assert refused.status_code == 400 and "has no unusual-patient check" in refused.json()["error"]
+    assert "optional_outputs" not in old.get(f"/v2/models/{MODEL}").json()["parameters"]
