@@ -1,11 +1,12 @@
 """Run by the NannyML venv's Python (never imported by the suite): NannyML's CBPE on the rows of an .npz file.
 
-    python cbpe.py ROWS.npz     # prints JSON: {"roc_auc", "precision", "estimate_roc_auc"}
+    python cbpe.py ROWS.npz     # prints JSON: {"as_run": {...}, "uncalibrated": {...}, "recalibrated": bool}
 
-The .npz holds reference_probability, reference_outcome (labelled rows CBPE is fitted on, as NannyML's workflow
-does: it calibrates on them where that helps), probability (the rows estimated, one chunk) and threshold.
-"roc_auc" and "precision" are CBPE's estimates as a user gets them; "estimate_roc_auc" is its ROC-AUC function
-alone on the uncalibrated probabilities, the definition bento/quality/estimates.py implements.
+The .npz holds reference_probability, reference_outcome (labelled rows CBPE is fitted on), probability (the rows
+estimated, one chunk) and threshold. "as_run": CBPE's "roc_auc" and "precision" as a user gets them (NannyML
+recalibrates the probabilities with an isotonic fit on the reference rows where its test says that helps:
+"recalibrated"); "uncalibrated": CBPE told to keep the probabilities as they are (its NoopCalibrator), the
+definition bento/quality/estimates.py implements.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ os.environ["NML_DISABLE_USAGE_LOGGING"] = "1"  # NannyML sends usage statistics 
 warnings.simplefilter("ignore")  # "the resulting number of chunks is too low": one chunk is what is wanted
 
 import nannyml  # noqa: E402
-from nannyml.performance_estimation.confidence_based.metrics import estimate_roc_auc  # noqa: E402
+from nannyml.calibration import Calibrator, NoopCalibrator  # noqa: E402
 
 
 def frame(probability: np.ndarray, threshold: float, outcome: np.ndarray | None = None) -> pd.DataFrame:
@@ -31,9 +32,8 @@ def frame(probability: np.ndarray, threshold: float, outcome: np.ndarray | None 
     return pd.DataFrame(columns if outcome is None else {**columns, "outcome": outcome})
 
 
-def main(path: str) -> None:
-    """Print CBPE's estimates of the rows in `path`."""
-    rows = np.load(path)
+def estimate(rows: np.lib.npyio.NpzFile, calibrator: Calibrator | None) -> tuple[dict, bool]:
+    """CBPE's estimates of the rows, and whether it recalibrated them (`calibrator`: None is NannyML's default)."""
     threshold = float(rows["threshold"])
     cbpe = nannyml.CBPE(
         problem_type="classification_binary",
@@ -42,19 +42,22 @@ def main(path: str) -> None:
         y_true="outcome",
         metrics=["roc_auc", "precision"],
         chunk_number=1,
+        calibrator=calibrator,
     )
     cbpe.fit(frame(rows["reference_probability"], threshold, rows["reference_outcome"]))
     result = cbpe.estimate(frame(rows["probability"], threshold)).to_df()
-    print(
-        json.dumps(
-            {
-                "roc_auc": float(result[("roc_auc", "value")].iloc[0]),
-                "precision": float(result[("precision", "value")].iloc[0]),
-                "estimate_roc_auc": float(estimate_roc_auc(rows["probability"], rows["probability"])),
-                "calibrated": bool(cbpe.needs_calibration),
-            }
-        )
-    )
+    analysis = result[result[("chunk", "period")] == "analysis"]  # the reference's own chunk comes first
+    (row,) = analysis.index
+    figures = {name: float(analysis.loc[row, (name, "value")]) for name in ("roc_auc", "precision")}
+    return figures, bool(cbpe.needs_calibration) and not isinstance(calibrator, NoopCalibrator)
+
+
+def main(path: str) -> None:
+    """Print CBPE's estimates of the rows in `path`, as run and with the probabilities kept."""
+    rows = np.load(path)
+    as_run, recalibrated = estimate(rows, None)
+    uncalibrated, _ = estimate(rows, NoopCalibrator())
+    print(json.dumps({"as_run": as_run, "uncalibrated": uncalibrated, "recalibrated": recalibrated}))
 
 
 if __name__ == "__main__":
