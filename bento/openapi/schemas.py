@@ -134,8 +134,8 @@ class Factor(BaseModel):
 UnusualReason = Literal[tuple(r.value for r in unusual.Reason)]  # type: ignore[valid-type]
 
 
-class UnusualFinding(BaseModel):
-    """One way the patient lies outside the training data (bento/quality/unusual.py)."""
+class UnusualFinding(BaseModel):  # the reasons: bento/quality/unusual.py (a docstring here would be published)
+    """One way the patient lies outside the training data."""
 
     field: str | None = Field(description="the clinical field; null for the multivariate outlier score")
     reason: UnusualReason
