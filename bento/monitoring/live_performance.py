@@ -2,13 +2,13 @@
 
 A thread of each worker reads the predictions of the last 90 days that have a true outcome (`POST /feedback`)
 every READMISSION_MONITOR_SECONDS and computes, per model version and window (30 and 90 days), the figures of
-bento/quality/windows.py: ROC-AUC with a bootstrap interval (encounters resampled), PR-AUC, Brier, expected
+bento/quality/windows.py: ROC-AUC with DeLong's analytic interval, PR-AUC, Brier, expected
 calibration error, the share flagged and the precision of the flagged, and the number of labelled rows. They are
 served as `GET /performance` and as the Prometheus gauges `readmission_live_metric{model_version, window,
 metric}`, beside the held-out test figures of the served model, `readmission_training_metric{model_version,
 metric}`.
 
-Every worker computes the same figures from the same store (the bootstrap has a fixed seed), so whichever worker
+Every worker computes the same figures from the same store, so whichever worker
 answers a scrape reports them; a figure that cannot be computed (one class only, nothing flagged) is absent. A
 store that cannot be read is logged and tried again at the next interval; serving never sees it.
 """
@@ -63,7 +63,7 @@ class LivePerformance:
         self.served = served
         self.seconds = seconds
         self._latest = Performance()
-        self._memo: Memo = {}  # the bootstrap is the costly part: not redone for rows that did not change
+        self._memo: Memo = {}  # figures of rows that did not change are not redone
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="live-performance", daemon=True)
 
