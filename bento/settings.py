@@ -119,6 +119,12 @@ class ServiceSettings(ReadmissionSettings):
         False, description="keep the encoded row of each prediction in the log (for later analysis)"
     )
     prediction_log_retention_days: int = Field(30, ge=1, description="encoded rows older than this are erased")
+    prediction_log_keep_days: int = Field(
+        120,
+        ge=1,
+        description="predictions older than this are erased with their outcomes, in batches; the default is the "
+        "longest live window (90 days) plus the 30 days outcomes take to arrive",
+    )
     monitor_seconds: int = Field(60, ge=1, description="how often live performance is recomputed from the log")
     header_timeout_seconds: int = Field(
         10,

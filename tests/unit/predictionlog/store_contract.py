@@ -3,7 +3,8 @@
 `StoreContract` holds the tests; a test module subclasses it as `Test<Store>` with a `store` fixture yielding a fresh
 store and a way to read it behind its back (its own connection): SQLite in tests/unit/predictionlog/test_log_store.py,
 PostgreSQL on a real server in tests/postgres/test_store_contract.py. What is appended is read back, feedback is all
-or nothing, the retention purge erases only old encoded rows, concurrent feedback about the same predictions never
+or nothing, the retention purge erases only old encoded rows, predictions past the keeping period are erased with
+their outcomes in bounded batches (by several erasers at once too), concurrent feedback about the same predictions never
 records two outcomes. `batch` makes scored rows for these and for the writer's tests.
 """
 
@@ -128,6 +129,45 @@ class StoreContract:
         assert all(stored[prediction_id] is None for prediction_id in old.ids)
         assert all(stored[prediction_id] is not None for prediction_id in recent.ids)
         assert log.purge_features(before=now - 30 * DAY) == 0
+
+    def test_predictions_past_the_keeping_period_are_erased_with_their_outcomes_in_bounded_batches(self, store):
+        """The writer erases one batch per flush (bento/predictionlog/writer.py); here the store method directly."""
+        log, query = store
+        now = time.time()
+        old = [batch(70, when=now - (130 + n) * DAY, seed=n) for n in range(3)]  # 210 rows, the oldest first
+        kept = batch(30, when=now - 119 * DAY, seed=9)
+        log.append([*old, kept], keep_features=True)
+        log.record_outcomes({i: 1 for i in old[0].ids[:5] + old[2].ids[:5] + kept.ids[:7]}, now)
+        erased = []
+        while not erased or erased[-1] == 100:
+            erased.append(log.erase_predictions(before=now - 120 * DAY, rows=100))
+        assert erased == [100, 100, 10]
+        assert {i for (i,) in query("SELECT id FROM predictions")} == set(kept.ids)
+        assert {i for (i,) in query("SELECT prediction_id FROM outcomes")} == set(kept.ids[:7])
+        assert log.erase_predictions(before=now - 120 * DAY) == 0
+        assert len(log.labelled(since=0).outcome) == 7
+
+    def test_erasers_at_once_erase_each_old_prediction_once_and_nothing_newer(self, store):
+        log, query = store
+        now = time.time()
+        old, kept = batch(3000, when=now - 200 * DAY, seed=1), batch(50, when=now - DAY, seed=2)
+        log.append([old, kept], keep_features=False)
+        erased: list[int] = []
+        start = threading.Barrier(3)
+
+        def erase() -> None:
+            start.wait()
+            while (count := log.erase_predictions(before=now - 120 * DAY, rows=250)) == 250:
+                erased.append(count)
+            erased.append(count)
+
+        threads = [threading.Thread(target=erase) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert sum(erased) == 3000
+        assert {i for (i,) in query("SELECT id FROM predictions")} == set(kept.ids)
 
     def test_concurrent_feedback_about_the_same_predictions_records_one_outcome_each_and_counts_it_once(self, store):
         """Calls racing over overlapping ids (each in its own order): with the same outcomes all succeed and the
