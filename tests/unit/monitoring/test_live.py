@@ -1,5 +1,5 @@
 """bento/monitoring/live_performance.py in-process: a store that cannot be read, the thread's start and stop, the
-gauges it yields."""
+gauges it yields, and the lease contract (lease_contract.py) with two workers on one SQLite file."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import time
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from bento.core.ids import PredictionIds
 from bento.core.scoring import ScoredBatch
@@ -16,11 +17,18 @@ from bento.monitoring.live_performance import LivePerformance
 from bento.predictionlog.sqlite import SQLiteStore
 from bento.quality.windows import Labelled, measure
 from tests.helpers import poll
+from tests.unit.monitoring.lease_contract import LeaseContract, Opener
 
 INFO = ModelInfo(
     name="readmission", version="5", run_id="", tag="readmission:t", threshold=0.3, prevalence=0.1, spec_hash="x",
     test_metrics={"roc_auc": 0.7, "brier": 0.1, "threshold": 0.3, "recall": 0.4}, score_reference=[],
 )  # fmt: skip
+
+
+class TestSQLiteLease(LeaseContract):
+    @pytest.fixture
+    def opened(self, tmp_path) -> Opener:
+        return lambda: SQLiteStore(tmp_path / "log.db")
 
 
 def _samples(live: LivePerformance) -> dict[tuple[str, ...], float]:
@@ -75,3 +83,14 @@ def test_figures_of_unchanged_rows_are_not_computed_again():
     assert again["5"]["90d"] is first["5"]["90d"]  # the same rows: the memo's figures
     changed = replace(rows, outcome=np.array([1, 1, 0, 1, 0, 1]))
     assert measure(changed, now + 60, memo=memo)["5"]["90d"]["roc_auc"] == 3 / 8
+
+
+def test_a_window_holding_the_same_rows_as_the_shorter_one_is_not_computed_again():
+    now = time.time()
+    rows = Labelled(np.array(["5"] * 6), np.full(6, now - 86400.0), np.linspace(0.1, 0.6, 6),
+                    np.array([0, 0, 0, 1, 1, 1]), np.array([0, 1, 0, 1, 0, 1]))  # fmt: skip
+    measured = measure(rows, now)
+    assert measured["5"]["90d"] is measured["5"]["30d"] and measured["5"]["30d"]["labelled_rows"] == 6
+    older = replace(rows, time=np.r_[rows.time[:5], now - 40 * 86400.0])
+    apart = measure(older, now)
+    assert (apart["5"]["30d"]["labelled_rows"], apart["5"]["90d"]["labelled_rows"]) == (5, 6)
