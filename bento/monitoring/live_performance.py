@@ -6,8 +6,9 @@ the last 90 days that have a true outcome (`POST /feedback`): ROC-AUC with DeLon
 Brier, expected calibration error, the share flagged and the precision of the flagged, and the number of labelled
 rows. That worker holds the store's lease (bento/predictionlog/store.py: taken in one upsert, renewed each
 interval, lapsing LEASE_INTERVALS intervals after its holder stops renewing it, released at once on a clean stop),
-and it reads the labelled rows only when their change marker moved (or SLIDE_SECONDS passed: the windows slide);
-it writes the figures to the store. Every worker serves the stored figures as `GET /performance` and as the
+and it reads the labelled rows only when their change marker moved (or SLIDE_SECONDS passed: the windows slide),
+and not again before it has rested 100 times the CPU time the last computation took (CPU_SHARE); it writes the
+figures to the store. Every worker serves the stored figures as `GET /performance` and as the
 Prometheus gauges `readmission_live_metric{model_version, window, metric}`, beside the held-out test figures of
 the model it serves, `readmission_training_metric{model_version, metric}`; so whichever worker answers a scrape
 reports the same figures. A figure that cannot be computed (one class only, nothing flagged) is absent. A store
@@ -37,6 +38,7 @@ from bento.quality.windows import DAY, LABELLED_ROWS, WINDOWS, Figures, Memo, me
 logger = logging.getLogger("readmission")
 LEASE_INTERVALS = 3  # a lease runs this many intervals: a holder that stopped without releasing it is replaced then
 SLIDE_SECONDS = 3600.0  # unchanged labelled rows are measured again after this long: rows leave the windows with time
+CPU_SHARE = 0.01  # after a computation that took c CPU seconds the holder rests c / CPU_SHARE: at most 1% of a core
 
 
 def training_figures(info: ModelInfo) -> Figures:
@@ -75,6 +77,7 @@ class LivePerformance:
         self.computations = 0  # how many of them read the labelled rows and computed the figures
         self._latest = Performance()
         self._memo: Memo = {}  # figures of rows that did not change are not redone
+        self._rested_at = 0.0  # time.monotonic() before which this holder does not compute again
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="live-performance", daemon=True)
 
@@ -132,8 +135,12 @@ class LivePerformance:
 
     def _compute(self, now: float, versions: list[str]) -> None:
         """Measure and store the figures, unless the stored ones are of the same labelled rows, recent, and show
-        every version served here. The marker is read before the rows: rows recorded in between are measured
-        now and again next time, never missed."""
+        every version served here, or this holder is resting after its last computation (CPU_SHARE: at 1,000,000
+        labelled rows per window, figures some minutes behind the outcomes, which arrive a month late anyway).
+        The marker is read before the rows: rows recorded in between are measured now and again next time, never
+        missed."""
+        if time.monotonic() < self._rested_at:
+            return
         marker = self.store.labelled_marker()
         previous = self.store.stored_figures()
         if (
@@ -143,10 +150,12 @@ class LivePerformance:
             and set(versions) <= set(json.loads(previous.figures))
         ):
             return
+        started = time.thread_time()
         labelled = self.store.labelled(now - max(WINDOWS.values()) * DAY)
         live = measure(labelled, now, versions, self._memo)
         self.store.save_figures(StoredFigures(computed_at=now, marker=marker, figures=json.dumps(live)))
         self.computations += 1
+        self._rested_at = time.monotonic() + (time.thread_time() - started) / CPU_SHARE
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """The latest figures as `readmission_live_metric` and `readmission_training_metric`."""

@@ -144,8 +144,8 @@ def rows_of(batches: Sequence[ScoredBatch], keep_features: bool) -> list[tuple]:
 INSERT_OUTCOME = "INSERT INTO outcomes VALUES ({0}, {0}, {0}) ON CONFLICT (prediction_id) DO NOTHING"
 LABELLED_SINCE = (
     "SELECT p.id, p.model_version, p.time, p.probability, p.label, o.readmitted "
-    "FROM outcomes o JOIN predictions p ON p.id = o.prediction_id WHERE p.time >= {0}"
-)
+    "FROM outcomes o JOIN predictions p ON p.id = o.prediction_id WHERE p.time >= {0} ORDER BY o.prediction_id"
+)  # in the order of the ids: SQLite walks the outcomes' primary key, PostgreSQL sorts (in the database, not here)
 
 
 LABELLED_MARKER = "SELECT COUNT(*), COALESCE(MAX(time), 0) FROM outcomes"
@@ -204,8 +204,7 @@ def chunks(ids: list[str]) -> list[list[str]]:
 
 
 def labelled_of(rows: list[tuple]) -> Labelled:
-    """Labelled from (id, version, time, probability, label, outcome) rows."""
-    rows.sort(key=lambda row: row[0])
+    """Labelled from (id, version, time, probability, label, outcome) rows, in the order of their ids."""
     if not rows:
         empty = np.zeros(0)
         return Labelled(np.zeros(0, dtype=str), empty, empty, empty.astype(np.int64), empty.astype(np.int64))

@@ -13,11 +13,12 @@ import pytest
 from bento.core.ids import PredictionIds
 from bento.core.scoring import ScoredBatch
 from bento.model.predictor import ModelInfo
+from bento.monitoring import live_performance
 from bento.monitoring.live_performance import LivePerformance
 from bento.predictionlog.sqlite import SQLiteStore
 from bento.quality.windows import Labelled, measure
 from tests.helpers import poll
-from tests.unit.monitoring.lease_contract import LeaseContract, Opener
+from tests.unit.monitoring.lease_contract import LeaseContract, Opener, labelled
 
 INFO = ModelInfo(
     name="readmission", version="5", run_id="", tag="readmission:t", threshold=0.3, prevalence=0.1, spec_hash="x",
@@ -94,3 +95,21 @@ def test_a_window_holding_the_same_rows_as_the_shorter_one_is_not_computed_again
     older = replace(rows, time=np.r_[rows.time[:5], now - 40 * 86400.0])
     apart = measure(older, now)
     assert (apart["5"]["30d"]["labelled_rows"], apart["5"]["90d"]["labelled_rows"]) == (5, 6)
+
+
+def test_the_holder_rests_a_hundred_times_its_last_computation_before_the_next(tmp_path, monkeypatch):
+    store = SQLiteStore(tmp_path / "log.db")
+    live = LivePerformance(store, lambda: INFO, 60)
+    monkeypatch.setattr(live_performance, "CPU_SHARE", 1e9)  # no rest to speak of
+    live.refresh()
+    labelled(store, [0, 1, 0, 1])
+    live.refresh()
+    assert (live.computations, live.latest().live["5"]["90d"]["labelled_rows"]) == (2, 4)
+    monkeypatch.setattr(live_performance, "CPU_SHARE", 1e-9)  # a rest of a billion times the CPU time
+    labelled(store, [1, 0])
+    live.refresh()
+    assert (live.computations, live.latest().live["5"]["90d"]["labelled_rows"]) == (3, 6)
+    labelled(store, [1, 0])
+    live.refresh()
+    assert (live.computations, live.latest().live["5"]["90d"]["labelled_rows"]) == (3, 6), "computed while resting"
+    store.close()
