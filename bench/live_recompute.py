@@ -6,7 +6,8 @@ in the last 30 days and as many 30 to 90 days old, so each window of the deploym
 labelled rows (the 30-day window `rows`, the 90-day window twice that). It then times, in this process and on one
 core, what one worker of the deployment (the lease holder) does every READMISSION_MONITOR_SECONDS:
 
-- `unchanged`: a refresh when no outcome arrived since (the lease, the change marker, the stored figures);
+- `unchanged`: a refresh when no outcome arrived since, or while the holder rests (the lease, the stored figures);
+- `marker`: the change marker the holder reads once rested;
 - `recompute`: a refresh after new outcomes (read the labelled rows, the figures of every version and window,
   DeLong's interval, written to the store), and its parts: `read` (the store's labelled rows), `figures`;
 - `follower`: a refresh of a worker that does not hold the lease (reads the stored figures).
@@ -108,6 +109,7 @@ def main() -> None:
 
         results = {
             "unchanged": timed(holder.refresh, args.repeats),
+            "marker": timed(store.labelled_marker, args.repeats),
             "recompute": timed(lambda: fresh[0].refresh(), args.repeats, before=changed),
             "read": timed(lambda: store.labelled(now - max(WINDOWS.values()) * DAY), args.repeats),
             "follower": timed(follower.refresh, args.repeats),
