@@ -143,7 +143,7 @@ def rows_of(batches: Sequence[ScoredBatch], keep_features: bool) -> list[tuple]:
 # The queries both stores run; `{}` is the driver's parameter marker ("?" for sqlite3, "%s" for psycopg).
 INSERT_OUTCOME = "INSERT INTO outcomes VALUES ({0}, {0}, {0}) ON CONFLICT (prediction_id) DO NOTHING"
 LABELLED_SINCE = (
-    "SELECT p.id, p.model_version, p.time, p.probability, p.label, o.readmitted "
+    "SELECT p.model_version, p.time, p.probability, p.label, o.readmitted "
     "FROM outcomes o JOIN predictions p ON p.id = o.prediction_id WHERE p.time >= {0} ORDER BY o.prediction_id"
 )  # in the order of the ids: SQLite walks the outcomes' primary key, PostgreSQL sorts (in the database, not here)
 
@@ -204,11 +204,11 @@ def chunks(ids: list[str]) -> list[list[str]]:
 
 
 def labelled_of(rows: list[tuple]) -> Labelled:
-    """Labelled from (id, version, time, probability, label, outcome) rows, in the order of their ids."""
+    """Labelled from (version, time, probability, label, outcome) rows, in the order of their ids."""
     if not rows:
         empty = np.zeros(0)
         return Labelled(np.zeros(0, dtype=str), empty, empty, empty.astype(np.int64), empty.astype(np.int64))
-    _, versions, times, probabilities, labels, outcomes = zip(*rows, strict=True)
+    versions, times, probabilities, labels, outcomes = zip(*rows, strict=True)
     return Labelled(
         np.array(versions, dtype=str),
         np.array(times, dtype=np.float64),
