@@ -17,7 +17,7 @@ export READMISSION_GRPC_HOST ?= 127.0.0.1
 export READMISSION_METRICS_HOST ?= 127.0.0.1
 
 .PHONY: venv lock up serve train import build ui loadtest soak test test-unit lint format bench deploy oci oci-test prometheus \
-  alertmanager alert-receiver audit clean
+  alertmanager alert-receiver audit clean nannyml
 
 # Every version comes from uv.lock: constraints.txt is its export (all extras, sha256 of every file), installed in
 # pip's hash-checking mode (pip itself included); then the project, editable, without dependencies.
@@ -28,6 +28,17 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 venv: $(BIN)/.installed
+
+# NannyML, the reference of the estimates' tests (tests/unit/quality/test_estimates.py), in a venv of its own: it cannot
+# install beside the project's xgboost-cpu (tests/reference/nannyml.in says why). Its pins and hashes:
+# tests/reference/nannyml.txt, compiled from nannyml.in by the command at its top. The tests skip where it is absent.
+NANNYML_VENV := .venv-nannyml
+$(NANNYML_VENV)/.installed: tests/reference/nannyml.txt
+	$(PYTHON) -m venv $(NANNYML_VENV)
+	$(NANNYML_VENV)/bin/python -m pip install --quiet --require-hashes --requirement tests/reference/nannyml.txt
+	touch $@
+
+nannyml: $(NANNYML_VENV)/.installed
 
 # Re-lock after a change to pyproject.toml's dependencies, keeping every locked version, and rewrite the files
 # exported from uv.lock (constraints.txt, bento/, ui/ and loadtest/requirements.txt). A new version of a package:

@@ -34,7 +34,7 @@ from oci import kube_pods
 
 Doc = kube_pods.Doc
 ROLES = ("postgres", "predictor")  # the order of `up`; `down` goes the other way
-SECRET_VALUES = "secrets.json"
+SECRET_VALUES = "secrets.json"  # pragma: allowlist secret (the file's name, not a secret)
 SCRATCH = "empty-dirs"  # the folder of the pods' emptyDir folders
 
 

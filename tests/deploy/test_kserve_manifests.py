@@ -539,15 +539,18 @@ def test_scripts_pass_shellcheck() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def dry_run(*args: str, builder: str = "docker") -> list[str]:
-    """deploy.sh --dry-run with a PATH that has no kubectl, microk8s, helm, docker or bentoml."""
+def dry_run(*args: str, builder: str = "docker", env: dict[str, str] | None = None, secret: str = "") -> list[str]:
+    """deploy.sh --dry-run with a PATH that has no kubectl, microk8s, helm, docker or bentoml; its commands.
+
+    `secret`, where given, must appear nowhere in what it printed."""
     bash = shutil.which("bash")
     assert bash is not None
-    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp"), "BUILDER": builder}
+    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp"), "BUILDER": builder, **(env or {})}
     result = subprocess.run(
         [bash, str(KSERVE / "deploy.sh"), *args, "--dry-run"], capture_output=True, text=True, env=env, timeout=60
     )
     assert result.returncode == 0, result.stderr
+    assert not secret or secret not in result.stdout + result.stderr
     return [line[2:] for line in result.stdout.splitlines() if line.startswith("+ ")]
 
 
@@ -624,16 +627,7 @@ def test_deploy_dry_run_with_the_operator_applies_its_resources_before_the_predi
     hooks = tmp_path / "hooks.env"
     url = "https://hooks.example.invalid/not-a-real-path-0123"
     hooks.write_text(f"pages={url}\ntickets={url}\nnotices={url}\n")
-    bash = shutil.which("bash")
-    assert bash is not None
-    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp"), "BUILDER": "docker"}
-    args = ["--monitoring", "operator", "--alert-webhooks", str(hooks), "--dry-run"]
-    result = subprocess.run(
-        [bash, str(KSERVE / "deploy.sh"), *args], capture_output=True, text=True, env=env, timeout=60
-    )
-    assert result.returncode == 0, result.stderr
-    assert url not in result.stdout + result.stderr
-    commands = [line[2:] for line in result.stdout.splitlines() if line.startswith("+ ")]
+    commands = dry_run("--monitoring", "operator", "--alert-webhooks", str(hooks), secret=url)
     assert_in_order(
         commands,
         [
@@ -766,20 +760,8 @@ def test_no_manifest_carries_a_secret_value() -> None:
 
 
 def test_deploy_creates_the_token_secret_before_applying_and_never_prints_the_token() -> None:
-    bash = shutil.which("bash")
-    assert bash is not None
     token = "not-a-real-token-0123456789abcdef"
-    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp"), "BUILDER": "docker"}
-    result = subprocess.run(
-        [bash, str(KSERVE / "deploy.sh"), "--dry-run"],
-        capture_output=True,
-        text=True,
-        env={**env, "READMISSION_API_TOKEN": token},
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    assert token not in result.stdout + result.stderr
-    commands = [line[2:] for line in result.stdout.splitlines() if line.startswith("+ ")]
+    commands = dry_run(env={"READMISSION_API_TOKEN": token}, secret=token)
     assert_in_order(
         commands,
         [

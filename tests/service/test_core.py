@@ -18,6 +18,7 @@ class CountingPredictor:
     def __init__(self, predictor) -> None:
         self.predictor, self.calls = predictor, []
         self.info, self.backend, self.labels = predictor.info, predictor.backend, predictor.labels
+        self.unusual = predictor.unusual
 
     def probabilities(self, matrix: np.ndarray) -> np.ndarray:
         self.calls.append(len(matrix))
