@@ -125,7 +125,12 @@ class ServiceSettings(ReadmissionSettings):
         description="predictions older than this are erased with their outcomes, in batches; the default is the "
         "longest live window (90 days) plus the 30 days outcomes take to arrive",
     )
-    monitor_seconds: int = Field(60, ge=1, description="how often live performance is recomputed from the log")
+    monitor_seconds: int = Field(
+        60,
+        ge=1,
+        description="how often live performance is refreshed: one worker of the deployment (the lease holder) "
+        "recomputes it from the log when outcomes changed, every worker serves the stored figures",
+    )
     header_timeout_seconds: int = Field(
         10,
         ge=1,
