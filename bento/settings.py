@@ -119,7 +119,18 @@ class ServiceSettings(ReadmissionSettings):
         False, description="keep the encoded row of each prediction in the log (for later analysis)"
     )
     prediction_log_retention_days: int = Field(30, ge=1, description="encoded rows older than this are erased")
-    monitor_seconds: int = Field(60, ge=1, description="how often live performance is recomputed from the log")
+    prediction_log_keep_days: int = Field(
+        120,
+        ge=1,
+        description="predictions older than this are erased with their outcomes, in batches; the default is the "
+        "longest live window (90 days) plus the 30 days outcomes take to arrive",
+    )
+    monitor_seconds: int = Field(
+        60,
+        ge=1,
+        description="how often live performance is refreshed: one worker of the deployment (the lease holder) "
+        "recomputes it from the log when outcomes changed, every worker serves the stored figures",
+    )
     header_timeout_seconds: int = Field(
         10,
         ge=1,

@@ -24,6 +24,7 @@ from training import evaluate, registry
 from training.settings import TrainingSettings
 
 PLOT_FILE = "reliability.png"
+INTERVAL_ROW = "ROC-AUC 95% interval (training: patients resampled; live: DeLong)"
 ROWS = (
     ("roc_auc", "ROC-AUC"),
     ("pr_auc", "PR-AUC (average precision)"),
@@ -99,7 +100,7 @@ def report(labelled: Labelled, now: float, training: TrainingLookup) -> str:
             lines.append(f"| {label} | {' | '.join(cells)} |")
             if key == "roc_auc":
                 cells = [_interval(trained)] + [_interval(windows[w]) for w in WINDOWS]
-                lines.append(f"| ROC-AUC 95% bootstrap interval | {' | '.join(cells)} |")
+                lines.append(f"| {INTERVAL_ROW} | {' | '.join(cells)} |")
         if trained is None:
             lines.append(f"\n(no training figures found for version {version} in MLflow nor the BentoML store)")
         sections.append("\n".join(lines))

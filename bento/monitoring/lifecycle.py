@@ -38,6 +38,7 @@ class Monitoring:
                 settings.prediction_log_queue_rows,
                 settings.prediction_log_features,
                 settings.prediction_log_retention_days,
+                settings.prediction_log_keep_days,
                 metrics,
                 drift_counts.consumers(reference),
             )

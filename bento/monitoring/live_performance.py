@@ -1,23 +1,29 @@
 """Live model performance: the labelled predictions of the log, per model version and window, beside training's.
 
-A thread of each worker reads the predictions of the last 90 days that have a true outcome (`POST /feedback`)
-every READMISSION_MONITOR_SECONDS and computes, per model version and window (30 and 90 days), the figures of
-bento/quality/windows.py: ROC-AUC with a bootstrap interval (encounters resampled), PR-AUC, Brier, expected
-calibration error, the share flagged and the precision of the flagged, and the number of labelled rows. They are
-served as `GET /performance` and as the Prometheus gauges `readmission_live_metric{model_version, window,
-metric}`, beside the held-out test figures of the served model, `readmission_training_metric{model_version,
-metric}`.
-
-Every worker computes the same figures from the same store (the bootstrap has a fixed seed), so whichever worker
-answers a scrape reports them; a figure that cannot be computed (one class only, nothing flagged) is absent. A
-store that cannot be read is logged and tried again at the next interval; serving never sees it.
+Every READMISSION_MONITOR_SECONDS, one worker of the deployment (all pods that share the log included) computes,
+per model version and window (30 and 90 days), the figures of bento/quality/windows.py from the predictions of
+the last 90 days that have a true outcome (`POST /feedback`): ROC-AUC with DeLong's analytic interval, PR-AUC,
+Brier, expected calibration error, the share flagged and the precision of the flagged, and the number of labelled
+rows. That worker holds the store's lease (bento/predictionlog/store.py: taken in one upsert, renewed each
+interval, lapsing LEASE_INTERVALS intervals after its holder stops renewing it, released at once on a clean stop),
+and it reads the labelled rows only when their change marker moved (or SLIDE_SECONDS passed: the windows slide),
+and not again before it has rested 100 times the CPU time the last computation took (CPU_SHARE); it writes the
+figures to the store. Every worker serves the stored figures as `GET /performance` and as the
+Prometheus gauges `readmission_live_metric{model_version, window, metric}`, beside the held-out test figures of
+the model it serves, `readmission_training_metric{model_version, metric}`; so whichever worker answers a scrape
+reports the same figures. A figure that cannot be computed (one class only, nothing flagged) is absent. A store
+that cannot be read is logged and tried again at the next interval; serving never sees it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -25,11 +31,14 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily
 
 from bento.model.predictor import ModelInfo
-from bento.predictionlog.store import LogStore, StoreError
+from bento.predictionlog.store import LogStore, StoredFigures, StoreError
 from bento.quality import figures
-from bento.quality.windows import DAY, WINDOWS, Figures, Memo, measure
+from bento.quality.windows import DAY, LABELLED_ROWS, WINDOWS, Figures, Memo, measure
 
 logger = logging.getLogger("readmission")
+LEASE_INTERVALS = 3  # a lease runs this many intervals: a holder that stopped without releasing it is replaced then
+SLIDE_SECONDS = 3600.0  # unchanged labelled rows are measured again after this long: rows leave the windows with time
+CPU_SHARE = 0.01  # after a computation that took c CPU seconds the holder rests c / CPU_SHARE: at most 1% of a core
 
 
 def training_figures(info: ModelInfo) -> Figures:
@@ -56,44 +65,58 @@ class Performance:
 
 
 class LivePerformance:
-    """The thread that recomputes the live figures, and their Prometheus collector."""
+    """The thread that computes the live figures when it holds the lease, serves the stored ones, and their
+    Prometheus collector."""
 
     def __init__(self, store: LogStore, served: Callable[[], ModelInfo | None], seconds: float) -> None:
         self.store = store
         self.served = served
         self.seconds = seconds
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.refreshes = 0  # how many refreshes this worker finished
+        self.computations = 0  # how many of them read the labelled rows and computed the figures
         self._latest = Performance()
-        self._memo: Memo = {}  # the bootstrap is the costly part: not redone for rows that did not change
+        self._memo: Memo = {}  # figures of rows that did not change are not redone
+        self._rested_at = 0.0  # time.monotonic() before which this holder does not compute again
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="live-performance", daemon=True)
 
     def start(self) -> None:
-        """Compute now and then every `seconds`."""
+        """Refresh now and then every `seconds`."""
         self._thread.start()
 
     def stop(self, timeout: float) -> None:
-        """Stop the thread (a computation under way is waited for at most `timeout` seconds)."""
+        """Stop the thread (a computation under way is waited for at most `timeout` seconds), give the lease up."""
         self._stopping.set()
-        self._thread.join(timeout)
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
+        try:
+            self.store.release_lease(self.holder)
+        except StoreError as error:
+            logger.warning("live performance: the lease cannot be released (it lapses by itself): %s", error)
 
     def latest(self) -> Performance:
-        """The figures of the last computation."""
+        """The figures as last read from the store."""
         return self._latest
 
     def _run(self) -> None:
         while True:
             self.refresh()
+            self.refreshes += 1
             if self._stopping.wait(self.seconds):
                 return
 
     def refresh(self) -> None:
-        """Recompute from the store; a failure is logged and the previous figures stay."""
+        """Compute if this worker holds the lease and the labelled rows changed, then read the stored figures;
+        a failure is logged and the previous figures stay."""
         now = time.time()
         info = self.served()
+        versions = [info.version] if info is not None else []
         training = {info.version: training_figures(info)} if info is not None else {}
         try:
-            labelled = self.store.labelled(now - max(WINDOWS.values()) * DAY)
-            live = measure(labelled, now, [info.version] if info is not None else [], self._memo)
+            if self.store.take_lease(self.holder, now, LEASE_INTERVALS * self.seconds):
+                self._compute(now, versions)
+            stored = self.store.stored_figures()
         except StoreError as error:
             logger.warning("live performance: the prediction log cannot be read: %s", error)
             self._latest = replace(self._latest, training=training)
@@ -102,7 +125,37 @@ class LivePerformance:
             logger.error("live performance failed: %s: %s", type(error).__name__, error)
             self._latest = replace(self._latest, training=training)
             return
-        self._latest = Performance(computed_at=now, live=live, training=training)
+        if stored is None:
+            self._latest = Performance(training=training)
+            return
+        live = json.loads(stored.figures)
+        for version in versions:  # served here, perhaps not by the holder (a rollout): no labelled rows yet
+            live.setdefault(version, {window: {LABELLED_ROWS: 0} for window in WINDOWS})
+        self._latest = Performance(computed_at=stored.computed_at, live=live, training=training)
+
+    def _compute(self, now: float, versions: list[str]) -> None:
+        """Measure and store the figures, unless the stored ones are of the same labelled rows, recent, and show
+        every version served here, or this holder is resting after its last computation (CPU_SHARE: at 1,000,000
+        labelled rows per window, figures some minutes behind the outcomes, which arrive a month late anyway).
+        The marker is read before the rows: rows recorded in between are measured now and again next time, never
+        missed."""
+        if time.monotonic() < self._rested_at:
+            return
+        marker = self.store.labelled_marker()
+        previous = self.store.stored_figures()
+        if (
+            previous is not None
+            and previous.marker == marker
+            and now - previous.computed_at < SLIDE_SECONDS
+            and set(versions) <= set(json.loads(previous.figures))
+        ):
+            return
+        started = time.thread_time()
+        labelled = self.store.labelled(now - max(WINDOWS.values()) * DAY)
+        live = measure(labelled, now, versions, self._memo)
+        self.store.save_figures(StoredFigures(computed_at=now, marker=marker, figures=json.dumps(live)))
+        self.computations += 1
+        self._rested_at = time.monotonic() + (time.thread_time() - started) / CPU_SHARE
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """The latest figures as `readmission_live_metric` and `readmission_training_metric`."""

@@ -19,13 +19,22 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from bento.predictionlog.store import (
+    ERASE_ROWS,
     INSERT_OUTCOME,
+    LABELLED_MARKER,
     LABELLED_SINCE,
+    LEASE,
+    RELEASE_LEASE,
+    SAVE_FIGURES,
+    STORED_FIGURES,
+    TAKE_LEASE,
     Recorded,
     StoreBusyError,
+    StoredFigures,
     StoreError,
     check_outcomes,
     labelled_of,
+    marker_of,
     new_outcomes,
     recorded_after_insert,
     rows_of,
@@ -49,11 +58,16 @@ SCHEMA = (
         features BYTEA
     )""",
     "CREATE INDEX IF NOT EXISTS predictions_with_features ON predictions (time) WHERE features IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS predictions_time ON predictions (time)",
     """CREATE TABLE IF NOT EXISTS outcomes (
         prediction_id TEXT PRIMARY KEY,
         readmitted INTEGER NOT NULL,
         time DOUBLE PRECISION NOT NULL
     )""",
+    "CREATE TABLE IF NOT EXISTS monitor_lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, "
+    "expires DOUBLE PRECISION NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS monitor_figures (name TEXT PRIMARY KEY, computed_at DOUBLE PRECISION NOT NULL, "
+    "marker TEXT NOT NULL, figures TEXT NOT NULL)",
 )
 COLUMN_TYPES = ("text", "float8", "text", "float8", "int4", "bytea")
 
@@ -160,6 +174,59 @@ class PostgresStore:
         def work(cursor: psycopg.Cursor) -> int:
             cursor.execute("UPDATE predictions SET features = NULL WHERE features IS NOT NULL AND time < %s", (before,))
             return cursor.rowcount
+
+        return self._transaction(work)
+
+    def erase_predictions(self, before: float, rows: int = ERASE_ROWS) -> int:
+        """Erase at most `rows` of the oldest predictions made before `before`, and their outcomes, in one
+        statement; rows another replica is erasing at the same moment are skipped, not waited for."""
+        statement = (
+            "WITH gone AS (DELETE FROM predictions WHERE id IN (SELECT id FROM predictions WHERE time < %s "
+            "ORDER BY time, id LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING id), "
+            "outcomes_gone AS (DELETE FROM outcomes USING gone WHERE outcomes.prediction_id = gone.id) "
+            "SELECT COUNT(*) FROM gone"
+        )
+
+        def work(cursor: psycopg.Cursor) -> int:
+            cursor.execute(statement, (before, rows))
+            return int(cursor.fetchone()[0])
+
+        return self._transaction(work)
+
+    def labelled_marker(self) -> str:
+        """The outcomes' count and latest time."""
+
+        def work(cursor: psycopg.Cursor) -> str:
+            cursor.execute(LABELLED_MARKER)
+            return marker_of(cursor.fetchone())
+
+        return self._transaction(work)
+
+    def take_lease(self, holder: str, now: float, seconds: float) -> bool:
+        """Take or renew the monitor's lease (one upsert: the row lock orders pods racing for it)."""
+
+        def work(cursor: psycopg.Cursor) -> bool:
+            cursor.execute(TAKE_LEASE.format("%s"), (LEASE, holder, now + seconds, now))
+            return cursor.rowcount == 1
+
+        return self._transaction(work)
+
+    def release_lease(self, holder: str) -> None:
+        """Give the lease up if `holder` holds it."""
+        self._transaction(lambda cursor: cursor.execute(RELEASE_LEASE.format("%s"), (LEASE, holder)))
+
+    def save_figures(self, stored: StoredFigures) -> None:
+        """Replace the stored live figures."""
+        row = (LEASE, stored.computed_at, stored.marker, stored.figures)
+        self._transaction(lambda cursor: cursor.execute(SAVE_FIGURES.format("%s"), row))
+
+    def stored_figures(self) -> StoredFigures | None:
+        """The stored live figures."""
+
+        def work(cursor: psycopg.Cursor) -> StoredFigures | None:
+            cursor.execute(STORED_FIGURES.format("%s"), (LEASE,))
+            found = cursor.fetchone()
+            return None if found is None else StoredFigures(*found)
 
         return self._transaction(work)
 

@@ -13,14 +13,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from bento.predictionlog.store import (
+    ERASE_ROWS,
     INSERT_OUTCOME,
+    LABELLED_MARKER,
     LABELLED_SINCE,
+    LEASE,
+    RELEASE_LEASE,
+    SAVE_FIGURES,
+    STORED_FIGURES,
+    TAKE_LEASE,
     Recorded,
     StoreBusyError,
+    StoredFigures,
     StoreError,
     check_outcomes,
     chunks,
     labelled_of,
+    marker_of,
     new_outcomes,
     recorded_after_insert,
     rows_of,
@@ -45,11 +54,19 @@ CREATE TABLE IF NOT EXISTS predictions (
     features BLOB
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS predictions_with_features ON predictions (time) WHERE features IS NOT NULL;
+CREATE INDEX IF NOT EXISTS predictions_time ON predictions (time);
 CREATE TABLE IF NOT EXISTS outcomes (
     prediction_id TEXT PRIMARY KEY,
     readmitted INTEGER NOT NULL,
     time REAL NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS monitor_lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS monitor_figures (
+    name TEXT PRIMARY KEY,
+    computed_at REAL NOT NULL,
+    marker TEXT NOT NULL,
+    figures TEXT NOT NULL
+);
 """
 
 
@@ -165,6 +182,40 @@ class SQLiteStore:
         """Erase the encoded rows of predictions made before `before`."""
         query = "UPDATE predictions SET features = NULL WHERE features IS NOT NULL AND time < ?"
         return self._transaction(lambda c: c.execute(query, (before,)).rowcount)
+
+    def erase_predictions(self, before: float, rows: int = ERASE_ROWS) -> int:
+        """Erase at most `rows` of the oldest predictions made before `before`, and their outcomes: both
+        statements pick the same rows, under the one write lock of the transaction."""
+        oldest = "SELECT id FROM predictions WHERE time < ? ORDER BY time, id LIMIT ?"
+
+        def work(connection: sqlite3.Connection) -> int:
+            connection.execute(f"DELETE FROM outcomes WHERE prediction_id IN ({oldest})", (before, rows))
+            return connection.execute(f"DELETE FROM predictions WHERE id IN ({oldest})", (before, rows)).rowcount
+
+        return self._transaction(work)
+
+    def labelled_marker(self) -> str:
+        """The outcomes' count and latest time."""
+        return marker_of(self._transaction(lambda c: c.execute(LABELLED_MARKER).fetchone(), immediate=False))
+
+    def take_lease(self, holder: str, now: float, seconds: float) -> bool:
+        """Take or renew the monitor's lease (one upsert under the write lock)."""
+        row = (LEASE, holder, now + seconds, now)
+        return self._transaction(lambda c: c.execute(TAKE_LEASE.format("?"), row).rowcount == 1)
+
+    def release_lease(self, holder: str) -> None:
+        """Give the lease up if `holder` holds it."""
+        self._transaction(lambda c: c.execute(RELEASE_LEASE.format("?"), (LEASE, holder)))
+
+    def save_figures(self, stored: StoredFigures) -> None:
+        """Replace the stored live figures."""
+        row = (LEASE, stored.computed_at, stored.marker, stored.figures)
+        self._transaction(lambda c: c.execute(SAVE_FIGURES.format("?"), row))
+
+    def stored_figures(self) -> StoredFigures | None:
+        """The stored live figures."""
+        found = self._transaction(lambda c: c.execute(STORED_FIGURES.format("?"), (LEASE,)).fetchone(), False)
+        return None if found is None else StoredFigures(*found)
 
     def close(self) -> None:
         """Close every thread's connection."""

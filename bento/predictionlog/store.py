@@ -4,12 +4,21 @@ Two tables, the same in every store (bento/predictionlog/sqlite.py, postgres.py)
 - `predictions`: id, time (seconds since the epoch), model version, probability, label, and the encoded row
   (float32 bytes) only where READMISSION_PREDICTION_LOG_FEATURES opts in, erased after the retention period;
 - `outcomes`: the true outcome of a prediction (`POST /feedback`), once per prediction.
+Predictions older than READMISSION_PREDICTION_LOG_KEEP_DAYS are erased with their outcomes, the oldest first, at
+most ERASE_ROWS per transaction (`erase_predictions`), so the log stops growing and no erasure holds the write lock
+for long; feedback about an erased prediction is refused as unknown.
 
 Every write is one short transaction, so a process killed in the middle leaves the store as it was before the
 write, and the writer of the log never waits long for feedback: feedback reads which ids are known and which
-outcomes are recorded first, without a write lock (predictions are never deleted, so a known id stays known),
-and then inserts the new outcomes in one statement that skips those recorded meanwhile, checked in the same
-transaction, so two calls never record two outcomes for one prediction.
+outcomes are recorded first, without a write lock (only predictions past the keeping period are ever deleted, so a
+known id stays known while its outcome can matter), and then inserts the new outcomes in one statement that skips
+those recorded meanwhile, checked in the same transaction, so two calls never record two outcomes for one
+prediction.
+Two small tables let one worker of a deployment compute the live figures for all (bento/monitoring/
+live_performance.py): `monitor_lease`, one row naming the worker that holds the lease and until when (taken in one
+upsert that succeeds only for the holder or once the lease has expired, so two workers, pods included, never both
+hold it), and `monitor_figures`, the last figures computed (JSON) with the change marker of the labelled rows they
+were computed from.
 Store failures (locked, disk full, connection lost) raise StoreError (StoreBusyError while another connection
 holds the lock); the caller retries or counts what was lost.
 """
@@ -28,6 +37,7 @@ if TYPE_CHECKING:
     from bento.core.scoring import ScoredBatch
 
 IN_CHUNK = 500  # ids per `IN (...)` query
+ERASE_ROWS = 5000  # predictions erased per transaction: the write lock is held for milliseconds
 
 
 class StoreError(RuntimeError):
@@ -55,6 +65,15 @@ class ConflictingOutcomeError(ValueError):
 
 
 @dataclass(frozen=True)
+class StoredFigures:
+    """The live figures the lease holder computed last, as every worker serves them."""
+
+    computed_at: float  # seconds since the epoch
+    marker: str  # the labelled rows' change marker when they were computed
+    figures: str  # JSON: version -> window -> metric -> value
+
+
+@dataclass(frozen=True)
 class Recorded:
     """What one feedback call changed."""
 
@@ -76,6 +95,27 @@ class LogStore(Protocol):
 
     def purge_features(self, before: float) -> int:
         """Erase the encoded rows of predictions made before `before`; how many were erased."""
+
+    def erase_predictions(self, before: float, rows: int = ERASE_ROWS) -> int:
+        """Erase at most `rows` of the oldest predictions made before `before`, and their outcomes, in one
+        transaction; how many predictions were erased (fewer than `rows`: none older is left)."""
+
+    def labelled_marker(self) -> str:
+        """A cheap marker of the labelled rows (the outcomes' count and latest time): it changes when outcomes
+        are recorded or erased."""
+
+    def take_lease(self, holder: str, now: float, seconds: float) -> bool:
+        """Take or renew the monitor's lease until `now + seconds`: True for `holder` when it holds it or the
+        lease expired (or was released), False while another holder's lease runs."""
+
+    def release_lease(self, holder: str) -> None:
+        """Give the lease up if `holder` holds it, so another worker takes it at once."""
+
+    def save_figures(self, stored: StoredFigures) -> None:
+        """Replace the stored live figures."""
+
+    def stored_figures(self) -> StoredFigures | None:
+        """The stored live figures, None before the first computation."""
 
     def close(self) -> None:
         """Release connections."""
@@ -103,9 +143,31 @@ def rows_of(batches: Sequence[ScoredBatch], keep_features: bool) -> list[tuple]:
 # The queries both stores run; `{}` is the driver's parameter marker ("?" for sqlite3, "%s" for psycopg).
 INSERT_OUTCOME = "INSERT INTO outcomes VALUES ({0}, {0}, {0}) ON CONFLICT (prediction_id) DO NOTHING"
 LABELLED_SINCE = (
-    "SELECT p.id, p.model_version, p.time, p.probability, p.label, o.readmitted "
-    "FROM outcomes o JOIN predictions p ON p.id = o.prediction_id WHERE p.time >= {0}"
+    "SELECT p.model_version, p.time, p.probability, p.label, o.readmitted "
+    "FROM outcomes o JOIN predictions p ON p.id = o.prediction_id WHERE p.time >= {0} ORDER BY o.prediction_id"
+)  # in the order of the ids: SQLite walks the outcomes' primary key, PostgreSQL sorts (in the database, not here)
+
+
+LABELLED_MARKER = "SELECT COUNT(*), COALESCE(MAX(time), 0) FROM outcomes"
+LEASE = "monitor"  # the one lease's name
+TAKE_LEASE = (
+    "INSERT INTO monitor_lease (name, holder, expires) VALUES ({0}, {0}, {0}) ON CONFLICT (name) DO UPDATE "
+    "SET holder = excluded.holder, expires = excluded.expires "
+    "WHERE monitor_lease.holder = excluded.holder OR monitor_lease.expires < {0}"
 )
+RELEASE_LEASE = "UPDATE monitor_lease SET expires = 0 WHERE name = {0} AND holder = {0}"
+SAVE_FIGURES = (
+    "INSERT INTO monitor_figures (name, computed_at, marker, figures) VALUES ({0}, {0}, {0}, {0}) "
+    "ON CONFLICT (name) DO UPDATE SET computed_at = excluded.computed_at, marker = excluded.marker, "
+    "figures = excluded.figures"
+)
+STORED_FIGURES = "SELECT computed_at, marker, figures FROM monitor_figures WHERE name = {0}"
+
+
+def marker_of(row: tuple) -> str:
+    """The change marker of a LABELLED_MARKER row."""
+    count, latest = row
+    return f"{int(count)}:{float(latest)!r}"
 
 
 def new_outcomes(outcomes: dict[str, int], recorded: dict[str, int], now: float) -> list[tuple[str, int, float]]:
@@ -142,12 +204,11 @@ def chunks(ids: list[str]) -> list[list[str]]:
 
 
 def labelled_of(rows: list[tuple]) -> Labelled:
-    """Labelled from (id, version, time, probability, label, outcome) rows."""
-    rows.sort(key=lambda row: row[0])
+    """Labelled from (version, time, probability, label, outcome) rows, in the order of their ids."""
     if not rows:
         empty = np.zeros(0)
         return Labelled(np.zeros(0, dtype=str), empty, empty, empty.astype(np.int64), empty.astype(np.int64))
-    _, versions, times, probabilities, labels, outcomes = zip(*rows, strict=True)
+    versions, times, probabilities, labels, outcomes = zip(*rows, strict=True)
     return Labelled(
         np.array(versions, dtype=str),
         np.array(times, dtype=np.float64),

@@ -7,8 +7,11 @@ the queue is full). A writer thread takes what has queued, passes it to the cons
 transaction. A store that fails (locked, disk full, database down) is tried again with a growing pause for
 RETRY_SECONDS, while new rows queue (up to the queue's bound); a store that still fails then loses that batch,
 counted, so `lost` means the store failed, not that it was busy a moment. The next batch tries again, so logging
-resumes by itself when the store is back. `close` flushes the queue (SIGTERM). What it counts (rows written, lost,
-dropped; the queue) goes to the `LogCounts` it is given: the log itself knows no metrics library.
+resumes by itself when the store is back. Every PURGE_SECONDS the writer erases the encoded rows past their retention
+and then the predictions past READMISSION_PREDICTION_LOG_KEEP_DAYS, one batch of the store's ERASE_ROWS per flush
+between writes, so an erasure of any size never holds the queue back. `close` flushes the queue (SIGTERM). What it
+counts (rows written, lost, dropped; the queue) goes to the `LogCounts` it is given: the log itself knows no metrics
+library.
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from bento.core.scoring import ScoredBatch
-from bento.predictionlog.store import LogStore, StoreError
+from bento.predictionlog.store import ERASE_ROWS, LogStore, StoreError
+from bento.quality.windows import DAY
 
 logger = logging.getLogger("readmission")
-PURGE_SECONDS = 3600  # how often encoded rows older than the retention period are erased
+PURGE_SECONDS = 3600  # how often encoded rows past their retention, then predictions past keeping, are erased
 RETRY_SECONDS = 5.0  # how long a failing store is tried again before the batch is counted lost
 FIRST_PAUSE, LONGEST_PAUSE = 0.05, 1.0  # seconds between tries, doubling
 
@@ -51,6 +55,7 @@ class PredictionLog:
         queue_rows: int,
         keep_features: bool,
         retention_days: int,
+        keep_days: int,
         counts: LogCounts,
         consumers: Iterable[Consumer] = (),
         flush_seconds: float = 0.5,
@@ -60,6 +65,7 @@ class PredictionLog:
         self.queue_rows = queue_rows
         self.keep_features = keep_features
         self.retention_days = retention_days
+        self.keep_days = keep_days
         self.counts = counts
         self.consumers = list(consumers)
         self.flush_seconds = flush_seconds
@@ -100,6 +106,7 @@ class PredictionLog:
 
     def _run(self) -> None:
         last_purge = 0.0
+        erase_before: float | None = None  # the cut-off of an erasure under way
         while True:
             with self._wake:
                 if not self._closing:  # one transaction per flush interval, not one per request
@@ -112,17 +119,32 @@ class PredictionLog:
             self.counts.prediction_log_queue(waiting)  # here, not per append: a metrics write off the request path
             if batches:
                 self._write(batches)
+            if closing:
+                return
             if taken_at - last_purge >= PURGE_SECONDS:
                 last_purge = taken_at
                 self._purge(taken_at)
-            if closing:
-                return
+                erase_before = taken_at - self.keep_days * DAY
+            if erase_before is not None and not self._erase_batch(erase_before):
+                erase_before = None
 
     def _purge(self, now: float) -> None:
         try:
-            self.store.purge_features(now - self.retention_days * 86400)
+            self.store.purge_features(now - self.retention_days * DAY)
         except StoreError as error:
             logger.warning("prediction log: the retention purge failed: %s", error)
+
+    def _erase_batch(self, before: float) -> bool:
+        """Erase one batch of predictions made before `before`; whether more may be left (a failure stops this
+        erasure: the next purge tries again)."""
+        try:
+            erased = self.store.erase_predictions(before, ERASE_ROWS)
+        except StoreError as error:
+            logger.warning("prediction log: erasing predictions past the keeping period failed: %s", error)
+            return False
+        if erased:
+            logger.info("prediction log: %d predictions past the keeping period erased", erased)
+        return erased == ERASE_ROWS
 
     def _write(self, batches: list[ScoredBatch]) -> None:
         rows = sum(len(batch.ids) for batch in batches)

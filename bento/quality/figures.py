@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from bento.quality import delong
+
 BOOTSTRAP_SAMPLES = 500
 CALIBRATION_BINS = 10
 PASS_CELLS = 2_000_000  # bootstrap replicates computed together hold at most this many weights (16 MB each matrix)
@@ -22,19 +24,8 @@ def roc_auc(outcome: np.ndarray, probability: np.ndarray) -> float | None:
     negatives = len(outcome) - positives
     if positives == 0 or negatives == 0:
         return None
-    ranks = _average_ranks(np.asarray(probability, dtype=np.float64))
+    ranks = delong.average_ranks(np.asarray(probability, dtype=np.float64))
     return float((ranks[outcome == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
-
-
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks, tied values sharing the mean of their ranks."""
-    order = np.argsort(values, kind="mergesort")
-    ordered = values[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    ends = np.r_[starts[1:], len(values)]
-    ranks = np.empty(len(values))
-    ranks[order] = np.repeat((starts + ends + 1) / 2, ends - starts)
-    return ranks
 
 
 def roc_auc_interval(
@@ -139,8 +130,15 @@ def precision(outcome: np.ndarray, flagged: np.ndarray) -> float | None:
 def summary(
     outcome: np.ndarray, probability: np.ndarray, flagged: np.ndarray, groups: np.ndarray | None = None
 ) -> dict[str, float]:
-    """The METRICS of one labelled set; those that cannot be computed are left out."""
-    interval = roc_auc_interval(outcome, probability, groups)
+    """The METRICS of one labelled set; those that cannot be computed are left out.
+
+    The ROC-AUC interval: where `groups` are given (training's patients), the bootstrap of whole groups; else
+    (rows resampled: the live figures) DeLong's analytic interval (bento/quality/delong.py).
+    """
+    if groups is None:
+        interval = delong.roc_auc_interval(outcome, probability)
+    else:
+        interval = roc_auc_interval(outcome, probability, groups)
     figures = {
         "roc_auc": roc_auc(outcome, probability),
         "roc_auc_ci_low": interval[0] if interval else None,

@@ -39,22 +39,28 @@ def measure(
 ) -> dict[str, dict[str, Figures]]:
     """The figures per model version and window (the `versions` given appear even without labelled rows).
 
-    With a `memo` of the last call, a version and window whose rows are the same as then are not computed again.
+    With a `memo` of the last call, a version and window whose rows are the same as then are not computed again;
+    a window holding the same rows as the shorter one before it takes its figures.
     """
     result: dict[str, dict[str, Figures]] = {}
     for version in sorted(set(labelled.model_version.tolist()) | set(versions), key=_version_order):
         of_version = labelled.model_version == version
         result[version] = {}
-        for window, days in WINDOWS.items():
+        previous: tuple[int, Figures] | None = None  # the last window's row count and figures
+        for window, days in sorted(WINDOWS.items(), key=lambda item: item[1]):
             rows = of_version & (labelled.time >= now - days * DAY)
+            count = int(rows.sum())
+            if previous is not None and previous[0] == count:  # windows nest: as many rows are the same rows
+                result[version][window] = previous[1]
+                continue
             outcome, probability, label = labelled.outcome[rows], labelled.probability[rows], labelled.label[rows]
             digest = hashlib.blake2b(outcome.tobytes() + probability.tobytes() + label.tobytes()).digest()
             known = memo.get((version, window)) if memo is not None else None
             if known is not None and known[0] == digest:
-                result[version][window] = known[1]
+                result[version][window], previous = known[1], (count, known[1])
                 continue
-            computed = {**figures.summary(outcome, probability, label), LABELLED_ROWS: int(rows.sum())}
-            result[version][window] = computed
+            computed = {**figures.summary(outcome, probability, label), LABELLED_ROWS: count}
+            result[version][window], previous = computed, (count, computed)
             if memo is not None:
                 memo[(version, window)] = (digest, computed)
     return result

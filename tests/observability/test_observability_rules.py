@@ -122,6 +122,7 @@ def test_every_alert_has_severity_category_summary_runbook_url_and_a_measure():
         "FeatureDrift",
         "LiveRocAucBelowTraining",
         "FeedbackStopped",
+        "FeedbackNeverReceived",
     }
     for rule in alerts():
         assert rule["labels"]["severity"] in ("critical", "warning", "info"), rule["alert"]

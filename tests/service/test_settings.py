@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bento.quality.windows import WINDOWS
 from bento.settings import MIB, PREFIX, ReadmissionSettings, ServiceSettings, SettingsError
 from training.settings import PROJECT_ROOT, TrainingSettings
 from ui.settings import Settings as UISettings
@@ -43,6 +44,7 @@ def test_the_defaults_are_those_of_a_laptop():
     assert (service.home, service.prediction_log) == (Path.home() / ".readmission", "")
     assert (service.prediction_log_queue_rows, service.prediction_log_features) == (100_000, False)
     assert (service.prediction_log_retention_days, service.monitor_seconds) == (30, 60)
+    assert service.prediction_log_keep_days == max(WINDOWS.values()) + 30  # the longest window + the outcome delay
     ui = UISettings.from_env()
     assert (ui.api_url, ui.timeout, ui.batch_rows, ui.api_token) == ("http://127.0.0.1:3000", 10.0, 1000, None)
     assert ui.model_card == PROJECT_ROOT / "docs" / "model-card.md"

@@ -1,5 +1,5 @@
 """bento/monitoring/live_performance.py in-process: a store that cannot be read, the thread's start and stop, the
-gauges it yields."""
+gauges it yields, and the lease contract (lease_contract.py) with two workers on one SQLite file."""
 
 from __future__ import annotations
 
@@ -8,19 +8,28 @@ import time
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from bento.core.ids import PredictionIds
 from bento.core.scoring import ScoredBatch
 from bento.model.predictor import ModelInfo
+from bento.monitoring import live_performance
 from bento.monitoring.live_performance import LivePerformance
 from bento.predictionlog.sqlite import SQLiteStore
 from bento.quality.windows import Labelled, measure
 from tests.helpers import poll
+from tests.unit.monitoring.lease_contract import LeaseContract, Opener, labelled
 
 INFO = ModelInfo(
     name="readmission", version="5", run_id="", tag="readmission:t", threshold=0.3, prevalence=0.1, spec_hash="x",
     test_metrics={"roc_auc": 0.7, "brier": 0.1, "threshold": 0.3, "recall": 0.4}, score_reference=[],
 )  # fmt: skip
+
+
+class TestSQLiteLease(LeaseContract):
+    @pytest.fixture
+    def opened(self, tmp_path) -> Opener:
+        return lambda: SQLiteStore(tmp_path / "log.db")
 
 
 def _samples(live: LivePerformance) -> dict[tuple[str, ...], float]:
@@ -75,3 +84,32 @@ def test_figures_of_unchanged_rows_are_not_computed_again():
     assert again["5"]["90d"] is first["5"]["90d"]  # the same rows: the memo's figures
     changed = replace(rows, outcome=np.array([1, 1, 0, 1, 0, 1]))
     assert measure(changed, now + 60, memo=memo)["5"]["90d"]["roc_auc"] == 3 / 8
+
+
+def test_a_window_holding_the_same_rows_as_the_shorter_one_is_not_computed_again():
+    now = time.time()
+    rows = Labelled(np.array(["5"] * 6), np.full(6, now - 86400.0), np.linspace(0.1, 0.6, 6),
+                    np.array([0, 0, 0, 1, 1, 1]), np.array([0, 1, 0, 1, 0, 1]))  # fmt: skip
+    measured = measure(rows, now)
+    assert measured["5"]["90d"] is measured["5"]["30d"] and measured["5"]["30d"]["labelled_rows"] == 6
+    older = replace(rows, time=np.r_[rows.time[:5], now - 40 * 86400.0])
+    apart = measure(older, now)
+    assert (apart["5"]["30d"]["labelled_rows"], apart["5"]["90d"]["labelled_rows"]) == (5, 6)
+
+
+def test_the_holder_rests_a_hundred_times_its_last_computation_before_the_next(tmp_path, monkeypatch):
+    store = SQLiteStore(tmp_path / "log.db")
+    live = LivePerformance(store, lambda: INFO, 60)
+    monkeypatch.setattr(live_performance, "CPU_SHARE", 1e9)  # no rest to speak of
+    live.refresh()
+    labelled(store, [0, 1, 0, 1])
+    live.refresh()
+    assert (live.computations, live.latest().live["5"]["90d"]["labelled_rows"]) == (2, 4)
+    monkeypatch.setattr(live_performance, "CPU_SHARE", 1e-9)  # a rest of a billion times the CPU time
+    labelled(store, [1, 0])
+    live.refresh()
+    assert (live.computations, live.latest().live["5"]["90d"]["labelled_rows"]) == (3, 6)
+    labelled(store, [1, 0])
+    live.refresh()
+    assert (live.computations, live.latest().live["5"]["90d"]["labelled_rows"]) == (3, 6), "computed while resting"
+    store.close()

@@ -3,8 +3,11 @@
 `StoreContract` holds the tests; a test module subclasses it as `Test<Store>` with a `store` fixture yielding a fresh
 store and a way to read it behind its back (its own connection): SQLite in tests/unit/predictionlog/test_log_store.py,
 PostgreSQL on a real server in tests/postgres/test_store_contract.py. What is appended is read back, feedback is all
-or nothing, the retention purge erases only old encoded rows, concurrent feedback about the same predictions never
-records two outcomes. `batch` makes scored rows for these and for the writer's tests.
+or nothing, the retention purge erases only old encoded rows, predictions past the keeping period are erased with
+their outcomes in bounded batches (by several erasers at once too), concurrent feedback about the same predictions
+never records two outcomes; the monitor's lease is held by one holder at a time and lapses, the labelled rows'
+change marker moves with outcomes recorded or erased, the stored figures round-trip. `batch` makes scored rows for
+these and for the writer's tests.
 """
 
 from __future__ import annotations
@@ -20,7 +23,13 @@ import pytest
 from bento import features
 from bento.core.ids import PredictionIds
 from bento.core.scoring import ScoredBatch
-from bento.predictionlog.store import ConflictingOutcomeError, LogStore, Recorded, UnknownPredictionError
+from bento.predictionlog.store import (
+    ConflictingOutcomeError,
+    LogStore,
+    Recorded,
+    StoredFigures,
+    UnknownPredictionError,
+)
 
 DAY = 86_400.0
 CONTESTED = 3000  # ids several calls give opposite outcomes for at once: enough for their lookups to overlap
@@ -128,6 +137,101 @@ class StoreContract:
         assert all(stored[prediction_id] is None for prediction_id in old.ids)
         assert all(stored[prediction_id] is not None for prediction_id in recent.ids)
         assert log.purge_features(before=now - 30 * DAY) == 0
+
+    def test_predictions_past_the_keeping_period_are_erased_with_their_outcomes_in_bounded_batches(self, store):
+        """The writer erases one batch per flush (bento/predictionlog/writer.py); here the store method directly."""
+        log, query = store
+        now = time.time()
+        old = [batch(70, when=now - (130 + n) * DAY, seed=n) for n in range(3)]  # 210 rows, the oldest first
+        kept = batch(30, when=now - 119 * DAY, seed=9)
+        log.append([*old, kept], keep_features=True)
+        log.record_outcomes({i: 1 for i in old[0].ids[:5] + old[2].ids[:5] + kept.ids[:7]}, now)
+        erased = []
+        while not erased or erased[-1] == 100:
+            erased.append(log.erase_predictions(before=now - 120 * DAY, rows=100))
+        assert erased == [100, 100, 10]
+        assert {i for (i,) in query("SELECT id FROM predictions")} == set(kept.ids)
+        assert {i for (i,) in query("SELECT prediction_id FROM outcomes")} == set(kept.ids[:7])
+        assert log.erase_predictions(before=now - 120 * DAY) == 0
+        assert len(log.labelled(since=0).outcome) == 7
+
+    def test_erasers_at_once_erase_each_old_prediction_once_and_nothing_newer(self, store):
+        log, query = store
+        now = time.time()
+        old, kept = batch(3000, when=now - 200 * DAY, seed=1), batch(50, when=now - DAY, seed=2)
+        log.append([old, kept], keep_features=False)
+        erased: list[int] = []
+        start = threading.Barrier(3)
+
+        def erase() -> None:
+            start.wait()
+            while (count := log.erase_predictions(before=now - 120 * DAY, rows=250)) == 250:
+                erased.append(count)
+            erased.append(count)
+
+        threads = [threading.Thread(target=erase) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert sum(erased) == 3000
+        assert {i for (i,) in query("SELECT id FROM predictions")} == set(kept.ids)
+
+    def test_the_lease_has_one_holder_until_it_lapses_or_is_released(self, store):
+        log, _ = store
+        now = time.time()
+        assert log.take_lease("a", now, 10)
+        assert not log.take_lease("b", now + 1, 10)
+        assert log.take_lease("a", now + 5, 10), "the holder renews"
+        assert not log.take_lease("b", now + 14, 10), "renewed until now + 15"
+        assert log.take_lease("b", now + 16, 10), "lapsed: another takes it"
+        assert not log.take_lease("a", now + 17, 10)
+        log.release_lease("a")  # not the holder: nothing happens
+        assert not log.take_lease("a", now + 18, 10)
+        log.release_lease("b")
+        assert log.take_lease("a", now + 19, 10), "released: taken at once"
+
+    def test_holders_racing_for_a_free_lease_get_it_once(self, store):
+        log, _ = store
+        now, won = time.time(), []
+        start = threading.Barrier(6)
+
+        def take(holder: str) -> None:
+            start.wait()
+            if log.take_lease(holder, now, 30):
+                won.append(holder)
+
+        threads = [threading.Thread(target=take, args=(f"h{n}",)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert len(won) == 1, won
+
+    def test_the_change_marker_moves_with_outcomes_recorded_or_erased_only(self, store):
+        log, _ = store
+        now = time.time()
+        empty = log.labelled_marker()
+        old, recent = batch(3, when=now - 200 * DAY, seed=1), batch(3, when=now - DAY, seed=2)
+        log.append([old, recent], keep_features=False)
+        assert log.labelled_marker() == empty, "predictions without outcomes change no figure"
+        log.record_outcomes({old.ids[0]: 1, recent.ids[0]: 0}, now)
+        recorded = log.labelled_marker()
+        assert recorded != empty
+        log.record_outcomes({recent.ids[0]: 0}, now + 1)  # the same outcome again: nothing new
+        assert log.labelled_marker() == recorded
+        log.erase_predictions(before=now - 120 * DAY)
+        assert log.labelled_marker() not in (recorded, empty)
+
+    def test_stored_figures_round_trip_and_are_replaced(self, store):
+        log, _ = store
+        assert log.stored_figures() is None
+        first = StoredFigures(computed_at=1.5, marker="2:3.25", figures='{"5": {"30d": {"labelled_rows": 2}}}')
+        log.save_figures(first)
+        assert log.stored_figures() == first
+        second = StoredFigures(computed_at=2.5, marker="3:4.0", figures="{}")
+        log.save_figures(second)
+        assert log.stored_figures() == second
 
     def test_concurrent_feedback_about_the_same_predictions_records_one_outcome_each_and_counts_it_once(self, store):
         """Calls racing over overlapping ids (each in its own order): with the same outcomes all succeed and the

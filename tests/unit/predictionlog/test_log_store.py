@@ -64,6 +64,9 @@ class Switchable:
     def purge_features(self, before):
         return self.inner.purge_features(before)
 
+    def erase_predictions(self, before, rows):
+        return self.inner.erase_predictions(before, rows)
+
     def close(self):
         self.inner.close()
 
@@ -90,6 +93,7 @@ def writer(store, queue_rows: int = 1000, retry_seconds: float = 0.2) -> Predict
         queue_rows,
         keep_features=False,
         retention_days=30,
+        keep_days=120,
         counts=metrics,
         flush_seconds=0.05,
         retry_seconds=retry_seconds,

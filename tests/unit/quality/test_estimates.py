@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import auc
 
-from bento.quality import estimates, figures
+from bento.quality import delong, estimates, figures
 from tests.reference import nannyml_cbpe
 
 THRESHOLD = 0.149  # the champion's operating threshold (README)
@@ -28,7 +28,7 @@ def _draws(probability: np.ndarray, count: int, seed: int) -> np.ndarray:
 
 def _realised_aucs(outcomes: np.ndarray, probability: np.ndarray) -> np.ndarray:
     """figures.roc_auc of every draw at once (the ranks are the probabilities', shared by every draw)."""
-    ranks = figures._average_ranks(probability)
+    ranks = delong.average_ranks(probability)
     positives = outcomes.sum(axis=1)
     negatives = outcomes.shape[1] - positives
     return (outcomes @ ranks - positives * (positives + 1) / 2) / (positives * negatives)

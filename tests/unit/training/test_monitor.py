@@ -13,6 +13,7 @@ from bento.core.ids import PredictionIds
 from bento.core.scoring import ScoredBatch
 from bento.predictionlog.sqlite import SQLiteStore
 from training import cli
+from training.monitor import INTERVAL_ROW
 
 DAY = 86400.0
 TRAINING = {"roc_auc": 0.6719, "roc_auc_ci_low": 0.6594, "roc_auc_ci_high": 0.6853, "pr_auc": 0.2294, "brier": 0.0982}
@@ -66,7 +67,7 @@ def test_report_per_version_and_window_beside_the_training_figures(tmp_path, mon
     three, four = _table(out, "3"), _table(out, "4")
     assert three["labelled predictions"] == ["-", "300", "500"]
     assert four["labelled predictions"] == ["-", "150", "150"]
-    assert three["ROC-AUC"][0] == "0.6719" and three["ROC-AUC 95% bootstrap interval"][0] == "0.6594 - 0.6853"
+    assert three["ROC-AUC"][0] == "0.6719" and three[INTERVAL_ROW][0] == "0.6594 - 0.6853"
     assert three["Expected calibration error"][0] == "-" and four["ROC-AUC"][0] == "-"
     assert "no training figures found for version 4" in out
     for version, table in (("3", three), ("4", four)):
@@ -80,7 +81,7 @@ def test_report_per_version_and_window_beside_the_training_figures(tmp_path, mon
                 brier_score_loss(outcome, probability), abs=5e-5
             )
             assert float(table["Share flagged"][column]) == pytest.approx((probability >= 0.3).mean(), abs=5e-5)
-            low, high = (float(v) for v in table["ROC-AUC 95% bootstrap interval"][column].split(" - "))
+            low, high = (float(v) for v in table[INTERVAL_ROW][column].split(" - "))
             assert low < float(table["ROC-AUC"][column]) < high
     plot = tmp_path / "plots" / "live.png"
     assert f"reliability plot: {plot}" in out

@@ -1,0 +1,92 @@
+"""What live performance (bento/monitoring/live_performance.py) keeps with several workers on one log, whichever
+store holds it: a test module subclasses `LeaseContract` with an `opened` fixture, a function that opens another
+store on the same log (another worker, or another pod for PostgreSQL): tests/unit/monitoring/test_live.py (SQLite),
+tests/postgres/test_live_lease.py.
+
+Two workers refresh every few hundredths of a second: exactly one reads the labelled rows and computes, only when
+outcomes arrived; the other serves the same figures; when the holder stops, the lease moves and the other computes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from bento.core.ids import PredictionIds
+from bento.core.scoring import ScoredBatch
+from bento.model.predictor import ModelInfo
+from bento.monitoring.live_performance import LivePerformance
+from bento.predictionlog.store import LogStore
+from tests.helpers import poll
+
+INFO = ModelInfo(
+    name="readmission", version="5", run_id="", tag="readmission:t", threshold=0.3, prevalence=0.1, spec_hash="x",
+    test_metrics={"roc_auc": 0.7, "brier": 0.1, "threshold": 0.3, "recall": 0.4}, score_reference=[],
+)  # fmt: skip
+SECONDS = 0.05
+IDS = PredictionIds()
+
+Opener = Callable[[], LogStore]
+
+
+def labelled(store: LogStore, outcomes: list[int]) -> None:
+    """Predictions of version 5 made now, with these outcomes."""
+    now = time.time()
+    probabilities = np.linspace(0.1, 0.9, len(outcomes), dtype=np.float32)
+    batch = ScoredBatch(IDS.take(len(outcomes), now), now, "5", probabilities, (probabilities > 0.3).astype(np.int64),
+                        np.zeros((len(outcomes), 1), dtype=np.float32))  # fmt: skip
+    store.append([batch], keep_features=False)
+    store.record_outcomes(dict(zip(batch.ids, outcomes, strict=True)), now)
+
+
+def rows_served(live: LivePerformance) -> int:
+    figures = live.latest().live.get("5", {}).get("90d", {})
+    return int(figures.get("labelled_rows", -1))
+
+
+class LeaseContract:
+    """The tests; a subclass named Test<Store> provides `opened`."""
+
+    def test_one_worker_computes_when_rows_change_the_other_serves_the_same_and_takes_over(self, opened: Opener):
+        first_store, second_store = opened(), opened()
+        first = LivePerformance(first_store, lambda: INFO, SECONDS)
+        second = LivePerformance(second_store, lambda: INFO, SECONDS)
+        first.start()
+        poll(lambda: first.computations == 1, 10, "the first worker's computation", interval=0.01)
+        second.start()
+        poll(lambda: second.latest().computed_at == first.latest().computed_at, 10, "the stored figures", 0.01)
+        assert rows_served(second) == 0
+
+        labelled(first_store, [0, 1, 0, 1])
+        poll(lambda: rows_served(first) == 4 and rows_served(second) == 4, 10, "4 labelled rows in both", 0.01)
+        done = first.refreshes, second.refreshes
+        poll(lambda: first.refreshes > done[0] + 5 and second.refreshes > done[1] + 5, 10, "5 more refreshes", 0.01)
+        assert (first.computations, second.computations) == (2, 0), "one computation per change, by the holder"
+        assert first.latest() == second.latest()
+        assert second.latest().live["5"]["90d"]["roc_auc"] == 0.75
+
+        first.stop(5)
+        labelled(second_store, [1, 0])
+        poll(lambda: rows_served(second) == 6, 10, "the other worker computing", interval=0.01)
+        assert second.computations == 1
+        second.stop(5)
+        first_store.close()
+        second_store.close()
+
+    def test_a_holder_that_never_releases_loses_the_lease_once_it_lapses(self, opened: Opener):
+        first_store, second_store = opened(), opened()
+        first = LivePerformance(first_store, lambda: INFO, SECONDS)
+        first.refresh()  # computes and holds the lease, then is gone without releasing it
+        assert first.computations == 1
+        labelled(first_store, [0, 1, 1])
+        second = LivePerformance(second_store, lambda: INFO, SECONDS)
+        second.refresh()
+        assert second.computations == 0, "the lease still runs"
+        second.start()
+        poll(lambda: rows_served(second) == 3, 10, "the lapsed lease taken over", interval=0.01)
+        assert second.computations == 1
+        second.stop(5)
+        first_store.close()
+        second_store.close()
