@@ -29,9 +29,15 @@ class PredictionIds:
         """`count` new ids stamped with `now` (seconds since the epoch)."""
         with self._lock:
             first, self._next = self._next, self._next + count
-        millis = int(now * 1000)
-        prefix = f"{millis >> 16:08x}-{millis & 0xFFFF:04x}-7{self._rand_a:03x}-{self._rand_b_high:04x}-"
+        prefix = f"{first_id_at(now)}7{self._rand_a:03x}-{self._rand_b_high:04x}-"
         return [f"{prefix}{n & ((1 << _COUNTER_BITS) - 1):012x}" for n in range(first, first + count)]
+
+
+def first_id_at(moment: float) -> str:
+    """The time prefix of the ids issued in `moment`'s millisecond: ids issued earlier sort below it, those issued
+    then or later at or above it (what lets the log find old predictions by its primary key)."""
+    millis = int(moment * 1000)
+    return f"{millis >> 16:08x}-{millis & 0xFFFF:04x}-"
 
 
 def issued_at(prediction_id: str) -> float | None:

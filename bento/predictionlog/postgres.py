@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from bento.core.ids import first_id_at
 from bento.predictionlog.store import (
     ERASE_ROWS,
     INSERT_OUTCOME,
@@ -58,7 +59,6 @@ SCHEMA = (
         features BYTEA
     )""",
     "CREATE INDEX IF NOT EXISTS predictions_with_features ON predictions (time) WHERE features IS NOT NULL",
-    "CREATE INDEX IF NOT EXISTS predictions_time ON predictions (time)",
     """CREATE TABLE IF NOT EXISTS outcomes (
         prediction_id TEXT PRIMARY KEY,
         readmitted INTEGER NOT NULL,
@@ -181,14 +181,14 @@ class PostgresStore:
         """Erase at most `rows` of the oldest predictions made before `before`, and their outcomes, in one
         statement; rows another replica is erasing at the same moment are skipped, not waited for."""
         statement = (
-            "WITH gone AS (DELETE FROM predictions WHERE id IN (SELECT id FROM predictions WHERE time < %s "
-            "ORDER BY time, id LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING id), "
+            "WITH gone AS (DELETE FROM predictions WHERE id IN (SELECT id FROM predictions WHERE id < %s "
+            "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING id), "  # ids sort by time: the primary key
             "outcomes_gone AS (DELETE FROM outcomes USING gone WHERE outcomes.prediction_id = gone.id) "
             "SELECT COUNT(*) FROM gone"
         )
 
         def work(cursor: psycopg.Cursor) -> int:
-            cursor.execute(statement, (before, rows))
+            cursor.execute(statement, (first_id_at(before), rows))
             return int(cursor.fetchone()[0])
 
         return self._transaction(work)

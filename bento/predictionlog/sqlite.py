@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from bento.core.ids import first_id_at
 from bento.predictionlog.store import (
     ERASE_ROWS,
     INSERT_OUTCOME,
@@ -54,7 +55,6 @@ CREATE TABLE IF NOT EXISTS predictions (
     features BLOB
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS predictions_with_features ON predictions (time) WHERE features IS NOT NULL;
-CREATE INDEX IF NOT EXISTS predictions_time ON predictions (time);
 CREATE TABLE IF NOT EXISTS outcomes (
     prediction_id TEXT PRIMARY KEY,
     readmitted INTEGER NOT NULL,
@@ -186,11 +186,12 @@ class SQLiteStore:
     def erase_predictions(self, before: float, rows: int = ERASE_ROWS) -> int:
         """Erase at most `rows` of the oldest predictions made before `before`, and their outcomes: both
         statements pick the same rows, under the one write lock of the transaction."""
-        oldest = "SELECT id FROM predictions WHERE time < ? ORDER BY time, id LIMIT ?"
+        oldest = "SELECT id FROM predictions WHERE id < ? ORDER BY id LIMIT ?"  # ids sort by time: the primary key
+        bound = (first_id_at(before), rows)
 
         def work(connection: sqlite3.Connection) -> int:
-            connection.execute(f"DELETE FROM outcomes WHERE prediction_id IN ({oldest})", (before, rows))
-            return connection.execute(f"DELETE FROM predictions WHERE id IN ({oldest})", (before, rows)).rowcount
+            connection.execute(f"DELETE FROM outcomes WHERE prediction_id IN ({oldest})", bound)
+            return connection.execute(f"DELETE FROM predictions WHERE id IN ({oldest})", bound).rowcount
 
         return self._transaction(work)
 
