@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import collections
 import os
 import threading
 import time
@@ -156,23 +157,32 @@ def predictions(batch: ScoredBatch) -> None:
     """Count predictions by label and their probabilities (published per PUBLISH_ROWS rows), and the size of the
     model call: a subscriber of the scoring core."""
     MODEL_CALL_ROWS.observe(len(batch.labels))
-    _pending_predictions.add(batch.model_version, batch.probabilities, batch.labels)
-    if batch.unusual is not None:
-        _pending_unusual.add(batch.unusual)
+    _pending_predictions.add(batch.model_version, batch.probabilities, batch.labels, batch.unusual)
 
 
 class PendingPredictions:
-    """This worker's predictions not yet published, per model version: rows per label, per probability bucket
-    and the probabilities' sum; published once they cover PUBLISH_ROWS rows. Thread-safe."""
+    """This worker's predictions not yet published, per model version: rows per label, per probability bucket,
+    the probabilities' sum and the rows per unusual-patient reason; published once they cover PUBLISH_ROWS rows.
+    Thread-safe."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._bounds = list(PROBABILITY._upper_bounds)
         self._array_bounds = np.asarray(self._bounds)
         self._pending: dict[str, list[float]] = {}  # version -> [label 0, label 1, per bucket..., sum]
+        self._unusual: dict[str, collections.Counter[unusual.Reason]] = {}  # version -> flagged rows per reason
 
-    def add(self, version: str, probabilities: np.ndarray, labels: np.ndarray) -> None:
+    def add(
+        self,
+        version: str,
+        probabilities: np.ndarray,
+        labels: np.ndarray,
+        findings: list[list[unusual.Finding]] | None = None,
+    ) -> None:
         """Hold back one model call's rows; publish what is pending once it covers PUBLISH_ROWS rows."""
+        flagged = collections.Counter(
+            reason for row in findings or () for reason in {finding.reason for finding in row}
+        )
         rows = len(labels)
         if rows == 1:  # most calls: Python scalars cost less than numpy's calls
             total = float(probabilities[0])
@@ -189,38 +199,17 @@ class PendingPredictions:
             for bucket, count in buckets.items():
                 pending[2 + bucket] += count
             pending[-1] += total
+            reasons = self._unusual.setdefault(version, collections.Counter())
+            reasons.update(flagged)
             if pending[0] + pending[1] < PUBLISH_ROWS:
                 return
-            del self._pending[version]
+            del self._pending[version], self._unusual[version]
         for label, count in (("0", pending[0]), ("1", pending[1])):
             if count:
                 _child(PREDICTIONS, label, version).inc(count)
         add_to_histogram(_child(PROBABILITY, version), pending[2:-1], pending[-1])
-
-
-class PendingUnusual:
-    """This worker's flagged rows per unusual-patient reason not yet published, held back with the rows that were not
-    flagged until they cover PUBLISH_ROWS rows. Thread-safe."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._rows = 0
-        self._counts = dict.fromkeys(unusual.Reason, 0)
-
-    def add(self, findings: list[list[unusual.Finding]]) -> None:
-        """Hold back one model call's rows; publish what is pending once it covers PUBLISH_ROWS rows."""
-        flagged = [{finding.reason for finding in row} for row in findings if row]
-        with self._lock:
-            self._rows += len(findings)
-            for reasons in flagged:
-                for reason in reasons:
-                    self._counts[reason] += 1
-            if self._rows < PUBLISH_ROWS:
-                return
-            counts, self._counts, self._rows = self._counts, dict.fromkeys(unusual.Reason, 0), 0
-        for reason, count in counts.items():
-            if count:
-                _child(UNUSUAL_ROWS, reason.value).inc(count)
+        for reason, count in reasons.items():
+            _child(UNUSUAL_ROWS, reason.value).inc(count)
 
 
 def prediction_log_rows(outcome: str, rows: int) -> None:
@@ -390,7 +379,6 @@ class Exposition:
 
 
 _pending_predictions = PendingPredictions()
-_pending_unusual = PendingUnusual()
 _single_process = CollectorRegistry()
 _single_process.register(ServiceProcesses(os.getpid()))
 _worker_collectors: list[Collector] = []

@@ -43,13 +43,15 @@ def test_the_probability_is_the_same_with_the_check_and_without_it(serve, old_mo
 
 
 def test_flagged_rows_are_counted_by_reason_in_steps_of_publish_rows(tiny):
-    pending = metrics.PendingUnusual()
-    flagged = tiny.unusual.findings(matrix_of([BEYOND]))
+    pending = metrics.PendingPredictions()  # the flagged rows are held back with the predictions they belong to
+    matrix = matrix_of([BEYOND])
+    probabilities, flagged = tiny.probabilities(matrix), tiny.unusual.findings(matrix)
+    labels = tiny.labels(probabilities)
     before = flagged_total(unusual.Reason.ABOVE_RANGE)
     for _ in range(metrics.PUBLISH_ROWS - 1):
-        pending.add(flagged)
+        pending.add("held-back-test", probabilities, labels, flagged)
     assert flagged_total(unusual.Reason.ABOVE_RANGE) == before  # held back: 19 rows could isolate a patient
-    pending.add(flagged)
+    pending.add("held-back-test", probabilities, labels, flagged)
     assert flagged_total(unusual.Reason.ABOVE_RANGE) == before + metrics.PUBLISH_ROWS
 
 
