@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -20,6 +21,8 @@ from bento.model import risk_bands
 from bento.model.compiled import CompiledModelError, CompiledTrees
 from bento.quality import drift, unusual
 from bento.settings import MODEL_NAME
+
+R = TypeVar("R")  # what a stored training reference is read into
 
 if TYPE_CHECKING:
     import xgboost as xgb
@@ -145,25 +148,19 @@ def _model_info(metadata: dict[str, Any], tag: str) -> ModelInfo:
         spec_hash=metadata["spec_hash"],
         test_metrics=metadata.get("test_metrics", {}),
         score_reference=_score_reference(metadata["score_reference"]),
-        drift_reference=_drift_reference(metadata.get("drift_reference")),
-        unusual_reference=_unusual_reference(metadata.get("unusual_reference")),
+        drift_reference=_optional_reference(metadata, "drift_reference", drift.Reference.from_metadata),
+        unusual_reference=_optional_reference(metadata, "unusual_reference", unusual.Reference.from_metadata),
     )
 
 
-def _drift_reference(stored: Any) -> drift.Reference | None:
+def _optional_reference(metadata: dict[str, Any], key: str, read: Callable[[dict[str, Any]], R]) -> R | None:
+    """A training reference stored under `key`, read by `read`; None where the model was trained without one."""
+    stored = metadata.get(key)
     if stored is None:
         return None
     if not isinstance(stored, dict):
-        raise TypeError("drift_reference is not a JSON object")
-    return drift.Reference.from_metadata(stored)
-
-
-def _unusual_reference(stored: Any) -> unusual.Reference | None:
-    if stored is None:
-        return None
-    if not isinstance(stored, dict):
-        raise TypeError("unusual_reference is not a JSON object")
-    return unusual.Reference.from_metadata(stored)
+        raise TypeError(f"{key} is not a JSON object")
+    return read(stored)
 
 
 def _score_reference(shares: Any) -> list[float]:
