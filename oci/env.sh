@@ -39,15 +39,24 @@ skip() {
 	exit "$SKIP"
 }
 
+# Write stdin to file $1 by a rename, so a podman or buildah started meanwhile (another test's, in parallel) reads
+# either the old file or the new one, never a half-written one ("The storage 'driver' option must be set").
+write_atomically() {
+	local temporary
+	temporary=$(mktemp "$1.XXXXXX")
+	cat >"$temporary"
+	mv -f "$temporary" "$1"
+}
+
 write_container_config() {
 	mkdir -p "$CONTAINERS"/{storage,run,libpod,volumes,tmp}
-	cat >"$CONTAINERS_STORAGE_CONF" <<EOF
+	write_atomically "$CONTAINERS_STORAGE_CONF" <<EOF
 [storage]
 driver = "overlay"
 graphroot = "$CONTAINERS/storage"
 runroot = "$CONTAINERS/run"
 EOF
-	cat >"$CONTAINERS_CONF" <<EOF
+	write_atomically "$CONTAINERS_CONF" <<EOF
 [containers]
 netns = "host"
 default_ulimits = ["nofile=20000:20000", "nproc=20000:20000"]
@@ -60,7 +69,7 @@ static_dir = "$CONTAINERS/libpod"
 volume_path = "$CONTAINERS/volumes"
 tmp_dir = "$CONTAINERS/tmp"
 EOF
-	cat >"$CONTAINERS_REGISTRIES_CONF" <<EOF
+	write_atomically "$CONTAINERS_REGISTRIES_CONF" <<EOF
 unqualified-search-registries = ["docker.io"]
 short-name-mode = "permissive"
 EOF
