@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -19,6 +20,12 @@ MLSERVER_VENV = ROOT / ".venv-bench-mlserver"
 MLSERVER_PACKAGES = ["mlserver==1.7.1", "mlserver-xgboost==1.7.1", "xgboost==3.2.0"]
 KSERVE_VENV = ROOT / ".venv-bench-kserve"
 KSERVE_PACKAGES = ["kserve==0.21.0", "xgboost-cpu==3.2.0"]
+# Ours as the Bento image runs it: exactly bento/requirements.txt (the serve extra, hash-pinned), nothing of
+# training or the tests. In the project's .venv, xgboost also imports pandas, scikit-learn and pyarrow (about 130 MB
+# more resident memory per worker) because they are installed there; the image has none of them.
+SHIPPED_VENV = ROOT / ".venv-bench-ours"
+SHIPPED_REQUIREMENTS = ROOT / "bento" / "requirements.txt"
+OURS_VENVS = ("shipped", "project")
 
 
 @dataclass
@@ -54,10 +61,27 @@ def ensure_venv(venv: Path, packages: list[str], check_import: str) -> Path:
     return python
 
 
-def server_ours(port: int, work: Path, home: Path = BENTOML_HOME) -> Server:
+def shipped_venv() -> Path:
+    """SHIPPED_VENV's folder, (re)created when bento/requirements.txt changed since it was made."""
+    stamp = SHIPPED_VENV / "requirements.sha256"
+    wanted = hashlib.sha256(SHIPPED_REQUIREMENTS.read_bytes()).hexdigest()
+    if stamp.is_file() and stamp.read_text() == wanted:
+        return SHIPPED_VENV
+    print(f"creating {SHIPPED_VENV.name} from {shown(SHIPPED_REQUIREMENTS)} (a few minutes) ...", flush=True)
+    shutil.rmtree(SHIPPED_VENV, ignore_errors=True)
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", str(SHIPPED_VENV)], check=True)
+    (SHIPPED_VENV / ".gitignore").write_text("*\n")
+    pip = [str(SHIPPED_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet", "--require-hashes"]
+    subprocess.run([*pip, "--requirement", str(SHIPPED_REQUIREMENTS)], check=True)
+    stamp.write_text(wanted)
+    return SHIPPED_VENV
+
+
+def server_ours(port: int, work: Path, home: Path = BENTOML_HOME, venv: str = "shipped") -> Server:
     """Our BentoML service, from the project root and its model store; its gRPC server and Prometheus's port on spare
-    loopback ports."""
-    bentoml = ROOT / ".venv" / "bin" / "bentoml"
+    loopback ports. `venv`: "shipped" (the image's packages, SHIPPED_VENV) or "project" (.venv, no install)."""
+    bentoml = (shipped_venv() if venv == "shipped" else ROOT / ".venv") / "bin" / "bentoml"
     grpc_port = free_port()
     log_home = work / "ours-home"  # the prediction log of this run: starts empty, size reported after
     env = {
@@ -67,6 +91,7 @@ def server_ours(port: int, work: Path, home: Path = BENTOML_HOME) -> Server:
         "READMISSION_METRICS_PORT": str(free_port()),
         "READMISSION_METRICS_HOST": "127.0.0.1",
         "READMISSION_HOME": str(log_home),
+        "PYTHONPATH": str(ROOT),  # the project is not installed in SHIPPED_VENV: bento/ is imported from the root
     }
     return Server(
         name="ours",
@@ -82,9 +107,9 @@ def server_ours(port: int, work: Path, home: Path = BENTOML_HOME) -> Server:
     )
 
 
-def server_ours_nolog(port: int, work: Path, home: Path = BENTOML_HOME) -> Server:
+def server_ours_nolog(port: int, work: Path, home: Path = BENTOML_HOME, venv: str = "shipped") -> Server:
     """Ours with the prediction log off (READMISSION_PREDICTION_LOG=off): what the log costs."""
-    server = server_ours(port, work, home)
+    server = server_ours(port, work, home, venv)
     server.env["READMISSION_PREDICTION_LOG"] = "off"
     server.name, server.label = "ours-nolog", "ours, prediction log off"
     return server
@@ -225,6 +250,7 @@ def versions() -> dict[str, str]:
     found = {}
     for venv, packages in (
         (ROOT / ".venv", ["bentoml", "starlette", "uvicorn", "xgboost-cpu", "numpy", "orjson"]),
+        (SHIPPED_VENV, ["bentoml", "starlette", "uvicorn", "xgboost-cpu", "numpy", "orjson"]),
         (MLSERVER_VENV, ["mlserver", "mlserver-xgboost", "xgboost", "fastapi", "uvicorn", "numpy"]),
         (KSERVE_VENV, ["kserve", "xgboost-cpu", "fastapi", "uvicorn", "numpy"]),
     ):

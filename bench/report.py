@@ -316,7 +316,9 @@ def markdown(
         f"{meta['warmup_s']} s warm-up; servers on core {SERVER_CORE}, wrk (1 thread) and h2load (gRPC: 1 "
         f"connection, 8 concurrent streams; errors include responses of the wrong size) on core {LOAD_CORE}; rows: "
         f"{meta['rows_source']}; peak MB = max summed RSS of the server's process tree during the measured run; "
-        "server CPU % = CPU time of that tree / wall time (100 = one core saturated). ratio > 1 on throughput = "
+        "server CPU % = CPU time of that tree / wall time (100 = one core saturated); ours from "
+        + {"shipped": "the image's packages only", "project": "the project's .venv"}.get(meta.get("ours_venv", ""), "?")
+        + ". ratio > 1 on throughput = "
         "the first named faster. Binary extension: "
         + "; ".join(f"{name}: {probe}" for name, probe in meta["binary_probe"].items())
         + ".",

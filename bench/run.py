@@ -74,6 +74,12 @@ def main() -> int:
     parser.add_argument(
         "--bentoml-home", type=Path, default=BENTOML_HOME, help="BentoML store with the model (.readmission/bentoml)"
     )
+    parser.add_argument(
+        "--ours-venv",
+        choices=contenders.OURS_VENVS,
+        default="shipped",
+        help="ours from the image's packages only (shipped, default: made on first use) or the project's .venv",
+    )
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the report and logs go (bench/results)")
     args = parser.parse_args()
     if args.quick:
@@ -126,8 +132,8 @@ def main() -> int:
     )
 
     factories = {
-        "ours": lambda p: contenders.server_ours(p, work, args.bentoml_home),
-        "ours-nolog": lambda p: contenders.server_ours_nolog(p, work, args.bentoml_home),
+        "ours": lambda p: contenders.server_ours(p, work, args.bentoml_home, args.ours_venv),
+        "ours-nolog": lambda p: contenders.server_ours_nolog(p, work, args.bentoml_home, args.ours_venv),
         "mlserver": lambda p: contenders.server_mlserver(p, work, model),
         "kserve": lambda p: contenders.server_kserve(p, work, model),
         "floor": lambda p: contenders.server_floor(p, work, model),
@@ -143,6 +149,7 @@ def main() -> int:
         "duration_s": args.duration,
         "warmup_s": args.warmup,
         "rounds": args.rounds,
+        "ours_venv": args.ours_venv,
         "rows_source": source,
         "model": shown(model),
         "compiled": compiled_manifest(model),

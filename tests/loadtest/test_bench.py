@@ -75,7 +75,7 @@ def test_bench_runs_ours_and_the_compiled_floor_and_writes_its_report(bento_home
     # a copy: a server started on the shared home wipes the shared service's Prometheus folder
     home = copy_home(bento_home, tmp_path)
     command = [sys.executable, "-m", "bench.run", "--servers", "ours,floor-compiled", "--rounds", "1",
-               "--duration", "1", "--warmup", "0", "--bentoml-home", str(home),
+               "--duration", "1", "--warmup", "0", "--bentoml-home", str(home), "--ours-venv", "project",
                "--results", str(results)]  # fmt: skip
     env = {**os.environ, **bentoml_env(home)}
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
