@@ -30,6 +30,7 @@ from bento.predictionlog.store import (
     STORED_FIGURES,
     TAKE_LEASE,
     Recorded,
+    ShadowRow,
     StoreBusyError,
     StoredFigures,
     StoreError,
@@ -64,12 +65,20 @@ SCHEMA = (
         readmitted INTEGER NOT NULL,
         time DOUBLE PRECISION NOT NULL
     )""",
+    """CREATE TABLE IF NOT EXISTS shadow_predictions (
+        prediction_id TEXT NOT NULL,
+        model_version TEXT NOT NULL,
+        probability DOUBLE PRECISION NOT NULL,
+        label INTEGER NOT NULL,
+        PRIMARY KEY (prediction_id, model_version)
+    )""",
     "CREATE TABLE IF NOT EXISTS monitor_lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, "
     "expires DOUBLE PRECISION NOT NULL)",
     "CREATE TABLE IF NOT EXISTS monitor_figures (name TEXT PRIMARY KEY, computed_at DOUBLE PRECISION NOT NULL, "
     "marker TEXT NOT NULL, figures TEXT NOT NULL)",
 )
 COLUMN_TYPES = ("text", "float8", "text", "float8", "int4", "bytea")
+SHADOW_COLUMN_TYPES = ("text", "text", "float8", "int4")
 
 
 def where_of(url: str) -> str:
@@ -122,8 +131,8 @@ class PostgresStore:
             busy = isinstance(error, psycopg.errors.DeadlockDetected | psycopg.errors.LockNotAvailable)
             raise (StoreBusyError if busy else StoreError)(f"PostgreSQL {self.where}: {str(error).strip()}") from error
 
-    def append(self, batches: Sequence[ScoredBatch], keep_features: bool) -> None:
-        """Add the scored rows in one transaction (COPY)."""
+    def append(self, batches: Sequence[ScoredBatch], keep_features: bool, shadow: Sequence[ShadowRow] = ()) -> None:
+        """Add the scored rows and the challenger's rows in one transaction (COPY)."""
         rows = rows_of(batches, keep_features)
 
         def work(cursor: psycopg.Cursor) -> None:
@@ -132,6 +141,12 @@ class PostgresStore:
                 copy.set_types(list(COLUMN_TYPES))
                 for row in rows:
                     copy.write_row(row)
+            if shadow:
+                columns = "prediction_id, model_version, probability, label"
+                with cursor.copy(f"COPY shadow_predictions ({columns}) FROM STDIN") as copy:
+                    copy.set_types(list(SHADOW_COLUMN_TYPES))
+                    for row in shadow:
+                        copy.write_row(row)
 
         self._transaction(work)
 
@@ -178,12 +193,14 @@ class PostgresStore:
         return self._transaction(work)
 
     def erase_predictions(self, before: float, rows: int = ERASE_ROWS) -> int:
-        """Erase at most `rows` of the oldest predictions made before `before`, and their outcomes, in one
-        statement; rows another replica is erasing at the same moment are skipped, not waited for."""
+        """Erase at most `rows` of the oldest predictions made before `before`, their outcomes and their shadow
+        rows, in one statement; rows another replica is erasing at the same moment are skipped, not waited for."""
         statement = (
             "WITH gone AS (DELETE FROM predictions WHERE id IN (SELECT id FROM predictions WHERE id < %s "
             "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING id), "  # ids sort by time: the primary key
-            "outcomes_gone AS (DELETE FROM outcomes USING gone WHERE outcomes.prediction_id = gone.id) "
+            "outcomes_gone AS (DELETE FROM outcomes USING gone WHERE outcomes.prediction_id = gone.id), "
+            "shadow_gone AS (DELETE FROM shadow_predictions USING gone "
+            "WHERE shadow_predictions.prediction_id = gone.id) "
             "SELECT COUNT(*) FROM gone"
         )
 

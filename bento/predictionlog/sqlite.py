@@ -24,6 +24,7 @@ from bento.predictionlog.store import (
     STORED_FIGURES,
     TAKE_LEASE,
     Recorded,
+    ShadowRow,
     StoreBusyError,
     StoredFigures,
     StoreError,
@@ -59,6 +60,13 @@ CREATE TABLE IF NOT EXISTS outcomes (
     prediction_id TEXT PRIMARY KEY,
     readmitted INTEGER NOT NULL,
     time REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS shadow_predictions (
+    prediction_id TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    probability REAL NOT NULL,
+    label INTEGER NOT NULL,
+    PRIMARY KEY (prediction_id, model_version)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS monitor_lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS monitor_figures (
@@ -144,10 +152,15 @@ class SQLiteStore:
             busy = getattr(error, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
             raise (StoreBusyError if busy else StoreError)(f"SQLite {self.path.name}: {error}") from error
 
-    def append(self, batches: Sequence[ScoredBatch], keep_features: bool) -> None:
-        """Add the scored rows in one transaction."""
+    def append(self, batches: Sequence[ScoredBatch], keep_features: bool, shadow: Sequence[ShadowRow] = ()) -> None:
+        """Add the scored rows and the challenger's rows in one transaction."""
         rows = rows_of(batches, keep_features)
-        self._transaction(lambda c: c.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?)", rows))
+
+        def work(connection: sqlite3.Connection) -> None:
+            connection.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?)", rows)
+            connection.executemany("INSERT INTO shadow_predictions VALUES (?, ?, ?, ?)", shadow)
+
+        self._transaction(work)
 
     def record_outcomes(self, outcomes: dict[str, int], now: float) -> Recorded:
         """Record true outcomes: all or none. Looked up first without the write lock, then inserted in one
@@ -184,13 +197,14 @@ class SQLiteStore:
         return self._transaction(lambda c: c.execute(query, (before,)).rowcount)
 
     def erase_predictions(self, before: float, rows: int = ERASE_ROWS) -> int:
-        """Erase at most `rows` of the oldest predictions made before `before`, and their outcomes: both
-        statements pick the same rows, under the one write lock of the transaction."""
+        """Erase at most `rows` of the oldest predictions made before `before`, their outcomes and their shadow
+        rows: the statements pick the same rows, under the one write lock of the transaction."""
         oldest = "SELECT id FROM predictions WHERE id < ? ORDER BY id LIMIT ?"  # ids sort by time: the primary key
         bound = (first_id_at(before), rows)
 
         def work(connection: sqlite3.Connection) -> int:
             connection.execute(f"DELETE FROM outcomes WHERE prediction_id IN ({oldest})", bound)
+            connection.execute(f"DELETE FROM shadow_predictions WHERE prediction_id IN ({oldest})", bound)
             return connection.execute(f"DELETE FROM predictions WHERE id IN ({oldest})", bound).rowcount
 
         return self._transaction(work)

@@ -1,12 +1,14 @@
 """The prediction log's stores: what they have in common, whichever database holds the log.
 
-Two tables, the same in every store (bento/predictionlog/sqlite.py, postgres.py):
+Three tables, the same in every store (bento/predictionlog/sqlite.py, postgres.py):
 - `predictions`: id, time (seconds since the epoch), model version, probability, label, and the encoded row
   (float32 bytes) only where READMISSION_PREDICTION_LOG_FEATURES opts in, erased after the retention period;
-- `outcomes`: the true outcome of a prediction (`POST /feedback`), once per prediction.
-Predictions older than READMISSION_PREDICTION_LOG_KEEP_DAYS are erased with their outcomes, the oldest first, at
-most ERASE_ROWS per transaction (`erase_predictions`), so the log stops growing and no erasure holds the write lock
-for long; feedback about an erased prediction is refused as unknown.
+- `outcomes`: the true outcome of a prediction (`POST /feedback`), once per prediction;
+- `shadow_predictions`: the challenger's probability and label of a served prediction (READMISSION_SHADOW), keyed
+  by the prediction's id and the challenger's version, written in the same transaction as the served row.
+Predictions older than READMISSION_PREDICTION_LOG_KEEP_DAYS are erased with their outcomes and shadow rows, the
+oldest first, at most ERASE_ROWS per transaction (`erase_predictions`), so the log stops growing and no erasure
+holds the write lock for long; feedback about an erased prediction is refused as unknown.
 
 Every write is one short transaction, so a process killed in the middle leaves the store as it was before the
 write, and the writer of the log never waits long for feedback: feedback reads which ids are known and which
@@ -81,11 +83,14 @@ class Recorded:
     unchanged: int  # outcomes sent again with the same value
 
 
+ShadowRow = tuple[str, str, float, int]  # a `shadow_predictions` row: prediction id, version, probability, label
+
+
 class LogStore(Protocol):
     """What the prediction log, feedback and live performance need of a store."""
 
-    def append(self, batches: Sequence[ScoredBatch], keep_features: bool) -> None:
-        """Add the scored rows in one transaction."""
+    def append(self, batches: Sequence[ScoredBatch], keep_features: bool, shadow: Sequence[ShadowRow] = ()) -> None:
+        """Add the scored rows, and the challenger's rows of them (`shadow`), in one transaction."""
 
     def record_outcomes(self, outcomes: dict[str, int], now: float) -> Recorded:
         """Record true outcomes in one transaction: all or none (UnknownPredictionError, ConflictingOutcomeError)."""
@@ -97,8 +102,8 @@ class LogStore(Protocol):
         """Erase the encoded rows of predictions made before `before`; how many were erased."""
 
     def erase_predictions(self, before: float, rows: int = ERASE_ROWS) -> int:
-        """Erase at most `rows` of the oldest predictions made before `before`, and their outcomes, in one
-        transaction; how many predictions were erased (fewer than `rows`: none older is left)."""
+        """Erase at most `rows` of the oldest predictions made before `before`, their outcomes and their shadow
+        rows, in one transaction; how many predictions were erased (fewer than `rows`: none older is left)."""
 
     def labelled_marker(self) -> str:
         """A cheap marker of the labelled rows (the outcomes' count and latest time): it changes when outcomes

@@ -4,10 +4,10 @@
 store and a way to read it behind its back (its own connection): SQLite in tests/unit/predictionlog/test_log_store.py,
 PostgreSQL on a real server in tests/postgres/test_store_contract.py. What is appended is read back, feedback is all
 or nothing, the retention purge erases only old encoded rows, predictions past the keeping period are erased with
-their outcomes in bounded batches (by several erasers at once too), concurrent feedback about the same predictions
-never records two outcomes; the monitor's lease is held by one holder at a time and lapses, the labelled rows'
-change marker moves with outcomes recorded or erased, the stored figures round-trip. `batch` makes scored rows for
-these and for the writer's tests.
+their outcomes and shadow rows in bounded batches (by several erasers at once too), concurrent feedback about the
+same predictions never records two outcomes; the monitor's lease is held by one holder at a time and lapses, the
+labelled rows' change marker moves with outcomes recorded or erased, the stored figures round-trip. `batch` makes
+scored rows for these and for the writer's tests.
 """
 
 from __future__ import annotations
@@ -154,6 +154,25 @@ class StoreContract:
         assert {i for (i,) in query("SELECT prediction_id FROM outcomes")} == set(kept.ids[:7])
         assert log.erase_predictions(before=now - 120 * DAY) == 0
         assert len(log.labelled(since=0).outcome) == 7
+
+    def test_shadow_rows_are_written_with_their_prediction_and_erased_with_it(self, store):
+        """The challenger's rows (bento/predictionlog/writer.py) go in with the served rows and out with them, in
+        the same batch of the erasure."""
+        log, query = store
+        now = time.time()
+        old, kept = batch(30, when=now - 200 * DAY, seed=1), batch(20, when=now - DAY, seed=2)
+        shadow = [(i, "9", 0.25, 0) for i in old.ids + kept.ids] + [(i, "10", 0.75, 1) for i in old.ids[:5]]
+        log.append([old, kept], keep_features=False, shadow=shadow)
+        assert sorted(query("SELECT prediction_id, model_version, probability, label FROM shadow_predictions")) == (
+            sorted(shadow)
+        )
+        assert log.erase_predictions(before=now - 120 * DAY, rows=12) == 12
+        served = {i for (i,) in query("SELECT id FROM predictions")}
+        assert {i for (i,) in query("SELECT prediction_id FROM shadow_predictions")} == served
+        assert query("SELECT COUNT(*) FROM shadow_predictions WHERE model_version = '10'") == [(0,)]
+        while log.erase_predictions(before=now - 120 * DAY, rows=12) == 12:
+            pass
+        assert {i for (i,) in query("SELECT prediction_id FROM shadow_predictions")} == set(kept.ids)
 
     def test_erasers_at_once_erase_each_old_prediction_once_and_nothing_newer(self, store):
         log, query = store
