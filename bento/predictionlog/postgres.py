@@ -20,11 +20,14 @@ from psycopg.conninfo import conninfo_to_dict
 
 from bento.core.ids import first_id_at
 from bento.predictionlog.store import (
+    COMPARISON,
     ERASE_ROWS,
     INSERT_OUTCOME,
     LABELLED_MARKER,
     LABELLED_SINCE,
     LEASE,
+    NO_COMPARISON,
+    PAIRED_SINCE,
     RELEASE_LEASE,
     SAVE_FIGURES,
     STORED_FIGURES,
@@ -38,9 +41,11 @@ from bento.predictionlog.store import (
     labelled_of,
     marker_of,
     new_outcomes,
+    paired_of,
     recorded_after_insert,
     rows_of,
 )
+from bento.quality.comparison import Paired
 from bento.quality.windows import Labelled
 
 if TYPE_CHECKING:
@@ -183,6 +188,16 @@ class PostgresStore:
 
         return labelled_of(self._transaction(work))
 
+    def paired(self, since: float) -> Paired:
+        """Predictions made since `since` that have an outcome and a challenger's score."""
+        query = PAIRED_SINCE.format("%s")
+
+        def work(cursor: psycopg.Cursor) -> list[tuple]:
+            cursor.execute(query, (since,))
+            return cursor.fetchall()
+
+        return paired_of(self._transaction(work))
+
     def purge_features(self, before: float) -> int:
         """Erase the encoded rows of predictions made before `before`."""
 
@@ -233,17 +248,20 @@ class PostgresStore:
         self._transaction(lambda cursor: cursor.execute(RELEASE_LEASE.format("%s"), (LEASE, holder)))
 
     def save_figures(self, stored: StoredFigures) -> None:
-        """Replace the stored live figures."""
-        row = (LEASE, stored.computed_at, stored.marker, stored.figures)
-        self._transaction(lambda cursor: cursor.execute(SAVE_FIGURES.format("%s"), row))
+        """Replace the stored live figures and comparison."""
+        rows = [(LEASE, stored.computed_at, stored.marker, stored.figures),
+                (COMPARISON, stored.computed_at, stored.marker, stored.comparison)]  # fmt: skip
+        self._transaction(lambda cursor: cursor.executemany(SAVE_FIGURES.format("%s"), rows))
 
     def stored_figures(self) -> StoredFigures | None:
-        """The stored live figures."""
+        """The stored live figures and comparison."""
 
         def work(cursor: psycopg.Cursor) -> StoredFigures | None:
             cursor.execute(STORED_FIGURES.format("%s"), (LEASE,))
             found = cursor.fetchone()
-            return None if found is None else StoredFigures(*found)
+            cursor.execute(STORED_FIGURES.format("%s"), (COMPARISON,))
+            compared = cursor.fetchone()
+            return None if found is None else StoredFigures(*found, compared[2] if compared else NO_COMPARISON)
 
         return self._transaction(work)
 

@@ -14,11 +14,14 @@ from typing import TYPE_CHECKING, TypeVar
 
 from bento.core.ids import first_id_at
 from bento.predictionlog.store import (
+    COMPARISON,
     ERASE_ROWS,
     INSERT_OUTCOME,
     LABELLED_MARKER,
     LABELLED_SINCE,
     LEASE,
+    NO_COMPARISON,
+    PAIRED_SINCE,
     RELEASE_LEASE,
     SAVE_FIGURES,
     STORED_FIGURES,
@@ -33,9 +36,11 @@ from bento.predictionlog.store import (
     labelled_of,
     marker_of,
     new_outcomes,
+    paired_of,
     recorded_after_insert,
     rows_of,
 )
+from bento.quality.comparison import Paired
 from bento.quality.windows import Labelled
 
 if TYPE_CHECKING:
@@ -191,6 +196,11 @@ class SQLiteStore:
         query = LABELLED_SINCE.format("?")
         return labelled_of(self._transaction(lambda c: c.execute(query, (since,)).fetchall(), immediate=False))
 
+    def paired(self, since: float) -> Paired:
+        """Predictions made since `since` that have an outcome and a challenger's score."""
+        query = PAIRED_SINCE.format("?")
+        return paired_of(self._transaction(lambda c: c.execute(query, (since,)).fetchall(), immediate=False))
+
     def purge_features(self, before: float) -> int:
         """Erase the encoded rows of predictions made before `before`."""
         query = "UPDATE predictions SET features = NULL WHERE features IS NOT NULL AND time < ?"
@@ -223,14 +233,20 @@ class SQLiteStore:
         self._transaction(lambda c: c.execute(RELEASE_LEASE.format("?"), (LEASE, holder)))
 
     def save_figures(self, stored: StoredFigures) -> None:
-        """Replace the stored live figures."""
-        row = (LEASE, stored.computed_at, stored.marker, stored.figures)
-        self._transaction(lambda c: c.execute(SAVE_FIGURES.format("?"), row))
+        """Replace the stored live figures and comparison."""
+        rows = [(LEASE, stored.computed_at, stored.marker, stored.figures),
+                (COMPARISON, stored.computed_at, stored.marker, stored.comparison)]  # fmt: skip
+        self._transaction(lambda c: c.executemany(SAVE_FIGURES.format("?"), rows))
 
     def stored_figures(self) -> StoredFigures | None:
-        """The stored live figures."""
-        found = self._transaction(lambda c: c.execute(STORED_FIGURES.format("?"), (LEASE,)).fetchone(), False)
-        return None if found is None else StoredFigures(*found)
+        """The stored live figures and comparison."""
+
+        def read(connection: sqlite3.Connection) -> StoredFigures | None:
+            found = connection.execute(STORED_FIGURES.format("?"), (LEASE,)).fetchone()
+            compared = connection.execute(STORED_FIGURES.format("?"), (COMPARISON,)).fetchone()
+            return None if found is None else StoredFigures(*found, compared[2] if compared else NO_COMPARISON)
+
+        return self._transaction(read, immediate=False)
 
     def close(self) -> None:
         """Close every thread's connection."""

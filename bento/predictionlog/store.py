@@ -20,7 +20,9 @@ Two small tables let one worker of a deployment compute the live figures for all
 live_performance.py): `monitor_lease`, one row naming the worker that holds the lease and until when (taken in one
 upsert that succeeds only for the holder or once the lease has expired, so two workers, pods included, never both
 hold it), and `monitor_figures`, the last figures computed (JSON) with the change marker of the labelled rows they
-were computed from.
+were computed from: a row `monitor` (version -> window -> figures) and a row `comparison` (champion and challenger
+on the same patients: bento/quality/comparison.py), written together; a worker of an older release reads only the
+first.
 Store failures (locked, disk full, connection lost) raise StoreError (StoreBusyError while another connection
 holds the lock); the caller retries or counts what was lost.
 """
@@ -33,6 +35,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from bento.quality.comparison import Paired
 from bento.quality.windows import Labelled
 
 if TYPE_CHECKING:
@@ -73,6 +76,7 @@ class StoredFigures:
     computed_at: float  # seconds since the epoch
     marker: str  # the labelled rows' change marker when they were computed
     figures: str  # JSON: version -> window -> metric -> value
+    comparison: str  # JSON: [{champion_version, challenger_version, windows: window -> metric -> value}]
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,10 @@ class LogStore(Protocol):
 
     def labelled(self, since: float) -> Labelled:
         """Predictions made since `since` that have an outcome."""
+
+    def paired(self, since: float) -> Paired:
+        """Predictions made since `since` that have an outcome and a challenger's score in shadow, once per
+        challenger version."""
 
     def purge_features(self, before: float) -> int:
         """Erase the encoded rows of predictions made before `before`; how many were erased."""
@@ -151,8 +159,12 @@ LABELLED_SINCE = (
     "SELECT p.model_version, p.time, p.probability, p.label, o.readmitted "
     "FROM outcomes o JOIN predictions p ON p.id = o.prediction_id WHERE p.time >= {0} ORDER BY o.prediction_id"
 )  # in the order of the ids: SQLite walks the outcomes' primary key, PostgreSQL sorts (in the database, not here)
-
-
+PAIRED_SINCE = (
+    "SELECT p.model_version, s.model_version, p.time, p.probability, s.probability, o.readmitted "
+    "FROM outcomes o JOIN predictions p ON p.id = o.prediction_id "
+    "JOIN shadow_predictions s ON s.prediction_id = o.prediction_id "
+    "WHERE p.time >= {0} ORDER BY o.prediction_id, s.model_version"
+)
 LABELLED_MARKER = "SELECT COUNT(*), COALESCE(MAX(time), 0) FROM outcomes"
 LEASE = "monitor"  # the one lease's name
 TAKE_LEASE = (
@@ -167,6 +179,8 @@ SAVE_FIGURES = (
     "figures = excluded.figures"
 )
 STORED_FIGURES = "SELECT computed_at, marker, figures FROM monitor_figures WHERE name = {0}"
+COMPARISON = "comparison"  # the name of the comparison's row in monitor_figures
+NO_COMPARISON = "[]"  # what a store holding no comparison row (an older release's holder) serves
 
 
 def marker_of(row: tuple) -> str:
@@ -206,6 +220,19 @@ def recorded_after_insert(
 def chunks(ids: list[str]) -> list[list[str]]:
     """`ids` in slices small enough for one `IN (...)` query."""
     return [ids[start : start + IN_CHUNK] for start in range(0, len(ids), IN_CHUNK)]
+
+
+def paired_of(rows: list[tuple]) -> Paired:
+    """Paired from PAIRED_SINCE rows (champion version, challenger version, time, both probabilities, outcome)."""
+    columns = list(zip(*rows, strict=True)) or [()] * 6
+    return Paired(
+        np.array(columns[0], dtype=str),
+        np.array(columns[1], dtype=str),
+        np.array(columns[2], dtype=np.float64),
+        np.array(columns[3], dtype=np.float64),
+        np.array(columns[4], dtype=np.float64),
+        np.array(columns[5], dtype=np.int64),
+    )
 
 
 def labelled_of(rows: list[tuple]) -> Labelled:

@@ -245,10 +245,11 @@ class StoreContract:
     def test_stored_figures_round_trip_and_are_replaced(self, store):
         log, _ = store
         assert log.stored_figures() is None
-        first = StoredFigures(computed_at=1.5, marker="2:3.25", figures='{"5": {"30d": {"labelled_rows": 2}}}')
+        compared = '[{"champion_version": "5", "challenger_version": "6", "windows": {"30d": {"rows": 2}}}]'
+        first = StoredFigures(1.5, "2:3.25", '{"5": {"30d": {"labelled_rows": 2}}}', compared)
         log.save_figures(first)
         assert log.stored_figures() == first
-        second = StoredFigures(computed_at=2.5, marker="3:4.0", figures="{}")
+        second = StoredFigures(computed_at=2.5, marker="3:4.0", figures="{}", comparison="[]")
         log.save_figures(second)
         assert log.stored_figures() == second
 
