@@ -174,6 +174,26 @@ class StoreContract:
             pass
         assert {i for (i,) in query("SELECT prediction_id FROM shadow_predictions")} == set(kept.ids)
 
+    def test_paired_rows_are_the_labelled_predictions_since_a_time_with_each_challengers_score(self, store):
+        log, _ = store
+        now = time.time()
+        old, recent, unscored = batch(4, when=now - 100 * DAY, seed=3), batch(5, seed=4), batch(3, seed=5)
+        shadow = [(i, "9", 0.125 * n, n % 2) for n, i in enumerate(old.ids + recent.ids)]
+        shadow += [(recent.ids[0], "10", 0.5, 1)]  # a second challenger scored one of them
+        log.append([old, recent, unscored], keep_features=False, shadow=shadow)
+        log.record_outcomes({i: n % 2 for n, i in enumerate(old.ids + recent.ids[:4] + unscored.ids)}, now)
+        paired = log.paired(since=now - 90 * DAY)
+        served = dict(zip(recent.ids, recent.probabilities.astype(np.float64).tolist(), strict=True))
+        expected = [("3", "10", recent.time, served[recent.ids[0]], 0.5, 0)] + [
+            ("3", "9", recent.time, served[i], 0.125 * (n + 4), n % 2) for n, i in enumerate(recent.ids[:4])
+        ]  # fmt: skip
+        columns = (paired.champion_version, paired.challenger_version, paired.time, paired.champion,
+                   paired.challenger, paired.outcome)  # fmt: skip
+        rows = list(zip(*(column.tolist() for column in columns), strict=True))
+        assert sorted(rows) == sorted(expected)  # not the unlabelled, the old, nor the unscored
+        assert len(log.paired(since=0).outcome) == 9
+        assert len(log.paired(since=now + 1).outcome) == 0 and log.paired(since=now + 1).champion.dtype == np.float64
+
     def test_erasers_at_once_erase_each_old_prediction_once_and_nothing_newer(self, store):
         log, query = store
         now = time.time()
