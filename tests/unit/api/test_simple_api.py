@@ -15,6 +15,7 @@ from bento import features
 from bento.core.ids import issued_at
 from bento.model import explain
 from bento.monitoring import metrics
+from bento.openapi import schemas
 from bento.predictionlog.sqlite import SQLITE_FILE, SQLiteStore
 from bento.quality import comparison
 from tests.helpers import RECORD, SEED_EXAMPLE, matrix_of, poll, records, sqlite_ids
@@ -176,6 +177,8 @@ def test_performance_and_the_gauges_compare_the_challenger_on_the_same_patients(
         return client.get("/performance").json()["comparison"] or None
 
     [pair] = poll(compared, 10, "the comparison in /performance", interval=0.05)
+    body = client.get("/performance").json()
+    assert schemas.Performance.model_validate(body).model_dump() == body  # the OpenAPI schema says all of it
     paired = store.paired(since=0)
     store.close()
     expected = comparison.compare(paired.outcome, paired.champion, paired.challenger)
