@@ -145,3 +145,12 @@ def test_promote_live_refuses_a_margin_the_interval_does_not_clear_and_a_pair_th
         "90d: nothing changed"
     )
     assert _aliases(registered) == {"champion": "2", "challenger": "1"}
+
+
+def test_promote_takes_a_version_or_live_not_both_nor_neither(registered, capsys):
+    assert cli.main(["promote"]) == 1
+    assert capsys.readouterr().err.strip() == "readmission promote: give the version to promote, or --live"
+    assert cli.main(["promote", "2", "--live"]) == 1
+    assert capsys.readouterr().err.strip() == "readmission promote: give a version or --live, not both"
+    assert _aliases(registered) == {"champion": "1", "challenger": "2"}
+    assert cli.main(["promote", "2"]) == 0 and _aliases(registered)["champion"] == "2"  # by hand, as before
