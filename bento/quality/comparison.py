@@ -5,8 +5,9 @@ labelled prediction holds both models' probabilities for one patient and one out
 as the live figures: bento/quality/windows.py) and (champion, challenger) pair of versions, over those same rows:
 each model's ROC-AUC and Brier score, the ROC-AUC difference challenger - champion with DeLong's paired 95%
 interval and p-value (bento/quality/delong.py: correlated ROC curves), and the Brier difference with its interval
-(the mean of the per-row differences of squared errors, a normal interval from their standard error: exact for a
-paired mean). A figure that cannot be computed (one class only, fewer than two rows) is absent.
+(the Brier difference is exactly the mean of the per-row differences of squared errors, so its interval is a
+mean's: normal, from their standard error). A figure that cannot be computed (one class only, fewer than two rows)
+is absent.
 """
 
 from __future__ import annotations
