@@ -46,6 +46,8 @@ TITLE = "Readmission service"
 
 SCORING = f'"{SCORING_ENDPOINTS}"'
 LIVE_METRICS = '"roc_auc|roc_auc_ci_low|roc_auc_ci_high"'
+COMPARISON = "readmission_live_comparison"  # champion and challenger on the same patients: only with a challenger
+DIFFERENCES = '"roc_auc_difference|roc_auc_difference_low|roc_auc_difference_high"'
 K8S_NAMESPACES = '"readmission|loadtest|observability"'
 
 
@@ -167,6 +169,52 @@ ROWS: tuple[Row, ...] = (
                 (Query('count(ALERTS{alertstate="firing"}) or vector(0)'),),
                 description="Alerts of observability/prometheus/rules/alerts.yml firing now (Prometheus /alerts).",
                 thresholds=((None, "green"), (1, "red")),
+            ),
+        ),
+    ),
+    Row(
+        "Champion and challenger",
+        8,
+        (
+            Panel(
+                "ROC-AUC difference, challenger - champion, same patients (90 days)",
+                "timeseries",
+                12,
+                (
+                    Query(
+                        f'{COMPARISON}{{window="90d", metric=~{DIFFERENCES}}}',
+                        "{{metric}} v{{challenger_version}} - v{{champion_version}}",
+                    ),
+                ),
+                unit="none",
+                description="The challenger scores every served prediction in shadow: the difference of ROC-AUC on "
+                "the same labelled predictions, with DeLong's paired 95% interval. `readmission promote --live` "
+                "promotes only when the whole interval lies above 0 (or a margin).",
+                thresholds=((None, "red"), (0.0, "green")),
+            ),
+            Panel(
+                "ROC-AUC and Brier of each, same patients (90 days)",
+                "bargauge",
+                6,
+                (
+                    Query(
+                        f'{COMPARISON}{{window="90d", metric=~"champion_roc_auc|challenger_roc_auc|champion_brier|'
+                        'challenger_brier|brier_difference"}',
+                        "{{metric}} (v{{champion_version}} / v{{challenger_version}})",
+                        instant=True,
+                    ),
+                ),
+                unit="none",
+                description="Each model's ROC-AUC and Brier score on the labelled predictions both scored, and the "
+                "Brier difference challenger - champion (below 0: the challenger is better calibrated).",
+            ),
+            Panel(
+                "Rows compared and p-value (90 days)",
+                "stat",
+                6,
+                (Query(f'{COMPARISON}{{window="90d", metric=~"rows|p_value"}}', "{{metric}}", instant=True),),
+                description="Labelled predictions scored by both models, and the p-value of DeLong's test of no "
+                "difference in ROC-AUC.",
             ),
         ),
     ),

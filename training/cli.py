@@ -7,9 +7,12 @@ import sys
 from pathlib import Path
 
 from bento.predictionlog.store import StoreError
+from bento.quality.windows import WINDOWS
 from bento.settings import SettingsError
 from training import data, registry
 from training.settings import MODEL_NAME, TrainingSettings
+
+WINDOW_OF_DAYS = {str(days): window for window, days in WINDOWS.items()}  # --window 30 -> the window "30d"
 
 
 def _train(args: argparse.Namespace, settings: TrainingSettings) -> None:
@@ -21,9 +24,25 @@ def _train(args: argparse.Namespace, settings: TrainingSettings) -> None:
 
 
 def _promote(args: argparse.Namespace, settings: TrainingSettings) -> None:
+    if args.live:
+        if args.version is not None:
+            raise registry.NotPromotedError("give a version or --live, not both")
+        from training import compare
+
+        champion, challenger = compare.promote_live(settings, WINDOW_OF_DAYS[args.window], args.margin)
+        print(f"{MODEL_NAME}@champion -> version {challenger} (was {champion}; the evidence is tagged on both)")
+        return
+    if args.version is None:
+        raise registry.NotPromotedError("give the version to promote, or --live")
     registry.connect(settings)
     registry.promote(args.version)
     print(f"{MODEL_NAME}@champion -> version {args.version}")
+
+
+def _compare(args: argparse.Namespace, settings: TrainingSettings) -> None:
+    from training import compare
+
+    compare.run(WINDOW_OF_DAYS[args.window] if args.window else None)
 
 
 def _evaluate(args: argparse.Namespace, settings: TrainingSettings) -> None:
@@ -67,7 +86,15 @@ def parser() -> argparse.ArgumentParser:
     train.set_defaults(handler=_train)
 
     promote = commands.add_parser("promote", help="point the champion alias at a registered version")
-    promote.add_argument("version", help="registered version number")
+    promote.add_argument("version", nargs="?", help="registered version number")
+    promote.add_argument(
+        "--live", action="store_true", help="promote the challenger if it beat the champion on the same live patients"
+    )
+    promote.add_argument(
+        "--margin", type=float, default=0.0, help="with --live: the ROC-AUC difference's 95%% interval must lie "
+        "above this (default 0)"
+    )  # fmt: skip
+    promote.add_argument("--window", choices=WINDOW_OF_DAYS, default="90", help="with --live: days (default 90)")
     promote.set_defaults(handler=_promote)
 
     evaluate = commands.add_parser("evaluate", help="print the test metrics of a registered version")
@@ -76,6 +103,9 @@ def parser() -> argparse.ArgumentParser:
     monitor = commands.add_parser("monitor", help="live performance from the prediction log beside training's")
     monitor.add_argument("--plot", type=Path, help="the reliability plot (default $READMISSION_HOME/monitor/)")
     monitor.set_defaults(handler=_monitor)
+    compare = commands.add_parser("compare", help="champion and challenger on the same live patients")
+    compare.add_argument("--window", choices=WINDOW_OF_DAYS, help="days (default: every window)")
+    compare.set_defaults(handler=_compare)
     imports = commands.add_parser("import", help="copy a registered model into the BentoML model store")
     imports.add_argument("--alias", default="champion", help="alias or version to import (default champion)")
     imports.set_defaults(handler=_import)
@@ -87,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         args.handler(args, TrainingSettings.from_env())
-    except (data.DataError, registry.RegistryError, StoreError, SettingsError) as error:
+    except (data.DataError, registry.RegistryError, registry.NotPromotedError, StoreError, SettingsError) as error:
         print(f"readmission {args.command}: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

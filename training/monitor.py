@@ -13,11 +13,12 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from bento.model.predictor import METADATA_FILE
 from bento.predictionlog.factory import OFF, open_store
 from bento.predictionlog.sqlite import SQLiteStore
-from bento.predictionlog.store import StoreError
+from bento.predictionlog.store import LogStore, StoreError
 from bento.quality.windows import DAY, LABELLED_ROWS, WINDOWS, Labelled, measure
 from bento.settings import MODEL_NAME, ServiceSettings
 from training import evaluate, registry
@@ -34,15 +35,16 @@ ROWS = (
     ("precision", "Precision of the flagged"),
 )
 TrainingLookup = Callable[[str], dict[str, float] | None]
+T = TypeVar("T")
 
 
-def read_log() -> tuple[Labelled, str]:
-    """The labelled predictions of the last 90 days and where they were read: the service's prediction log
-    (READMISSION_PREDICTION_LOG and READMISSION_HOME, read as the service reads them)."""
+def read_log(read: Callable[[LogStore, float], T]) -> tuple[T, str]:
+    """What `read` takes from the service's prediction log (READMISSION_PREDICTION_LOG and READMISSION_HOME, read
+    as the service reads them) since 90 days ago, and where it was read."""
     service = ServiceSettings.from_env()
     location = service.prediction_log
     if location == OFF:
-        raise StoreError("the prediction log is off (READMISSION_PREDICTION_LOG=off): nothing to monitor")
+        raise StoreError("the prediction log is off (READMISSION_PREDICTION_LOG=off): nothing to read")
     store = open_store(location, service.home)
     assert store is not None
     if isinstance(store, SQLiteStore):
@@ -52,7 +54,7 @@ def read_log() -> tuple[Labelled, str]:
     else:
         shown = registry.shown(location)
     try:
-        return store.labelled(time.time() - max(WINDOWS.values()) * DAY), shown
+        return read(store, time.time() - max(WINDOWS.values()) * DAY), shown
     finally:
         store.close()
 
@@ -132,7 +134,7 @@ def plot(labelled: Labelled, path: Path) -> Path | None:
 
 def run(settings: TrainingSettings, plot_path: Path | None) -> None:
     """Print the report and write the reliability plot."""
-    labelled, where = read_log()
+    labelled, where = read_log(lambda store, since: store.labelled(since))
     now = time.time()
     stamp = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(f"prediction log {where}, {len(labelled.outcome):,} labelled predictions in 90 days ({stamp})\n")

@@ -38,6 +38,10 @@ class RegistryError(RuntimeError):
     """The registry cannot be reached or lacks what was asked for."""
 
 
+class NotPromotedError(RuntimeError):
+    """The evidence does not allow moving the champion alias: why."""
+
+
 @dataclass(frozen=True)
 class Registered:
     """A registered model version and the alias it received."""
@@ -156,6 +160,25 @@ def promote(version: str) -> None:
     if find_version(client, version) is None:
         raise RegistryError(f"{MODEL_NAME} has no version {version}")
     client.set_registered_model_alias(MODEL_NAME, CHAMPION, version)
+
+
+def aliased(alias: str) -> str:
+    """The version an alias names; RegistryError where it names none."""
+    version = find_version(MlflowClient(), alias)
+    if version is None:
+        raise RegistryError(f"{MODEL_NAME} has no {alias} (no version holds the alias {alias!r})")
+    return str(version.version)
+
+
+def promote_challenger(champion: str, challenger: str, evidence: dict[str, str], role_tag: str) -> None:
+    """Record `evidence` as tags on both versions (and each one's role under `role_tag`), then point the champion
+    alias at the challenger and remove the challenger alias."""
+    client = MlflowClient()
+    for version, role in ((champion, CHAMPION), (challenger, CHALLENGER)):
+        for key, value in {**evidence, role_tag: role}.items():
+            client.set_model_version_tag(MODEL_NAME, version, key, value)
+    client.set_registered_model_alias(MODEL_NAME, CHAMPION, challenger)
+    client.delete_registered_model_alias(MODEL_NAME, CHALLENGER)
 
 
 def run_metrics(alias_or_version: str) -> tuple[Any, dict[str, float]]:

@@ -4,12 +4,15 @@ Every READMISSION_MONITOR_SECONDS, one worker of the deployment (all pods that s
 per model version and window (30 and 90 days), the figures of bento/quality/windows.py from the predictions of
 the last 90 days that have a true outcome (`POST /feedback`): ROC-AUC with DeLong's analytic interval, PR-AUC,
 Brier, expected calibration error, the share flagged and the precision of the flagged, and the number of labelled
-rows. That worker holds the store's lease (bento/predictionlog/store.py: taken in one upsert, renewed each
+rows; and, where a challenger scored the same predictions in shadow, the comparison of champion and challenger on
+those same patients per window and pair of versions (bento/quality/comparison.py). That worker holds the store's
+lease (bento/predictionlog/store.py: taken in one upsert, renewed each
 interval, lapsing LEASE_INTERVALS intervals after its holder stops renewing it, released at once on a clean stop),
 and it reads the labelled rows only when their change marker moved (or SLIDE_SECONDS passed: the windows slide),
 and not again before it has rested 100 times the CPU time the last computation took (CPU_SHARE); it writes the
 figures to the store. Every worker serves the stored figures as `GET /performance` and as the
-Prometheus gauges `readmission_live_metric{model_version, window, metric}`, beside the held-out test figures of
+Prometheus gauges `readmission_live_metric{model_version, window, metric}` and
+`readmission_live_comparison{champion_version, challenger_version, window, metric}`, beside the held-out test figures of
 the model it serves, `readmission_training_metric{model_version, metric}`; so whichever worker answers a scrape
 reports the same figures. A figure that cannot be computed (one class only, nothing flagged) is absent. A store
 that cannot be read is logged and tried again at the next interval; serving never sees it.
@@ -32,7 +35,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from bento.model.predictor import ModelInfo
 from bento.predictionlog.store import LogStore, StoredFigures, StoreError
-from bento.quality import figures
+from bento.quality import comparison, figures
 from bento.quality.windows import DAY, LABELLED_ROWS, WINDOWS, Figures, Memo, measure
 
 logger = logging.getLogger("readmission")
@@ -53,6 +56,7 @@ class Performance:
     computed_at: float | None = None  # seconds since the epoch; None before the first computation
     live: dict[str, dict[str, Figures]] = field(default_factory=dict)  # version -> window -> figures
     training: dict[str, Figures] = field(default_factory=dict)  # version -> figures
+    comparison: list[dict[str, Any]] = field(default_factory=list)  # bento/quality/comparison.py's measure
 
     def as_json(self) -> dict[str, Any]:
         """The body of `GET /performance`."""
@@ -61,6 +65,7 @@ class Performance:
             "windows_days": WINDOWS,
             "live": self.live,
             "training": self.training,
+            "comparison": self.comparison,
         }
 
 
@@ -131,7 +136,7 @@ class LivePerformance:
         live = json.loads(stored.figures)
         for version in versions:  # served here, perhaps not by the holder (a rollout): no labelled rows yet
             live.setdefault(version, {window: {LABELLED_ROWS: 0} for window in WINDOWS})
-        self._latest = Performance(computed_at=stored.computed_at, live=live, training=training)
+        self._latest = Performance(stored.computed_at, live, training, json.loads(stored.comparison))
 
     def _compute(self, now: float, versions: list[str]) -> None:
         """Measure and store the figures, unless the stored ones are of the same labelled rows, recent, and show
@@ -151,14 +156,16 @@ class LivePerformance:
         ):
             return
         started = time.thread_time()
-        labelled = self.store.labelled(now - max(WINDOWS.values()) * DAY)
-        live = measure(labelled, now, versions, self._memo)
-        self.store.save_figures(StoredFigures(computed_at=now, marker=marker, figures=json.dumps(live)))
+        since = now - max(WINDOWS.values()) * DAY
+        live = measure(self.store.labelled(since), now, versions, self._memo)
+        compared = comparison.measure(self.store.paired(since), now)
+        self.store.save_figures(StoredFigures(now, marker, json.dumps(live), json.dumps(compared)))
         self.computations += 1
         self._rested_at = time.monotonic() + (time.thread_time() - started) / CPU_SHARE
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        """The latest figures as `readmission_live_metric` and `readmission_training_metric`."""
+        """The latest figures as `readmission_live_metric`, `readmission_live_comparison` and
+        `readmission_training_metric`."""
         latest = self._latest
         live = GaugeMetricFamily(
             "readmission_live_metric",
@@ -169,6 +176,15 @@ class LivePerformance:
             for window, values in windows.items():
                 for metric, value in values.items():
                     live.add_metric([version, window, metric], float(value))
+        compared = GaugeMetricFamily(
+            "readmission_live_comparison",
+            "Challenger - champion on the same labelled predictions, per pair of versions and window (days)",
+            labels=["champion_version", "challenger_version", "window", "metric"],
+        )
+        for pair in latest.comparison:
+            for window, values in pair["windows"].items():
+                for metric, value in values.items():
+                    compared.add_metric([pair["champion_version"], pair["challenger_version"], window, metric], value)
         training = GaugeMetricFamily(
             "readmission_training_metric",
             "Performance of the model on its held-out test split at training",
@@ -178,4 +194,5 @@ class LivePerformance:
             for metric, value in values.items():
                 training.add_metric([version, metric], value)
         yield live
+        yield compared
         yield training

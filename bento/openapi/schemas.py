@@ -189,6 +189,18 @@ class FeedbackAnswer(BaseModel):
 Figures = dict[str, float]  # metric -> value
 
 
+class Comparison(BaseModel):
+    """A challenger scored in shadow against the champion that served, on the same labelled predictions."""
+
+    champion_version: str = Field(description="the version that served the predictions")
+    challenger_version: str = Field(description="the version that scored them in shadow")
+    windows: dict[str, Figures] = Field(
+        description="window -> rows, champion_ and challenger_ roc_auc and brier, roc_auc_difference (challenger - "
+        "champion) with its 95% interval (_low, _high; DeLong, paired) and p_value, brier_difference with its 95% "
+        "interval; a figure that cannot be computed is absent"
+    )
+
+
 class Performance(BaseModel):
     """GET /performance: live figures per model version and window (from the outcomes sent), beside training's."""
 
@@ -196,6 +208,7 @@ class Performance(BaseModel):
     windows_days: dict[str, int]
     live: dict[str, dict[str, Figures]] = Field(description="model version -> window -> figures")
     training: dict[str, Figures] = Field(description="model version -> held-out test figures")
+    comparison: list[Comparison] = Field(description="champion and challenger on the same patients, per pair")
 
 
 class ErrorBody(BaseModel):

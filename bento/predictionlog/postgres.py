@@ -20,16 +20,20 @@ from psycopg.conninfo import conninfo_to_dict
 
 from bento.core.ids import first_id_at
 from bento.predictionlog.store import (
+    COMPARISON,
     ERASE_ROWS,
     INSERT_OUTCOME,
     LABELLED_MARKER,
     LABELLED_SINCE,
     LEASE,
+    NO_COMPARISON,
+    PAIRED_SINCE,
     RELEASE_LEASE,
     SAVE_FIGURES,
     STORED_FIGURES,
     TAKE_LEASE,
     Recorded,
+    ShadowRow,
     StoreBusyError,
     StoredFigures,
     StoreError,
@@ -37,9 +41,11 @@ from bento.predictionlog.store import (
     labelled_of,
     marker_of,
     new_outcomes,
+    paired_of,
     recorded_after_insert,
     rows_of,
 )
+from bento.quality.comparison import Paired
 from bento.quality.windows import Labelled
 
 if TYPE_CHECKING:
@@ -64,12 +70,20 @@ SCHEMA = (
         readmitted INTEGER NOT NULL,
         time DOUBLE PRECISION NOT NULL
     )""",
+    """CREATE TABLE IF NOT EXISTS shadow_predictions (
+        prediction_id TEXT NOT NULL,
+        model_version TEXT NOT NULL,
+        probability DOUBLE PRECISION NOT NULL,
+        label INTEGER NOT NULL,
+        PRIMARY KEY (prediction_id, model_version)
+    )""",
     "CREATE TABLE IF NOT EXISTS monitor_lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, "
     "expires DOUBLE PRECISION NOT NULL)",
     "CREATE TABLE IF NOT EXISTS monitor_figures (name TEXT PRIMARY KEY, computed_at DOUBLE PRECISION NOT NULL, "
     "marker TEXT NOT NULL, figures TEXT NOT NULL)",
 )
 COLUMN_TYPES = ("text", "float8", "text", "float8", "int4", "bytea")
+SHADOW_COLUMN_TYPES = ("text", "text", "float8", "int4")
 
 
 def where_of(url: str) -> str:
@@ -122,8 +136,8 @@ class PostgresStore:
             busy = isinstance(error, psycopg.errors.DeadlockDetected | psycopg.errors.LockNotAvailable)
             raise (StoreBusyError if busy else StoreError)(f"PostgreSQL {self.where}: {str(error).strip()}") from error
 
-    def append(self, batches: Sequence[ScoredBatch], keep_features: bool) -> None:
-        """Add the scored rows in one transaction (COPY)."""
+    def append(self, batches: Sequence[ScoredBatch], keep_features: bool, shadow: Sequence[ShadowRow] = ()) -> None:
+        """Add the scored rows and the challenger's rows in one transaction (COPY)."""
         rows = rows_of(batches, keep_features)
 
         def work(cursor: psycopg.Cursor) -> None:
@@ -132,6 +146,12 @@ class PostgresStore:
                 copy.set_types(list(COLUMN_TYPES))
                 for row in rows:
                     copy.write_row(row)
+            if shadow:
+                columns = "prediction_id, model_version, probability, label"
+                with cursor.copy(f"COPY shadow_predictions ({columns}) FROM STDIN") as copy:
+                    copy.set_types(list(SHADOW_COLUMN_TYPES))
+                    for row in shadow:
+                        copy.write_row(row)
 
         self._transaction(work)
 
@@ -168,6 +188,16 @@ class PostgresStore:
 
         return labelled_of(self._transaction(work))
 
+    def paired(self, since: float) -> Paired:
+        """Predictions made since `since` that have an outcome and a challenger's score."""
+        query = PAIRED_SINCE.format("%s")
+
+        def work(cursor: psycopg.Cursor) -> list[tuple]:
+            cursor.execute(query, (since,))
+            return cursor.fetchall()
+
+        return paired_of(self._transaction(work))
+
     def purge_features(self, before: float) -> int:
         """Erase the encoded rows of predictions made before `before`."""
 
@@ -178,12 +208,14 @@ class PostgresStore:
         return self._transaction(work)
 
     def erase_predictions(self, before: float, rows: int = ERASE_ROWS) -> int:
-        """Erase at most `rows` of the oldest predictions made before `before`, and their outcomes, in one
-        statement; rows another replica is erasing at the same moment are skipped, not waited for."""
+        """Erase at most `rows` of the oldest predictions made before `before`, their outcomes and their shadow
+        rows, in one statement; rows another replica is erasing at the same moment are skipped, not waited for."""
         statement = (
             "WITH gone AS (DELETE FROM predictions WHERE id IN (SELECT id FROM predictions WHERE id < %s "
             "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING id), "  # ids sort by time: the primary key
-            "outcomes_gone AS (DELETE FROM outcomes USING gone WHERE outcomes.prediction_id = gone.id) "
+            "outcomes_gone AS (DELETE FROM outcomes USING gone WHERE outcomes.prediction_id = gone.id), "
+            "shadow_gone AS (DELETE FROM shadow_predictions USING gone "
+            "WHERE shadow_predictions.prediction_id = gone.id) "
             "SELECT COUNT(*) FROM gone"
         )
 
@@ -216,17 +248,20 @@ class PostgresStore:
         self._transaction(lambda cursor: cursor.execute(RELEASE_LEASE.format("%s"), (LEASE, holder)))
 
     def save_figures(self, stored: StoredFigures) -> None:
-        """Replace the stored live figures."""
-        row = (LEASE, stored.computed_at, stored.marker, stored.figures)
-        self._transaction(lambda cursor: cursor.execute(SAVE_FIGURES.format("%s"), row))
+        """Replace the stored live figures and comparison."""
+        rows = [(LEASE, stored.computed_at, stored.marker, stored.figures),
+                (COMPARISON, stored.computed_at, stored.marker, stored.comparison)]  # fmt: skip
+        self._transaction(lambda cursor: cursor.executemany(SAVE_FIGURES.format("%s"), rows))
 
     def stored_figures(self) -> StoredFigures | None:
-        """The stored live figures."""
+        """The stored live figures and comparison."""
 
         def work(cursor: psycopg.Cursor) -> StoredFigures | None:
             cursor.execute(STORED_FIGURES.format("%s"), (LEASE,))
             found = cursor.fetchone()
-            return None if found is None else StoredFigures(*found)
+            cursor.execute(STORED_FIGURES.format("%s"), (COMPARISON,))
+            compared = cursor.fetchone()
+            return None if found is None else StoredFigures(*found, compared[2] if compared else NO_COMPARISON)
 
         return self._transaction(work)
 

@@ -14,16 +14,20 @@ from typing import TYPE_CHECKING, TypeVar
 
 from bento.core.ids import first_id_at
 from bento.predictionlog.store import (
+    COMPARISON,
     ERASE_ROWS,
     INSERT_OUTCOME,
     LABELLED_MARKER,
     LABELLED_SINCE,
     LEASE,
+    NO_COMPARISON,
+    PAIRED_SINCE,
     RELEASE_LEASE,
     SAVE_FIGURES,
     STORED_FIGURES,
     TAKE_LEASE,
     Recorded,
+    ShadowRow,
     StoreBusyError,
     StoredFigures,
     StoreError,
@@ -32,9 +36,11 @@ from bento.predictionlog.store import (
     labelled_of,
     marker_of,
     new_outcomes,
+    paired_of,
     recorded_after_insert,
     rows_of,
 )
+from bento.quality.comparison import Paired
 from bento.quality.windows import Labelled
 
 if TYPE_CHECKING:
@@ -59,6 +65,13 @@ CREATE TABLE IF NOT EXISTS outcomes (
     prediction_id TEXT PRIMARY KEY,
     readmitted INTEGER NOT NULL,
     time REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS shadow_predictions (
+    prediction_id TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    probability REAL NOT NULL,
+    label INTEGER NOT NULL,
+    PRIMARY KEY (prediction_id, model_version)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS monitor_lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS monitor_figures (
@@ -144,10 +157,15 @@ class SQLiteStore:
             busy = getattr(error, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
             raise (StoreBusyError if busy else StoreError)(f"SQLite {self.path.name}: {error}") from error
 
-    def append(self, batches: Sequence[ScoredBatch], keep_features: bool) -> None:
-        """Add the scored rows in one transaction."""
+    def append(self, batches: Sequence[ScoredBatch], keep_features: bool, shadow: Sequence[ShadowRow] = ()) -> None:
+        """Add the scored rows and the challenger's rows in one transaction."""
         rows = rows_of(batches, keep_features)
-        self._transaction(lambda c: c.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?)", rows))
+
+        def work(connection: sqlite3.Connection) -> None:
+            connection.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?)", rows)
+            connection.executemany("INSERT INTO shadow_predictions VALUES (?, ?, ?, ?)", shadow)
+
+        self._transaction(work)
 
     def record_outcomes(self, outcomes: dict[str, int], now: float) -> Recorded:
         """Record true outcomes: all or none. Looked up first without the write lock, then inserted in one
@@ -178,19 +196,25 @@ class SQLiteStore:
         query = LABELLED_SINCE.format("?")
         return labelled_of(self._transaction(lambda c: c.execute(query, (since,)).fetchall(), immediate=False))
 
+    def paired(self, since: float) -> Paired:
+        """Predictions made since `since` that have an outcome and a challenger's score."""
+        query = PAIRED_SINCE.format("?")
+        return paired_of(self._transaction(lambda c: c.execute(query, (since,)).fetchall(), immediate=False))
+
     def purge_features(self, before: float) -> int:
         """Erase the encoded rows of predictions made before `before`."""
         query = "UPDATE predictions SET features = NULL WHERE features IS NOT NULL AND time < ?"
         return self._transaction(lambda c: c.execute(query, (before,)).rowcount)
 
     def erase_predictions(self, before: float, rows: int = ERASE_ROWS) -> int:
-        """Erase at most `rows` of the oldest predictions made before `before`, and their outcomes: both
-        statements pick the same rows, under the one write lock of the transaction."""
+        """Erase at most `rows` of the oldest predictions made before `before`, their outcomes and their shadow
+        rows: the statements pick the same rows, under the one write lock of the transaction."""
         oldest = "SELECT id FROM predictions WHERE id < ? ORDER BY id LIMIT ?"  # ids sort by time: the primary key
         bound = (first_id_at(before), rows)
 
         def work(connection: sqlite3.Connection) -> int:
             connection.execute(f"DELETE FROM outcomes WHERE prediction_id IN ({oldest})", bound)
+            connection.execute(f"DELETE FROM shadow_predictions WHERE prediction_id IN ({oldest})", bound)
             return connection.execute(f"DELETE FROM predictions WHERE id IN ({oldest})", bound).rowcount
 
         return self._transaction(work)
@@ -209,14 +233,20 @@ class SQLiteStore:
         self._transaction(lambda c: c.execute(RELEASE_LEASE.format("?"), (LEASE, holder)))
 
     def save_figures(self, stored: StoredFigures) -> None:
-        """Replace the stored live figures."""
-        row = (LEASE, stored.computed_at, stored.marker, stored.figures)
-        self._transaction(lambda c: c.execute(SAVE_FIGURES.format("?"), row))
+        """Replace the stored live figures and comparison."""
+        rows = [(LEASE, stored.computed_at, stored.marker, stored.figures),
+                (COMPARISON, stored.computed_at, stored.marker, stored.comparison)]  # fmt: skip
+        self._transaction(lambda c: c.executemany(SAVE_FIGURES.format("?"), rows))
 
     def stored_figures(self) -> StoredFigures | None:
-        """The stored live figures."""
-        found = self._transaction(lambda c: c.execute(STORED_FIGURES.format("?"), (LEASE,)).fetchone(), False)
-        return None if found is None else StoredFigures(*found)
+        """The stored live figures and comparison."""
+
+        def read(connection: sqlite3.Connection) -> StoredFigures | None:
+            found = connection.execute(STORED_FIGURES.format("?"), (LEASE,)).fetchone()
+            compared = connection.execute(STORED_FIGURES.format("?"), (COMPARISON,)).fetchone()
+            return None if found is None else StoredFigures(*found, compared[2] if compared else NO_COMPARISON)
+
+        return self._transaction(read, immediate=False)
 
     def close(self) -> None:
         """Close every thread's connection."""

@@ -1,12 +1,14 @@
 """The prediction log's stores: what they have in common, whichever database holds the log.
 
-Two tables, the same in every store (bento/predictionlog/sqlite.py, postgres.py):
+Three tables, the same in every store (bento/predictionlog/sqlite.py, postgres.py):
 - `predictions`: id, time (seconds since the epoch), model version, probability, label, and the encoded row
   (float32 bytes) only where READMISSION_PREDICTION_LOG_FEATURES opts in, erased after the retention period;
-- `outcomes`: the true outcome of a prediction (`POST /feedback`), once per prediction.
-Predictions older than READMISSION_PREDICTION_LOG_KEEP_DAYS are erased with their outcomes, the oldest first, at
-most ERASE_ROWS per transaction (`erase_predictions`), so the log stops growing and no erasure holds the write lock
-for long; feedback about an erased prediction is refused as unknown.
+- `outcomes`: the true outcome of a prediction (`POST /feedback`), once per prediction;
+- `shadow_predictions`: the challenger's probability and label of a served prediction (READMISSION_SHADOW), keyed
+  by the prediction's id and the challenger's version, written in the same transaction as the served row.
+Predictions older than READMISSION_PREDICTION_LOG_KEEP_DAYS are erased with their outcomes and shadow rows, the
+oldest first, at most ERASE_ROWS per transaction (`erase_predictions`), so the log stops growing and no erasure
+holds the write lock for long; feedback about an erased prediction is refused as unknown.
 
 Every write is one short transaction, so a process killed in the middle leaves the store as it was before the
 write, and the writer of the log never waits long for feedback: feedback reads which ids are known and which
@@ -18,7 +20,9 @@ Two small tables let one worker of a deployment compute the live figures for all
 live_performance.py): `monitor_lease`, one row naming the worker that holds the lease and until when (taken in one
 upsert that succeeds only for the holder or once the lease has expired, so two workers, pods included, never both
 hold it), and `monitor_figures`, the last figures computed (JSON) with the change marker of the labelled rows they
-were computed from.
+were computed from: a row `monitor` (version -> window -> figures) and a row `comparison` (champion and challenger
+on the same patients: bento/quality/comparison.py), written together; a worker of an older release reads only the
+first.
 Store failures (locked, disk full, connection lost) raise StoreError (StoreBusyError while another connection
 holds the lock); the caller retries or counts what was lost.
 """
@@ -31,6 +35,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from bento.quality.comparison import Paired
 from bento.quality.windows import Labelled
 
 if TYPE_CHECKING:
@@ -71,6 +76,7 @@ class StoredFigures:
     computed_at: float  # seconds since the epoch
     marker: str  # the labelled rows' change marker when they were computed
     figures: str  # JSON: version -> window -> metric -> value
+    comparison: str  # JSON: [{champion_version, challenger_version, windows: window -> metric -> value}]
 
 
 @dataclass(frozen=True)
@@ -81,11 +87,14 @@ class Recorded:
     unchanged: int  # outcomes sent again with the same value
 
 
+ShadowRow = tuple[str, str, float, int]  # a `shadow_predictions` row: prediction id, version, probability, label
+
+
 class LogStore(Protocol):
     """What the prediction log, feedback and live performance need of a store."""
 
-    def append(self, batches: Sequence[ScoredBatch], keep_features: bool) -> None:
-        """Add the scored rows in one transaction."""
+    def append(self, batches: Sequence[ScoredBatch], keep_features: bool, shadow: Sequence[ShadowRow] = ()) -> None:
+        """Add the scored rows, and the challenger's rows of them (`shadow`), in one transaction."""
 
     def record_outcomes(self, outcomes: dict[str, int], now: float) -> Recorded:
         """Record true outcomes in one transaction: all or none (UnknownPredictionError, ConflictingOutcomeError)."""
@@ -93,12 +102,16 @@ class LogStore(Protocol):
     def labelled(self, since: float) -> Labelled:
         """Predictions made since `since` that have an outcome."""
 
+    def paired(self, since: float) -> Paired:
+        """Predictions made since `since` that have an outcome and a challenger's score in shadow, once per
+        challenger version."""
+
     def purge_features(self, before: float) -> int:
         """Erase the encoded rows of predictions made before `before`; how many were erased."""
 
     def erase_predictions(self, before: float, rows: int = ERASE_ROWS) -> int:
-        """Erase at most `rows` of the oldest predictions made before `before`, and their outcomes, in one
-        transaction; how many predictions were erased (fewer than `rows`: none older is left)."""
+        """Erase at most `rows` of the oldest predictions made before `before`, their outcomes and their shadow
+        rows, in one transaction; how many predictions were erased (fewer than `rows`: none older is left)."""
 
     def labelled_marker(self) -> str:
         """A cheap marker of the labelled rows (the outcomes' count and latest time): it changes when outcomes
@@ -146,8 +159,12 @@ LABELLED_SINCE = (
     "SELECT p.model_version, p.time, p.probability, p.label, o.readmitted "
     "FROM outcomes o JOIN predictions p ON p.id = o.prediction_id WHERE p.time >= {0} ORDER BY o.prediction_id"
 )  # in the order of the ids: SQLite walks the outcomes' primary key, PostgreSQL sorts (in the database, not here)
-
-
+PAIRED_SINCE = (
+    "SELECT p.model_version, s.model_version, p.time, p.probability, s.probability, o.readmitted "
+    "FROM outcomes o JOIN predictions p ON p.id = o.prediction_id "
+    "JOIN shadow_predictions s ON s.prediction_id = o.prediction_id "
+    "WHERE p.time >= {0} ORDER BY o.prediction_id, s.model_version"
+)
 LABELLED_MARKER = "SELECT COUNT(*), COALESCE(MAX(time), 0) FROM outcomes"
 LEASE = "monitor"  # the one lease's name
 TAKE_LEASE = (
@@ -162,6 +179,8 @@ SAVE_FIGURES = (
     "figures = excluded.figures"
 )
 STORED_FIGURES = "SELECT computed_at, marker, figures FROM monitor_figures WHERE name = {0}"
+COMPARISON = "comparison"  # the name of the comparison's row in monitor_figures
+NO_COMPARISON = "[]"  # what a store holding no comparison row (an older release's holder) serves
 
 
 def marker_of(row: tuple) -> str:
@@ -201,6 +220,19 @@ def recorded_after_insert(
 def chunks(ids: list[str]) -> list[list[str]]:
     """`ids` in slices small enough for one `IN (...)` query."""
     return [ids[start : start + IN_CHUNK] for start in range(0, len(ids), IN_CHUNK)]
+
+
+def paired_of(rows: list[tuple]) -> Paired:
+    """Paired from PAIRED_SINCE rows (champion version, challenger version, time, both probabilities, outcome)."""
+    columns = list(zip(*rows, strict=True)) or [()] * 6
+    return Paired(
+        np.array(columns[0], dtype=str),
+        np.array(columns[1], dtype=str),
+        np.array(columns[2], dtype=np.float64),
+        np.array(columns[3], dtype=np.float64),
+        np.array(columns[4], dtype=np.float64),
+        np.array(columns[5], dtype=np.int64),
+    )
 
 
 def labelled_of(rows: list[tuple]) -> Labelled:

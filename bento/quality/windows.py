@@ -43,7 +43,7 @@ def measure(
     a window holding the same rows as the shorter one before it takes its figures.
     """
     result: dict[str, dict[str, Figures]] = {}
-    for version in sorted(set(labelled.model_version.tolist()) | set(versions), key=_version_order):
+    for version in sorted(set(labelled.model_version.tolist()) | set(versions), key=version_order):
         of_version = labelled.model_version == version
         result[version] = {}
         previous: tuple[int, Figures] | None = None  # the last window's row count and figures
@@ -66,5 +66,6 @@ def measure(
     return result
 
 
-def _version_order(version: str) -> tuple[int, str]:
+def version_order(version: str) -> tuple[int, str]:
+    """Named versions first, then numbered ones in number order."""
     return (int(version), "") if version.isdigit() else (-1, version)

@@ -8,11 +8,16 @@ import time
 
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sklearn.metrics import roc_auc_score
 
 from bento import features
 from bento.core.ids import issued_at
 from bento.model import explain
-from bento.predictionlog.sqlite import SQLITE_FILE
+from bento.monitoring import metrics
+from bento.openapi import schemas
+from bento.predictionlog.sqlite import SQLITE_FILE, SQLiteStore
+from bento.quality import comparison
 from tests.helpers import RECORD, SEED_EXAMPLE, matrix_of, poll, records, sqlite_ids
 
 
@@ -153,6 +158,42 @@ def test_performance_follows_the_feedback(serve, tmp_path):
     performance = poll(labelled, 10, "4 labelled rows in /performance", interval=0.05)
     assert performance["training"] == {"1": {"roc_auc": 0.7, "brier": 0.1}}
     assert performance["windows_days"] == {"30d": 30, "90d": 90}
+
+
+def test_performance_and_the_gauges_compare_the_challenger_on_the_same_patients(serve, tmp_path):
+    client = serve(monitor_seconds=1)
+    ids = [p["prediction_id"] for p in client.post("/predict/batch", json=records(12, seed=25)).json()["predictions"]]
+    poll(lambda: set(ids) <= sqlite_ids(tmp_path / SQLITE_FILE), 10, "the predictions in the log", interval=0.05)
+    outcome = [n % 3 == 0 for n in range(12)]
+    challenger = [0.8 - 0.05 * n if o else 0.1 + 0.02 * n for n, o in enumerate(outcome)]
+    store = SQLiteStore(tmp_path / SQLITE_FILE)
+    store.append(
+        [], keep_features=False, shadow=[(i, "2", c, int(c >= 0.5)) for i, c in zip(ids, challenger, strict=True)]
+    )
+    outcomes = [{"prediction_id": i, "readmitted_within_30_days": o} for i, o in zip(ids, outcome, strict=True)]
+    assert client.post("/feedback", json=outcomes).status_code == 200
+
+    def compared() -> list | None:
+        return client.get("/performance").json()["comparison"] or None
+
+    [pair] = poll(compared, 10, "the comparison in /performance", interval=0.05)
+    body = client.get("/performance").json()
+    assert schemas.Performance.model_validate(body).model_dump() == body  # the OpenAPI schema says all of it
+    paired = store.paired(since=0)
+    store.close()
+    expected = comparison.compare(paired.outcome, paired.champion, paired.challenger)
+    assert pair == {"champion_version": "1", "challenger_version": "2", "windows": {"30d": expected, "90d": expected}}
+    assert expected["rows"] == 12 and expected["challenger_roc_auc"] == roc_auc_score(outcome, challenger) == 1.0
+    assert expected["champion_roc_auc"] == pytest.approx(roc_auc_score(paired.outcome, paired.champion), abs=1e-12)
+    gauges = {
+        tuple(sample.labels[k] for k in ("champion_version", "challenger_version", "window", "metric")): sample.value
+        for family in text_string_to_metric_families(metrics.exposition().decode())
+        if family.name == "readmission_live_comparison"
+        for sample in family.samples
+    }
+    assert gauges == {
+        ("1", "2", window, metric): value for window in ("30d", "90d") for metric, value in expected.items()
+    }
 
 
 def test_without_a_log_feedback_and_performance_are_unavailable_and_predictions_go_on(serve, tmp_path):

@@ -4,10 +4,10 @@
 store and a way to read it behind its back (its own connection): SQLite in tests/unit/predictionlog/test_log_store.py,
 PostgreSQL on a real server in tests/postgres/test_store_contract.py. What is appended is read back, feedback is all
 or nothing, the retention purge erases only old encoded rows, predictions past the keeping period are erased with
-their outcomes in bounded batches (by several erasers at once too), concurrent feedback about the same predictions
-never records two outcomes; the monitor's lease is held by one holder at a time and lapses, the labelled rows'
-change marker moves with outcomes recorded or erased, the stored figures round-trip. `batch` makes scored rows for
-these and for the writer's tests.
+their outcomes and shadow rows in bounded batches (by several erasers at once too), concurrent feedback about the
+same predictions never records two outcomes; the monitor's lease is held by one holder at a time and lapses, the
+labelled rows' change marker moves with outcomes recorded or erased, the stored figures round-trip. `batch` makes
+scored rows for these and for the writer's tests.
 """
 
 from __future__ import annotations
@@ -155,6 +155,45 @@ class StoreContract:
         assert log.erase_predictions(before=now - 120 * DAY) == 0
         assert len(log.labelled(since=0).outcome) == 7
 
+    def test_shadow_rows_are_written_with_their_prediction_and_erased_with_it(self, store):
+        """The challenger's rows (bento/predictionlog/writer.py) go in with the served rows and out with them, in
+        the same batch of the erasure."""
+        log, query = store
+        now = time.time()
+        old, kept = batch(30, when=now - 200 * DAY, seed=1), batch(20, when=now - DAY, seed=2)
+        shadow = [(i, "9", 0.25, 0) for i in old.ids + kept.ids] + [(i, "10", 0.75, 1) for i in old.ids[:5]]
+        log.append([old, kept], keep_features=False, shadow=shadow)
+        assert sorted(query("SELECT prediction_id, model_version, probability, label FROM shadow_predictions")) == (
+            sorted(shadow)
+        )
+        assert log.erase_predictions(before=now - 120 * DAY, rows=12) == 12
+        served = {i for (i,) in query("SELECT id FROM predictions")}
+        assert {i for (i,) in query("SELECT prediction_id FROM shadow_predictions")} == served
+        assert query("SELECT COUNT(*) FROM shadow_predictions WHERE model_version = '10'") == [(0,)]
+        while log.erase_predictions(before=now - 120 * DAY, rows=12) == 12:
+            pass
+        assert {i for (i,) in query("SELECT prediction_id FROM shadow_predictions")} == set(kept.ids)
+
+    def test_paired_rows_are_the_labelled_predictions_since_a_time_with_each_challengers_score(self, store):
+        log, _ = store
+        now = time.time()
+        old, recent, unscored = batch(4, when=now - 100 * DAY, seed=3), batch(5, seed=4), batch(3, seed=5)
+        shadow = [(i, "9", 0.125 * n, n % 2) for n, i in enumerate(old.ids + recent.ids)]
+        shadow += [(recent.ids[0], "10", 0.5, 1)]  # a second challenger scored one of them
+        log.append([old, recent, unscored], keep_features=False, shadow=shadow)
+        log.record_outcomes({i: n % 2 for n, i in enumerate(old.ids + recent.ids[:4] + unscored.ids)}, now)
+        paired = log.paired(since=now - 90 * DAY)
+        served = dict(zip(recent.ids, recent.probabilities.astype(np.float64).tolist(), strict=True))
+        expected = [("3", "10", recent.time, served[recent.ids[0]], 0.5, 0)] + [
+            ("3", "9", recent.time, served[i], 0.125 * (n + 4), n % 2) for n, i in enumerate(recent.ids[:4])
+        ]  # fmt: skip
+        columns = (paired.champion_version, paired.challenger_version, paired.time, paired.champion,
+                   paired.challenger, paired.outcome)  # fmt: skip
+        rows = list(zip(*(column.tolist() for column in columns), strict=True))
+        assert sorted(rows) == sorted(expected)  # not the unlabelled, the old, nor the unscored
+        assert len(log.paired(since=0).outcome) == 9
+        assert len(log.paired(since=now + 1).outcome) == 0 and log.paired(since=now + 1).champion.dtype == np.float64
+
     def test_erasers_at_once_erase_each_old_prediction_once_and_nothing_newer(self, store):
         log, query = store
         now = time.time()
@@ -226,10 +265,11 @@ class StoreContract:
     def test_stored_figures_round_trip_and_are_replaced(self, store):
         log, _ = store
         assert log.stored_figures() is None
-        first = StoredFigures(computed_at=1.5, marker="2:3.25", figures='{"5": {"30d": {"labelled_rows": 2}}}')
+        compared = '[{"champion_version": "5", "challenger_version": "6", "windows": {"30d": {"rows": 2}}}]'
+        first = StoredFigures(1.5, "2:3.25", '{"5": {"30d": {"labelled_rows": 2}}}', compared)
         log.save_figures(first)
         assert log.stored_figures() == first
-        second = StoredFigures(computed_at=2.5, marker="3:4.0", figures="{}")
+        second = StoredFigures(computed_at=2.5, marker="3:4.0", figures="{}", comparison="[]")
         log.save_figures(second)
         assert log.stored_figures() == second
 
