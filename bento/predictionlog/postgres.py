@@ -27,6 +27,8 @@ from bento.predictionlog.store import (
     LEASE,
     RELEASE_LEASE,
     SAVE_FIGURES,
+    SCORED_MARKER,
+    SCORED_SINCE,
     STORED_FIGURES,
     TAKE_LEASE,
     Recorded,
@@ -40,8 +42,10 @@ from bento.predictionlog.store import (
     new_outcomes,
     recorded_after_insert,
     rows_of,
+    scored_marker_of,
+    scored_of,
 )
-from bento.quality.windows import Labelled
+from bento.quality.windows import Labelled, Scored
 
 if TYPE_CHECKING:
     from bento.core.scoring import ScoredBatch
@@ -182,6 +186,25 @@ class PostgresStore:
             return cursor.fetchall()
 
         return labelled_of(self._transaction(work))
+
+    def scored(self, since: float) -> Scored:
+        """Every logged probability made since `since`."""
+        query = SCORED_SINCE.format("%s")
+
+        def work(cursor: psycopg.Cursor) -> list[tuple]:
+            cursor.execute(query, (first_id_at(since),))
+            return cursor.fetchall()
+
+        return scored_of(self._transaction(work))
+
+    def scored_marker(self) -> str:
+        """The oldest and newest ids."""
+
+        def work(cursor: psycopg.Cursor) -> str:
+            cursor.execute(SCORED_MARKER)
+            return scored_marker_of(cursor.fetchone())
+
+        return self._transaction(work)
 
     def purge_features(self, before: float) -> int:
         """Erase the encoded rows of predictions made before `before`."""

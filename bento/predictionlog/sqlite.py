@@ -21,6 +21,8 @@ from bento.predictionlog.store import (
     LEASE,
     RELEASE_LEASE,
     SAVE_FIGURES,
+    SCORED_MARKER,
+    SCORED_SINCE,
     STORED_FIGURES,
     TAKE_LEASE,
     Recorded,
@@ -35,8 +37,10 @@ from bento.predictionlog.store import (
     new_outcomes,
     recorded_after_insert,
     rows_of,
+    scored_marker_of,
+    scored_of,
 )
-from bento.quality.windows import Labelled
+from bento.quality.windows import Labelled, Scored
 
 if TYPE_CHECKING:
     from bento.core.scoring import ScoredBatch
@@ -190,6 +194,15 @@ class SQLiteStore:
         """Predictions made since `since` that have an outcome."""
         query = LABELLED_SINCE.format("?")
         return labelled_of(self._transaction(lambda c: c.execute(query, (since,)).fetchall(), immediate=False))
+
+    def scored(self, since: float) -> Scored:
+        """Every logged probability made since `since`."""
+        query = SCORED_SINCE.format("?")
+        return scored_of(self._transaction(lambda c: c.execute(query, (first_id_at(since),)).fetchall(), False))
+
+    def scored_marker(self) -> str:
+        """The oldest and newest ids."""
+        return scored_marker_of(self._transaction(lambda c: c.execute(SCORED_MARKER).fetchone(), immediate=False))
 
     def purge_features(self, before: float) -> int:
         """Erase the encoded rows of predictions made before `before`."""

@@ -19,8 +19,8 @@ prediction.
 Two small tables let one worker of a deployment compute the live figures for all (bento/monitoring/
 live_performance.py): `monitor_lease`, one row naming the worker that holds the lease and until when (taken in one
 upsert that succeeds only for the holder or once the lease has expired, so two workers, pods included, never both
-hold it), and `monitor_figures`, the last figures computed (JSON) with the change marker of the labelled rows they
-were computed from.
+hold it), and `monitor_figures`, the last figures and estimates computed (JSON) with the change markers of the
+labelled and the scored rows they were computed from.
 Store failures (locked, disk full, connection lost) raise StoreError (StoreBusyError while another connection
 holds the lock); the caller retries or counts what was lost.
 """
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from bento.quality.windows import Labelled
+from bento.quality.windows import Labelled, Scored
 
 if TYPE_CHECKING:
     from bento.core.scoring import ScoredBatch
@@ -72,7 +72,7 @@ class StoredFigures:
 
     computed_at: float  # seconds since the epoch
     marker: str  # the labelled rows' change marker when they were computed
-    figures: str  # JSON: version -> window -> metric -> value
+    figures: str  # JSON: {"live": ..., "estimated": ...}, each version -> window -> metric -> value
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,13 @@ class LogStore(Protocol):
 
     def labelled(self, since: float) -> Labelled:
         """Predictions made since `since` that have an outcome."""
+
+    def scored(self, since: float) -> Scored:
+        """Every logged probability made since `since`, outcome or not, in the order of the ids."""
+
+    def scored_marker(self) -> str:
+        """A cheap marker of the logged probabilities (the oldest and newest ids): it changes when predictions are
+        added or erased."""
 
     def purge_features(self, before: float) -> int:
         """Erase the encoded rows of predictions made before `before`; how many were erased."""
@@ -153,7 +160,12 @@ LABELLED_SINCE = (
 )  # in the order of the ids: SQLite walks the outcomes' primary key, PostgreSQL sorts (in the database, not here)
 
 
+# the ids sort by time (bento/core/ids.py): both stores walk the primary key from the first id at `since`
+SCORED_SINCE = "SELECT model_version, time, probability, label FROM predictions WHERE id >= {0} ORDER BY id"
 LABELLED_MARKER = "SELECT COUNT(*), COALESCE(MAX(time), 0) FROM outcomes"
+# Two look-ups of the primary key (one MIN and one MAX per query: SQLite finds those from the index alone). Erasing
+# moves the oldest id, adding the newest; a batch written late with ids below the newest is seen with the next one.
+SCORED_MARKER = "SELECT (SELECT MIN(id) FROM predictions), (SELECT MAX(id) FROM predictions)"
 LEASE = "monitor"  # the one lease's name
 TAKE_LEASE = (
     "INSERT INTO monitor_lease (name, holder, expires) VALUES ({0}, {0}, {0}) ON CONFLICT (name) DO UPDATE "
@@ -173,6 +185,12 @@ def marker_of(row: tuple) -> str:
     """The change marker of a LABELLED_MARKER row."""
     count, latest = row
     return f"{int(count)}:{float(latest)!r}"
+
+
+def scored_marker_of(row: tuple) -> str:
+    """The change marker of a SCORED_MARKER row."""
+    oldest, newest = row
+    return f"{oldest or ''}:{newest or ''}"
 
 
 def new_outcomes(outcomes: dict[str, int], recorded: dict[str, int], now: float) -> list[tuple[str, int, float]]:
@@ -206,6 +224,20 @@ def recorded_after_insert(
 def chunks(ids: list[str]) -> list[list[str]]:
     """`ids` in slices small enough for one `IN (...)` query."""
     return [ids[start : start + IN_CHUNK] for start in range(0, len(ids), IN_CHUNK)]
+
+
+def scored_of(rows: list[tuple]) -> Scored:
+    """Scored from (version, time, probability, label) rows, in the order of their ids."""
+    if not rows:
+        empty = np.zeros(0)
+        return Scored(np.zeros(0, dtype=str), empty, empty, empty.astype(np.int64))
+    versions, times, probabilities, labels = zip(*rows, strict=True)
+    return Scored(
+        np.array(versions, dtype=str),
+        np.array(times, dtype=np.float64),
+        np.array(probabilities, dtype=np.float64),
+        np.array(labels, dtype=np.int64),
+    )
 
 
 def labelled_of(rows: list[tuple]) -> Labelled:

@@ -34,6 +34,16 @@ class Labelled:
     outcome: np.ndarray  # int64 [N], 1 = readmitted within 30 days
 
 
+@dataclass(frozen=True)
+class Scored:
+    """The logged probabilities made since some time, outcome or not, in the order of their ids (oldest first)."""
+
+    model_version: np.ndarray  # str [N]
+    time: np.ndarray  # float64 [N], when the prediction was made
+    probability: np.ndarray  # float64 [N]
+    label: np.ndarray  # int64 [N], 1 = flagged at the version's own threshold
+
+
 def measure(
     labelled: Labelled, now: float, versions: Iterable[str] = (), memo: Memo | None = None
 ) -> dict[str, dict[str, Figures]]:
@@ -43,7 +53,7 @@ def measure(
     a window holding the same rows as the shorter one before it takes its figures.
     """
     result: dict[str, dict[str, Figures]] = {}
-    for version in sorted(set(labelled.model_version.tolist()) | set(versions), key=_version_order):
+    for version in sorted(set(labelled.model_version.tolist()) | set(versions), key=version_order):
         of_version = labelled.model_version == version
         result[version] = {}
         previous: tuple[int, Figures] | None = None  # the last window's row count and figures
@@ -66,5 +76,6 @@ def measure(
     return result
 
 
-def _version_order(version: str) -> tuple[int, str]:
+def version_order(version: str) -> tuple[int, str]:
+    """Numbered versions in numeric order, after any others."""
     return (int(version), "") if version.isdigit() else (-1, version)
