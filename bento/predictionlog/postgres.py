@@ -192,7 +192,7 @@ class PostgresStore:
         query = SCORED_SINCE.format("%s")
 
         def work(cursor: psycopg.Cursor) -> list[tuple]:
-            cursor.execute(query, (first_id_at(since),))
+            cursor.execute(query, (first_id_at(since),) * 2)
             return cursor.fetchall()
 
         return scored_of(self._transaction(work))

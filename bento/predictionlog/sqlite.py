@@ -198,7 +198,7 @@ class SQLiteStore:
     def scored(self, since: float) -> Scored:
         """Every logged probability made since `since`."""
         query = SCORED_SINCE.format("?")
-        return scored_of(self._transaction(lambda c: c.execute(query, (first_id_at(since),)).fetchall(), False))
+        return scored_of(self._transaction(lambda c: c.execute(query, (first_id_at(since),) * 2).fetchall(), False))
 
     def scored_marker(self) -> str:
         """The oldest and newest ids."""

@@ -99,11 +99,12 @@ class LogStore(Protocol):
         """Predictions made since `since` that have an outcome."""
 
     def scored(self, since: float) -> Scored:
-        """Every logged probability made since `since`, outcome or not, in the order of the ids."""
+        """Every logged probability made since `since`, outcome or not, the challenger's shadow rows too (at the
+        time of their served prediction), in the order of the ids."""
 
     def scored_marker(self) -> str:
         """A cheap marker of the logged probabilities (the oldest and newest ids): it changes when predictions are
-        added or erased."""
+        added or erased (shadow rows go in and out with their prediction)."""
 
     def purge_features(self, before: float) -> int:
         """Erase the encoded rows of predictions made before `before`; how many were erased."""
@@ -160,8 +161,15 @@ LABELLED_SINCE = (
 )  # in the order of the ids: SQLite walks the outcomes' primary key, PostgreSQL sorts (in the database, not here)
 
 
-# the ids sort by time (bento/core/ids.py): both stores walk the primary key from the first id at `since`
-SCORED_SINCE = "SELECT model_version, time, probability, label FROM predictions WHERE id >= {0} ORDER BY id"
+# The served rows and the challenger's (at the time of the served prediction), from the first id at `since` (the ids
+# sort by time, bento/core/ids.py: both tables' primary keys lead with the id), in the order of the ids.
+SCORED_SINCE = (
+    "SELECT model_version, time, probability, label FROM ("
+    "SELECT id, model_version, time, probability, label FROM predictions WHERE id >= {0} UNION ALL "
+    "SELECT s.prediction_id, s.model_version, p.time, s.probability, s.label FROM shadow_predictions s "
+    "JOIN predictions p ON p.id = s.prediction_id WHERE s.prediction_id >= {0}"
+    ") AS scored ORDER BY id, model_version"
+)
 LABELLED_MARKER = "SELECT COUNT(*), COALESCE(MAX(time), 0) FROM outcomes"
 # Two look-ups of the primary key (one MIN and one MAX per query: SQLite finds those from the index alone). Erasing
 # moves the oldest id, adding the newest; a batch written late with ids below the newest is seen with the next one.

@@ -108,6 +108,17 @@ class StoreContract:
         assert len(log.scored(since=0).probability) == 7
         assert len(log.scored(since=second.time + 1).probability) == 0
 
+    def test_the_challengers_shadow_rows_come_back_scored_at_the_time_of_their_prediction(self, store):
+        log, _ = store
+        now = time.time()
+        old, served = batch(2, when=now - 10 * DAY, seed=1), batch(3, when=now - 5, seed=2)
+        log.append([old, served], keep_features=False, shadow=[(i, "9", 0.25, 1) for i in old.ids + served.ids[:2]])
+        scored = log.scored(since=now - DAY)
+        assert scored.model_version.tolist() == ["3", "9", "3", "9", "3"]  # in the order of the ids
+        assert scored.time.tolist() == [served.time] * 5
+        assert scored.probability.tolist()[1::2] == [0.25, 0.25] and scored.label.tolist()[1::2] == [1, 1]
+        assert scored.probability.tolist()[::2] == served.probabilities.astype(np.float64).tolist()
+
     def test_the_scored_marker_moves_with_predictions_added_or_erased_only(self, store):
         log, _ = store
         now = time.time()
