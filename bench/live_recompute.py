@@ -105,7 +105,7 @@ def main() -> None:
         def changed() -> None:  # outcomes arrived: the marker moved; a new holder (no memo) redoes every figure
             fresh[0].stop(0)
             fresh[0] = LivePerformance(store, lambda: info, 60)
-            store.save_figures(StoredFigures(computed_at=0.0, marker="", figures="{}", comparison="[]"))
+            store.save_figures(StoredFigures(computed_at=0.0, marker="", figures="{}", comparison="[]", estimated="{}"))
 
         results = {
             "unchanged": timed(holder.refresh, args.repeats),

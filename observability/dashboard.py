@@ -445,10 +445,17 @@ ROWS: tuple[Row, ...] = (
                         f"readmission_training_metric{{metric=~{LIVE_METRICS}}}",
                         "training {{metric}} v{{model_version}}",
                     ),
+                    Query(
+                        'readmission_estimated_metric{window="30d", metric="estimated_roc_auc"}',
+                        "estimated before outcomes v{{model_version}}",
+                    ),
                 ),
                 unit="none",
-                description="ROC-AUC of the labelled predictions of the last 30 days with its 95% bootstrap interval, "
-                "next to the test split's; alert LiveRocAucBelowTraining when the live interval lies wholly below.",
+                description="ROC-AUC of the labelled predictions of the last 30 days with its 95% DeLong interval, "
+                "next to the test split's; alert LiveRocAucBelowTraining when the live interval lies wholly below. "
+                "The estimate from the probabilities alone (every prediction of 30 days, before outcomes arrive) "
+                "leads by a month; alert EstimatedRocAucBelowTraining below the training interval. It cannot see a "
+                "change in how outcomes relate to the features.",
             ),
             Panel(
                 "Live metrics (30 days) vs training",
@@ -465,10 +472,16 @@ ROWS: tuple[Row, ...] = (
                         "training {{metric}}",
                         instant=True,
                     ),
+                    Query(
+                        'readmission_estimated_metric{window="30d", metric=~"estimated_precision|flagged_rate"}',
+                        "estimated {{metric}}",
+                        instant=True,
+                    ),
                 ),
                 unit="none",
                 description="PR-AUC, Brier score, calibration error, share flagged and precision at the threshold: "
-                "live (last 30 days of outcomes) next to the model's test split.",
+                "live (last 30 days of outcomes) next to the model's test split, and the precision and share "
+                "flagged estimated from every prediction of 30 days before outcomes arrive.",
             ),
             Panel(
                 "Outcomes received (feedback) and labelled rows",

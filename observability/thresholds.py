@@ -19,6 +19,7 @@ FEATURE_PSI_THRESHOLD = 0.2  # FeatureDrift: population stability index of one c
 PSI_EPSILON = 0.0001  # served and training shares are clamped to this before the PSI's logarithm
 FEATURE_MIN_ROWS = 1000  # FeatureDrift: rows in the hour before a PSI counts (sampling noise of 70 buckets ~ 0.07)
 LIVE_MIN_LABELLED_ROWS = 200  # LiveRocAucBelowTraining: labelled rows before the live interval counts
+ESTIMATE_MIN_ROWS = 1000  # EstimatedRocAucBelowTraining: predictions of 30 days before the estimate counts
 
 # Every alert's `runbook_url` annotation is this page's address, "#" and the GitHub-style anchor of the alert's
 # section in observability/runbooks.md (tests/observability/test_runbooks.py checks both). Where the repository is

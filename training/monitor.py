@@ -1,8 +1,10 @@
 """`readmission monitor`: live performance from the prediction log, beside the training figures of each version.
 
 The figures are the service's (bento/quality/windows.py, the same code): per model version and window (30 and 90
-days) of the predictions that have a true outcome. The training figures of a version come from the MLflow registry, else
-from the model's metadata in the BentoML model store. A reliability plot of the live predictions is written too.
+days) of the predictions that have a true outcome; beside them the service's estimates from every prediction's
+probability, before outcomes arrive (bento/quality/estimates.py). The training figures of a version come from the
+MLflow registry, else from the model's metadata in the BentoML model store. A reliability plot of the live
+predictions is written too.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from bento.model.predictor import METADATA_FILE
 from bento.predictionlog.factory import OFF, open_store
 from bento.predictionlog.sqlite import SQLiteStore
 from bento.predictionlog.store import LogStore, StoreError
-from bento.quality.windows import DAY, LABELLED_ROWS, WINDOWS, Labelled, measure
+from bento.quality import estimates
+from bento.quality.windows import DAY, LABELLED_ROWS, WINDOWS, Labelled, Scored, measure
 from bento.settings import MODEL_NAME, ServiceSettings
 from training import evaluate, registry
 from training.settings import TrainingSettings
@@ -33,6 +36,11 @@ ROWS = (
     ("ece", "Expected calibration error"),
     ("flagged_rate", "Share flagged"),
     ("precision", "Precision of the flagged"),
+)
+ESTIMATE_ROWS = (
+    ("estimated_roc_auc", "Estimated ROC-AUC (before outcomes)"),
+    ("estimated_precision", "Estimated precision of the flagged"),
+    ("flagged_rate", "Share flagged (every prediction)"),
 )
 TrainingLookup = Callable[[str], dict[str, float] | None]
 T = TypeVar("T")
@@ -85,11 +93,12 @@ def training_lookup(settings: TrainingSettings) -> TrainingLookup:
     return lookup
 
 
-def report(labelled: Labelled, now: float, training: TrainingLookup) -> str:
-    """The figures per model version, a markdown table each: training beside the windows."""
-    measured = measure(labelled, now)
+def report(labelled: Labelled, scored: Scored, now: float, training: TrainingLookup) -> str:
+    """The figures per model version, a markdown table each: training beside the windows, the estimates below."""
+    estimated = estimates.measure(scored, now)
+    measured = measure(labelled, now, estimated)
     if not measured:
-        return "no labelled predictions in the last 90 days: send outcomes with POST /feedback"
+        return "no predictions in the last 90 days"
     sections = []
     for version, windows in measured.items():
         trained = training(version)
@@ -103,6 +112,10 @@ def report(labelled: Labelled, now: float, training: TrainingLookup) -> str:
             if key == "roc_auc":
                 cells = [_interval(trained)] + [_interval(windows[w]) for w in WINDOWS]
                 lines.append(f"| {INTERVAL_ROW} | {' | '.join(cells)} |")
+        rows = [str(estimated[version][w][estimates.SCORED_ROWS]) for w in WINDOWS]
+        lines.append(f"| predictions estimated (oldest multiple of 20) | - | {' | '.join(rows)} |")
+        for key, label in ESTIMATE_ROWS:
+            lines.append(f"| {label} | - | {' | '.join(_cell(estimated[version][w], key) for w in WINDOWS)} |")
         if trained is None:
             lines.append(f"\n(no training figures found for version {version} in MLflow nor the BentoML store)")
         sections.append("\n".join(lines))
@@ -134,11 +147,12 @@ def plot(labelled: Labelled, path: Path) -> Path | None:
 
 def run(settings: TrainingSettings, plot_path: Path | None) -> None:
     """Print the report and write the reliability plot."""
-    labelled, where = read_log(lambda store, since: store.labelled(since))
+    (labelled, scored), where = read_log(lambda store, since: (store.labelled(since), store.scored(since)))
     now = time.time()
     stamp = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M UTC")
-    print(f"prediction log {where}, {len(labelled.outcome):,} labelled predictions in 90 days ({stamp})\n")
-    print(report(labelled, now, training_lookup(settings)))
+    print(f"prediction log {where}, {len(scored.probability):,} predictions in 90 days, {len(labelled.outcome):,} "
+          f"labelled ({stamp})\n")  # fmt: skip
+    print(report(labelled, scored, now, training_lookup(settings)))
     written = plot(labelled, plot_path or settings.home / "monitor" / PLOT_FILE)
     if written is not None:
         print(f"\nreliability plot: {written}")

@@ -14,6 +14,7 @@ import streamlit as st
 from ui.client import Client, ServiceError
 
 SHOW = "ui:show_performance"
+ESTIMATED = "estimated:"  # the estimates' rows, beside the live figures of the same window
 ROWS = (
     ("labelled_rows", "Patients with a known outcome"),
     ("roc_auc", "ROC-AUC (discrimination)"),
@@ -23,6 +24,9 @@ ROWS = (
     ("ece", "Calibration error (lower is better)"),
     ("flagged_rate", "Share flagged"),
     ("precision", "Readmitted among the flagged"),
+    (f"{ESTIMATED}scored_rows", "Patients scored (estimates: all, outcome or not)"),
+    (f"{ESTIMATED}estimated_roc_auc", "Estimated ROC-AUC, before outcomes"),
+    (f"{ESTIMATED}estimated_precision", "Estimated readmitted among the flagged"),
 )
 TRAINING = "At training (held-out test split)"
 
@@ -37,7 +41,8 @@ def live_performance(client: Client) -> None:
         st.info(f"Live performance is not available now. {error}")
         return
     live = {version: w for version, w in answer["live"].items() if isinstance(w, dict)}
-    versions = sorted(set(live) | set(answer["training"]), key=str)
+    estimated = {version: w for version, w in answer.get("estimated", {}).items() if isinstance(w, dict)}
+    versions = sorted(set(live) | set(estimated) | set(answer["training"]), key=str)
     if not any(_rows(windows) for windows in live.values()):
         st.info(
             "No outcomes have been received yet, so the model cannot be checked against what happened to our "
@@ -45,10 +50,13 @@ def live_performance(client: Client) -> None:
         )
     for version in versions:
         st.markdown(f"**Model version {_plain(version)}**")
-        st.table(table(live.get(version, {}), answer["training"].get(version)))
+        st.table(table(live.get(version, {}), answer["training"].get(version), estimated.get(version, {})))
     st.caption(
         "Live figures use the predictions of the last 30 and 90 days whose outcome is known; with few patients "
-        "they move a lot (see the interval). The training figures come from the model card's test split."
+        "they move a lot (see the interval). The estimates use every prediction of the window, before any outcome "
+        "is known, assuming the model's risks are as accurate for our patients as at training; they cannot see a "
+        "change in what happens to patients like these (only the outcomes show that, a month later). The training "
+        "figures come from the model card's test split."
     )
 
 
@@ -61,9 +69,18 @@ def _rows(windows: dict[str, Any]) -> int:
     return sum(int(figures.get("labelled_rows", 0)) for figures in windows.values() if isinstance(figures, dict))
 
 
-def table(windows: dict[str, Any], training: dict[str, Any] | None) -> pd.DataFrame:
-    """One model version: a row per figure, training beside each window ("-" where a figure is missing)."""
-    columns = {TRAINING: training or {}} | {f"Last {w.removesuffix('d')} days": f for w, f in windows.items()}
+def table(
+    windows: dict[str, Any], training: dict[str, Any] | None, estimated: dict[str, Any] | None = None
+) -> pd.DataFrame:
+    """One model version: a row per figure, training beside each window and its estimates ("-" where a figure is
+    missing)."""
+    columns = {TRAINING: training or {}}
+    for w in sorted(set(windows) | set(estimated or {}), key=lambda w: int(w.removesuffix("d"))):
+        live, guessed = windows.get(w), (estimated or {}).get(w)
+        merged = (live if isinstance(live, dict) else {}) | {
+            f"{ESTIMATED}{k}": v for k, v in (guessed.items() if isinstance(guessed, dict) else ())
+        }
+        columns[f"Last {w.removesuffix('d')} days"] = merged
     return pd.DataFrame(
         {name: [_cell(figures, key) for key, _ in ROWS] for name, figures in columns.items()},
         index=[label for _, label in ROWS],
@@ -79,9 +96,10 @@ def _cell(figures: Any, key: str) -> str:
     value = figures.get(key)
     if not _number(value):
         return "-"
-    if key == "labelled_rows":
+    if key in ("labelled_rows", f"{ESTIMATED}scored_rows"):
         return f"{int(value):,}"
-    return f"{value:.1%}" if key in ("flagged_rate", "precision") else f"{value:.3f}"
+    percent = ("flagged_rate", "precision", f"{ESTIMATED}estimated_precision")
+    return f"{value:.1%}" if key in percent else f"{value:.3f}"
 
 
 def _number(value: Any) -> bool:

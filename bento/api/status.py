@@ -30,7 +30,7 @@ async def health(request: Request) -> Response:
 
 
 async def performance(request: Request) -> Response:
-    """Live performance per model version and window beside the training figures
+    """Live performance and its estimates per model version and window beside the training figures
     (bento/monitoring/live_performance.py)."""
     monitoring: Monitoring = request.app.state.monitoring
     if monitoring.live is None:

@@ -4,11 +4,15 @@ Every READMISSION_MONITOR_SECONDS, one worker of the deployment (all pods that s
 per model version and window (30 and 90 days), the figures of bento/quality/windows.py from the predictions of
 the last 90 days that have a true outcome (`POST /feedback`): ROC-AUC with DeLong's analytic interval, PR-AUC,
 Brier, expected calibration error, the share flagged and the precision of the flagged, and the number of labelled
-rows; and, where a challenger scored the same predictions in shadow, the comparison of champion and challenger on
-those same patients per window and pair of versions (bento/quality/comparison.py). That worker holds the store's
-lease (bento/predictionlog/store.py: taken in one upsert, renewed each
+rows; where a challenger scored the same predictions in shadow, the comparison of champion and challenger on
+those same patients per window and pair of versions (bento/quality/comparison.py); and from every logged
+probability of the last 90 days, outcome or not, the estimates of bento/quality/estimates.py (estimated ROC-AUC,
+estimated precision of the flagged, the share flagged: performance before any outcome arrives), each version and
+window over its oldest multiple of PUBLISH_ROWS rows, so a single prediction moves no estimate. That worker holds the
+store's lease (bento/predictionlog/store.py: taken in one upsert, renewed each
 interval, lapsing LEASE_INTERVALS intervals after its holder stops renewing it, released at once on a clean stop),
-and it reads the labelled rows only when their change marker moved (or SLIDE_SECONDS passed: the windows slide),
+and it reads the rows only when the change markers of the labelled or the scored rows moved (or SLIDE_SECONDS
+passed: the windows slide),
 and not again before it has rested 100 times the CPU time the last computation took (CPU_SHARE); it writes the
 figures to the store. Every worker serves the stored figures as `GET /performance` and as the
 Prometheus gauges `readmission_live_metric{model_version, window, metric}` and
@@ -35,7 +39,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from bento.model.predictor import ModelInfo
 from bento.predictionlog.store import LogStore, StoredFigures, StoreError
-from bento.quality import comparison, figures
+from bento.quality import comparison, estimates, figures
 from bento.quality.windows import DAY, LABELLED_ROWS, WINDOWS, Figures, Memo, measure
 
 logger = logging.getLogger("readmission")
@@ -55,6 +59,7 @@ class Performance:
 
     computed_at: float | None = None  # seconds since the epoch; None before the first computation
     live: dict[str, dict[str, Figures]] = field(default_factory=dict)  # version -> window -> figures
+    estimated: dict[str, dict[str, Figures]] = field(default_factory=dict)  # version -> window -> estimates
     training: dict[str, Figures] = field(default_factory=dict)  # version -> figures
     comparison: list[dict[str, Any]] = field(default_factory=list)  # bento/quality/comparison.py's measure
 
@@ -64,6 +69,7 @@ class Performance:
             "computed_at": self.computed_at,
             "windows_days": WINDOWS,
             "live": self.live,
+            "estimated": self.estimated,
             "training": self.training,
             "comparison": self.comparison,
         }
@@ -133,20 +139,23 @@ class LivePerformance:
         if stored is None:
             self._latest = Performance(training=training)
             return
-        live = json.loads(stored.figures)
-        for version in versions:  # served here, perhaps not by the holder (a rollout): no labelled rows yet
+        live, estimated = json.loads(stored.figures), json.loads(stored.estimated)
+        for version in versions:  # served here, perhaps not by the holder (a rollout): no rows yet
             live.setdefault(version, {window: {LABELLED_ROWS: 0} for window in WINDOWS})
-        self._latest = Performance(stored.computed_at, live, training, json.loads(stored.comparison))
+            estimated.setdefault(version, {window: {estimates.SCORED_ROWS: 0} for window in WINDOWS})
+        self._latest = Performance(
+            stored.computed_at, live, estimated, training, comparison=json.loads(stored.comparison)
+        )
 
     def _compute(self, now: float, versions: list[str]) -> None:
-        """Measure and store the figures, unless the stored ones are of the same labelled rows, recent, and show
-        every version served here, or this holder is resting after its last computation (CPU_SHARE: at 1,000,000
+        """Measure and store the figures and estimates, unless the stored ones are of the same rows, recent, and
+        show every version served here, or this holder is resting after its last computation (CPU_SHARE: at 1,000,000
         labelled rows per window, figures some minutes behind the outcomes, which arrive a month late anyway).
-        The marker is read before the rows: rows recorded in between are measured now and again next time, never
+        The markers are read before the rows: rows recorded in between are measured now and again next time, never
         missed."""
         if time.monotonic() < self._rested_at:
             return
-        marker = self.store.labelled_marker()
+        marker = f"{self.store.labelled_marker()} {self.store.scored_marker()}"
         previous = self.store.stored_figures()
         if (
             previous is not None
@@ -159,23 +168,27 @@ class LivePerformance:
         since = now - max(WINDOWS.values()) * DAY
         live = measure(self.store.labelled(since), now, versions, self._memo)
         compared = comparison.measure(self.store.paired(since), now)
-        self.store.save_figures(StoredFigures(now, marker, json.dumps(live), json.dumps(compared)))
+        estimated = estimates.measure(self.store.scored(since), now, versions)
+        stored = StoredFigures(now, marker, json.dumps(live), json.dumps(compared), json.dumps(estimated))
+        self.store.save_figures(stored)
         self.computations += 1
         self._rested_at = time.monotonic() + (time.thread_time() - started) / CPU_SHARE
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        """The latest figures as `readmission_live_metric`, `readmission_live_comparison` and
-        `readmission_training_metric`."""
+        """The latest figures as `readmission_live_metric`, `readmission_estimated_metric`,
+        `readmission_live_comparison` and `readmission_training_metric`."""
         latest = self._latest
-        live = GaugeMetricFamily(
+        live = _per_window(
             "readmission_live_metric",
             "Performance on the labelled predictions of the log, per model version and window (days)",
-            labels=["model_version", "window", "metric"],
+            latest.live,
         )
-        for version, windows in latest.live.items():
-            for window, values in windows.items():
-                for metric, value in values.items():
-                    live.add_metric([version, window, metric], float(value))
+        estimated = _per_window(
+            "readmission_estimated_metric",
+            "Performance estimated from the logged probabilities alone, before outcomes arrive (CBPE), per model "
+            "version and window (days), over the oldest multiple of 20 rows of each",
+            latest.estimated,
+        )
         compared = GaugeMetricFamily(
             "readmission_live_comparison",
             "Challenger - champion on the same labelled predictions, per pair of versions and window (days)",
@@ -194,5 +207,16 @@ class LivePerformance:
             for metric, value in values.items():
                 training.add_metric([version, metric], value)
         yield live
+        yield estimated
         yield compared
         yield training
+
+
+def _per_window(name: str, documentation: str, values: dict[str, dict[str, Figures]]) -> GaugeMetricFamily:
+    """A gauge family of figures per model version, window and metric."""
+    family = GaugeMetricFamily(name, documentation, labels=["model_version", "window", "metric"])
+    for version, windows in values.items():
+        for window, figures_of in windows.items():
+            for metric, value in figures_of.items():
+                family.add_metric([version, window, metric], float(value))
+    return family

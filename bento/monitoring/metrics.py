@@ -34,6 +34,7 @@ from bento.errors import Reason
 from bento.model import risk_bands
 from bento.model.predictor import BACKENDS, ModelInfo
 from bento.quality import drift, unusual
+from bento.quality.privacy import PUBLISH_ROWS  # pending rows wait for the next step of it
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -119,9 +120,6 @@ UNUSUAL_ROWS = Counter(
     ["reason"],
 )
 ALL_REASONS = tuple(Reason)
-# Series that move with each patient are published in steps of at least this many rows per worker: the smallest
-# group a difference of two scrapes can describe (README, "Threat model"). Pending rows wait for the next step.
-PUBLISH_ROWS = 20
 
 
 def model_loaded(info: ModelInfo, backend: str) -> None:

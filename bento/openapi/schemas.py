@@ -202,11 +202,17 @@ class Comparison(BaseModel):
 
 
 class Performance(BaseModel):
-    """GET /performance: live figures per model version and window (from the outcomes sent), beside training's."""
+    """GET /performance: live figures per model version and window (from the outcomes sent), the estimates made
+    before outcomes arrive, beside training's."""
 
     computed_at: float | None = Field(description="seconds since the epoch; null before the first computation")
     windows_days: dict[str, int]
     live: dict[str, dict[str, Figures]] = Field(description="model version -> window -> figures")
+    estimated: dict[str, dict[str, Figures]] = Field(
+        description="model version -> window -> figures estimated from the logged probabilities alone, before "
+        "any outcome (estimated_roc_auc, estimated_precision, flagged_rate), over the oldest multiple of 20 "
+        "predictions of the window (scored_rows)"
+    )
     training: dict[str, Figures] = Field(description="model version -> held-out test figures")
     comparison: list[Comparison] = Field(description="champion and challenger on the same patients, per pair")
 

@@ -20,16 +20,16 @@ from psycopg.conninfo import conninfo_to_dict
 
 from bento.core.ids import first_id_at
 from bento.predictionlog.store import (
-    COMPARISON,
     ERASE_ROWS,
     INSERT_OUTCOME,
     LABELLED_MARKER,
     LABELLED_SINCE,
     LEASE,
-    NO_COMPARISON,
     PAIRED_SINCE,
     RELEASE_LEASE,
     SAVE_FIGURES,
+    SCORED_MARKER,
+    SCORED_SINCE,
     STORED_FIGURES,
     TAKE_LEASE,
     Recorded,
@@ -38,15 +38,19 @@ from bento.predictionlog.store import (
     StoredFigures,
     StoreError,
     check_outcomes,
+    figure_rows,
     labelled_of,
     marker_of,
     new_outcomes,
     paired_of,
     recorded_after_insert,
     rows_of,
+    scored_marker_of,
+    scored_of,
+    stored_of,
 )
 from bento.quality.comparison import Paired
-from bento.quality.windows import Labelled
+from bento.quality.windows import Labelled, Scored
 
 if TYPE_CHECKING:
     from bento.core.scoring import ScoredBatch
@@ -198,6 +202,25 @@ class PostgresStore:
 
         return paired_of(self._transaction(work))
 
+    def scored(self, since: float) -> Scored:
+        """Every logged probability made since `since`."""
+        query = SCORED_SINCE.format("%s")
+
+        def work(cursor: psycopg.Cursor) -> list[tuple]:
+            cursor.execute(query, (first_id_at(since),) * 2)
+            return cursor.fetchall()
+
+        return scored_of(self._transaction(work))
+
+    def scored_marker(self) -> str:
+        """The oldest and newest ids."""
+
+        def work(cursor: psycopg.Cursor) -> str:
+            cursor.execute(SCORED_MARKER)
+            return scored_marker_of(cursor.fetchone())
+
+        return self._transaction(work)
+
     def purge_features(self, before: float) -> int:
         """Erase the encoded rows of predictions made before `before`."""
 
@@ -248,20 +271,15 @@ class PostgresStore:
         self._transaction(lambda cursor: cursor.execute(RELEASE_LEASE.format("%s"), (LEASE, holder)))
 
     def save_figures(self, stored: StoredFigures) -> None:
-        """Replace the stored live figures and comparison."""
-        rows = [(LEASE, stored.computed_at, stored.marker, stored.figures),
-                (COMPARISON, stored.computed_at, stored.marker, stored.comparison)]  # fmt: skip
-        self._transaction(lambda cursor: cursor.executemany(SAVE_FIGURES.format("%s"), rows))
+        """Replace the stored figures, comparison and estimates, together."""
+        self._transaction(lambda cursor: cursor.executemany(SAVE_FIGURES.format("%s"), figure_rows(stored)))
 
     def stored_figures(self) -> StoredFigures | None:
-        """The stored live figures and comparison."""
+        """The stored figures, comparison and estimates."""
 
         def work(cursor: psycopg.Cursor) -> StoredFigures | None:
-            cursor.execute(STORED_FIGURES.format("%s"), (LEASE,))
-            found = cursor.fetchone()
-            cursor.execute(STORED_FIGURES.format("%s"), (COMPARISON,))
-            compared = cursor.fetchone()
-            return None if found is None else StoredFigures(*found, compared[2] if compared else NO_COMPARISON)
+            cursor.execute(STORED_FIGURES)
+            return stored_of(cursor.fetchall())
 
         return self._transaction(work)
 

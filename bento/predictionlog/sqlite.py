@@ -14,16 +14,16 @@ from typing import TYPE_CHECKING, TypeVar
 
 from bento.core.ids import first_id_at
 from bento.predictionlog.store import (
-    COMPARISON,
     ERASE_ROWS,
     INSERT_OUTCOME,
     LABELLED_MARKER,
     LABELLED_SINCE,
     LEASE,
-    NO_COMPARISON,
     PAIRED_SINCE,
     RELEASE_LEASE,
     SAVE_FIGURES,
+    SCORED_MARKER,
+    SCORED_SINCE,
     STORED_FIGURES,
     TAKE_LEASE,
     Recorded,
@@ -33,15 +33,19 @@ from bento.predictionlog.store import (
     StoreError,
     check_outcomes,
     chunks,
+    figure_rows,
     labelled_of,
     marker_of,
     new_outcomes,
     paired_of,
     recorded_after_insert,
     rows_of,
+    scored_marker_of,
+    scored_of,
+    stored_of,
 )
 from bento.quality.comparison import Paired
-from bento.quality.windows import Labelled
+from bento.quality.windows import Labelled, Scored
 
 if TYPE_CHECKING:
     from bento.core.scoring import ScoredBatch
@@ -201,6 +205,15 @@ class SQLiteStore:
         query = PAIRED_SINCE.format("?")
         return paired_of(self._transaction(lambda c: c.execute(query, (since,)).fetchall(), immediate=False))
 
+    def scored(self, since: float) -> Scored:
+        """Every logged probability made since `since`."""
+        query = SCORED_SINCE.format("?")
+        return scored_of(self._transaction(lambda c: c.execute(query, (first_id_at(since),) * 2).fetchall(), False))
+
+    def scored_marker(self) -> str:
+        """The oldest and newest ids."""
+        return scored_marker_of(self._transaction(lambda c: c.execute(SCORED_MARKER).fetchone(), immediate=False))
+
     def purge_features(self, before: float) -> int:
         """Erase the encoded rows of predictions made before `before`."""
         query = "UPDATE predictions SET features = NULL WHERE features IS NOT NULL AND time < ?"
@@ -233,20 +246,12 @@ class SQLiteStore:
         self._transaction(lambda c: c.execute(RELEASE_LEASE.format("?"), (LEASE, holder)))
 
     def save_figures(self, stored: StoredFigures) -> None:
-        """Replace the stored live figures and comparison."""
-        rows = [(LEASE, stored.computed_at, stored.marker, stored.figures),
-                (COMPARISON, stored.computed_at, stored.marker, stored.comparison)]  # fmt: skip
-        self._transaction(lambda c: c.executemany(SAVE_FIGURES.format("?"), rows))
+        """Replace the stored figures, comparison and estimates, together."""
+        self._transaction(lambda c: c.executemany(SAVE_FIGURES.format("?"), figure_rows(stored)))
 
     def stored_figures(self) -> StoredFigures | None:
-        """The stored live figures and comparison."""
-
-        def read(connection: sqlite3.Connection) -> StoredFigures | None:
-            found = connection.execute(STORED_FIGURES.format("?"), (LEASE,)).fetchone()
-            compared = connection.execute(STORED_FIGURES.format("?"), (COMPARISON,)).fetchone()
-            return None if found is None else StoredFigures(*found, compared[2] if compared else NO_COMPARISON)
-
-        return self._transaction(read, immediate=False)
+        """The stored figures, comparison and estimates."""
+        return stored_of(self._transaction(lambda c: c.execute(STORED_FIGURES).fetchall(), immediate=False))
 
     def close(self) -> None:
         """Close every thread's connection."""

@@ -19,10 +19,10 @@ prediction.
 Two small tables let one worker of a deployment compute the live figures for all (bento/monitoring/
 live_performance.py): `monitor_lease`, one row naming the worker that holds the lease and until when (taken in one
 upsert that succeeds only for the holder or once the lease has expired, so two workers, pods included, never both
-hold it), and `monitor_figures`, the last figures computed (JSON) with the change marker of the labelled rows they
-were computed from: a row `monitor` (version -> window -> figures) and a row `comparison` (champion and challenger
-on the same patients: bento/quality/comparison.py), written together; a worker of an older release reads only the
-first.
+hold it), and `monitor_figures`, what it computed last (JSON) with the change markers of the labelled and the scored
+rows it was computed from, in three rows written together: `monitor` (version -> window -> figures: the row an older
+release reads), `comparison` (champion and challenger on the same patients: bento/quality/comparison.py) and
+`estimated` (performance estimated before outcomes: bento/quality/estimates.py).
 Store failures (locked, disk full, connection lost) raise StoreError (StoreBusyError while another connection
 holds the lock); the caller retries or counts what was lost.
 """
@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from bento.quality.comparison import Paired
-from bento.quality.windows import Labelled
+from bento.quality.windows import Labelled, Scored
 
 if TYPE_CHECKING:
     from bento.core.scoring import ScoredBatch
@@ -71,12 +71,13 @@ class ConflictingOutcomeError(ValueError):
 
 @dataclass(frozen=True)
 class StoredFigures:
-    """The live figures the lease holder computed last, as every worker serves them."""
+    """What the lease holder computed last, as every worker serves it."""
 
     computed_at: float  # seconds since the epoch
-    marker: str  # the labelled rows' change marker when they were computed
-    figures: str  # JSON: version -> window -> metric -> value
+    marker: str  # the labelled and the scored rows' change markers when they were computed
+    figures: str  # JSON: version -> window -> metric -> value (the live figures)
     comparison: str  # JSON: [{champion_version, challenger_version, windows: window -> metric -> value}]
+    estimated: str  # JSON: version -> window -> estimate -> value
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,14 @@ class LogStore(Protocol):
     def paired(self, since: float) -> Paired:
         """Predictions made since `since` that have an outcome and a challenger's score in shadow, once per
         challenger version."""
+
+    def scored(self, since: float) -> Scored:
+        """Every logged probability made since `since`, outcome or not, the challenger's shadow rows too (at the
+        time of their served prediction), in the order of the ids."""
+
+    def scored_marker(self) -> str:
+        """A cheap marker of the logged probabilities (the oldest and newest ids): it changes when predictions are
+        added or erased (shadow rows go in and out with their prediction)."""
 
     def purge_features(self, before: float) -> int:
         """Erase the encoded rows of predictions made before `before`; how many were erased."""
@@ -165,7 +174,19 @@ PAIRED_SINCE = (
     "JOIN shadow_predictions s ON s.prediction_id = o.prediction_id "
     "WHERE p.time >= {0} ORDER BY o.prediction_id, s.model_version"
 )
+# The served rows and the challenger's (at the time of the served prediction), from the first id at `since` (the ids
+# sort by time, bento/core/ids.py: both tables' primary keys lead with the id), in the order of the ids.
+SCORED_SINCE = (
+    "SELECT model_version, time, probability, label FROM ("
+    "SELECT id, model_version, time, probability, label FROM predictions WHERE id >= {0} UNION ALL "
+    "SELECT s.prediction_id, s.model_version, p.time, s.probability, s.label FROM shadow_predictions s "
+    "JOIN predictions p ON p.id = s.prediction_id WHERE s.prediction_id >= {0}"
+    ") AS scored ORDER BY id, model_version"
+)
 LABELLED_MARKER = "SELECT COUNT(*), COALESCE(MAX(time), 0) FROM outcomes"
+# Two look-ups of the primary key (one MIN and one MAX per query: SQLite finds those from the index alone). Erasing
+# moves the oldest id, adding the newest; a batch written late with ids below the newest is seen with the next one.
+SCORED_MARKER = "SELECT (SELECT MIN(id) FROM predictions), (SELECT MAX(id) FROM predictions)"
 LEASE = "monitor"  # the one lease's name
 TAKE_LEASE = (
     "INSERT INTO monitor_lease (name, holder, expires) VALUES ({0}, {0}, {0}) ON CONFLICT (name) DO UPDATE "
@@ -178,15 +199,41 @@ SAVE_FIGURES = (
     "ON CONFLICT (name) DO UPDATE SET computed_at = excluded.computed_at, marker = excluded.marker, "
     "figures = excluded.figures"
 )
-STORED_FIGURES = "SELECT computed_at, marker, figures FROM monitor_figures WHERE name = {0}"
-COMPARISON = "comparison"  # the name of the comparison's row in monitor_figures
-NO_COMPARISON = "[]"  # what a store holding no comparison row (an older release's holder) serves
+STORED_FIGURES = "SELECT name, computed_at, marker, figures FROM monitor_figures"
+# The rows beside LEASE's in monitor_figures (an older release reads LEASE's only), and what each reads as when the
+# holder that wrote LEASE's row wrote none (an older release) or another computation's.
+BESIDE_FIGURES = {"comparison": "[]", "estimated": "{}"}
+
+
+def figure_rows(stored: StoredFigures) -> list[tuple]:
+    """The monitor_figures rows of `stored`, written together by SAVE_FIGURES."""
+    values = {LEASE: stored.figures, "comparison": stored.comparison, "estimated": stored.estimated}
+    return [(name, stored.computed_at, stored.marker, value) for name, value in values.items()]
+
+
+def stored_of(rows: list[tuple]) -> StoredFigures | None:
+    """StoredFigures from the STORED_FIGURES rows; None before the first computation."""
+    found = {name: (computed_at, marker, figures) for name, computed_at, marker, figures in rows}
+    if LEASE not in found:
+        return None
+    computed_at, marker, figures = found[LEASE]
+    beside = {
+        name: found[name][2] if name in found and found[name][0] == computed_at else empty
+        for name, empty in BESIDE_FIGURES.items()
+    }
+    return StoredFigures(computed_at, marker, figures, **beside)
 
 
 def marker_of(row: tuple) -> str:
     """The change marker of a LABELLED_MARKER row."""
     count, latest = row
     return f"{int(count)}:{float(latest)!r}"
+
+
+def scored_marker_of(row: tuple) -> str:
+    """The change marker of a SCORED_MARKER row."""
+    oldest, newest = row
+    return f"{oldest or ''}:{newest or ''}"
 
 
 def new_outcomes(outcomes: dict[str, int], recorded: dict[str, int], now: float) -> list[tuple[str, int, float]]:
@@ -232,6 +279,20 @@ def paired_of(rows: list[tuple]) -> Paired:
         np.array(columns[3], dtype=np.float64),
         np.array(columns[4], dtype=np.float64),
         np.array(columns[5], dtype=np.int64),
+    )
+
+
+def scored_of(rows: list[tuple]) -> Scored:
+    """Scored from (version, time, probability, label) rows, in the order of their ids."""
+    if not rows:
+        empty = np.zeros(0)
+        return Scored(np.zeros(0, dtype=str), empty, empty, empty.astype(np.int64))
+    versions, times, probabilities, labels = zip(*rows, strict=True)
+    return Scored(
+        np.array(versions, dtype=str),
+        np.array(times, dtype=np.float64),
+        np.array(probabilities, dtype=np.float64),
+        np.array(labels, dtype=np.int64),
     )
 
 

@@ -18,11 +18,16 @@ should, and drift.py sees them too.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 from bento.quality import figures
+from bento.quality.privacy import PUBLISH_ROWS
+from bento.quality.windows import DAY, WINDOWS, Figures, Scored, version_order
 
 ESTIMATES = ("estimated_roc_auc", "estimated_precision", "flagged_rate")
+SCORED_ROWS = "scored_rows"  # the rows the estimates of a version and window were computed over
 
 
 def expected_roc_auc(probability: np.ndarray) -> float | None:
@@ -43,19 +48,47 @@ def expected_roc_auc(probability: np.ndarray) -> float | None:
     return float(np.dot(1.0 - ordered, below) / (positives * negatives))
 
 
-def expected_precision(probability: np.ndarray, threshold: float) -> float | None:
-    """Expected share of the flagged rows (probability at or above `threshold`) readmitted; None if none flagged."""
-    probability = np.asarray(probability, dtype=np.float64)
-    flagged = probability[probability >= threshold]
-    return float(flagged.mean()) if len(flagged) else None
+def expected_precision(probability: np.ndarray, flagged: np.ndarray) -> float | None:
+    """Expected share of the `flagged` rows (probability at or above the version's threshold: the logged label)
+    readmitted; None if none flagged."""
+    chosen = np.asarray(probability, dtype=np.float64)[np.asarray(flagged, dtype=bool)]
+    return float(chosen.mean()) if len(chosen) else None
 
 
-def summary(probability: np.ndarray, threshold: float) -> dict[str, float]:
-    """The ESTIMATES of one set of logged probabilities; those that cannot be computed are left out."""
-    probability = np.asarray(probability, dtype=np.float64)
+def summary(probability: np.ndarray, flagged: np.ndarray) -> dict[str, float]:
+    """The ESTIMATES of one set of logged probabilities and whether each was flagged; those that cannot be
+    computed are left out."""
+    flagged = np.asarray(flagged, dtype=bool)
     estimates = {
         "estimated_roc_auc": expected_roc_auc(probability),
-        "estimated_precision": expected_precision(probability, threshold),
-        "flagged_rate": figures.flagged_rate(probability >= threshold),
+        "estimated_precision": expected_precision(probability, flagged),
+        "flagged_rate": figures.flagged_rate(flagged),
     }
     return {name: value for name, value in estimates.items() if value is not None}
+
+
+def measure(scored: Scored, now: float, versions: Iterable[str] = ()) -> dict[str, dict[str, Figures]]:
+    """The ESTIMATES and SCORED_ROWS per model version and window (the `versions` given appear even without rows).
+
+    Published in steps: each version and window is estimated over its oldest multiple of PUBLISH_ROWS rows, so a
+    new prediction moves nothing and the PUBLISH_ROWS-th moves the estimates with the rows before it (no
+    difference of two readings describes fewer than PUBLISH_ROWS patients). A window holding the same rows as the
+    shorter one before it takes its estimates.
+    """
+    result: dict[str, dict[str, Figures]] = {}
+    for version in sorted(set(scored.model_version.tolist()) | set(versions), key=version_order):
+        of_version = scored.model_version == version
+        result[version] = {}
+        previous: tuple[int, Figures] | None = None  # the last window's row count and estimates
+        for window, days in sorted(WINDOWS.items(), key=lambda item: item[1]):
+            rows = np.flatnonzero(of_version & (scored.time >= now - days * DAY))
+            published = rows[: len(rows) // PUBLISH_ROWS * PUBLISH_ROWS]  # in the order of the ids: the oldest
+            if previous is not None and previous[0] == len(rows):  # windows nest: as many rows are the same rows
+                result[version][window] = previous[1]
+                continue
+            found = {
+                **summary(scored.probability[published], scored.label[published] == 1),
+                SCORED_ROWS: len(published),
+            }
+            result[version][window], previous = found, (len(rows), found)
+    return result

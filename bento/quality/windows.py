@@ -34,6 +34,16 @@ class Labelled:
     outcome: np.ndarray  # int64 [N], 1 = readmitted within 30 days
 
 
+@dataclass(frozen=True)
+class Scored:
+    """The logged probabilities made since some time, outcome or not, in the order of their ids (oldest first)."""
+
+    model_version: np.ndarray  # str [N]
+    time: np.ndarray  # float64 [N], when the prediction was made
+    probability: np.ndarray  # float64 [N]
+    label: np.ndarray  # int64 [N], 1 = flagged at the version's own threshold
+
+
 def measure(
     labelled: Labelled, now: float, versions: Iterable[str] = (), memo: Memo | None = None
 ) -> dict[str, dict[str, Figures]]:

@@ -121,6 +121,7 @@ def test_every_alert_has_severity_category_summary_runbook_url_and_a_measure():
         "ReadmissionModelVersionChanged",
         "FeatureDrift",
         "LiveRocAucBelowTraining",
+        "EstimatedRocAucBelowTraining",
         "FeedbackStopped",
         "FeedbackNeverReceived",
     }

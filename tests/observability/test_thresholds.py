@@ -35,6 +35,8 @@ def test_alerts_compare_with_the_thresholds():
         assert number and float(number.group(1)) == value, name
     guard = alerts["LiveRocAucBelowTraining"]["expr"].rsplit(">=", 1)[1]
     assert float(guard) == thresholds.LIVE_MIN_LABELLED_ROWS
+    guard = alerts["EstimatedRocAucBelowTraining"]["expr"].rsplit(">=", 1)[1]
+    assert float(guard) == thresholds.ESTIMATE_MIN_ROWS
     rows = alerts["FeatureDrift"]["expr"].rsplit(">=", 1)[1]
     assert float(rows) == thresholds.FEATURE_MIN_ROWS
 

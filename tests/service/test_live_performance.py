@@ -15,9 +15,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from sklearn.metrics import average_precision_score, brier_score_loss, precision_score, roc_auc_score
 
 from bento.model.predictor import METADATA_FILE
-from bento.quality import figures
+from bento.quality import estimates, figures
+from bento.quality.privacy import PUBLISH_ROWS
 from tests import servers
 from tests.helpers import INFER, binary_matrix, copy_home, decode_binary_response, poll, scrape, serve
+from tests.reference import nannyml_cbpe
 from training import data, registry
 
 CHUNK = 1000  # rows per infer and per feedback call
@@ -121,3 +123,105 @@ def test_replayed_test_split_gives_the_offline_figures(champion_store, bento_hom
         f"{live['90d']['roc_auc'] - metadata['test_metrics']['roc_auc']:.2e}",
     )
     figure("replayed rows", rows)
+
+
+def _replay(client: httpx.Client, matrix: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Every row of `matrix` through V2 binary infer: the probabilities served (float64) and their prediction ids."""
+    probabilities, ids = [], []
+    for start in range(0, len(matrix), CHUNK):
+        body, headers = binary_matrix(matrix[start : start + CHUNK], outputs=BINARY_OUTPUTS)
+        answer = client.post(INFER, content=body, headers=headers)
+        assert answer.status_code == 200, answer.text
+        _, arrays = decode_binary_response(answer)
+        probabilities.append(arrays["probability"])
+        ids.extend(value.decode() for value in arrays["prediction_id"])
+    return np.concatenate(probabilities).astype(np.float64), ids
+
+
+def _send_outcomes(client: httpx.Client, ids: list[str], outcome: np.ndarray) -> None:
+    for start in range(0, len(ids), CHUNK):
+        pairs = zip(ids[start : start + CHUNK], outcome[start : start + CHUNK].tolist(), strict=True)
+        sent = [{"prediction_id": i, "readmitted_within_30_days": bool(o)} for i, o in pairs]
+        assert client.post("/feedback", json=sent).json() == {"recorded": len(sent), "unchanged": 0}
+
+
+def _estimated_then_realised(server: servers.Server, version: str, matrix: np.ndarray, outcome: np.ndarray) -> tuple:
+    """The 30-day estimates once the replay is logged (before any outcome), the probabilities served, then the
+    30-day live figures once `outcome` is sent."""
+    published = len(outcome) // PUBLISH_ROWS * PUBLISH_ROWS
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        probability, ids = _replay(client, matrix)
+
+        def estimated() -> dict | None:
+            body = client.get("/performance").json()
+            found = body["estimated"].get(version, {}).get("30d", {})
+            return body if found.get("scored_rows") == published else None
+
+        before = poll(estimated, 120, f"the estimates of {published} rows", interval=0.5)
+        assert before["live"][version]["30d"] == {"labelled_rows": 0}, "no outcome sent yet"
+        _send_outcomes(client, ids, outcome)
+
+        def realised() -> dict | None:
+            body = client.get("/performance").json()
+            return body if body["live"][version]["30d"]["labelled_rows"] == len(outcome) else None
+
+        after = poll(realised, 120, f"{len(outcome)} labelled rows", interval=0.5)
+    assert after["estimated"] == before["estimated"], "outcomes move no estimate"
+    return before["estimated"][version]["30d"], probability, after["live"][version]["30d"]
+
+
+def test_the_estimates_before_outcomes_lie_in_the_realised_interval_and_miss_a_changed_subgroup(
+    champion_store, bento_home, tmp_path, figure
+):
+    """The held-out split replayed: before any outcome, the estimated ROC-AUC lies inside the realised ROC-AUC's 95%
+    interval (once the outcomes are sent) and agrees with NannyML's CBPE on the same probabilities. The same rows
+    replayed into another log with the outcomes of the 80-90 age band flipped (how outcomes relate to the features
+    changed, the features did not): the estimate is the same, the realised ROC-AUC falls below its interval."""
+    matrix, outcome = _test_split(champion_store)
+    metadata = json.loads((bento_home["model_dir"] / METADATA_FILE).read_text())
+    version = str(metadata["mlflow_version"])
+    published = len(outcome) // PUBLISH_ROWS * PUBLISH_ROWS
+    figures_of = {}
+    for stream, outcomes in (("true", outcome), ("flipped", _flipped_for_80_to_90(champion_store, outcome))):
+        folder = tmp_path / stream
+        folder.mkdir()
+        server = serve(copy_home(bento_home, folder), folder, READMISSION_MONITOR_SECONDS="1",
+                       READMISSION_PREDICTION_LOG=str(folder / "log.db"))  # fmt: skip
+        try:
+            figures_of[stream] = _estimated_then_realised(server, version, matrix, outcomes)
+        finally:
+            server.stop()
+    estimate, probability, live = figures_of["true"]
+    oldest = probability[:published]
+    threshold = np.float32(metadata["threshold"])
+    assert estimate["estimated_roc_auc"] == pytest.approx(estimates.expected_roc_auc(oldest), abs=1e-12)
+    assert estimate["flagged_rate"] == pytest.approx(np.mean(oldest >= threshold), abs=1e-12)
+    assert live["roc_auc_ci_low"] < estimate["estimated_roc_auc"] < live["roc_auc_ci_high"]
+    figure("estimated ROC-AUC before outcomes; realised (95% interval)",
+           f"{estimate['estimated_roc_auc']:.4f}; {live['roc_auc']:.4f} "
+           f"({live['roc_auc_ci_low']:.4f} - {live['roc_auc_ci_high']:.4f})")  # fmt: skip
+    figure(
+        "estimated precision of the flagged; realised",
+        f"{estimate['estimated_precision']:.4f}; {live['precision']:.4f}",
+    )
+
+    flipped_estimate, flipped_probability, flipped_live = figures_of["flipped"]
+    assert np.array_equal(flipped_probability, probability)
+    assert flipped_estimate == estimate, "the probabilities did not change: neither does the estimate"
+    assert flipped_live["roc_auc_ci_high"] < estimate["estimated_roc_auc"], "only the outcomes show the change"
+    figure("80-90 age band's outcomes flipped: estimated ROC-AUC; realised",
+           f"{flipped_estimate['estimated_roc_auc']:.4f}; {flipped_live['roc_auc']:.4f}")  # fmt: skip
+
+    reference = nannyml_cbpe(tmp_path, probability, outcome, oldest, float(threshold))
+    assert estimate["estimated_roc_auc"] == pytest.approx(reference["as_run"]["roc_auc"], abs=0.01)
+    assert estimate["estimated_roc_auc"] == pytest.approx(reference["uncalibrated"]["roc_auc"], abs=1e-4)
+
+
+def _flipped_for_80_to_90(champion_store, outcome: np.ndarray) -> np.ndarray:
+    """The true outcomes with those of the patients aged 80 to 90 flipped."""
+    registry.connect(champion_store["settings"])
+    seed = int(MlflowClient().get_run(champion_store["registered"].run_id).data.params["seed"])
+    test = data.split(data.clean(data.load(Path(champion_store["data"]), verify=False)), seed=seed).test
+    band = (test["age"] == "[80-90)").to_numpy()
+    assert 0.1 < band.mean() < 0.3, band.mean()
+    return np.where(band, 1 - outcome, outcome)

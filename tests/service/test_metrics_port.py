@@ -15,15 +15,17 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bento import features
-from bento.monitoring.metrics import PUBLISH_ROWS
+from bento.predictionlog.sqlite import SQLITE_FILE
+from bento.quality.privacy import PUBLISH_ROWS
 from tests import servers
-from tests.helpers import RECORD, poll, records, scrape
+from tests.helpers import RECORD, poll, records, scrape, sqlite_ids
 
 # serial: compares /predict's latency with and without scrapers: alone, not beside another worker
 pytestmark = pytest.mark.serial
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 WRITTEN = ("readmission_prediction_log_rows_total", frozenset({("outcome", "written")}))
+ESTIMATED = "readmission_estimated_metric"  # moves in steps of PUBLISH_ROWS predictions of a version
 # The families a prediction may move at once: traffic, the size of the model call, the log's own counts, the
 # service's processes. Nothing of them depends on the patient's fields or score.
 MOVE_WITH_ANY_REQUEST = {
@@ -64,9 +66,18 @@ def samples(text: str) -> Samples:
     }
 
 
-def settled(service: servers.Server, written: float) -> Samples:
-    """The first scrape showing `written` rows in the log (its consumers, drift among them, ran before)."""
-    return poll(lambda: (now := samples(scrape(service))).get(WRITTEN, 0) >= written and now, 15, f"{written} rows")
+def settled(service: servers.Server, client: httpx.Client, written: float, since: float) -> Samples:
+    """The first scrape showing `written` rows in the log (its consumers, drift among them, ran before) and the
+    estimates the lease holder computed from them (after `since`, a moment before the rows were sent)."""
+    poll(lambda: samples(scrape(service)).get(WRITTEN, 0) >= written, 15, f"{written} rows")
+    performance = poll(lambda: (p := client.get("/performance").json())["computed_at"] >= since and p, 30, "estimates")
+    shown = {
+        (ESTIMATED, frozenset({("model_version", v), ("window", w), ("metric", m)})): value
+        for v, windows in performance["estimated"].items()
+        for w, figures in windows.items()
+        for m, value in figures.items()
+    }
+    return poll(lambda: (now := samples(scrape(service))).items() >= shown.items() and now, 15, "the estimates scraped")
 
 
 def moved(before: Samples, after: Samples) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -93,22 +104,29 @@ def test_metrics_are_served_on_their_own_port_only(client, service):
     assert httpx.get(service.metrics.replace("/metrics", "/predict"), timeout=10).status_code == 404
 
 
-def test_two_scrapes_around_one_prediction_reveal_nothing_of_the_patient(client, service):
+def test_two_scrapes_around_one_prediction_reveal_nothing_of_the_patient(client, service, bento_home):
     start = samples(scrape(service)).get(WRITTEN, 0)
-    reset = client.post("/predict/batch", json=records(PUBLISH_ROWS, seed=5))  # publishes whatever was pending
-    assert reset.status_code == 200, reset.text
-    before = settled(service, start + PUBLISH_ROWS)
+    logged = len(sqlite_ids(bento_home["home"] / SQLITE_FILE))  # every row the service logged (of one version)
+    reset = PUBLISH_ROWS + (-logged) % PUBLISH_ROWS  # publishes whatever was pending; the log to a step of 20 rows
+    sent = time.time()
+    assert client.post("/predict/batch", json=records(reset, seed=5)).status_code == 200
+    before = settled(service, client, start + reset, sent)
 
     patient = RECORD | {"age": "[90-100)", "race": "Asian", "insulin": "Up", "A1Cresult": ">8", "number_inpatient": 7}
+    sent = time.time()
     assert client.post("/predict", json=patient).status_code == 200
-    after = settled(service, start + PUBLISH_ROWS + 1)
+    after = settled(service, client, start + reset + 1, sent)
     changes = moved(before, after)
     assert changes, "the scrape shows the prediction somewhere (the log's count at least)"
     assert {name for name, _ in changes} <= MOVE_WITH_ANY_REQUEST, sorted(changes)
 
+    sent = time.time()
     rest = client.post("/predict/batch", json=records(PUBLISH_ROWS - 1, seed=6))
     assert rest.status_code == 200, rest.text
-    published = moved(before, settled(service, start + 2 * PUBLISH_ROWS))
+    published = moved(before, settled(service, client, start + reset + PUBLISH_ROWS, sent))
+    steps = {dict(labels)["window"]: change for (name, labels), change in published.items()
+             if name == ESTIMATED and dict(labels)["metric"] == "scored_rows"}  # fmt: skip
+    assert steps == {"30d": PUBLISH_ROWS, "90d": PUBLISH_ROWS}, "the estimates moved with the 20 rows, once"
     fields = per_patient(published, PER_PATIENT[0])
     assert fields == {f.name: PUBLISH_ROWS for f in features.FIELDS}  # every field: the 20 rows, once
     assert per_patient(published, PER_PATIENT[1]) == {PER_PATIENT[1]: PUBLISH_ROWS}

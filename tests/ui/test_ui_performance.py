@@ -37,7 +37,9 @@ def _about(monkeypatch, fake: FakeService) -> AppTest:
 
 
 def test_live_figures_beside_the_training_ones(monkeypatch, fake):
-    fake.body = {"computed_at": 1.0, "live": {"7": LIVE}, "training": {"7": TRAINING}}
+    estimated = {"30d": {"scored_rows": 4000, "estimated_roc_auc": 0.6779, "estimated_precision": 0.2238},
+                 "90d": {"scored_rows": 0}}  # fmt: skip
+    fake.body = {"computed_at": 1.0, "live": {"7": LIVE}, "estimated": {"7": estimated}, "training": {"7": TRAINING}}
     at = _about(monkeypatch, fake)
     assert fake.authorizations == [("/performance", "Bearer s3cret")]
     [table] = at.table
@@ -47,6 +49,9 @@ def test_live_figures_beside_the_training_ones(monkeypatch, fake):
     assert frame.loc["ROC-AUC (discrimination)"].tolist() == ["0.672", "0.701", "0.690"]
     assert frame.loc["ROC-AUC 95% interval"].tolist() == ["0.659 - 0.685", "0.650 - 0.750", "-"]
     assert frame.loc["Share flagged"].tolist() == ["-", "-", "25.0%"]
+    assert frame.loc["Patients scored (estimates: all, outcome or not)"].tolist() == ["-", "4,000", "0"]
+    assert frame.loc["Estimated ROC-AUC, before outcomes"].tolist() == ["-", "0.678", "-"]
+    assert frame.loc["Estimated readmitted among the flagged"].tolist() == ["-", "22.4%", "-"]
     assert "Model version 7" in " ".join(m.value for m in at.markdown)
     assert not at.info
 

@@ -147,6 +147,7 @@ def test_feedback_refusals_name_the_item_and_the_field(app, body, status, says):
 def test_performance_follows_the_feedback(serve, tmp_path):
     client = serve(monitor_seconds=1)
     ids = [p["prediction_id"] for p in client.post("/predict/batch", json=records(4, seed=24)).json()["predictions"]]
+    more = client.post("/predict/batch", json=records(17, seed=25)).json()["predictions"]  # never an outcome
     poll(lambda: set(ids) <= sqlite_ids(tmp_path / SQLITE_FILE), 10, "the predictions in the log", interval=0.05)
     outcomes = [{"prediction_id": i, "readmitted_within_30_days": n % 2 == 0} for n, i in enumerate(ids)]
     assert client.post("/feedback", json=outcomes).status_code == 200
@@ -158,6 +159,18 @@ def test_performance_follows_the_feedback(serve, tmp_path):
     performance = poll(labelled, 10, "4 labelled rows in /performance", interval=0.05)
     assert performance["training"] == {"1": {"roc_auc": 0.7, "brier": 0.1}}
     assert performance["windows_days"] == {"30d": 30, "90d": 90}
+    schemas.Performance.model_validate(performance)
+
+    def stepped() -> dict | None:  # 21 predictions, outcome or not: the estimates of the oldest 20
+        estimated = client.get("/performance").json()["estimated"]["1"]
+        return estimated if estimated["30d"]["scored_rows"] == 20 else None
+
+    estimated = poll(stepped, 10, "the estimates of 20 predictions", interval=0.05)
+    assert len(more) == 17 and estimated["30d"] == estimated["90d"]
+    assert set(estimated["30d"]) == {"scored_rows", "estimated_roc_auc", "estimated_precision", "flagged_rate"}
+    assert 0.0 < estimated["30d"]["estimated_roc_auc"] < 1.0
+    properties = client.get("/openapi.json").json()["components"]["schemas"]["Performance"]["properties"]
+    assert "estimated" in properties
 
 
 def test_performance_and_the_gauges_compare_the_challenger_on_the_same_patients(serve, tmp_path):

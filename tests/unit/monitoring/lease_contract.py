@@ -3,8 +3,8 @@ store holds it: a test module subclasses `LeaseContract` with an `opened` fixtur
 store on the same log (another worker, or another pod for PostgreSQL): tests/unit/monitoring/test_live.py (SQLite),
 tests/postgres/test_live_lease.py.
 
-Two workers refresh every few hundredths of a second: exactly one reads the labelled rows and computes, only when
-outcomes arrived; the other serves the same figures; when the holder stops, the lease moves and the other computes.
+Two workers refresh every few hundredths of a second: exactly one reads the rows and computes, only when predictions
+or outcomes arrived; the other serves the same figures; when the holder stops, the lease moves and the other computes.
 """
 
 from __future__ import annotations
@@ -13,10 +13,12 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import pytest
 
 from bento.core.ids import PredictionIds
 from bento.core.scoring import ScoredBatch
 from bento.model.predictor import ModelInfo
+from bento.monitoring import live_performance
 from bento.monitoring.live_performance import LivePerformance
 from bento.predictionlog.store import LogStore
 from tests.helpers import poll
@@ -46,31 +48,44 @@ def rows_served(live: LivePerformance) -> int:
     return int(figures.get("labelled_rows", -1))
 
 
+def settled(first: LivePerformance, second: LivePerformance) -> bool:
+    """Whether `first` computed nothing while both refreshed 5 more times."""
+    computed, done = first.computations, (first.refreshes, second.refreshes)
+    poll(lambda: first.refreshes > done[0] + 5 and second.refreshes > done[1] + 5, 10, "5 more refreshes", 0.01)
+    return first.computations == computed
+
+
 class LeaseContract:
     """The tests; a subclass named Test<Store> provides `opened`."""
 
-    def test_one_worker_computes_when_rows_change_the_other_serves_the_same_and_takes_over(self, opened: Opener):
+    def test_one_worker_computes_when_rows_change_the_other_serves_the_same_and_takes_over(
+        self, opened: Opener, monkeypatch: pytest.MonkeyPatch
+    ):
+        # a lease of 10 s, not 3 intervals: a busy machine may stall the holder's thread longer than that; the
+        # holder releases it when it stops (a lease that lapses: the next test)
+        monkeypatch.setattr(live_performance, "LEASE_INTERVALS", 10 / SECONDS)
         first_store, second_store = opened(), opened()
         first = LivePerformance(first_store, lambda: INFO, SECONDS)
         second = LivePerformance(second_store, lambda: INFO, SECONDS)
         first.start()
-        poll(lambda: first.computations == 1, 10, "the first worker's computation", interval=0.01)
+        poll(lambda: first.latest().computed_at, 10, "the first worker's computation", interval=0.01)
         second.start()
         poll(lambda: second.latest().computed_at == first.latest().computed_at, 10, "the stored figures", 0.01)
         assert rows_served(second) == 0
 
         labelled(first_store, [0, 1, 0, 1])
         poll(lambda: rows_served(first) == 4 and rows_served(second) == 4, 10, "4 labelled rows in both", 0.01)
-        done = first.refreshes, second.refreshes
-        poll(lambda: first.refreshes > done[0] + 5 and second.refreshes > done[1] + 5, 10, "5 more refreshes", 0.01)
-        assert (first.computations, second.computations) == (2, 0), "one computation per change, by the holder"
+        # the predictions and their outcomes are two changes, each perhaps measured twice (the markers are read
+        # before the rows): then nothing changes, and nothing is computed over 5 refreshes of both
+        poll(lambda: settled(first, second), 10, "no computation over 5 refreshes", interval=0)
+        assert 2 <= first.computations <= 5 and second.computations == 0, "computed when rows changed, by the holder"
         assert first.latest() == second.latest()
         assert second.latest().live["5"]["90d"]["roc_auc"] == 0.75
 
         first.stop(5)
         labelled(second_store, [1, 0])
         poll(lambda: rows_served(second) == 6, 10, "the other worker computing", interval=0.01)
-        assert second.computations == 1
+        assert second.computations >= 1
         second.stop(5)
         first_store.close()
         second_store.close()

@@ -16,6 +16,8 @@ from bento.model.predictor import ModelInfo
 from bento.monitoring import live_performance
 from bento.monitoring.live_performance import LivePerformance
 from bento.predictionlog.sqlite import SQLiteStore
+from bento.quality import estimates
+from bento.quality.privacy import PUBLISH_ROWS
 from bento.quality.windows import Labelled, measure
 from tests.helpers import poll
 from tests.unit.monitoring.lease_contract import LeaseContract, Opener, labelled
@@ -69,6 +71,35 @@ def test_the_thread_recomputes_until_stopped(tmp_path):
     assert figures[("readmission_live_metric", "5", "90d", "precision")] == 0.5
     live.stop(5)
     assert not live._thread.is_alive()
+    store.close()
+
+
+def test_the_estimates_are_served_and_published_in_steps_of_twenty_predictions(tmp_path, monkeypatch):
+    """Before any outcome: the estimates of the oldest multiple of PUBLISH_ROWS rows, on /performance's body and
+    as gauges; a single new prediction moves nothing, the PUBLISH_ROWS-th moves them."""
+    store = SQLiteStore(tmp_path / "log.db")
+    live = LivePerformance(store, lambda: INFO, 60)
+    monkeypatch.setattr(live_performance, "CPU_SHARE", 1e9)  # no rest to speak of
+    ids, now = PredictionIds(), time.time()
+
+    def predicted(rows: int, seed: int) -> np.ndarray:
+        probability = np.random.default_rng(seed).beta(2.0, 8.0, rows).astype(np.float32)
+        store.append([ScoredBatch(ids.take(rows, now), now, "5", probability, (probability >= 0.3).astype(np.int64),
+                                  np.zeros((rows, 1), dtype=np.float32))], keep_features=False)  # fmt: skip
+        live.refresh()
+        return probability.astype(np.float64)
+
+    first = predicted(PUBLISH_ROWS - 1, seed=1)
+    assert live.latest().estimated["5"] == {"30d": {"scored_rows": 0}, "90d": {"scored_rows": 0}}
+    step = np.r_[first, predicted(1, seed=2)]
+    shown = live.latest().as_json()["estimated"]["5"]["30d"]
+    assert shown == pytest.approx({**estimates.summary(step, step >= 0.3), "scored_rows": PUBLISH_ROWS}, abs=1e-12)
+    predicted(1, seed=3)
+    assert live.latest().estimated["5"]["30d"] == shown, "one more prediction moves nothing"
+    gauges = _samples(live)
+    assert gauges[("readmission_estimated_metric", "5", "30d", "estimated_roc_auc")] == shown["estimated_roc_auc"]
+    assert gauges[("readmission_estimated_metric", "5", "90d", "scored_rows")] == PUBLISH_ROWS
+    assert live.latest().live["5"]["30d"] == {"labelled_rows": 0}, "no outcome: no realised figure"
     store.close()
 
 

@@ -6,7 +6,8 @@ PostgreSQL on a real server in tests/postgres/test_store_contract.py. What is ap
 or nothing, the retention purge erases only old encoded rows, predictions past the keeping period are erased with
 their outcomes and shadow rows in bounded batches (by several erasers at once too), concurrent feedback about the
 same predictions never records two outcomes; the monitor's lease is held by one holder at a time and lapses, the
-labelled rows' change marker moves with outcomes recorded or erased, the stored figures round-trip. `batch` makes
+labelled rows' change marker moves with outcomes recorded or erased, every logged probability (shadow rows too) comes
+back scored and its marker moves with predictions added or erased, the stored figures round-trip. `batch` makes
 scored rows for these and for the writer's tests.
 """
 
@@ -90,6 +91,49 @@ class StoreContract:
         assert labelled.model_version.tolist() == ["7", "7"]
         assert labelled.time.tolist() == [scored.time, scored.time]
         assert len(log.labelled(since=scored.time + 1).outcome) == 0
+
+    def test_every_logged_probability_comes_back_scored_outcome_or_not_oldest_first(self, store):
+        log, _ = store
+        now = time.time()
+        old, first, second = batch(2, when=now - 10 * DAY, seed=1), batch(3, when=now - 5), batch(2, version="8")
+        log.append([second, old], keep_features=False)  # written out of order: read back in the order of the ids
+        log.append([first], keep_features=False)
+        log.record_outcomes({first.ids[1]: 1}, now)  # an outcome changes nothing here
+        scored = log.scored(since=now - DAY)
+        assert scored.model_version.tolist() == ["3"] * 3 + ["8"] * 2
+        assert scored.time.tolist() == [first.time] * 3 + [second.time] * 2
+        expected = np.concatenate([first.probabilities, second.probabilities]).astype(np.float64)
+        assert scored.probability.tolist() == expected.tolist()  # exact
+        assert scored.label.tolist() == [*first.labels.tolist(), *second.labels.tolist()]
+        assert len(log.scored(since=0).probability) == 7
+        assert len(log.scored(since=second.time + 1).probability) == 0
+
+    def test_the_challengers_shadow_rows_come_back_scored_at_the_time_of_their_prediction(self, store):
+        log, _ = store
+        now = time.time()
+        old, served = batch(2, when=now - 10 * DAY, seed=1), batch(3, when=now - 5, seed=2)
+        log.append([old, served], keep_features=False, shadow=[(i, "9", 0.25, 1) for i in old.ids + served.ids[:2]])
+        scored = log.scored(since=now - DAY)
+        assert scored.model_version.tolist() == ["3", "9", "3", "9", "3"]  # in the order of the ids
+        assert scored.time.tolist() == [served.time] * 5
+        assert scored.probability.tolist()[1::2] == [0.25, 0.25] and scored.label.tolist()[1::2] == [1, 1]
+        assert scored.probability.tolist()[::2] == served.probabilities.astype(np.float64).tolist()
+
+    def test_the_scored_marker_moves_with_predictions_added_or_erased_only(self, store):
+        log, _ = store
+        now = time.time()
+        empty = log.scored_marker()
+        old, recent = batch(3, when=now - 200 * DAY, seed=1), batch(3, when=now - DAY, seed=2)
+        log.append([old, recent], keep_features=False)
+        added = log.scored_marker()
+        assert added != empty
+        log.record_outcomes({recent.ids[0]: 0}, now)
+        assert log.scored_marker() == added, "outcomes change no estimate"
+        log.append([batch(1, seed=3)], keep_features=False)
+        newer = log.scored_marker()
+        assert newer != added
+        log.erase_predictions(before=now - 120 * DAY)
+        assert log.scored_marker() not in (newer, added, empty)
 
     def test_an_unknown_id_records_nothing(self, store):
         log, query = store
@@ -266,10 +310,11 @@ class StoreContract:
         log, _ = store
         assert log.stored_figures() is None
         compared = '[{"champion_version": "5", "challenger_version": "6", "windows": {"30d": {"rows": 2}}}]'
-        first = StoredFigures(1.5, "2:3.25", '{"5": {"30d": {"labelled_rows": 2}}}', compared)
+        estimated = '{"5": {"30d": {"scored_rows": 20}}}'
+        first = StoredFigures(1.5, "2:3.25", '{"5": {"30d": {"labelled_rows": 2}}}', compared, estimated)
         log.save_figures(first)
         assert log.stored_figures() == first
-        second = StoredFigures(computed_at=2.5, marker="3:4.0", figures="{}", comparison="[]")
+        second = StoredFigures(computed_at=2.5, marker="3:4.0", figures="{}", comparison="[]", estimated="{}")
         log.save_figures(second)
         assert log.stored_figures() == second
 

@@ -20,7 +20,7 @@ from prometheus_client import REGISTRY
 
 from bento.monitoring import metrics
 from bento.predictionlog.sqlite import SQLiteStore
-from bento.predictionlog.store import LogStore, StoreError
+from bento.predictionlog.store import LogStore, StoredFigures, StoreError, stored_of
 from bento.predictionlog.writer import PredictionLog
 from tests.helpers import poll
 from tests.unit.predictionlog.store_contract import Query, StoreContract, batch
@@ -197,3 +197,13 @@ def test_close_writes_everything_queued(switchable, tmp_path):
     assert not closing.is_alive()
     expected = {*first.ids, *(i for scored in queued for i in scored.ids)}
     assert stored_ids(tmp_path / "predictions.db") == expected
+
+
+def test_figures_written_by_an_older_release_are_served_without_an_earlier_comparison_or_estimates():
+    """A holder of an older release replaces the `monitor` row only: the comparison and estimates rows beside it,
+    of an earlier computation, are not served with its figures."""
+    current = [("monitor", 2.0, "m", '{"6": {}}'), ("comparison", 2.0, "m", "[1]"), ("estimated", 2.0, "m", '{"6": 1}')]
+    assert stored_of(current) == StoredFigures(2.0, "m", '{"6": {}}', "[1]", '{"6": 1}')
+    older = [("monitor", 3.0, "n", '{"5": {}}'), *current[1:]]
+    assert stored_of(older) == StoredFigures(3.0, "n", '{"5": {}}', "[]", "{}")
+    assert stored_of(current[1:]) is None

@@ -10,6 +10,8 @@ import pytest
 from sklearn.metrics import auc
 
 from bento.quality import delong, estimates, figures
+from bento.quality.privacy import PUBLISH_ROWS
+from bento.quality.windows import DAY, Scored
 from tests.reference import nannyml_cbpe
 
 THRESHOLD = 0.149  # the champion's operating threshold (README)
@@ -72,7 +74,7 @@ def test_the_estimates_are_unbiased_within_the_tolerance_of_the_draws():
     flagged = probability >= THRESHOLD
     precisions = outcomes[:, flagged].mean(axis=1)
     tolerance = 4 * precisions.std(ddof=1) / np.sqrt(draws)
-    assert abs(precisions.mean() - estimates.expected_precision(probability, THRESHOLD)) <= tolerance
+    assert abs(precisions.mean() - estimates.expected_precision(probability, flagged)) <= tolerance
 
 
 def test_outcomes_unrelated_to_the_probabilities_leave_the_estimate_where_it_was():
@@ -86,7 +88,7 @@ def test_outcomes_unrelated_to_the_probabilities_leave_the_estimate_where_it_was
 
 def test_precision_and_share_flagged_from_the_probabilities():
     probability = np.array([0.05, 0.1, 0.149, 0.2, 0.6])
-    found = estimates.summary(probability, THRESHOLD)
+    found = estimates.summary(probability, probability >= THRESHOLD)
     assert found == {
         "estimated_roc_auc": pytest.approx(estimates.expected_roc_auc(probability)),
         "estimated_precision": pytest.approx((0.149 + 0.2 + 0.6) / 3),
@@ -107,7 +109,8 @@ def test_precision_and_share_flagged_from_the_probabilities():
     ],
 )
 def test_degenerate_inputs(probability, expected):
-    assert estimates.summary(np.array(probability), THRESHOLD) == pytest.approx(expected)
+    probability = np.array(probability)
+    assert estimates.summary(probability, probability >= THRESHOLD) == pytest.approx(expected)
 
 
 def test_the_estimates_agree_with_nannyml_cbpe_on_the_same_rows(tmp_path):
@@ -119,7 +122,49 @@ def test_the_estimates_agree_with_nannyml_cbpe_on_the_same_rows(tmp_path):
     found = nannyml_cbpe(tmp_path, reference, _draws(reference, 1, seed=13)[0], probability, THRESHOLD)
     ours = {
         "roc_auc": estimates.expected_roc_auc(probability),
-        "precision": estimates.expected_precision(probability, THRESHOLD),
+        "precision": estimates.expected_precision(probability, probability >= THRESHOLD),
     }
     assert ours == pytest.approx(found["uncalibrated"], abs=1e-6)
     assert ours == pytest.approx(found["as_run"], abs=0.01)
+
+
+def _scored(rows: int, now: float, version: str = "3", days_ago: float = 1.0, seed: int = 20) -> Scored:
+    probability = _probabilities(rows, seed)
+    return Scored(
+        np.full(rows, version), np.full(rows, now - days_ago * DAY), probability, (probability >= THRESHOLD) * 1
+    )
+
+
+def _joined(*parts: Scored) -> Scored:
+    return Scored(*(np.concatenate([getattr(p, name) for p in parts]) for name in Scored.__dataclass_fields__))
+
+
+def test_the_estimates_of_a_window_are_published_in_steps_of_its_oldest_rows():
+    """One new prediction moves nothing; the PUBLISH_ROWS-th moves the estimates with the rows before it."""
+    now = 1e9
+    scored = _scored(3 * PUBLISH_ROWS + PUBLISH_ROWS - 1, now)
+    found = estimates.measure(scored, now, versions=["4"])
+    oldest = scored.probability[: 3 * PUBLISH_ROWS]
+    assert found["3"]["30d"] == {**estimates.summary(oldest, oldest >= THRESHOLD), "scored_rows": 3 * PUBLISH_ROWS}
+    assert found["3"]["90d"] is found["3"]["30d"]  # the same rows: computed once
+    assert found["4"] == {"30d": {"scored_rows": 0}, "90d": {"scored_rows": 0}}  # served, nothing logged yet
+    one_more = _joined(scored, _scored(1, now, seed=21))
+    moved = estimates.measure(one_more, now)
+    assert moved["3"]["30d"] != found["3"]["30d"]
+    assert moved["3"]["30d"]["scored_rows"] == 4 * PUBLISH_ROWS
+    other = estimates.measure(_joined(scored, _scored(PUBLISH_ROWS - 1, now, version="5")), now)
+    assert other["3"] == found["3"], "another version's rows move nothing of this one"
+    assert other["5"]["30d"] == {"scored_rows": 0}
+
+
+def test_each_window_is_estimated_over_its_own_rows():
+    now = 1e9
+    old, recent = _scored(2 * PUBLISH_ROWS, now, days_ago=60, seed=22), _scored(PUBLISH_ROWS + 5, now, seed=23)
+    found = estimates.measure(_joined(old, recent), now)["3"]
+    assert found["30d"]["scored_rows"] == PUBLISH_ROWS
+    assert found["90d"]["scored_rows"] == 3 * PUBLISH_ROWS
+    oldest = np.concatenate([old.probability, recent.probability[:PUBLISH_ROWS]])
+    assert found["90d"]["estimated_roc_auc"] == pytest.approx(estimates.expected_roc_auc(oldest), abs=1e-12)
+    assert found["30d"]["estimated_roc_auc"] == pytest.approx(
+        estimates.expected_roc_auc(recent.probability[:PUBLISH_ROWS]), abs=1e-12
+    )

@@ -12,6 +12,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_s
 from bento.core.ids import PredictionIds
 from bento.core.scoring import ScoredBatch
 from bento.predictionlog.sqlite import SQLiteStore
+from bento.quality import estimates
 from training import cli
 from training.monitor import INTERVAL_ROW
 
@@ -66,6 +67,9 @@ def test_report_per_version_and_window_beside_the_training_figures(tmp_path, mon
 
     three, four = _table(out, "3"), _table(out, "4")
     assert three["labelled predictions"] == ["-", "300", "500"]
+    assert three["predictions estimated (oldest multiple of 20)"] == ["-", "300", "500"]
+    estimated = estimates.expected_roc_auc(expected[("4", "30d")][1][:140])  # 150 rows: the oldest 140
+    assert float(four["Estimated ROC-AUC (before outcomes)"][1]) == pytest.approx(estimated, abs=5e-5)
     assert four["labelled predictions"] == ["-", "150", "150"]
     assert three["ROC-AUC"][0] == "0.6719" and three[INTERVAL_ROW][0] == "0.6594 - 0.6853"
     assert three["Expected calibration error"][0] == "-" and four["ROC-AUC"][0] == "-"
