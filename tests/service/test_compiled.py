@@ -17,7 +17,8 @@ import yaml
 
 from bento import features
 from bento.model import compiled
-from bento.model.predictor import COMPILED, XGBOOST, Predictor
+from bento.model.compiled import BRANCHLESS
+from bento.model.predictor import BACKENDS, XGBOOST, Predictor
 from tests.helpers import INFER, bentoml_env, binary_matrix, copy_home, decode_binary_response, scrape, serve
 
 TOLERANCE = 1e-6
@@ -45,9 +46,9 @@ def test_import_compiles_the_model_and_the_predictor_serves_with_it(bento_home):
     assert manifest["platform"] == compiled.current_platform()
     assert manifest["trees"] == booster_of(bento_home["model_dir"]).num_boosted_rounds()
     stored = yaml.safe_load((bento_home["model_dir"] / "model.yaml").read_text())
-    assert stored["metadata"]["backend"] == COMPILED
+    assert stored["metadata"]["backend"] == BRANCHLESS
     predictor = Predictor.load(bento_home["model_dir"], bento_home["tag"])
-    assert predictor.backend == COMPILED
+    assert predictor.backend == BRANCHLESS
     assert predictor.compiled is not None and predictor.compiled.max_abs_diff <= TOLERANCE
 
 
@@ -66,7 +67,7 @@ def test_reference_rows_test_every_split_on_both_sides_and_missing(bento_home):
 @pytest.mark.real_data
 def test_compiled_probabilities_equal_xgboost_on_the_held_out_rows(bento_home, held_out, figure):
     predictor = Predictor.load(bento_home["model_dir"], bento_home["tag"])
-    assert predictor.backend == COMPILED
+    assert predictor.backend == BRANCHLESS
     expected = booster_of(bento_home["model_dir"]).inplace_predict(held_out, validate_features=False)
     difference = np.abs(predictor.probabilities(held_out).astype(np.float64) - expected).max()
     assert difference <= TOLERANCE
@@ -87,8 +88,8 @@ def test_probabilities_over_http_equal_xgboost_on_the_held_out_rows(client, bent
 
 def test_metrics_name_the_compiled_backend(service):
     text = scrape(service)
-    assert f'readmission_model_backend{{backend="{COMPILED}"}} 1.0' in text
-    assert f'readmission_model_backend{{backend="{XGBOOST}"}} 0.0' in text
+    for backend in BACKENDS:
+        assert f'readmission_model_backend{{backend="{backend}"}} {float(backend == BRANCHLESS)}' in text
 
 
 # --- an artifact unfit to serve: xgboost serves instead ------------------------------------------------------
@@ -154,8 +155,8 @@ def test_a_server_with_an_unfit_artifact_serves_with_xgboost_and_says_so(bento_h
         with httpx.Client(base_url=server.url, timeout=10) as client:
             assert client.post("/predict", json=features.EXAMPLE_PATIENT).status_code == 200
         text = scrape(server)
-        assert f'readmission_model_backend{{backend="{XGBOOST}"}} 1.0' in text
-        assert f'readmission_model_backend{{backend="{COMPILED}"}} 0.0' in text
+        for backend in BACKENDS:
+            assert f'readmission_model_backend{{backend="{backend}"}} {float(backend == XGBOOST)}' in text
         assert "scores with xgboost: the compiled model cannot be loaded" in server.log_text()
     finally:
         server.stop()
