@@ -86,6 +86,23 @@ def test_probabilities_over_http_equal_xgboost_on_the_held_out_rows(client, bent
         assert np.abs(arrays["probability"].astype(np.float64) - expected[start : start + 5000]).max() <= TOLERANCE
 
 
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_a_tl2cgen_artifact_still_loads_and_serves_under_its_name(bento_home, held_out, tmp_path):
+    """Models imported before the branch-free engine (or that it refused) carry TL2cgen's library: it still serves."""
+    from training import compiler
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(bento_home["model_dir"], model_dir)
+    shutil.rmtree(model_dir / compiled.COMPILED_DIR)
+    booster = booster_of(model_dir)
+    compiler.compile_booster(booster, model_dir / compiled.COMPILED_DIR, engines=(compiled.TL2CGEN,))
+    predictor = Predictor.load(model_dir, "readmission:tl2cgen")
+    assert predictor.backend == compiled.TL2CGEN
+    expected = booster.inplace_predict(held_out, validate_features=False)
+    assert np.abs(predictor.probabilities(held_out).astype(np.float64) - expected).max() <= TOLERANCE
+
+
 def test_metrics_name_the_compiled_backend(service):
     text = scrape(service)
     for backend in BACKENDS:
@@ -108,6 +125,11 @@ def _edit_manifest(**changes: object) -> Callable[[Path], None]:
     return edit
 
 
+def _unknown_engine(folder: Path) -> None:
+    manifest = json.loads((folder / compiled.MANIFEST_FILE).read_text())
+    (folder / compiled.MANIFEST_FILE).write_text(json.dumps(manifest | {"backend": "quickscorer"}))
+
+
 def _garble_library(folder: Path) -> None:
     (folder / compiled.LIBRARY_FILE).write_bytes(os.urandom(8192))
 
@@ -122,6 +144,7 @@ def _shift_reference(folder: Path) -> None:
 UNFIT = {
     # what is wrong with the artifact: (the damage, what the log line says)
     "missing": (_remove, "no compiled model"),
+    "unknown-engine": (_unknown_engine, "an unknown engine: quickscorer"),
     "other-architecture": (_edit_manifest(machine="aarch64"), "was built for"),
     "newer-libc": (_edit_manifest(libc="glibc 99.0"), "was built for"),
     "garbled-library": (_garble_library, "cannot be loaded"),
