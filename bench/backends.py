@@ -1,6 +1,6 @@
 """Compare scoring backends on the champion, in-process, single-threaded, pinned to one core.
 
-    .venv/bin/python -m bench.backends [--core 0] [--repeats 5] [--single-calls 5000] [--batch-calls 40]
+    .venv/bin/python -m bench.backends [--core 0] [--repeats 5] [--single-calls 5000] [--batch-calls 40] [--model M]
 
 Backends: xgboost `inplace_predict` (the fallback of our Predictor), the compiled engines of training/compiler.py
 (the branch-free one of training/branchless.py, what our service serves, and TL2cgen, its fallback), each built from
@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.inputs import RESULTS, ROOT, input_rows, model_file
+from bench.inputs import RESULTS, input_rows, model_file, shown
 from bench.processes import SERVER_CORE
 from bento.model.compiled import BRANCHLESS, TL2CGEN, TOLERANCE
 from training.settings import data_file
@@ -138,12 +138,13 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement; the median is reported")
     parser.add_argument("--single-calls", type=int, default=5000, help="single-row calls per timed run")
     parser.add_argument("--batch-calls", type=int, default=40, help=f"{BATCH_ROWS:,}-row calls per timed run")
+    parser.add_argument("--model", type=Path, help="a booster (model.ubj); default: readmission:latest's in the store")
     args = parser.parse_args()
     os.environ["OMP_NUM_THREADS"] = "1"  # before xgboost and onnxruntime (imported lazily) size their pools
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.core})
 
-    model = model_file()
+    model = args.model or model_file()
     rows, source = test_rows()
     columns = rows.shape[1]
     singles = [np.ascontiguousarray(rows[i : i + 1]) for i in range(len(rows))]
@@ -151,7 +152,7 @@ def main() -> int:
     if not batches:
         sys.exit(f"fewer than {BATCH_ROWS} rows")
     print(
-        f"model {model.relative_to(ROOT)}; {len(rows):,} rows from {source} "
+        f"model {shown(model)}; {len(rows):,} rows from {source} "
         f"({int(np.isnan(rows).any(axis=1).sum()):,} with a missing value); core {args.core}",
         flush=True,
     )
@@ -230,7 +231,7 @@ def main() -> int:
     print(table)
     RESULTS.mkdir(exist_ok=True)
     meta = {
-        "model": str(model.relative_to(ROOT)),
+        "model": shown(model),
         "rows": len(rows),
         "rows_with_missing": int(np.isnan(rows).any(axis=1).sum()),
         "rows_source": source,
