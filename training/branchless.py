@@ -6,10 +6,11 @@ per leaf its value. A row walks a tree by arithmetic, `node = 2 * node + 1 + (x 
 compares (`x < threshold` goes left). A missing value (NaN) takes the node's default direction without a branch: each
 row is copied twice, NaN made -inf in the first copy (every comparison sends it left) and +inf in the second (right),
 and a node reads the copy of its default direction (its column index is offset into the second copy when missing
-goes right). Rows are scored eight at a time, interleaved, so the CPU overlaps eight independent walks (portable C, no
--march: the library runs on any x86-64; AVX2 gathers were 2.8x slower on the EPYC it was measured on, per-level
-permutes no faster, so there is no SIMD path). Margins are float32 sums in xgboost's order (the base score, computed
-as xgboost does, then the trees in order) and the sigmoid is xgboost's: the probabilities equal xgboost's.
+goes right). Rows are scored eight at a time, interleaved, so the CPU overlaps eight independent walks; the rows left
+over, and a single row, walk alone. Portable C, no -march: the library runs on any x86-64 (AVX2 gathers were 2.8x
+slower on the EPYC it was measured on, per-level permutes no faster, so there is no SIMD path). Margins are float32
+sums in xgboost's order (the base score, computed as xgboost does, then the trees in order) and the sigmoid is
+xgboost's: the probabilities equal xgboost's.
 """
 
 from __future__ import annotations
@@ -117,7 +118,6 @@ def _hex(value: float | np.floating) -> str:
 _C = r"""
 #include <math.h>
 #include <stdint.h>
-#include <string.h>
 
 #define TREES %(trees)d
 #define DEPTH %(depth)d
@@ -144,11 +144,7 @@ static float sigmoid(float margin) {
 
 /* The two copies of `n` rows, lane-major: copy[lane][column] has NaN as -inf, copy[lane][COLUMNS + column] as +inf. */
 static void copy_rows(const float* rows, int64_t n, float copy[LANES][2 * COLUMNS]) {
-  for (int64_t r = 0; r < LANES; ++r) {
-    if (r >= n) {
-      memset(copy[r], 0, sizeof(copy[r]));
-      continue;
-    }
+  for (int64_t r = 0; r < n; ++r) {
     const float* row = rows + r * COLUMNS;
     for (int32_t j = 0; j < COLUMNS; ++j) {
       float v = row[j];
@@ -175,6 +171,15 @@ static void walk(float copy[LANES][2 * COLUMNS], float* sum) {
   }
 }
 
+/* One row alone (the rows left over after the blocks of LANES, a single-row call): no padding rows to walk. */
+static void walk_one(const float* copy, float* sum) {
+  for (int32_t t = 0; t < TREES; ++t) {
+    int32_t k = 0;
+    for (int d = 0; d < DEPTH; ++d) k = 2 * k + 1 + (copy[INDEX[t][k]] >= THRESHOLD[t][k]);
+    *sum += LEAF[t][k - INNER];
+  }
+}
+
 
 void %(entry)s(const float* rows, int64_t nrow, int32_t ncol, float* out) {
   float copy[LANES][2 * COLUMNS];
@@ -188,7 +193,7 @@ void %(entry)s(const float* rows, int64_t nrow, int32_t ncol, float* out) {
     int64_t n = nrow - start < LANES ? nrow - start : LANES;
     copy_rows(rows + start * COLUMNS, n, copy);
     for (int r = 0; r < LANES; ++r) sum[r] = base_margin;
-    walk(copy, sum);
+    if (n == LANES) walk(copy, sum); else for (int64_t r = 0; r < n; ++r) walk_one(copy[r], sum + r);
     for (int64_t r = 0; r < n; ++r) out[start + r] = sigmoid(sum[r]);
   }
 }

@@ -25,6 +25,7 @@ MANIFEST_FILE = "manifest.json"
 REFERENCE_FILE = "reference.npz"  # rows (float32 [N, F], NaN = missing) and xgboost's probabilities
 FORMAT = 1
 TOLERANCE = 1e-6
+ALONE = 64  # reference rows also checked one call each: an engine may walk a row alone differently from a block
 ENTRY_POINT = "readmission_predict_rows"  # defined by either engine's C (training/compiler.py)
 BRANCHLESS, TL2CGEN = "branchless", "tl2cgen"
 ENGINES = (BRANCHLESS, TL2CGEN)  # what a manifest's "backend" may name
@@ -99,9 +100,13 @@ class CompiledTrees:
                 rows, expected = reference["rows"], reference["probabilities"]
         except (OSError, ValueError, KeyError) as error:
             raise CompiledModelError(f"the reference rows are unreadable: {type(error).__name__}") from error
-        if rows.ndim != 2 or rows.shape[1] != self.columns or expected.shape != (rows.shape[0],):
+        if rows.ndim != 2 or rows.shape[1] != self.columns or not rows.shape[0] or expected.shape != (rows.shape[0],):
             raise CompiledModelError("the reference rows do not fit the model")
-        difference = float(np.max(np.abs(self.probabilities(rows).astype(np.float64) - expected)))
+        alone = np.concatenate([self.probabilities(rows[i : i + 1]) for i in range(min(ALONE, len(rows)))])
+        difference = max(
+            float(np.max(np.abs(self.probabilities(rows).astype(np.float64) - expected))),
+            float(np.max(np.abs(alone.astype(np.float64) - expected[: len(alone)]))),
+        )
         if not difference <= TOLERANCE:
             raise CompiledModelError(
                 f"the compiled model differs from xgboost by {difference:.3g} on the reference rows (> {TOLERANCE})"

@@ -46,9 +46,9 @@ def splits(booster: xgb.Booster) -> list[tuple[int, np.float32]]:
     return found
 
 
-def rows_at_every_threshold(booster: xgb.Booster) -> np.ndarray:
+def rows_at_every_threshold(booster: xgb.Booster, base_rows: int = 64) -> np.ndarray:
     """For each split: rows with its column on the threshold, one float32 step below and above, and missing."""
-    base, _ = synthetic(64, seed=2)
+    base, _ = synthetic(base_rows, seed=2)
     blocks = []
     for column, threshold in splits(booster):
         for value in (threshold, np.nextafter(threshold, -np.inf), np.nextafter(threshold, np.inf), np.nan):
@@ -115,6 +115,14 @@ def test_branch_free_is_the_first_engine_and_equals_xgboost_at_beside_and_missin
     assert branch_free.backend == compiled.BRANCHLESS
     assert np.abs(got.astype(np.float64) - expected).max() <= compiled.TOLERANCE
     assert (got == expected).mean() > 0.99  # the same float32 sums and sigmoid: equal, not merely close
+
+
+def test_a_row_alone_equals_xgboost_at_beside_and_missing_at_every_threshold(booster, branch_free):
+    """A single-row call walks the row alone, not in a block of eight: the same comparisons, the same answers."""
+    rows = rows_at_every_threshold(booster, base_rows=1)
+    expected = booster.inplace_predict(rows, validate_features=False)
+    got = np.concatenate([branch_free.probabilities(rows[i : i + 1]) for i in range(len(rows))])
+    assert np.abs(got.astype(np.float64) - expected).max() <= compiled.TOLERANCE
 
 
 @pytest.mark.parametrize("count", [0, 1, 7, 8, 9, 17])
