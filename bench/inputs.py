@@ -58,7 +58,7 @@ def compiled_manifest(model: Path) -> dict[str, Any] | None:
         manifest = json.loads((model.parent / "compiled" / "manifest.json").read_text())
     except (OSError, ValueError):
         return None
-    return {k: manifest.get(k) for k in ("backend", "trees", "compiler", "cflags", "tl2cgen")}
+    return {k: manifest.get(k) for k in ("backend", "trees", "depth", "compiler", "cflags", "tl2cgen")}
 
 
 def input_rows(count: int) -> tuple[np.ndarray, list[dict[str, Any]], str]:

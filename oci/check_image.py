@@ -244,7 +244,7 @@ def main() -> None:
             (report["infer_matches"], "V2 infer differs from the source tree's model"),
             (report["grpc_matches"], "V2 gRPC infer differs from the source tree's model"),
             (
-                report["backends"].get("tl2cgen") == 1,
+                report["backends"].get("branchless") == 1,
                 f"the image does not score with the compiled model: {report['backends']}",
             ),
             (bool(report["layers"]), "the OCI archive lists no layers"),

@@ -1,10 +1,11 @@
-"""Compile a booster to native code at `readmission import`: TL2cgen's C, a batch entry point, the C compiler.
+"""Compile a booster to native code at `readmission import`: an engine's C, the C compiler, a check against xgboost.
 
-Writes bento/model/compiled.py's artifact: the shared library, a manifest (platform, compiler, sha256) and
+Writes bento/model/compiled.py's artifact: the shared library, a manifest (engine, platform, compiler, sha256) and
 reference rows with xgboost's probabilities, which the server checks the library against when it loads.
 The reference rows are synthetic, never patients: every column takes values on and beside the split
 thresholds of the trees and missing values, so each comparison the trees make is exercised both ways.
-Why TL2cgen and not ONNX Runtime: bench/backends.py measures both on the champion.
+The engines, tried in order (ENGINES): the branch-free evaluator of training/branchless.py, then TL2cgen for a
+booster it refuses or a library that fails; bench/backends.py measures both (and ONNX Runtime) on the champion.
 """
 
 from __future__ import annotations
@@ -15,18 +16,21 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xgboost as xgb
 
 from bento.model import compiled
+from training import branchless
 
 COMPILER = os.environ.get("CC", "gcc")
 CFLAGS = ["-O3", "-fPIC", "-std=c99", "-shared"]  # no -march=native: the library must run on any x86-64
 REFERENCE_ROWS = 2048
 TRANSLATION_UNITS = 2  # TL2cgen splits the trees over this many C files (smaller units compile faster)
-# The batch entry point. TL2cgen's predict() adds the base score after the trees; xgboost starts from it. Summing
+# TL2cgen's batch entry point. TL2cgen's predict() adds the base score after the trees; xgboost starts from it. Summing
 # in xgboost's order (base score, then the trees in order, in float32) keeps the probabilities within about one
 # float32 step of xgboost's instead of several. A row becomes TL2cgen's `union Entry` (missing = -1); NaN is missing.
 GLUE = """
@@ -45,26 +49,36 @@ void %(entry)s(const float* rows, int64_t nrow, int32_t ncol, float* out) {
 }
 """
 
+Sources = Callable[[xgb.Booster, Path], dict[str, Any]]  # writes an engine's C files into a folder; manifest entries
+
 
 class CompileError(RuntimeError):
-    """The booster could not be compiled here (no compiler, TL2cgen failed)."""
+    """The booster could not be compiled here (no compiler, every engine refused or failed)."""
 
 
-def compile_booster(booster: xgb.Booster, target: Path, seed: int = 0) -> dict:
-    """Write the compiled model into `target` (a new folder); return its manifest. The folder is whole or absent."""
-    import tl2cgen
-    import treelite
-
-    columns = booster.num_features()
+def compile_booster(
+    booster: xgb.Booster, target: Path, seed: int = 0, engines: Sequence[str] = compiled.ENGINES
+) -> dict:
+    """Write the compiled model into `target` (a new folder) with the first of `engines` that compiles it and agrees
+    with xgboost; return its manifest, which names the engines refused before it and why. The folder is whole or
+    absent."""
     if shutil.which(COMPILER) is None:
         raise CompileError(f"no C compiler ({COMPILER}) on this machine; install gcc or set CC")
+    refused: dict[str, str] = {}
+    for engine in engines:
+        try:
+            return _build(booster, target, seed, engine, refused)
+        except CompileError as error:
+            refused[engine] = str(error)
+    raise CompileError("; ".join(f"{engine}: {reason}" for engine, reason in refused.items()))
+
+
+def _build(booster: xgb.Booster, target: Path, seed: int, engine: str, refused: dict[str, str]) -> dict:
+    columns = booster.num_features()
     with tempfile.TemporaryDirectory() as work:
         source, staging = Path(work) / "src", Path(work) / "model" / compiled.COMPILED_DIR
-        model_file = Path(work) / "model.ubj"
-        booster.save_model(model_file)
-        model = treelite.frontend.load_xgboost_model(str(model_file), format_choice="ubjson")
-        tl2cgen.generate_c_code(model, source, params={"parallel_comp": TRANSLATION_UNITS})
-        (source / "glue.c").write_text(_glue(model, source, columns))
+        source.mkdir()
+        entries = SOURCES[engine](booster, source)
         staging.mkdir(parents=True)
         library = staging / compiled.LIBRARY_FILE
         units = sorted(str(p) for p in source.glob("*.c"))
@@ -76,14 +90,14 @@ def compile_booster(booster: xgb.Booster, target: Path, seed: int = 0) -> dict:
         np.savez(staging / compiled.REFERENCE_FILE, rows=rows, probabilities=probabilities)
         manifest = {
             "format": compiled.FORMAT,
-            "backend": "tl2cgen",
+            "backend": engine,
             "columns": columns,
-            "trees": model.num_tree,
+            **entries,
             "platform": compiled.current_platform(),
             "compiler": _compiler_version(),
             "cflags": CFLAGS,
-            "tl2cgen": tl2cgen.__version__,
             "sha256": hashlib.sha256(library.read_bytes()).hexdigest(),
+            "refused": refused,
         }
         (staging / compiled.MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
         try:
@@ -92,6 +106,32 @@ def compile_booster(booster: xgb.Booster, target: Path, seed: int = 0) -> dict:
             raise CompileError(str(error)) from error
         shutil.copytree(staging, target)
     return manifest
+
+
+def _branchless_sources(booster: xgb.Booster, source: Path) -> dict[str, Any]:
+    """training/branchless.py's one C file."""
+    try:
+        text, entries = branchless.source(booster, compiled.ENTRY_POINT)
+    except branchless.UnsupportedError as error:
+        raise CompileError(str(error)) from error
+    (source / "model.c").write_text(text)
+    return entries
+
+
+def _tl2cgen_sources(booster: xgb.Booster, source: Path) -> dict[str, Any]:
+    """TL2cgen's C files and the batch entry point's glue."""
+    import tl2cgen
+    import treelite
+
+    model_file = source.parent / "model.ubj"
+    booster.save_model(model_file)
+    model = treelite.frontend.load_xgboost_model(str(model_file), format_choice="ubjson")
+    tl2cgen.generate_c_code(model, source, params={"parallel_comp": TRANSLATION_UNITS})
+    (source / "glue.c").write_text(_glue(model, source, booster.num_features()))
+    return {"trees": model.num_tree, "tl2cgen": tl2cgen.__version__}
+
+
+SOURCES: dict[str, Sources] = {compiled.BRANCHLESS: _branchless_sources, compiled.TL2CGEN: _tl2cgen_sources}
 
 
 def _glue(model: object, source: Path, columns: int) -> str:

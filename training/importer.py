@@ -46,7 +46,10 @@ def import_model(alias_or_version: str, settings: TrainingSettings) -> str:
         }
         test = {k: round(v, 6) for k, v in metadata["test_metrics"].items()}
         try:
-            backend = compiler.compile_booster(booster, local / compiled.COMPILED_DIR)["backend"]
+            manifest = compiler.compile_booster(booster, local / compiled.COMPILED_DIR)
+            backend = manifest["backend"]
+            for engine, reason in manifest["refused"].items():
+                print(f"warning: the model is compiled by {backend}, not {engine} ({reason})", file=sys.stderr)
         except compiler.CompileError as error:
             print(f"warning: the model is not compiled ({error}); the service will score with xgboost", file=sys.stderr)
             backend = "xgboost"

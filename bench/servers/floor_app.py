@@ -3,8 +3,8 @@
 Parses the V2 JSON body (one FP32/FP64 tensor [N, F]) with stdlib json, or with orjson (BENCH_JSON=orjson,
 as our service, MLServer and KServe do), scores single-threaded and answers a minimal V2 response (JSON).
 The scoring backend: xgboost `inplace_predict` on the booster BENCH_MODEL (default), or with
-BENCH_BACKEND=compiled the TL2cgen-compiled trees our service serves (`bento.model.compiled.CompiledTrees` of the
-`compiled/` folder beside BENCH_MODEL; needs the project root on PYTHONPATH; BENCH_COLUMNS features).
+BENCH_BACKEND=compiled the compiled trees our service serves (`bento.model.compiled.CompiledTrees` of the `compiled/`
+folder beside BENCH_MODEL; needs the project root on PYTHONPATH; BENCH_COLUMNS features).
 A request with the binary tensor data extension (header `Inference-Header-Content-Length`, one tensor
 whose raw little-endian bytes follow the JSON header) is taken too.
 Run: `BENCH_MODEL=path/model.ubj uvicorn floor_app:app`.

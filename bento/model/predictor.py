@@ -18,7 +18,7 @@ import numpy as np
 
 from bento import features
 from bento.model import risk_bands
-from bento.model.compiled import CompiledModelError, CompiledTrees
+from bento.model.compiled import ENGINES, CompiledModelError, CompiledTrees
 from bento.quality import drift, unusual
 from bento.settings import MODEL_NAME
 
@@ -31,8 +31,8 @@ BOOSTER_FILE = "model.ubj"
 METADATA_FILE = "model_metadata.json"
 _FIELD_INDEX = {name: i for i, name in enumerate(f.name for f in features.FIELDS)}
 _COLUMN_TO_FIELD = np.array([_FIELD_INDEX[name] for name in features.COLUMN_FIELD])
-XGBOOST, COMPILED = "xgboost", "tl2cgen"
-BACKENDS = (XGBOOST, COMPILED)
+XGBOOST = "xgboost"
+BACKENDS = (XGBOOST, *ENGINES)  # the values of `Predictor.backend` and of the metric's label
 logger = logging.getLogger("readmission")
 
 
@@ -68,7 +68,7 @@ class Predictor:
         self.booster = booster
         self.info = info
         self.compiled = compiled
-        self.backend = COMPILED if compiled is not None else XGBOOST
+        self.backend = compiled.backend if compiled is not None else XGBOOST
         self.probabilities = compiled.probabilities if compiled is not None else self._xgboost_probabilities
         reference = info.unusual_reference
         self.unusual = None if reference is None else unusual.Check(reference)  # None: the check is off
@@ -132,7 +132,9 @@ def _compiled(folder: Path, tag: str) -> CompiledTrees | None:
     except CompiledModelError as error:
         logger.warning("model %s scores with xgboost: %s", tag, error)
         return None
-    logger.info("model %s scores with compiled trees (max |diff| to xgboost %.2g)", tag, trees.max_abs_diff)
+    logger.info(
+        "model %s scores with compiled trees (%s, max |diff| to xgboost %.2g)", tag, trees.backend, trees.max_abs_diff
+    )
     return trees
 
 

@@ -75,7 +75,7 @@ SCORE_REFERENCE = Gauge(
 )
 MODEL_BACKEND = Gauge(
     "readmission_model_backend",
-    "1 for the backend that computes the probabilities (tl2cgen: compiled trees; xgboost: the fallback)",
+    "1 for the backend that computes the probabilities (branchless or tl2cgen: compiled trees; xgboost: the fallback)",
     ["backend"],
     multiprocess_mode="livemax",
 )

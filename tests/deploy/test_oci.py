@@ -78,7 +78,11 @@ def test_image_answers_like_the_source_tree(report, service, bento_home):
     assert ours["label"] == theirs["label"]
     assert report["predict_matches"] and report["infer_matches"]  # and the in-process Predictor's
     assert report["grpc_matches"]  # the image serves gRPC too
-    assert report["backends"] == {"tl2cgen": 1.0, "xgboost": 0.0}  # the compiled model runs in the image
+    assert report["backends"] == {
+        "branchless": 1.0,
+        "tl2cgen": 0.0,
+        "xgboost": 0.0,
+    }  # the compiled model runs in the image
 
 
 def test_image_size_startup_and_oci_archive(report, oci_image, capsys):

@@ -17,7 +17,8 @@ import yaml
 
 from bento import features
 from bento.model import compiled
-from bento.model.predictor import COMPILED, XGBOOST, Predictor
+from bento.model.compiled import BRANCHLESS
+from bento.model.predictor import BACKENDS, XGBOOST, Predictor
 from tests.helpers import INFER, bentoml_env, binary_matrix, copy_home, decode_binary_response, scrape, serve
 
 TOLERANCE = 1e-6
@@ -45,9 +46,9 @@ def test_import_compiles_the_model_and_the_predictor_serves_with_it(bento_home):
     assert manifest["platform"] == compiled.current_platform()
     assert manifest["trees"] == booster_of(bento_home["model_dir"]).num_boosted_rounds()
     stored = yaml.safe_load((bento_home["model_dir"] / "model.yaml").read_text())
-    assert stored["metadata"]["backend"] == COMPILED
+    assert stored["metadata"]["backend"] == BRANCHLESS
     predictor = Predictor.load(bento_home["model_dir"], bento_home["tag"])
-    assert predictor.backend == COMPILED
+    assert predictor.backend == BRANCHLESS
     assert predictor.compiled is not None and predictor.compiled.max_abs_diff <= TOLERANCE
 
 
@@ -66,7 +67,7 @@ def test_reference_rows_test_every_split_on_both_sides_and_missing(bento_home):
 @pytest.mark.real_data
 def test_compiled_probabilities_equal_xgboost_on_the_held_out_rows(bento_home, held_out, figure):
     predictor = Predictor.load(bento_home["model_dir"], bento_home["tag"])
-    assert predictor.backend == COMPILED
+    assert predictor.backend == BRANCHLESS
     expected = booster_of(bento_home["model_dir"]).inplace_predict(held_out, validate_features=False)
     difference = np.abs(predictor.probabilities(held_out).astype(np.float64) - expected).max()
     assert difference <= TOLERANCE
@@ -85,10 +86,27 @@ def test_probabilities_over_http_equal_xgboost_on_the_held_out_rows(client, bent
         assert np.abs(arrays["probability"].astype(np.float64) - expected[start : start + 5000]).max() <= TOLERANCE
 
 
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_a_tl2cgen_artifact_still_loads_and_serves_under_its_name(bento_home, held_out, tmp_path):
+    """Models imported before the branch-free engine (or that it refused) carry TL2cgen's library: it still serves."""
+    from training import compiler
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(bento_home["model_dir"], model_dir)
+    shutil.rmtree(model_dir / compiled.COMPILED_DIR)
+    booster = booster_of(model_dir)
+    compiler.compile_booster(booster, model_dir / compiled.COMPILED_DIR, engines=(compiled.TL2CGEN,))
+    predictor = Predictor.load(model_dir, "readmission:tl2cgen")
+    assert predictor.backend == compiled.TL2CGEN
+    expected = booster.inplace_predict(held_out, validate_features=False)
+    assert np.abs(predictor.probabilities(held_out).astype(np.float64) - expected).max() <= TOLERANCE
+
+
 def test_metrics_name_the_compiled_backend(service):
     text = scrape(service)
-    assert f'readmission_model_backend{{backend="{COMPILED}"}} 1.0' in text
-    assert f'readmission_model_backend{{backend="{XGBOOST}"}} 0.0' in text
+    for backend in BACKENDS:
+        assert f'readmission_model_backend{{backend="{backend}"}} {float(backend == BRANCHLESS)}' in text
 
 
 # --- an artifact unfit to serve: xgboost serves instead ------------------------------------------------------
@@ -107,6 +125,11 @@ def _edit_manifest(**changes: object) -> Callable[[Path], None]:
     return edit
 
 
+def _unknown_engine(folder: Path) -> None:
+    manifest = json.loads((folder / compiled.MANIFEST_FILE).read_text())
+    (folder / compiled.MANIFEST_FILE).write_text(json.dumps(manifest | {"backend": "quickscorer"}))
+
+
 def _garble_library(folder: Path) -> None:
     (folder / compiled.LIBRARY_FILE).write_bytes(os.urandom(8192))
 
@@ -121,6 +144,7 @@ def _shift_reference(folder: Path) -> None:
 UNFIT = {
     # what is wrong with the artifact: (the damage, what the log line says)
     "missing": (_remove, "no compiled model"),
+    "unknown-engine": (_unknown_engine, "an unknown engine: quickscorer"),
     "other-architecture": (_edit_manifest(machine="aarch64"), "was built for"),
     "newer-libc": (_edit_manifest(libc="glibc 99.0"), "was built for"),
     "garbled-library": (_garble_library, "cannot be loaded"),
@@ -154,8 +178,8 @@ def test_a_server_with_an_unfit_artifact_serves_with_xgboost_and_says_so(bento_h
         with httpx.Client(base_url=server.url, timeout=10) as client:
             assert client.post("/predict", json=features.EXAMPLE_PATIENT).status_code == 200
         text = scrape(server)
-        assert f'readmission_model_backend{{backend="{XGBOOST}"}} 1.0' in text
-        assert f'readmission_model_backend{{backend="{COMPILED}"}} 0.0' in text
+        for backend in BACKENDS:
+            assert f'readmission_model_backend{{backend="{backend}"}} {float(backend == XGBOOST)}' in text
         assert "scores with xgboost: the compiled model cannot be loaded" in server.log_text()
     finally:
         server.stop()
