@@ -19,7 +19,6 @@ the body's '[' bytes against the lists found, so no string of the rest of the bo
 from __future__ import annotations
 
 import re
-import threading
 from typing import Any
 
 import numpy as np
@@ -30,7 +29,6 @@ MAX_DEPTH = 32  # deeper bodies (no request needs them) take the strict path
 FLOAT_TYPES = ("FP32", "FP64")
 _EXACT = 2.0**53  # every integer strictly within it is exact in a float64
 _OPENS_OBJECT = re.compile(rb"[ \t\r\n]*\{")
-_local = threading.local()
 
 
 class _UnsureError(Exception):
@@ -41,15 +39,10 @@ def parse(raw: bytes) -> dict[str, Any] | None:
     """The body with each input's `data` as flat float64 values, exactly as the strict path decodes it; else None."""
     if len(raw) < MIN_BYTES or _OPENS_OBJECT.match(raw) is None:
         return None
-    parser = getattr(_local, "parser", None)
-    if parser is None:
-        parser = _local.parser = simdjson.Parser()
-    try:
-        document = parser.parse(raw)
-        lists = [0]
-        body = _body(document, lists)
-        del document  # the parser is reused only once no proxy of its document remains
-    except (_UnsureError, ValueError, TypeError, RuntimeError):
+    lists = [0]
+    try:  # a parser per body: one kept would hold on to buffers several times the largest body it ever parsed
+        body = _body(simdjson.Parser().parse(raw), lists)
+    except (_UnsureError, ValueError, RuntimeError, TypeError):  # simdjson refuses (RuntimeError: big integers)
         return None
     if np.count_nonzero(np.frombuffer(raw, np.uint8) == ord("[")) != lists[0]:
         return None  # a list inside `data` that simdjson flattened, or a '[' in a string
