@@ -16,6 +16,7 @@ import orjson
 
 from bento.errors import Reason, RequestError, first_repeated
 from bento.http.parsing import is_length, parse_json
+from bento.v2 import json_tensors
 
 HEADER_LENGTH = "inference-header-content-length"
 DTYPES: dict[str, Any] = {
@@ -60,7 +61,12 @@ def decode_request(raw: bytes, header_length: str | None) -> InferRequest:
         if not is_length(header_length) or int(header_length) > len(raw):
             raise tensor_error(f"{HEADER_LENGTH} {header_length!r} does not fit a body of {len(raw)} bytes")
         raw, binary = raw[: int(header_length)], raw[int(header_length) :]
-    body = parse_json(raw)
+    body = json_tensors.parse(raw)
+    return decode_body(parse_json(raw) if body is None else body, binary)
+
+
+def decode_body(body: Any, binary: bytes) -> InferRequest:
+    """A parsed request body (`json_tensors.parse`'s, or the strict parser's) and its binary data, decoded."""
     if not isinstance(body, dict):
         raise tensor_error("the request must be a JSON object")
     request_id = body.get("id")
@@ -179,6 +185,8 @@ def from_binary(chunk: bytes, datatype: str, count: int, name: str) -> np.ndarra
 
 
 def _from_json(data: Any, datatype: str, name: str) -> np.ndarray:
+    if isinstance(data, np.ndarray):  # FP32 or FP64 values that json_tensors.parse read, as the lines below would
+        return data.astype(DTYPES[datatype])
     try:
         array = np.asarray(data)
     except ValueError as error:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 import threading
 from typing import Any
@@ -164,6 +165,36 @@ def test_a_thousand_rows_in_one_request(client, local):
     answer = client.post(INFER, json=matrix_request(matrix))
     assert answer.status_code == 200, answer.text
     assert_predictions(answer.json(), local, matrix)
+
+
+def complete_rows(count: int) -> np.ndarray:
+    """`count` encoded rows with no missing value (JSON null sends a body to the strict parser)."""
+    matrix = matrix_of(records(3 * count, seed=23))
+    return matrix[~np.isnan(matrix).any(axis=1)][:count]
+
+
+@pytest.mark.parametrize("nested", [False, True], ids=["flat", "nested"])
+def test_a_thousand_json_rows_score_exactly_as_their_binary_form(client, nested):
+    """Large JSON bodies take simdjson's path (bento/v2/json_tensors.py): the same float32 rows as binary data."""
+    matrix = complete_rows(1000)
+    request = matrix_request(matrix)
+    if nested:
+        request["inputs"][0]["data"] = matrix.tolist()
+    from_json = client.post(INFER, json=request)
+    body, headers = binary_matrix(matrix)
+    from_binary = client.post(INFER, content=body, headers=headers)
+    assert from_json.status_code == from_binary.status_code == 200, from_json.text
+    assert len(matrix) == len(outputs_of(from_json.json())["probability"]["data"]) == 1000
+    assert outputs_of(from_json.json())["probability"] == outputs_of(from_binary.json())["probability"]
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf")])
+def test_infinity_in_a_thousand_json_rows_is_400_naming_the_cell(client, value):
+    request = matrix_request(complete_rows(1000))
+    request["inputs"][0]["data"][500 * WIDTH + features.COLUMN_INDEX["time_in_hospital"]] = value
+    raw = json.dumps(request).encode()  # Infinity: what Python's json writes, and the strict parser reads
+    answer = client.post(INFER, content=raw, headers={"content-type": "application/json"})
+    refused(answer, 400, f"input input-0 row 500 column time_in_hospital: {value:g} is outside the column's range")
 
 
 def test_binary_tensor_input_with_json_output(client, local):
