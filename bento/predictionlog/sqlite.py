@@ -187,9 +187,9 @@ class SQLiteStore:
         return self._transaction(write)
 
     def labelled(self, since: float) -> Labelled:
-        """Predictions made since `since` that have an outcome."""
+        """Predictions made since `since` that have an outcome, served and shadow."""
         query = LABELLED_SINCE.format("?")
-        return labelled_of(self._transaction(lambda c: c.execute(query, (since,)).fetchall(), immediate=False))
+        return labelled_of(self._transaction(lambda c: c.execute(query, (since, since)).fetchall(), immediate=False))
 
     def purge_features(self, before: float) -> int:
         """Erase the encoded rows of predictions made before `before`."""
