@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from bento.core.scoring import ScoredBatch
-from bento.predictionlog.shadow import Shadow
+from bento.predictionlog.shadow import BUDGET_SECONDS, Shadow
 from bento.predictionlog.store import ERASE_ROWS, LogStore, StoreError
 from bento.quality.windows import DAY
 
@@ -97,8 +97,9 @@ class PredictionLog:
     @property
     def settle_seconds(self) -> float:
         """A row is in the store (or counted lost) this long after it was scored, in any worker, while the
-        store answers within its tries."""
-        return 2 * self.flush_seconds + 1 + self.retry_seconds
+        store answers within its tries (a worker scoring in shadow waits for its challenger at most BUDGET_SECONDS
+        per flush)."""
+        return 2 * self.flush_seconds + 1 + BUDGET_SECONDS + self.retry_seconds
 
     def close(self, timeout: float) -> None:
         """Write what is queued (at most `timeout` seconds), then stop the writer."""
