@@ -80,10 +80,9 @@ class ScoringCore:
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
         self.predictor: Predictor | None = None
-        self.challenger: Predictor | None = (
-            None  # scored in shadow by the prediction log (bento/predictionlog/shadow.py)
-        )
-        self.no_challenger = "none loaded"  # why there is no challenger
+        # the challenger the prediction log scores in shadow (bento/predictionlog/shadow.py), or why there is none
+        self.challenger: Predictor | None = None
+        self.no_challenger = "none loaded"
         self.draining = False  # set by bento/server/drain.py on SIGTERM
         self.in_flight = InFlight()
         self._consumers: tuple[BatchConsumer, ...] = ()
