@@ -115,6 +115,15 @@ def server_ours_nolog(port: int, work: Path, home: Path = BENTOML_HOME, venv: st
     return server
 
 
+def server_ours_noshadow(port: int, work: Path, home: Path = BENTOML_HOME, venv: str = "shipped") -> Server:
+    """Ours with shadow scoring off (READMISSION_SHADOW=off): what scoring a challenger in shadow costs (a store
+    holding a champion imported with its challenger, `--bentoml-home`)."""
+    server = server_ours(port, work, home, venv)
+    server.env["READMISSION_SHADOW"] = "off"
+    server.name, server.label = "ours-noshadow", "ours, shadow off"
+    return server
+
+
 def server_mlserver(port: int, work: Path, model: Path) -> Server:
     """MLServer with mlserver_xgboost, a model repository in `work` holding a copy of the booster."""
     python = ensure_venv(MLSERVER_VENV, MLSERVER_PACKAGES, "mlserver_xgboost")

@@ -134,6 +134,7 @@ def main() -> int:
     factories = {
         "ours": lambda p: contenders.server_ours(p, work, args.bentoml_home, args.ours_venv),
         "ours-nolog": lambda p: contenders.server_ours_nolog(p, work, args.bentoml_home, args.ours_venv),
+        "ours-noshadow": lambda p: contenders.server_ours_noshadow(p, work, args.bentoml_home, args.ours_venv),
         "mlserver": lambda p: contenders.server_mlserver(p, work, model),
         "kserve": lambda p: contenders.server_kserve(p, work, model),
         "floor": lambda p: contenders.server_floor(p, work, model),

@@ -1,4 +1,5 @@
-"""The BentoML service: the champion model, served over the simple API and the V2 protocol.
+"""The BentoML service: the champion model, served over the simple API and the V2 protocol, and its challenger in
+shadow.
 
 `bentoml serve bento.service:ReadmissionService` (or `bentoml serve` in the project root).
 Routes live in bento/server/app.py (`/` leads to the interactive documentation at /docs); BentoML adds /livez, /readyz
@@ -7,6 +8,10 @@ and /healthz.
 Faults (tests/service/test_faults.py): a model missing, corrupt or trained on another feature spec leaves the
 server up but not ready (a log line says why; predictions answer 503); a worker that dies is respawned;
 SIGTERM drains before it stops (bento/server/drain.py). Connections are bounded (bento/server/connections.py).
+
+The challenger the champion's stored model names (`readmission import`) is declared beside it, so `bentoml build`
+carries both, and loaded into every worker for shadow scoring (READMISSION_SHADOW, bento/predictionlog/shadow.py);
+a challenger missing or broken only means no shadow (/health says why), never a service that is not ready.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from bentoml.exceptions import BentoMLException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bento.core.scoring import ScoringCore
-from bento.model.predictor import ModelLoadError, Predictor
+from bento.model.predictor import CHALLENGER_TAG, ModelLoadError, Predictor
 from bento.monitoring import metrics
 from bento.server import connections, drain
 from bento.server.app import create_app
@@ -37,6 +42,18 @@ try:
 except SettingsError as error:  # a bad variable: one line that names it, not a traceback; nothing starts
     raise SystemExit(f"readmission: {error}") from None
 CORE = ScoringCore(SETTINGS)
+
+
+def named_challenger(model_tag: str) -> str:
+    """The tag of the challenger that the champion `model_tag` names in the model store (the Bento's, when serving
+    one); empty where it names none or is not there."""
+    try:
+        return str(bentoml.models.get(model_tag).info.metadata.get(CHALLENGER_TAG, ""))
+    except BentoMLException:
+        return ""
+
+
+CHALLENGER = named_challenger(SETTINGS.model_tag)
 app = create_app(CORE)
 DRAIN = drain.Drain(SETTINGS.drain_seconds, CORE)
 
@@ -107,6 +124,8 @@ class ReadmissionService:
     """Loads the model from the BentoML store (carried by the Bento) into every worker."""
 
     model = ServedModel(SETTINGS.model_tag)
+    if CHALLENGER:  # declared only where named, so that `bentoml build` carries it beside the champion
+        challenger = ServedModel(CHALLENGER)
 
     def __init__(self) -> None:
         connections.install(CORE)  # uvicorn has not made a connection yet: the service is created in its lifespan
@@ -125,10 +144,31 @@ class ReadmissionService:
         metrics.model_loaded(predictor.info, predictor.backend)
         info = predictor.info
         logger.info("serving %s version %s (%s) with %s", info.name, info.version, info.tag, predictor.backend)
+        self._load_challenger()
         gc.freeze()  # start-up objects never die: keep them out of the collector's full passes (tail latency)
         # Requests make little cyclic garbage (full passes under load collected nothing) but, once start-up
         # objects are frozen, the default thresholds run a ~10 ms full pass every second: collect less often.
         gc.set_threshold(*GC_THRESHOLDS)
+
+    def _load_challenger(self) -> None:
+        """Score the champion's challenger in shadow where READMISSION_SHADOW allows, or say why none is."""
+        if SETTINGS.shadow == "off":
+            CORE.shadow(None, "off (READMISSION_SHADOW=off)")
+        elif not CHALLENGER:
+            CORE.shadow(None, "none imported with the champion (`readmission import` copies the registry's challenger)")
+        else:
+            try:
+                stored = getattr(self, "challenger", None)
+                if stored is None:
+                    raise ModelLoadError(f"model {CHALLENGER} is not in the BentoML model store")
+                CORE.shadow(Predictor.load(Path(stored.path), str(stored.tag)))
+            except ModelLoadError as error:
+                logger.error("no shadow scoring: the challenger cannot be loaded: %s", error)
+                CORE.shadow(None, f"failed to load: {error}")
+        challenger = CORE.challenger
+        if challenger is not None:
+            info = challenger.info
+            logger.info("shadow: challenger version %s (%s) scores every served row", info.version, info.tag)
 
     def __is_ready__(self) -> bool:
         """Ready only with a model loaded, and not once SIGTERM has begun the drain."""

@@ -7,7 +7,7 @@ training (training/settings.py): each field is a variable, its description the R
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_core import ErrorDetails
@@ -124,6 +124,11 @@ class ServiceSettings(ReadmissionSettings):
         ge=1,
         description="predictions older than this are erased with their outcomes, in batches; the default is the "
         "longest live window (90 days) plus the 30 days outcomes take to arrive",
+    )
+    shadow: Literal["auto", "off"] = Field(
+        "auto",
+        description="`auto`: where the champion was imported with a challenger (`readmission import`), every served "
+        "row is also scored by the challenger, off the request path, into the prediction log; `off`: never",
     )
     monitor_seconds: int = Field(
         60,

@@ -150,6 +150,51 @@ def bento_home(champion_store, tmp_path_factory):
     return {"home": home, "tag": tag, "model_dir": home / "models" / "readmission" / tag.split(":")[1]}
 
 
+CHALLENGER_SEED = 7  # the split seed of the shadow fixture's challenger (the champion's: training's default, 42)
+
+
+@pytest.fixture(scope="session")
+def shadow_home(uci_zip, tmp_path_factory):
+    """A BentoML home holding a champion and its challenger, both trained on the real data (the challenger on another
+    split seed) into a fresh SQLite MLflow store and copied by one `readmission import`: what shadow scoring serves.
+
+    The aliases are set explicitly (champion: the first, challenger: the second), whichever did better on its own
+    split. Two trainings (a few minutes), once a run; under xdist each worker has its own copy, as in `bento_home`.
+    """
+
+    def make(folder: Path) -> dict:
+        from mlflow.tracking import MlflowClient
+
+        from training.settings import CHALLENGER, CHAMPION, MODEL_NAME
+
+        mlflow_home, home = folder / "mlflow", folder / "bentoml"
+        with pytest.MonkeyPatch.context() as patch:
+            options = {"model_card_path": None, "extra_seeds": 0}
+            champion = train_into(mlflow_home, uci_zip, patch, **options)
+            challenger = train_into(mlflow_home, uci_zip, patch, seed=CHALLENGER_SEED, **options)
+        uri = champion["settings"].tracking_uri
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        client.set_registered_model_alias(MODEL_NAME, CHAMPION, champion["registered"].version)
+        client.set_registered_model_alias(MODEL_NAME, CHALLENGER, challenger["registered"].version)
+        env = {**os.environ, **bentoml_env(home), "READMISSION_HOME": str(mlflow_home)}
+        env.pop("MLFLOW_TRACKING_URI", None)
+        readmission = str(Path(sys.executable).parent / "readmission")
+        done = subprocess.run([readmission, "import"], env=env, capture_output=True, text=True, check=True)
+        lines = done.stdout.strip().splitlines()  # the challenger's line, then the champion's (the last)
+        challenger_line = next(line for line in lines if line.startswith(f"imported {MODEL_NAME}@{CHALLENGER}"))
+        return {"home": str(home), "mlflow_home": str(mlflow_home), "data": str(uci_zip),
+                "tag": lines[-1].rsplit(" ", 1)[-1], "challenger_tag": challenger_line.rsplit(" ", 1)[-1],
+                "champion": dataclasses.asdict(champion["registered"]),
+                "challenger": dataclasses.asdict(challenger["registered"])}  # fmt: skip
+
+    made = _once(tmp_path_factory, "shadow-home", make)
+    home = Path(made["home"])
+    if _XDIST_WORKER:
+        home = shutil.copytree(home, tmp_path_factory.getbasetemp() / "shadow-home")
+    paths = {"home": home, "mlflow_home": Path(made["mlflow_home"]), "data": Path(made["data"])}
+    return made | paths | {name: Registered(**made[name]) for name in ("champion", "challenger")}
+
+
 @pytest.fixture(scope="session")
 def oci_env(bento_home):
     """The environment of oci/*.sh: the test's BentoML home, the venv's bentoml, no telemetry."""

@@ -66,8 +66,10 @@ def _monitor(args: argparse.Namespace, settings: TrainingSettings) -> None:
 def _import(args: argparse.Namespace, settings: TrainingSettings) -> None:
     from training import importer
 
-    tag = importer.import_model(args.alias, settings)
-    print(f"imported {MODEL_NAME}@{args.alias} into the BentoML model store as {tag}")
+    imported = importer.import_model(args.alias, settings)
+    if imported.challenger_tag is not None:  # first: the last word printed is the champion's tag
+        print(f"imported {MODEL_NAME}@challenger, scored in shadow, as {imported.challenger_tag}")
+    print(f"imported {MODEL_NAME}@{args.alias} into the BentoML model store as {imported.tag}")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -106,7 +108,9 @@ def parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="champion and challenger on the same live patients")
     compare.add_argument("--window", choices=WINDOW_OF_DAYS, help="days (default: every window)")
     compare.set_defaults(handler=_compare)
-    imports = commands.add_parser("import", help="copy a registered model into the BentoML model store")
+    imports = commands.add_parser(
+        "import", help="copy a registered model, and the challenger for shadow scoring, into the BentoML model store"
+    )
     imports.add_argument("--alias", default="champion", help="alias or version to import (default champion)")
     imports.set_defaults(handler=_import)
     return top

@@ -13,8 +13,10 @@ from bento.monitoring.lifecycle import Monitoring
 
 
 async def health(request: Request) -> Response:
-    """Status and the served model; 503 while the model is not loaded or the worker drains."""
+    """Status, the served model, and its challenger in shadow (or why none); 503 while the model is not loaded or
+    the worker drains."""
     core: ScoringCore = request.app.state.core
+    monitoring: Monitoring = request.app.state.monitoring
     if core.predictor is None:
         return FastJSONResponse({"status": "not ready", "model_loaded": False}, status_code=503)
     if core.draining:
@@ -25,6 +27,7 @@ async def health(request: Request) -> Response:
             "model_loaded": True,
             "model": core.predictor.info.summary(),
             "unusual_check": "off" if core.predictor.unusual is None else "on",
+            "shadow": monitoring.shadow(),
         }
     )
 

@@ -80,6 +80,9 @@ class ScoringCore:
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
         self.predictor: Predictor | None = None
+        # the challenger the prediction log scores in shadow (bento/predictionlog/shadow.py), or why there is none
+        self.challenger: Predictor | None = None
+        self.no_challenger = "none loaded"
         self.draining = False  # set by bento/server/drain.py on SIGTERM
         self.in_flight = InFlight()
         self._consumers: tuple[BatchConsumer, ...] = ()
@@ -89,6 +92,10 @@ class ScoringCore:
     def load(self, predictor: Predictor) -> None:
         """Serve `predictor` from now on."""
         self.predictor = predictor
+
+    def shadow(self, challenger: Predictor | None, why_none: str = "") -> None:
+        """Have `challenger` scored in shadow from now on; None: no challenger, because `why_none`."""
+        self.challenger, self.no_challenger = challenger, why_none
 
     def subscribe(self, consumer: BatchConsumer) -> None:
         """Hand every batch scored from now on to `consumer`, on the request path: it must not wait."""

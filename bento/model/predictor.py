@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 BOOSTER_FILE = "model.ubj"
 METADATA_FILE = "model_metadata.json"
+CHALLENGER_TAG = "challenger_tag"  # the champion's BentoML metadata naming its challenger's tag (empty: none)
 _FIELD_INDEX = {name: i for i, name in enumerate(f.name for f in features.FIELDS)}
 _COLUMN_TO_FIELD = np.array([_FIELD_INDEX[name] for name in features.COLUMN_FIELD])
 XGBOOST = "xgboost"

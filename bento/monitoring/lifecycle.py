@@ -11,15 +11,31 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import numpy as np
+
 from bento.core.scoring import ScoringCore
 from bento.model.predictor import ModelInfo
 from bento.monitoring import drift_counts, metrics
 from bento.monitoring.live_performance import LivePerformance
 from bento.predictionlog.factory import open_store
+from bento.predictionlog.shadow import Shadow
 from bento.predictionlog.writer import PredictionLog
 
 logger = logging.getLogger("readmission")
 CLOSE_SECONDS = 10.0  # at most this long to write the queue at shutdown
+
+
+def shadow_of(core: ScoringCore) -> Shadow | None:
+    """The core's challenger as the prediction log's writer calls it; None where there is none."""
+    challenger = core.challenger
+    if challenger is None:
+        return None
+
+    def score(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        probabilities = challenger.probabilities(matrix)
+        return probabilities, challenger.labels(probabilities)
+
+    return Shadow(challenger.info.version, score, metrics)
 
 
 class Monitoring:
@@ -41,9 +57,19 @@ class Monitoring:
                 settings.prediction_log_keep_days,
                 metrics,
                 drift_counts.consumers(reference),
+                shadow=shadow_of(core),
             )
         )
         self.live = None if store is None else LivePerformance(store, self._served, settings.monitor_seconds)
+
+    def shadow(self) -> dict[str, object]:
+        """Which challenger is scored in shadow, or why none is (the `shadow` block of /health)."""
+        challenger = self.core.challenger
+        if challenger is None:
+            return {"status": "off", "reason": self.core.no_challenger}
+        if self.log is None:
+            return {"status": "off", "reason": "the prediction log is off (READMISSION_PREDICTION_LOG=off)"}
+        return {"status": "on", "model": challenger.info.summary()}
 
     def _served(self) -> ModelInfo | None:
         predictor = self.core.predictor

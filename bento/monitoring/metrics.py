@@ -33,6 +33,7 @@ from bento.core.scoring import ScoredBatch
 from bento.errors import Reason
 from bento.model import risk_bands
 from bento.model.predictor import BACKENDS, ModelInfo
+from bento.predictionlog import shadow
 from bento.quality import drift, unusual
 from bento.quality.privacy import PUBLISH_ROWS  # pending rows wait for the next step of it
 
@@ -98,6 +99,12 @@ PREDICTION_LOG_QUEUE = Gauge(
     "Rows the prediction log's writer found waiting at its last flush (every 0.5 s)",
     multiprocess_mode="livesum",
 )
+SHADOW_ROWS = Counter(
+    "readmission_shadow_rows",
+    "Served rows the challenger in shadow scored, or not: failed (it raised) or skipped (slower than its budget, "
+    "still busy, or the prediction log's queue past half its bound)",
+    ["outcome"],
+)
 FEEDBACK = Counter(
     "readmission_feedback_outcomes",
     "True outcomes received by POST /feedback: recorded (new) or unchanged (sent again)",
@@ -134,6 +141,8 @@ def model_loaded(info: ModelInfo, backend: str) -> None:
         PREDICTIONS.labels(label, info.version)  # start at zero so rate() sees the first predictions
     for outcome in ("written", "lost", "dropped"):
         PREDICTION_LOG_ROWS.labels(outcome)
+    for outcome in shadow.OUTCOMES:
+        SHADOW_ROWS.labels(outcome)
     for result in ("recorded", "unchanged"):
         FEEDBACK.labels(result)
     for reason in unusual.Reason:
@@ -218,6 +227,11 @@ def prediction_log_rows(outcome: str, rows: int) -> None:
 def prediction_log_queue(rows: int) -> None:
     """The rows the writer took at its last flush."""
     PREDICTION_LOG_QUEUE.set(rows)
+
+
+def shadow_rows(outcome: str, rows: int) -> None:
+    """Count served rows by what the challenger in shadow made of them: scored, failed or skipped."""
+    _child(SHADOW_ROWS, outcome).inc(rows)
 
 
 def feedback(recorded: int, unchanged: int) -> None:

@@ -223,6 +223,16 @@ class ErrorBody(BaseModel):
     error: str = Field(examples=["race: unknown value 'Martian'; allowed: AfricanAmerican, Asian, Caucasian, ..."])
 
 
+class Shadow(BaseModel):
+    """The challenger scored in shadow (READMISSION_SHADOW), or why none is."""
+
+    status: Literal["on", "off"]
+    model: ModelSummary | None = Field(None, description="the challenger (status on)")
+    reason: str | None = Field(
+        None, description="why no challenger is scored (status off): off, none imported, failed to load"
+    )
+
+
 class Health(BaseModel):
     """GET /health."""
 
@@ -232,6 +242,7 @@ class Health(BaseModel):
     unusual_check: Literal["on", "off"] | None = Field(
         None, description="off where the served model was trained without an unusual-patient reference"
     )
+    shadow: Shadow | None = None
 
 
 # The Open Inference Protocol (KServe V2): the envelope is typed, the tensor data is not.

@@ -183,11 +183,11 @@ class PostgresStore:
         return self._transaction(write)
 
     def labelled(self, since: float) -> Labelled:
-        """Predictions made since `since` that have an outcome."""
+        """Predictions made since `since` that have an outcome, served and shadow."""
         query = LABELLED_SINCE.format("%s")
 
         def work(cursor: psycopg.Cursor) -> list[tuple]:
-            cursor.execute(query, (since,))
+            cursor.execute(query, (since, since))
             return cursor.fetchall()
 
         return labelled_of(self._transaction(work))

@@ -196,9 +196,9 @@ class SQLiteStore:
         return self._transaction(write)
 
     def labelled(self, since: float) -> Labelled:
-        """Predictions made since `since` that have an outcome."""
+        """Predictions made since `since` that have an outcome, served and shadow."""
         query = LABELLED_SINCE.format("?")
-        return labelled_of(self._transaction(lambda c: c.execute(query, (since,)).fetchall(), immediate=False))
+        return labelled_of(self._transaction(lambda c: c.execute(query, (since, since)).fetchall(), immediate=False))
 
     def paired(self, since: float) -> Paired:
         """Predictions made since `since` that have an outcome and a challenger's score."""

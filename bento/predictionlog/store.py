@@ -101,7 +101,8 @@ class LogStore(Protocol):
         """Record true outcomes in one transaction: all or none (UnknownPredictionError, ConflictingOutcomeError)."""
 
     def labelled(self, since: float) -> Labelled:
-        """Predictions made since `since` that have an outcome."""
+        """Predictions made since `since` that have an outcome: the served rows and the challenger's (shadow) rows,
+        each under its model version, at the time of the prediction, in the order of the ids."""
 
     def paired(self, since: float) -> Paired:
         """Predictions made since `since` that have an outcome and a challenger's score in shadow, once per
@@ -165,9 +166,15 @@ def rows_of(batches: Sequence[ScoredBatch], keep_features: bool) -> list[tuple]:
 # The queries both stores run; `{}` is the driver's parameter marker ("?" for sqlite3, "%s" for psycopg).
 INSERT_OUTCOME = "INSERT INTO outcomes VALUES ({0}, {0}, {0}) ON CONFLICT (prediction_id) DO NOTHING"
 LABELLED_SINCE = (
-    "SELECT p.model_version, p.time, p.probability, p.label, o.readmitted "
-    "FROM outcomes o JOIN predictions p ON p.id = o.prediction_id WHERE p.time >= {0} ORDER BY o.prediction_id"
-)  # in the order of the ids: SQLite walks the outcomes' primary key, PostgreSQL sorts (in the database, not here)
+    "SELECT p.model_version, p.time, p.probability, p.label, o.readmitted, o.prediction_id "
+    "FROM outcomes o JOIN predictions p ON p.id = o.prediction_id WHERE p.time >= {0} "
+    "UNION ALL "
+    "SELECT s.model_version, p.time, s.probability, s.label, o.readmitted, o.prediction_id "
+    "FROM outcomes o JOIN predictions p ON p.id = o.prediction_id "
+    "JOIN shadow_predictions s ON s.prediction_id = o.prediction_id WHERE p.time >= {0} "
+    "ORDER BY 6"
+)  # the served rows and the challenger's, in the order of the ids: SQLite merges the two walks of the outcomes'
+# primary key, PostgreSQL sorts (in the database, not here). Its parameter twice: the time since.
 PAIRED_SINCE = (
     "SELECT p.model_version, s.model_version, p.time, p.probability, s.probability, o.readmitted "
     "FROM outcomes o JOIN predictions p ON p.id = o.prediction_id "
@@ -297,11 +304,12 @@ def scored_of(rows: list[tuple]) -> Scored:
 
 
 def labelled_of(rows: list[tuple]) -> Labelled:
-    """Labelled from (version, time, probability, label, outcome) rows, in the order of their ids."""
+    """Labelled from LABELLED_SINCE rows (version, time, probability, label, outcome, id), in the order of their
+    ids."""
     if not rows:
         empty = np.zeros(0)
         return Labelled(np.zeros(0, dtype=str), empty, empty, empty.astype(np.int64), empty.astype(np.int64))
-    versions, times, probabilities, labels, outcomes = zip(*rows, strict=True)
+    versions, times, probabilities, labels, outcomes, _ = zip(*rows, strict=True)
     return Labelled(
         np.array(versions, dtype=str),
         np.array(times, dtype=np.float64),

@@ -3,7 +3,8 @@
 The scoring core hands each scored batch to `PredictionLog.append` (registered with the core by
 bento/monitoring/lifecycle.py), which only puts it on a bounded queue (counted as dropped, never waiting, when
 the queue is full). A writer thread takes what has queued, passes it to the consumers that watch the served data
-(bento/monitoring/drift_counts.py) and appends the rows to the store (bento/predictionlog/store.py) in one
+(bento/monitoring/drift_counts.py), has the challenger score it where one is in shadow (bento/predictionlog/
+shadow.py) and appends the served rows and the challenger's to the store (bento/predictionlog/store.py) in one
 transaction. A store that fails (locked, disk full, database down) is tried again with a growing pause for
 RETRY_SECONDS, while new rows queue (up to the queue's bound); a store that still fails then loses that batch,
 counted, so `lost` means the store failed, not that it was busy a moment. The next batch tries again, so logging
@@ -24,6 +25,7 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from bento.core.scoring import ScoredBatch
+from bento.predictionlog.shadow import BUDGET_SECONDS, Shadow
 from bento.predictionlog.store import ERASE_ROWS, LogStore, StoreError
 from bento.quality.windows import DAY
 
@@ -60,6 +62,7 @@ class PredictionLog:
         consumers: Iterable[Consumer] = (),
         flush_seconds: float = 0.5,
         retry_seconds: float = RETRY_SECONDS,
+        shadow: Shadow | None = None,
     ) -> None:
         self.store = store
         self.queue_rows = queue_rows
@@ -70,6 +73,7 @@ class PredictionLog:
         self.consumers = list(consumers)
         self.flush_seconds = flush_seconds
         self.retry_seconds = retry_seconds
+        self.shadow = shadow
         self._queue: deque[ScoredBatch] = deque()
         self._queued_rows = 0
         self._wake = threading.Condition()
@@ -93,8 +97,9 @@ class PredictionLog:
     @property
     def settle_seconds(self) -> float:
         """A row is in the store (or counted lost) this long after it was scored, in any worker, while the
-        store answers within its tries."""
-        return 2 * self.flush_seconds + 1 + self.retry_seconds
+        store answers within its tries (a worker scoring in shadow waits for its challenger at most BUDGET_SECONDS
+        per flush)."""
+        return 2 * self.flush_seconds + 1 + BUDGET_SECONDS + self.retry_seconds
 
     def close(self, timeout: float) -> None:
         """Write what is queued (at most `timeout` seconds), then stop the writer."""
@@ -118,7 +123,7 @@ class PredictionLog:
                 closing = self._closing
             self.counts.prediction_log_queue(waiting)  # here, not per append: a metrics write off the request path
             if batches:
-                self._write(batches)
+                self._write(batches, backlog=waiting > self.queue_rows / 2)
             if closing:
                 return
             if taken_at - last_purge >= PURGE_SECONDS:
@@ -146,17 +151,19 @@ class PredictionLog:
             logger.info("prediction log: %d predictions past the keeping period erased", erased)
         return erased == ERASE_ROWS
 
-    def _write(self, batches: list[ScoredBatch]) -> None:
+    def _write(self, batches: list[ScoredBatch], backlog: bool) -> None:
+        """Write the served rows, and the challenger's where it scored them (none when the queue is a `backlog`)."""
         rows = sum(len(batch.ids) for batch in batches)
         for consumer in self.consumers:
             try:
                 consumer(batches)
             except Exception as error:  # a consumer's bug must not stop the log
                 logger.error("prediction log consumer %s failed: %s", getattr(consumer, "__name__", consumer), error)
+        shadow = [] if self.shadow is None else self.shadow.rows(batches, backlog)
         deadline, pause = time.monotonic() + self.retry_seconds, FIRST_PAUSE
         while True:
             try:
-                self.store.append(batches, self.keep_features)
+                self.store.append(batches, self.keep_features, shadow)
                 break
             except StoreError as error:
                 if time.monotonic() + pause > deadline:

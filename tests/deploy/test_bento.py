@@ -1,5 +1,7 @@
 """The built Bento: self-contained, lean, and serving the same predictions as the source tree."""
 
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +51,23 @@ def test_bento_carries_the_model_and_lean_requirements(exported_bento, bento_hom
     assert "service.py" in shipped and not shipped & {"train.py", "registry.py", "importer.py"}
     docs = bento_dir / "src" / "bento" / "openapi" / "static"  # the /docs page's own files (bento/openapi/docs_page.py)
     assert {"swagger-ui-bundle.js", "swagger-ui.css", "LICENSE", "docs.js"} <= {p.name for p in docs.rglob("*")}
+
+
+def test_the_bento_carries_the_challenger_beside_the_champion(shadow_home, tmp_path):
+    """Built from a store holding the champion and the challenger it names, exported, imported elsewhere: both
+    models travel with the Bento."""
+    home = shutil.copytree(shadow_home["home"], tmp_path / "home", ignore=shutil.ignore_patterns("prometheus*"))
+    repo = Path(__file__).resolve().parents[2]
+    tag = _run(["build", "--output", "tag"], home, repo).strip().splitlines()[-1].removeprefix("__tag__:")
+    expected = sorted([shadow_home["tag"], shadow_home["challenger_tag"]])
+    (service,) = json.loads(_run(["get", tag, "-o", "json"], home, repo))["services"]
+    assert sorted(model["tag"] for model in service["models"]) == expected
+    archive, fresh, elsewhere = tmp_path / "readmission.bento", tmp_path / "fresh", tmp_path / "elsewhere"
+    _run(["export", tag, str(archive)], home, repo)
+    elsewhere.mkdir()
+    _run(["import", str(archive)], fresh, elsewhere)
+    carried = json.loads(_run(["models", "list", "-o", "json"], fresh, elsewhere))
+    assert sorted(model["tag"] for model in carried) == expected
 
 
 def test_built_bento_serves_the_same_predictions(exported_bento, bento_home, tmp_path):

@@ -1,4 +1,5 @@
-"""`readmission import`: MLflow champion into the BentoML model store, with its provenance."""
+"""`readmission import`: MLflow champion into the BentoML model store, with its provenance, and the registry's
+challenger beside it for shadow scoring."""
 
 import hashlib
 import http.server
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from bento import features
 from tests import servers
@@ -66,6 +68,36 @@ def test_imported_model_carries_mlflow_provenance(bento_home, champion_store):
     assert metadata["mlflow_run_id"] == champion_store["registered"].run_id
     assert metadata["spec_hash"] == features.spec_hash()
     assert 0 < metadata["threshold"] < 1 and 0.5 < metadata["test_roc_auc"] <= 1
+
+
+def models_get(tag: str, home: Path, mlflow_home: Path) -> dict:
+    listing = _run([str(BIN / "bentoml"), "models", "get", tag, "-o", "json"], home, mlflow_home)
+    assert listing.returncode == 0, listing.stderr
+    return json.loads(listing.stdout)
+
+
+def test_the_champion_names_the_challenger_imported_beside_it_and_never_a_stale_one(shadow_home, tmp_path):
+    home = shutil.copytree(shadow_home["home"], tmp_path / "bentoml", ignore=shutil.ignore_patterns("prometheus*"))
+    champion = models_get(shadow_home["tag"], home, shadow_home["mlflow_home"])["metadata"]
+    challenger = models_get(shadow_home["challenger_tag"], home, shadow_home["mlflow_home"])
+    assert shadow_home["challenger_tag"].startswith("readmission-challenger:")
+    assert champion["challenger_tag"] == shadow_home["challenger_tag"]
+    assert champion["mlflow_version"] == shadow_home["champion"].version
+    assert challenger["metadata"]["mlflow_version"] == shadow_home["challenger"].version
+    assert "challenger_tag" not in challenger["metadata"]
+    assert challenger["metadata"]["backend"] == champion["backend"], "compiled like the champion"
+    # the registry has no challenger any more (a copy of its store): the next champion names none, and the
+    # challenger of the earlier import, still in the BentoML store, is never picked up
+    registry = shutil.copytree(shadow_home["mlflow_home"], tmp_path / "mlflow")
+    uri = f"sqlite:///{registry / 'mlflow.db'}"
+    MlflowClient(tracking_uri=uri, registry_uri=uri).delete_registered_model_alias("readmission", "challenger")
+    again = _run([str(BIN / "readmission"), "import"], home, registry)
+    assert again.returncode == 0, again.stderr
+    assert "challenger" not in again.stdout
+    tag = again.stdout.strip().rsplit(" ", 1)[-1]
+    assert tag != shadow_home["tag"] and models_get(tag, home, registry)["metadata"]["challenger_tag"] == ""
+    listed = _run([str(BIN / "bentoml"), "models", "list", "-o", "json"], home, registry).stdout
+    assert shadow_home["challenger_tag"] in {model["tag"] for model in json.loads(listed)}, "still in the store"
 
 
 def test_missing_alias_fails_clearly_and_leaves_the_store_as_it_was(champion_store, filled_store):

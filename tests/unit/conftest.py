@@ -84,12 +84,14 @@ def settings_of(home: Path, **overrides: Any) -> ServiceSettings:
 
 @pytest.fixture
 def core_of(tiny, tmp_path) -> Callable[..., ScoringCore]:
-    """A scoring core serving the tiny model (or `model`) with settings `overrides`, its state in the test's temporary
-    folder."""
+    """A scoring core serving the tiny model (or `model`), with `challenger` in shadow where given, and settings
+    `overrides`, its state in the test's temporary folder."""
 
-    def make(model: Predictor | None = None, **overrides: Any) -> ScoringCore:
+    def make(model: Predictor | None = None, challenger: Predictor | None = None, **overrides: Any) -> ScoringCore:
         scoring = ScoringCore(settings_of(tmp_path, **overrides))
         scoring.load(model or tiny)
+        if challenger is not None:
+            scoring.shadow(challenger)
         return scoring
 
     return make
@@ -103,9 +105,9 @@ def core(core_of) -> ScoringCore:
 
 @pytest.fixture
 def serve(core_of) -> Iterator[Callable[..., TestClient]]:
-    """Start the application over a core serving the tiny model (or `model=`) with settings `overrides` (the lifespan
-    runs: the prediction log is tmp_path/predictions.db); every client is closed, and the lifespan ended, after the
-    test."""
+    """Start the application over a core serving the tiny model (or `model=`, with `challenger=` in shadow) with
+    settings `overrides` (the lifespan runs: the prediction log is tmp_path/predictions.db); every client is closed,
+    and the lifespan ended, after the test."""
     clients: list[TestClient] = []
 
     def start(**overrides: Any) -> TestClient:

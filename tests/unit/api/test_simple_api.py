@@ -221,7 +221,8 @@ def test_without_a_log_feedback_and_performance_are_unavailable_and_predictions_
 
 def test_health_says_ok_with_the_model_and_503_while_draining_or_without_one(app, tiny):
     assert app.get("/health").json() == {
-        "status": "ok", "model_loaded": True, "model": tiny.info.summary(), "unusual_check": "on"
+        "status": "ok", "model_loaded": True, "model": tiny.info.summary(), "unusual_check": "on",
+        "shadow": {"status": "off", "reason": "none loaded"},
     }  # fmt: skip
     core = app.app.state.core
     core.draining = True

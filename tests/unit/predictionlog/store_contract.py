@@ -135,6 +135,21 @@ class StoreContract:
         log.erase_predictions(before=now - 120 * DAY)
         assert log.scored_marker() not in (newer, added, empty)
 
+    def test_shadow_rows_come_back_labelled_under_their_version_beside_the_served_rows(self, store):
+        log, _ = store
+        scored = batch(5, version="7", seed=3)
+        shadow = [(i, "8", 0.125 * n, n % 2) for n, i in enumerate(scored.ids) if n != 1]
+        log.append([scored], keep_features=False, shadow=shadow)
+        log.record_outcomes({scored.ids[n]: n % 2 for n in (0, 1, 3)}, time.time())
+        labelled = log.labelled(since=scored.time - 1)
+        served, challenger = labelled.model_version == "7", labelled.model_version == "8"
+        assert labelled.probability[served].tolist() == scored.probabilities[[0, 1, 3]].astype(np.float64).tolist()
+        assert labelled.probability[challenger].tolist() == [0.0, 0.375], "in the order of the ids, no row 1"
+        assert labelled.label[challenger].tolist() == [0, 1]
+        assert labelled.outcome[served].tolist() == [0, 1, 1] and labelled.outcome[challenger].tolist() == [0, 1]
+        assert labelled.time.tolist() == [scored.time] * 5
+        assert len(log.labelled(since=scored.time + 1).outcome) == 0
+
     def test_an_unknown_id_records_nothing(self, store):
         log, query = store
         scored = batch(2)

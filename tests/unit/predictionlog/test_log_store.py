@@ -54,12 +54,12 @@ class Switchable:
         self.gate = threading.Event()  # append goes on only while set
         self.gate.set()
 
-    def append(self, batches, keep_features):
+    def append(self, batches, keep_features, shadow=()):
         self.entered.set()
         self.gate.wait()
         if self.failing:
             raise StoreError("made to fail")
-        self.inner.append(batches, keep_features)
+        self.inner.append(batches, keep_features, shadow)
 
     def purge_features(self, before):
         return self.inner.purge_features(before)
