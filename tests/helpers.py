@@ -221,6 +221,36 @@ def decode_binary_response(response: httpx.Response) -> tuple[dict[str, Any], di
 # --- test servers --------------------------------------------------------------------------------------------
 
 
+def replay(
+    client: httpx.Client, matrix: np.ndarray, chunk: int = 1000, settled: Callable[[int], object] | None = None
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Every row of `matrix` through V2 binary infer, `chunk` rows a call: the probabilities served (float64), the
+    labels and the prediction ids; after each call, `settled(rows sent so far)` where given."""
+    outputs = [
+        {"name": name, "parameters": {"binary_data": True}} for name in ("probability", "label", "prediction_id")
+    ]
+    probabilities, labels, ids = [], [], []
+    for start in range(0, len(matrix), chunk):
+        body, headers = binary_matrix(matrix[start : start + chunk], outputs=outputs)
+        answer = client.post(INFER, content=body, headers=headers)
+        assert answer.status_code == 200, answer.text
+        _, arrays = decode_binary_response(answer)
+        probabilities.append(arrays["probability"])
+        labels.append(arrays["label"])
+        ids.extend(value.decode() for value in arrays["prediction_id"])
+        if settled is not None:
+            settled(len(ids))
+    return np.concatenate(probabilities).astype(np.float64), np.concatenate(labels), ids
+
+
+def send_outcomes(client: httpx.Client, ids: list[str], outcome: np.ndarray, chunk: int = 1000) -> None:
+    """The true outcome of each prediction id through `POST /feedback`, `chunk` a call, each recorded as new."""
+    for start in range(0, len(ids), chunk):
+        pairs = zip(ids[start : start + chunk], outcome[start : start + chunk].tolist(), strict=True)
+        sent = [{"prediction_id": i, "readmitted_within_30_days": bool(o)} for i, o in pairs]
+        assert client.post("/feedback", json=sent).json() == {"recorded": len(sent), "unchanged": 0}
+
+
 def bentoml_env(home: Path) -> dict[str, str]:
     """Environment of a test BentoML server: its own home, no telemetry."""
     # READMISSION_API_TOKEN empty: the shared service has no bearer token whatever the developer's shell holds

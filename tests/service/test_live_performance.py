@@ -18,12 +18,11 @@ from bento.model.predictor import METADATA_FILE
 from bento.quality import estimates, figures
 from bento.quality.privacy import PUBLISH_ROWS
 from tests import servers
-from tests.helpers import INFER, binary_matrix, copy_home, decode_binary_response, poll, scrape, serve
+from tests.helpers import copy_home, poll, replay, scrape, send_outcomes, serve
 from tests.reference import nannyml_cbpe
 from training import data, registry
 
 CHUNK = 1000  # rows per infer and per feedback call
-BINARY_OUTPUTS = [{"name": name, "parameters": {"binary_data": True}} for name in ("probability", "prediction_id")]
 
 
 def _test_split(champion_store) -> tuple[np.ndarray, np.ndarray]:
@@ -65,18 +64,8 @@ def test_replayed_test_split_gives_the_offline_figures(champion_store, bento_hom
             assert before["live"][version]["90d"] == {"labelled_rows": 0}  # no outcome yet: nothing else
             assert before["training"][version] == {k: metadata["test_metrics"][k] for k in figures.METRICS}
 
-            probabilities, ids = [], []
-            for start in range(0, len(matrix), CHUNK):
-                body, headers = binary_matrix(matrix[start : start + CHUNK], outputs=BINARY_OUTPUTS)
-                answer = client.post(INFER, content=body, headers=headers)
-                assert answer.status_code == 200, answer.text
-                _, arrays = decode_binary_response(answer)
-                probabilities.append(arrays["probability"])
-                ids.extend(value.decode() for value in arrays["prediction_id"])
-            for start in range(0, len(ids), CHUNK):
-                pairs = zip(ids[start : start + CHUNK], outcome[start : start + CHUNK].tolist(), strict=True)
-                sent = [{"prediction_id": i, "readmitted_within_30_days": bool(o)} for i, o in pairs]
-                assert client.post("/feedback", json=sent).json() == {"recorded": len(sent), "unchanged": 0}
+            probability, _, ids = replay(client, matrix, CHUNK)
+            send_outcomes(client, ids, outcome, CHUNK)
 
             rows = len(outcome)
 
@@ -95,7 +84,6 @@ def test_replayed_test_split_gives_the_offline_figures(champion_store, bento_hom
     finally:
         server.stop()
 
-    probability = np.concatenate(probabilities).astype(np.float64)
     flagged = probability >= np.float32(metadata["threshold"])
     offline = {
         "roc_auc": roc_auc_score(outcome, probability),
@@ -125,32 +113,12 @@ def test_replayed_test_split_gives_the_offline_figures(champion_store, bento_hom
     figure("replayed rows", rows)
 
 
-def _replay(client: httpx.Client, matrix: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """Every row of `matrix` through V2 binary infer: the probabilities served (float64) and their prediction ids."""
-    probabilities, ids = [], []
-    for start in range(0, len(matrix), CHUNK):
-        body, headers = binary_matrix(matrix[start : start + CHUNK], outputs=BINARY_OUTPUTS)
-        answer = client.post(INFER, content=body, headers=headers)
-        assert answer.status_code == 200, answer.text
-        _, arrays = decode_binary_response(answer)
-        probabilities.append(arrays["probability"])
-        ids.extend(value.decode() for value in arrays["prediction_id"])
-    return np.concatenate(probabilities).astype(np.float64), ids
-
-
-def _send_outcomes(client: httpx.Client, ids: list[str], outcome: np.ndarray) -> None:
-    for start in range(0, len(ids), CHUNK):
-        pairs = zip(ids[start : start + CHUNK], outcome[start : start + CHUNK].tolist(), strict=True)
-        sent = [{"prediction_id": i, "readmitted_within_30_days": bool(o)} for i, o in pairs]
-        assert client.post("/feedback", json=sent).json() == {"recorded": len(sent), "unchanged": 0}
-
-
 def _estimated_then_realised(server: servers.Server, version: str, matrix: np.ndarray, outcome: np.ndarray) -> tuple:
     """The 30-day estimates once the replay is logged (before any outcome), the probabilities served, then the
     30-day live figures once `outcome` is sent."""
     published = len(outcome) // PUBLISH_ROWS * PUBLISH_ROWS
     with httpx.Client(base_url=server.url, timeout=60) as client:
-        probability, ids = _replay(client, matrix)
+        probability, _, ids = replay(client, matrix, CHUNK)
 
         def estimated() -> dict | None:
             body = client.get("/performance").json()
@@ -159,7 +127,7 @@ def _estimated_then_realised(server: servers.Server, version: str, matrix: np.nd
 
         before = poll(estimated, 120, f"the estimates of {published} rows", interval=0.5)
         assert before["live"][version]["30d"] == {"labelled_rows": 0}, "no outcome sent yet"
-        _send_outcomes(client, ids, outcome)
+        send_outcomes(client, ids, outcome)
 
         def realised() -> dict | None:
             body = client.get("/performance").json()

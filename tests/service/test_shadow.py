@@ -11,7 +11,6 @@ that raises or hangs while serving: tests/unit/api/test_shadow.py and tests/unit
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
 
 import httpx
 import mlflow
@@ -19,37 +18,17 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from tests.helpers import INFER, RECORD, binary_matrix, decode_binary_response, poll, scrape, serve
+from tests.helpers import RECORD, poll, replay, scrape, send_outcomes, serve
 from training import data
 from training.settings import MODEL_NAME
 
 CHUNK = 1000  # rows per infer and per feedback call
-OUTPUTS = [{"name": name, "parameters": {"binary_data": True}} for name in ("probability", "label", "prediction_id")]
 WAIT = 120  # seconds: generous, for a busy machine
 
 
 def home_copy(shadow_home: dict, folder):
     """A private copy of the shadow BentoML home in `folder` (its own prediction log and Prometheus files)."""
     return shutil.copytree(shadow_home["home"], folder / "home", ignore=shutil.ignore_patterns("prometheus*", "*.db*"))
-
-
-def replay(
-    client: httpx.Client, matrix: np.ndarray, settled: Callable[[int], object] | None = None
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Probabilities, labels and prediction ids of `matrix` scored over V2 (binary) in chunks; after each chunk,
-    `settled(rows sent so far)` where given."""
-    probabilities, labels, ids = [], [], []
-    for start in range(0, len(matrix), CHUNK):
-        body, headers = binary_matrix(matrix[start : start + CHUNK], outputs=OUTPUTS)
-        answer = client.post(INFER, content=body, headers=headers)
-        assert answer.status_code == 200, answer.text
-        _, arrays = decode_binary_response(answer)
-        probabilities.append(arrays["probability"])
-        labels.append(arrays["label"])
-        ids.extend(value.decode() for value in arrays["prediction_id"])
-        if settled is not None:
-            settled(len(ids))
-    return np.concatenate(probabilities), np.concatenate(labels), ids
 
 
 def offline_challenger(shadow_home: dict, matrix: np.ndarray) -> np.ndarray:
@@ -90,14 +69,11 @@ def test_the_replayed_split_answers_as_without_shadow_and_each_version_is_measur
             def scored(rows: int) -> None:  # one chunk per flush: each call of the challenger well within its budget
                 poll(lambda: shadow_counted(with_shadow, "scored") == rows, WAIT, f"{rows} rows scored in shadow")
 
-            probabilities, labels, ids = replay(client, matrix, scored)
-            unshadowed, plain_labels, _ = replay(plain, matrix)
+            probabilities, labels, ids = replay(client, matrix, CHUNK, scored)
+            unshadowed, plain_labels, _ = replay(plain, matrix, CHUNK)
             assert np.array_equal(probabilities, unshadowed) and np.array_equal(labels, plain_labels), "identical"
             rows = len(outcome)
-            for start in range(0, rows, CHUNK):
-                pairs = zip(ids[start : start + CHUNK], outcome[start : start + CHUNK].tolist(), strict=True)
-                sent = [{"prediction_id": i, "readmitted_within_30_days": bool(o)} for i, o in pairs]
-                assert client.post("/feedback", json=sent).json() == {"recorded": len(sent), "unchanged": 0}
+            send_outcomes(client, ids, outcome, CHUNK)
 
             def measured() -> dict | None:
                 live = client.get("/performance").json()["live"]
