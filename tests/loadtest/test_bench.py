@@ -20,7 +20,7 @@ import pytest
 
 from bench import report
 from bench.checks import TOLERANCE
-from bench.workloads import PREDICT, V2_1_8, V2_1_64, WORKLOADS, Result
+from bench.workloads import PREDICT, V2_1_8, V2_1_64, V2_BINARY, WORKLOADS, Result
 from tests.helpers import bentoml_env, copy_home
 
 # serial: the benchmark measures throughput and latency: alone, not beside another worker
@@ -65,6 +65,21 @@ def test_report_takes_medians_over_rounds_and_checks_the_targets():
     table = report.markdown(summary, report.ratios(summary), list(targets.values()), meta)
     assert "| ours | v2 1 row, 8 conn | 3,100.0 |" in table
     assert f"targets: 2 PASS, 2 MISS, {len(targets) - 4} n/a" in table
+
+
+def test_the_log_costs_its_microseconds_a_row_and_memory_its_peak_over_the_shared_workloads():
+    raw = [
+        result("ours", V2_BINARY, 80.0, 1, rows_s=80_000.0, peak_rss_mb=900.0),  # binary: MLServer has none
+        result("ours-nolog", V2_BINARY, 100.0, 1, rows_s=100_000.0),
+        result("ours", V2_1_8, 3000.0, 1, peak_rss_mb=300.0),
+        result("mlserver", V2_1_8, 1000.0, 1, peak_rss_mb=250.0),
+        result("mlserver", V2_1_64, 1000.0, 1, peak_rss_mb=260.0),
+    ]
+    targets = {t["target"]: t for t in report.evaluate(report.medians(raw, ["ours", "ours-nolog", "mlserver"]), {})}
+    log = next(t for name, t in targets.items() if name.startswith("the prediction log's cost"))
+    assert log["measured"] == pytest.approx(1 / 80_000 * 1e6 - 1 / 100_000 * 1e6) and log["status"] == "MISS"
+    memory = next(t for name, t in targets.items() if name.startswith("peak memory"))
+    assert memory["measured"] == pytest.approx(300 / 260) and memory["status"] == "PASS"
 
 
 @pytest.mark.slow
