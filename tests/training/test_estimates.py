@@ -48,7 +48,7 @@ def test_the_estimates_agree_with_nannyml_cbpe(held_out, split, local, tmp_path)
     reference = local.probabilities(matrix).astype(np.float64)
     threshold = local.info.threshold
     found = nannyml_cbpe(tmp_path, reference, reference_outcome, held_out["probability"], threshold)
-    ours = estimates.summary(held_out["probability"], threshold)
+    ours = estimates.summary(held_out["probability"], held_out["probability"] >= threshold)
     assert ours["estimated_roc_auc"] == pytest.approx(found["as_run"]["roc_auc"], abs=0.01)
     assert ours["estimated_roc_auc"] == pytest.approx(found["uncalibrated"]["roc_auc"], abs=1e-6)
     assert ours["estimated_precision"] == pytest.approx(found["uncalibrated"]["precision"], abs=1e-6)
@@ -63,7 +63,7 @@ def test_outcomes_flipped_for_a_subgroup_lower_the_realised_roc_auc_but_not_the_
     flipped = held_out["outcome"].copy()
     flipped[chosen] = 1 - flipped[chosen]
     probability, (low, high) = held_out["probability"], held_out["interval"]
-    stream = estimates.summary(probability, local.info.threshold)  # all the estimate sees, flipped or not
+    stream = estimates.summary(probability, probability >= local.info.threshold)  # all it sees, flipped or not
     realised = figures.roc_auc(held_out["outcome"], probability)
     realised_flipped = figures.roc_auc(flipped, probability)
     # what it shows: the stream as it was, its estimate inside the realised interval
