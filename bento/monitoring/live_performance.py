@@ -46,6 +46,10 @@ logger = logging.getLogger("readmission")
 LEASE_INTERVALS = 3  # a lease runs this many intervals: a holder that stopped without releasing it is replaced then
 SLIDE_SECONDS = 3600.0  # unchanged labelled rows are measured again after this long: rows leave the windows with time
 CPU_SHARE = 0.01  # after a computation that took c CPU seconds the holder rests c / CPU_SHARE: at most 1% of a core
+# Past this many logged rows a version's estimates were computed over, new predictions alone no longer make the
+# holder read every logged probability again (seconds of the worker's thread at millions of rows): the figures are
+# then computed again when outcomes are recorded or erased, a version is new, or SLIDE_SECONDS passed.
+LARGE_LOG_ROWS = 100_000
 
 
 def training_figures(info: ModelInfo) -> Figures:
@@ -155,15 +159,11 @@ class LivePerformance:
         missed."""
         if time.monotonic() < self._rested_at:
             return
-        marker = f"{self.store.labelled_marker()} {self.store.scored_marker()}"
+        labelled, scored = self.store.labelled_marker(), self.store.scored_marker()
         previous = self.store.stored_figures()
-        if (
-            previous is not None
-            and previous.marker == marker
-            and now - previous.computed_at < SLIDE_SECONDS
-            and set(versions) <= set(json.loads(previous.figures))
-        ):
+        if previous is not None and not _due(previous, labelled, scored, now, versions):
             return
+        marker = f"{labelled} {scored}"
         started = time.thread_time()
         since = now - max(WINDOWS.values()) * DAY
         live = measure(self.store.labelled(since), now, versions, self._memo)
@@ -210,6 +210,23 @@ class LivePerformance:
         yield estimated
         yield compared
         yield training
+
+
+def _due(previous: StoredFigures, labelled: str, scored: str, now: float, versions: list[str]) -> bool:
+    """Whether the stored figures are to be computed again: SLIDE_SECONDS passed, a version served here is missing,
+    outcomes were recorded or erased (the labelled rows' marker), or predictions were added or erased (the scored
+    rows' marker) in a log small enough to read again for each (LARGE_LOG_ROWS)."""
+    if now - previous.computed_at >= SLIDE_SECONDS or not set(versions) <= set(json.loads(previous.figures)):
+        return True
+    was_labelled, _, was_scored = previous.marker.partition(" ")  # a labelled marker holds no space
+    if was_labelled != labelled:
+        return True
+    if was_scored == scored:
+        return False
+    windows = json.loads(previous.estimated).values()
+    return max((values.get(estimates.SCORED_ROWS, 0) for of in windows for values in of.values()), default=0) < (
+        LARGE_LOG_ROWS
+    )
 
 
 def _per_window(name: str, documentation: str, values: dict[str, dict[str, Figures]]) -> GaugeMetricFamily:

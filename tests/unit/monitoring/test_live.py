@@ -103,6 +103,34 @@ def test_the_estimates_are_served_and_published_in_steps_of_twenty_predictions(t
     store.close()
 
 
+def test_a_large_log_is_read_again_for_outcomes_not_for_each_new_prediction(tmp_path, monkeypatch):
+    """Past LARGE_LOG_ROWS estimated rows, new predictions alone do not make the holder read the log again; an
+    outcome does (and so would SLIDE_SECONDS)."""
+    store = SQLiteStore(tmp_path / "log.db")
+    live = LivePerformance(store, lambda: INFO, 60)
+    monkeypatch.setattr(live_performance, "CPU_SHARE", 1e9)  # no rest to speak of
+    monkeypatch.setattr(live_performance, "LARGE_LOG_ROWS", 2 * PUBLISH_ROWS)
+    ids, now = PredictionIds(), time.time()
+
+    def predicted(rows: int) -> ScoredBatch:
+        probability = np.linspace(0.05, 0.95, rows, dtype=np.float32)
+        batch = ScoredBatch(ids.take(rows, now), now, "5", probability, (probability >= 0.3).astype(np.int64),
+                            np.zeros((rows, 1), dtype=np.float32))  # fmt: skip
+        store.append([batch], keep_features=False)
+        live.refresh()
+        return batch
+
+    predicted(PUBLISH_ROWS)
+    predicted(PUBLISH_ROWS)  # a small log: each new prediction is read
+    assert (live.computations, live.latest().estimated["5"]["30d"]["scored_rows"]) == (2, 2 * PUBLISH_ROWS)
+    batch = predicted(PUBLISH_ROWS)  # now large: not read again for predictions alone
+    assert (live.computations, live.latest().estimated["5"]["30d"]["scored_rows"]) == (2, 2 * PUBLISH_ROWS)
+    store.record_outcomes({batch.ids[0]: 1}, now)
+    live.refresh()
+    assert (live.computations, live.latest().estimated["5"]["30d"]["scored_rows"]) == (3, 3 * PUBLISH_ROWS)
+    store.close()
+
+
 def test_figures_of_unchanged_rows_are_not_computed_again():
     now = time.time()
     rows = Labelled(np.array(["5"] * 6), np.full(6, now - 40 * 86400.0), np.linspace(0.1, 0.6, 6),
