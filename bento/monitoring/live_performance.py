@@ -130,8 +130,9 @@ class LivePerformance:
         training = {info.version: training_figures(info)} if info is not None else {}
         try:
             if self.store.take_lease(self.holder, now, LEASE_INTERVALS * self.seconds):
-                self._compute(now, versions)
-            stored = self.store.stored_figures()
+                stored = self._compute(now, versions)
+            else:
+                stored = self.store.stored_figures()
         except StoreError as error:
             logger.warning("live performance: the prediction log cannot be read: %s", error)
             self._latest = replace(self._latest, training=training)
@@ -151,18 +152,18 @@ class LivePerformance:
             stored.computed_at, live, estimated, training, comparison=json.loads(stored.comparison)
         )
 
-    def _compute(self, now: float, versions: list[str]) -> None:
+    def _compute(self, now: float, versions: list[str]) -> StoredFigures | None:
         """Measure and store the figures and estimates, unless the stored ones are of the same rows, recent, and
         show every version served here, or this holder is resting after its last computation (CPU_SHARE: at 1,000,000
         labelled rows per window, figures some minutes behind the outcomes, which arrive a month late anyway).
         The markers are read before the rows: rows recorded in between are measured now and again next time, never
-        missed."""
+        missed. Returns the figures stored now (read once, not again by the caller)."""
         if time.monotonic() < self._rested_at:
-            return
+            return self.store.stored_figures()
         labelled, scored = self.store.labelled_marker(), self.store.scored_marker()
         previous = self.store.stored_figures()
         if previous is not None and not _due(previous, labelled, scored, now, versions):
-            return
+            return previous
         marker = f"{labelled} {scored}"
         started = time.thread_time()
         since = now - max(WINDOWS.values()) * DAY
@@ -173,6 +174,7 @@ class LivePerformance:
         self.store.save_figures(stored)
         self.computations += 1
         self._rested_at = time.monotonic() + (time.thread_time() - started) / CPU_SHARE
+        return stored
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """The latest figures as `readmission_live_metric`, `readmission_estimated_metric`,
