@@ -38,8 +38,8 @@ def main(rows: int = 200_000) -> None:
             store.append([batch], keep_features=False)
         store.close()
         with psycopg.connect(url) as connection:
-            count = connection.execute("SELECT count(*) FROM predictions").fetchone()[0]
-            size = connection.execute("SELECT pg_total_relation_size('predictions')").fetchone()[0]
+            count = connection.execute("SELECT sum(rows) FROM prediction_batches").fetchone()[0]
+            size = connection.execute("SELECT pg_total_relation_size('prediction_batches')").fetchone()[0]
         per_row = size / count
         print(f"{count:,} rows, {size / 1e6:.1f} MB, {per_row:.0f} B a row; a day at {DAY_REQ_S:,} req/s: "
               f"{per_row * DAY_REQ_S * 86400 / 1e9:.1f} GB")  # fmt: skip

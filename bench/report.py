@@ -318,7 +318,7 @@ def log_size(home: Path, req_s: float | None) -> dict[str, float] | None:
     if not database.exists() or not req_s:
         return None
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
-        rows = db.execute("SELECT count(*) FROM predictions").fetchone()[0]
+        rows = db.execute("SELECT coalesce(sum(rows), 0) FROM prediction_batches").fetchone()[0]
     size = sum(path.stat().st_size for path in home.glob(SQLITE_FILE + "*"))
     if not rows:
         return None

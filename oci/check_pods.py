@@ -25,6 +25,7 @@ import httpx
 import psycopg
 
 from bento import features
+from bento.core.ids import run
 from loadtest import cli
 from oci import kube_play
 from oci.kube_play import Played, podman
@@ -78,8 +79,8 @@ def logged_ids(played: Played, ids: list[str]) -> set[str]:
     """
     url = played.secrets["readmission-prediction-log"]["url"]
     with psycopg.connect(url, hostaddr=played.addresses["postgres"], connect_timeout=5) as db:
-        rows = db.execute("SELECT id FROM predictions WHERE id = ANY(%s)", (ids,)).fetchall()
-    return {prediction_id for (prediction_id,) in rows}
+        rows = db.execute("SELECT first_id, rows FROM prediction_batches WHERE first_id <= %s", (max(ids),)).fetchall()
+    return set(ids) & {prediction_id for first_id, count in rows for prediction_id in run(first_id, count)}
 
 
 class Traffic(threading.Thread):

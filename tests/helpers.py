@@ -40,6 +40,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from bento import features
+from bento.core import ids
 from bento.monitoring.metrics_port import COMPUTED_HEADER
 from bento.settings import MODEL_NAME
 from tests import servers
@@ -328,22 +329,52 @@ def log_rows_counted(server: servers.Server, *outcomes: str) -> float:
     )
 
 
+LOGGED = "SELECT first_id, rows, time, model_version, probabilities, labels, features FROM prediction_batches"
+SHADOW_LOGGED = "SELECT first_id, model_version, probabilities, labels FROM shadow_batches"
+ID_RUNS = "SELECT first_id, rows FROM prediction_batches"
+
+
+def logged(rows: list[tuple]) -> dict[str, tuple[float, str, float, int, bytes | None]]:
+    """Each prediction of LOGGED rows: id -> (time, version, probability, label, encoded row or None)."""
+    found = {}
+    for first_id, count, when, version, probabilities, labels, encoded in rows:
+        width = None if encoded is None else len(encoded) // count
+        for n, prediction_id in enumerate(ids.run(first_id, count)):
+            row = None if encoded is None else bytes(encoded[n * width : (n + 1) * width])
+            found[prediction_id] = (when, version, float(np.frombuffer(probabilities, "<f4")[n]), labels[n], row)
+    return found
+
+
+def shadow_logged(rows: list[tuple]) -> list[tuple[str, str, float, int]]:
+    """The challenger's rows of SHADOW_LOGGED rows: (prediction id, version, probability, label)."""
+    return [
+        (prediction_id, version, float(np.frombuffer(probabilities, "<f4")[n]), labels[n])
+        for first_id, version, probabilities, labels in rows
+        for n, prediction_id in enumerate(ids.run(first_id, len(labels)))
+    ]
+
+
+def run_ids(rows: list[tuple]) -> set[str]:
+    """The prediction ids of ID_RUNS rows."""
+    return {prediction_id for first_id, count in rows for prediction_id in ids.run(first_id, count)}
+
+
 def sqlite_ids(database: Path) -> set[str]:
     """The prediction ids in a SQLite log, read-only (empty while the file or its table does not exist)."""
     if not database.exists():
         return set()
     with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
-        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'predictions'").fetchone() is None:
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'prediction_batches'").fetchone() is None:
             return set()  # the file is there, the schema not yet
-        return {prediction_id for (prediction_id,) in db.execute("SELECT id FROM predictions")}
+        return run_ids(db.execute(ID_RUNS).fetchall())
 
 
 def postgres_ids(url: str) -> set[str]:
     """The prediction ids in a PostgreSQL log (empty before the service created the table)."""
     with psycopg.connect(url) as db:
-        if db.execute("SELECT to_regclass('predictions')").fetchone() == (None,):
+        if db.execute("SELECT to_regclass('prediction_batches')").fetchone() == (None,):
             return set()
-        return {prediction_id for (prediction_id,) in db.execute("SELECT id FROM predictions")}
+        return run_ids(db.execute(ID_RUNS).fetchall())
 
 
 # --- training ------------------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 The time of the prediction in milliseconds, then 26 random bits per process and a 48-bit counter, so ids are
 unique across workers and restarts, sort by time, and cost a string format each. `issued_at` is the one check of
-that format (any case of hex digits, as RFC 9562 allows).
+that format (any case of hex digits, as RFC 9562 allows). The ids of one `take` differ in their counter alone, so the
+prediction log stores a batch's ids as its first id and their count (`run`, `last`, `offset_in`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import secrets
 import threading
 
 _COUNTER_BITS = 48
+_PREFIX = 24  # characters before the counter's 12 hex digits: the time, the version and the process's random bits
 _ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", re.IGNORECASE | re.ASCII)
 
 
@@ -29,8 +31,36 @@ class PredictionIds:
         """`count` new ids stamped with `now` (seconds since the epoch)."""
         with self._lock:
             first, self._next = self._next, self._next + count
-        prefix = f"{first_id_at(now)}7{self._rand_a:03x}-{self._rand_b_high:04x}-"
-        return [f"{prefix}{n & ((1 << _COUNTER_BITS) - 1):012x}" for n in range(first, first + count)]
+        return _ids(f"{first_id_at(now)}7{self._rand_a:03x}-{self._rand_b_high:04x}-", first, count)
+
+
+def _ids(prefix: str, first: int, count: int) -> list[str]:
+    return [f"{prefix}{n & ((1 << _COUNTER_BITS) - 1):012x}" for n in range(first, first + count)]
+
+
+def run(first_id: str, count: int) -> list[str]:
+    """The `count` ids of one `take` that begins with `first_id`."""
+    return _ids(first_id[:_PREFIX], int(first_id[_PREFIX:], 16), count)
+
+
+def last(first_id: str, count: int) -> str:
+    """The last of the `count` ids of the `take` that begins with `first_id`."""
+    return _ids(first_id[:_PREFIX], int(first_id[_PREFIX:], 16) + count - 1, 1)[0]
+
+
+def offset_in(first_id: str, count: int, prediction_id: str) -> int | None:
+    """Where `prediction_id` lies among the `count` ids of the `take` that begins with `first_id`, or None where it
+    is not one of them exactly as issued (lower-case hex)."""
+    prefix, first = first_id[:_PREFIX], int(first_id[_PREFIX:], 16)
+    if prediction_id[:_PREFIX] != prefix:
+        return None
+    try:
+        offset = int(prediction_id[_PREFIX:], 16) - first
+    except ValueError:
+        return None
+    if 0 <= offset < count and _ids(prefix, first + offset, 1)[0] == prediction_id:
+        return offset
+    return None
 
 
 def first_id_at(moment: float) -> str:

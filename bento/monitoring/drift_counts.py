@@ -4,8 +4,9 @@ It runs in the log's writer thread, off the request path: one vectorised bucketi
 (bento/quality/drift.py), added to the counts pending publication, which become counter increments
 (`readmission_feature_rows_total`, one per non-empty bucket) once they cover metrics.PUBLISH_ROWS rows: a scrape
 never shows the fields of fewer rows than that. A flush of more than SAMPLE_ROWS rows is counted on an evenly
-spaced sample of SAMPLE_ROWS of them: the shares PSI compares stay unbiased, and the writer thread's cost stays
-bounded under batch traffic (it shares the worker's core).
+spaced sample of SAMPLE_ROWS of them (the log's queue keeps only an evenly spaced sample of the stream already:
+bento/predictionlog/writer.py): the shares PSI compares stay unbiased, and the writer thread's cost stays bounded
+under batch traffic (it shares the worker's core).
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import numpy as np
 
 from bento.core.scoring import ScoredBatch
 from bento.monitoring import metrics
-from bento.predictionlog.writer import Consumer
+from bento.predictionlog.writer import CONSUMER_ROWS, Consumer
 from bento.quality import drift
 
 logger = logging.getLogger("readmission")
-SAMPLE_ROWS = 2048  # rows of one flush of the log (0.5 s of predictions) that are counted, at most
+SAMPLE_ROWS = CONSUMER_ROWS  # rows of one flush of the log (0.5 s of predictions) that are counted, at most
 
 
 def consumers(reference: drift.Reference | None) -> list[Consumer]:

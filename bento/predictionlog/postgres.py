@@ -21,33 +21,46 @@ from psycopg.conninfo import conninfo_to_dict
 from bento.core.ids import first_id_at
 from bento.predictionlog.store import (
     ERASE_ROWS,
+    ERASED,
     INSERT_OUTCOME,
+    INSERT_SCORES,
     LABELLED_MARKER,
     LABELLED_SINCE,
     LEASE,
+    MIGRATE_CHUNK,
+    MIGRATION,
+    OLD_PREDICTIONS,
+    OLD_SHADOWS,
     PAIRED_SINCE,
     RELEASE_LEASE,
     SAVE_FIGURES,
+    SCORED_BATCHES,
     SCORED_MARKER,
-    SCORED_SINCE,
+    SCORED_SHADOWS,
     STORED_FIGURES,
     TAKE_LEASE,
     Recorded,
-    ShadowRow,
+    ShadowBatch,
     StoreBusyError,
     StoredFigures,
     StoreError,
+    batch_rows,
     check_outcomes,
     figure_rows,
+    id_range,
     labelled_of,
     marker_of,
+    migrated_batches,
+    migrated_shadows,
     new_outcomes,
     paired_of,
     recorded_after_insert,
-    rows_of,
     scored_marker_of,
     scored_of,
+    scores_of,
+    shadow_rows,
     stored_of,
+    within,
 )
 from bento.quality.comparison import Paired
 from bento.quality.windows import Labelled, Scored
@@ -60,25 +73,36 @@ T = TypeVar("T")
 CONNECT_SECONDS = 3
 SCHEMA_LOCK = 0x7265_6164_6D69  # pg_advisory_xact_lock key: workers starting together create the tables once
 SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS predictions (
-        id TEXT PRIMARY KEY,
+    """CREATE TABLE IF NOT EXISTS prediction_batches (
+        first_id TEXT PRIMARY KEY,
+        rows INTEGER NOT NULL,
         time DOUBLE PRECISION NOT NULL,
         model_version TEXT NOT NULL,
-        probability DOUBLE PRECISION NOT NULL,
-        label INTEGER NOT NULL,
+        probabilities BYTEA NOT NULL,
+        labels BYTEA NOT NULL,
         features BYTEA
     )""",
-    "CREATE INDEX IF NOT EXISTS predictions_with_features ON predictions (time) WHERE features IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS prediction_batches_with_features ON prediction_batches (time) "
+    "WHERE features IS NOT NULL",
+    """CREATE TABLE IF NOT EXISTS shadow_batches (
+        first_id TEXT NOT NULL,
+        model_version TEXT NOT NULL,
+        probabilities BYTEA NOT NULL,
+        labels BYTEA NOT NULL,
+        PRIMARY KEY (first_id, model_version)
+    )""",
     """CREATE TABLE IF NOT EXISTS outcomes (
         prediction_id TEXT PRIMARY KEY,
         readmitted INTEGER NOT NULL,
         time DOUBLE PRECISION NOT NULL
     )""",
-    """CREATE TABLE IF NOT EXISTS shadow_predictions (
+    """CREATE TABLE IF NOT EXISTS labelled_scores (
         prediction_id TEXT NOT NULL,
         model_version TEXT NOT NULL,
+        time DOUBLE PRECISION NOT NULL,
         probability DOUBLE PRECISION NOT NULL,
         label INTEGER NOT NULL,
+        served INTEGER NOT NULL,
         PRIMARY KEY (prediction_id, model_version)
     )""",
     "CREATE TABLE IF NOT EXISTS monitor_lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, "
@@ -86,8 +110,33 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS monitor_figures (name TEXT PRIMARY KEY, computed_at DOUBLE PRECISION NOT NULL, "
     "marker TEXT NOT NULL, figures TEXT NOT NULL)",
 )
-COLUMN_TYPES = ("text", "float8", "text", "float8", "int4", "bytea")
-SHADOW_COLUMN_TYPES = ("text", "text", "float8", "int4")
+BATCH_COLUMN_TYPES = ("text", "int4", "float8", "text", "bytea", "bytea", "bytea")
+SHADOW_COLUMN_TYPES = ("text", "text", "bytea", "bytea")
+
+
+def _migrate(cursor: psycopg.Cursor) -> None:
+    """Convert an earlier release's store (bento/predictionlog/store.py's MIGRATION), once, under the schema lock."""
+    cursor.execute("SELECT to_regclass('predictions') IS NOT NULL, to_regclass('shadow_predictions') IS NOT NULL")
+    predictions, shadows = cursor.fetchone()
+    if not predictions:
+        return
+    if not shadows:  # a release before shadow scoring
+        cursor.execute(
+            "CREATE TABLE shadow_predictions (prediction_id TEXT, model_version TEXT, probability DOUBLE PRECISION, "
+            "label INTEGER)"
+        )
+    for source, table, convert in (
+        (OLD_PREDICTIONS, "prediction_batches", migrated_batches),
+        (OLD_SHADOWS, "shadow_batches", migrated_shadows),
+    ):
+        with cursor.connection.cursor(name=f"old_{table}") as old:  # server-side: read in chunks
+            old.execute(source)
+            while rows := old.fetchmany(MIGRATE_CHUNK):
+                with cursor.copy(f"COPY {table} FROM STDIN") as copy:
+                    for row in convert(rows):
+                        copy.write_row(row)
+    for statement in MIGRATION:
+        cursor.execute(statement)
 
 
 def where_of(url: str) -> str:
@@ -122,6 +171,7 @@ class PostgresStore:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
                 for statement in SCHEMA:
                     cursor.execute(statement)
+                _migrate(cursor)
         except psycopg.Error:
             connection.close()
             raise
@@ -140,36 +190,38 @@ class PostgresStore:
             busy = isinstance(error, psycopg.errors.DeadlockDetected | psycopg.errors.LockNotAvailable)
             raise (StoreBusyError if busy else StoreError)(f"PostgreSQL {self.where}: {str(error).strip()}") from error
 
-    def append(self, batches: Sequence[ScoredBatch], keep_features: bool, shadow: Sequence[ShadowRow] = ()) -> None:
-        """Add the scored rows and the challenger's rows in one transaction (COPY)."""
-        rows = rows_of(batches, keep_features)
+    def append(self, batches: Sequence[ScoredBatch], keep_features: bool, shadow: Sequence[ShadowBatch] = ()) -> None:
+        """Add the scored batches and the challenger's scores of them in one transaction (COPY)."""
+        rows, scores = batch_rows(batches, keep_features), shadow_rows(shadow)
 
         def work(cursor: psycopg.Cursor) -> None:
-            columns = "id, time, model_version, probability, label, features"
-            with cursor.copy(f"COPY predictions ({columns}) FROM STDIN") as copy:
-                copy.set_types(list(COLUMN_TYPES))
-                for row in rows:
-                    copy.write_row(row)
-            if shadow:
-                columns = "prediction_id, model_version, probability, label"
-                with cursor.copy(f"COPY shadow_predictions ({columns}) FROM STDIN") as copy:
-                    copy.set_types(list(SHADOW_COLUMN_TYPES))
-                    for row in shadow:
-                        copy.write_row(row)
+            for table, types, written in (
+                ("prediction_batches", BATCH_COLUMN_TYPES, rows),
+                ("shadow_batches", SHADOW_COLUMN_TYPES, scores),
+            ):
+                if written:
+                    with cursor.copy(f"COPY {table} FROM STDIN") as copy:
+                        copy.set_types(list(types))
+                        for row in written:
+                            copy.write_row(row)
 
         self._transaction(work)
 
     def record_outcomes(self, outcomes: dict[str, int], now: float) -> Recorded:
-        """Record true outcomes: all or none. Looked up first, then inserted in one short transaction; a call
-        inserting the same ids at the same time waits for this one at the primary key, then skips them."""
+        """Record true outcomes: all or none. Their batches and recorded outcomes are looked up first, then the
+        outcomes and their scores inserted in one short transaction; a call inserting the same ids at the same time
+        waits for this one at the primary key, then skips them."""
         ids = list(outcomes)
 
-        def read(cursor: psycopg.Cursor) -> tuple[set[str], dict[str, int]]:
-            cursor.execute("SELECT id FROM predictions WHERE id = ANY(%s)", (ids,))
-            return {prediction_id for (prediction_id,) in cursor.fetchall()}, _recorded(cursor, ids)
+        def read(cursor: psycopg.Cursor) -> tuple[dict, dict[str, int]]:
+            def query(statement: str, row: tuple) -> list[tuple]:
+                cursor.execute(statement.format("%s"), row)
+                return cursor.fetchall()
 
-        known, recorded = self._transaction(read)
-        check_outcomes(outcomes, known, recorded)
+            return scores_of(ids, query), _recorded(cursor, ids)
+
+        scores, recorded = self._transaction(read)
+        check_outcomes(outcomes, set(scores), recorded)
         rows = new_outcomes(outcomes, recorded, now)
         if not rows:
             return Recorded(recorded=0, unchanged=len(outcomes))
@@ -178,39 +230,40 @@ class PostgresStore:
             cursor.executemany(INSERT_OUTCOME.format("%s"), rows)
             inserted = cursor.rowcount
             raced = {} if inserted == len(rows) else _recorded(cursor, [i for i, _, _ in rows])
-            return recorded_after_insert(outcomes, inserted, rows, raced)
+            result = recorded_after_insert(outcomes, inserted, rows, raced)
+            cursor.executemany(INSERT_SCORES.format("%s"), [row for i, _, _ in rows for row in scores[i]])
+            return result
 
         return self._transaction(write)
 
     def labelled(self, since: float) -> Labelled:
         """Predictions made since `since` that have an outcome, served and shadow."""
-        query = LABELLED_SINCE.format("%s")
 
         def work(cursor: psycopg.Cursor) -> list[tuple]:
-            cursor.execute(query, (since, since))
+            cursor.execute(LABELLED_SINCE.format("%s"), (first_id_at(since), since))
             return cursor.fetchall()
 
         return labelled_of(self._transaction(work))
 
     def paired(self, since: float) -> Paired:
         """Predictions made since `since` that have an outcome and a challenger's score."""
-        query = PAIRED_SINCE.format("%s")
 
         def work(cursor: psycopg.Cursor) -> list[tuple]:
-            cursor.execute(query, (since,))
+            cursor.execute(PAIRED_SINCE.format("%s"), (first_id_at(since), since))
             return cursor.fetchall()
 
         return paired_of(self._transaction(work))
 
     def scored(self, since: float) -> Scored:
         """Every logged probability made since `since`."""
-        query = SCORED_SINCE.format("%s")
 
-        def work(cursor: psycopg.Cursor) -> list[tuple]:
-            cursor.execute(query, (first_id_at(since),) * 2)
-            return cursor.fetchall()
+        def work(cursor: psycopg.Cursor) -> Scored:
+            cursor.execute(SCORED_BATCHES.format("%s"), (first_id_at(since),))
+            served = cursor.fetchall()
+            cursor.execute(SCORED_SHADOWS.format("%s"), (first_id_at(since),))
+            return scored_of(served, cursor.fetchall())
 
-        return scored_of(self._transaction(work))
+        return self._transaction(work)
 
     def scored_marker(self) -> str:
         """The oldest and newest ids."""
@@ -225,26 +278,31 @@ class PostgresStore:
         """Erase the encoded rows of predictions made before `before`."""
 
         def work(cursor: psycopg.Cursor) -> int:
-            cursor.execute("UPDATE predictions SET features = NULL WHERE features IS NOT NULL AND time < %s", (before,))
-            return cursor.rowcount
+            cursor.execute(
+                "UPDATE prediction_batches SET features = NULL WHERE features IS NOT NULL AND time < %s RETURNING rows",
+                (before,),
+            )
+            return sum(rows for (rows,) in cursor.fetchall())
 
         return self._transaction(work)
 
     def erase_predictions(self, before: float, rows: int = ERASE_ROWS) -> int:
-        """Erase at most `rows` of the oldest predictions made before `before`, their outcomes and their shadow
-        rows, in one statement; rows another replica is erasing at the same moment are skipped, not waited for."""
-        statement = (
-            "WITH gone AS (DELETE FROM predictions WHERE id IN (SELECT id FROM predictions WHERE id < %s "
-            "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING id), "  # ids sort by time: the primary key
-            "outcomes_gone AS (DELETE FROM outcomes USING gone WHERE outcomes.prediction_id = gone.id), "
-            "shadow_gone AS (DELETE FROM shadow_predictions USING gone "
-            "WHERE shadow_predictions.prediction_id = gone.id) "
-            "SELECT COUNT(*) FROM gone"
+        """Erase the oldest batches made before `before` (at most `rows` predictions, at least one batch), their
+        outcomes, scores and shadow rows, in one transaction; batches another replica is erasing at the same moment
+        are skipped, not waited for."""
+        oldest = (
+            "SELECT first_id, rows FROM prediction_batches WHERE first_id < %s "
+            "ORDER BY first_id LIMIT %s FOR UPDATE SKIP LOCKED"
         )
 
         def work(cursor: psycopg.Cursor) -> int:
-            cursor.execute(statement, (first_id_at(before), rows))
-            return int(cursor.fetchone()[0])
+            cursor.execute(oldest, (first_id_at(before), rows))
+            erased = within(cursor.fetchall(), rows)
+            bounds = [id_range(first_id, count) for first_id, count in erased]
+            for table, key in ERASED:
+                cursor.executemany(f"DELETE FROM {table} WHERE {key} BETWEEN %s AND %s", bounds)
+            cursor.execute("DELETE FROM prediction_batches WHERE first_id = ANY(%s)", ([i for i, _ in erased],))
+            return sum(count for _, count in erased)
 
         return self._transaction(work)
 

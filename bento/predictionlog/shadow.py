@@ -3,8 +3,8 @@
 The log's writer thread (bento/predictionlog/writer.py) asks `Shadow.rows` at each flush for the challenger's rows
 of the batches it is about to write: one call of the challenger on the flushed rows' encoded matrices, run in a
 thread of its own that the writer waits for at most BUDGET_SECONDS. The rows it returns go into the store in the
-served rows' transaction (`shadow_predictions`: the same prediction id, the challenger's version, its probability,
-its label at its own threshold). A miss returns no rows and is counted: `failed` where the challenger raised,
+served rows' transaction (`shadow_batches`: the served batch's first id, the challenger's version, its probabilities,
+its labels at its own threshold). A miss returns no rows and is counted: `failed` where the challenger raised,
 `skipped` where it was slower than the budget, still busy with an earlier flush, or the writer's queue was past
 half its bound; each kind of miss is logged once per worker. The client's answer was sent before any of this.
 """
@@ -19,7 +19,7 @@ from typing import Protocol
 import numpy as np
 
 from bento.core.scoring import ScoredBatch
-from bento.predictionlog.store import ShadowRow
+from bento.predictionlog.store import ShadowBatch
 
 logger = logging.getLogger("readmission")
 BUDGET_SECONDS = 0.5  # the writer waits this long for the challenger's call, then writes the served rows without it
@@ -54,7 +54,7 @@ class Shadow:
         """The challenger's last call is still running."""
         return self._call is not None and self._call.is_alive()
 
-    def rows(self, batches: Sequence[ScoredBatch], backlog: bool) -> list[ShadowRow]:
+    def rows(self, batches: Sequence[ScoredBatch], backlog: bool) -> list[ShadowBatch]:
         """The challenger's rows of `batches` (the writer's queue is past half its bound where `backlog`); none
         where it missed them, counted."""
         count = sum(len(batch.ids) for batch in batches)
@@ -82,15 +82,22 @@ class Shadow:
         if isinstance(scored, Exception):
             return self._missed(FAILED, count, "failed", f"the challenger failed: {type(scored).__name__}: {scored}")
         probabilities, labels = scored
-        ids = [prediction_id for batch in batches for prediction_id in batch.ids]
         if len(probabilities) != count or len(labels) != count:
             return self._missed(FAILED, count, "failed", f"the challenger scored {len(probabilities)} of {count} rows")
         self.counts.shadow_rows(SCORED, count)
-        return list(
-            zip(ids, [self.version] * count, probabilities.astype(np.float64).tolist(), labels.tolist(), strict=True)
-        )
+        ends = np.cumsum([len(batch.ids) for batch in batches])
+        return [
+            ShadowBatch(
+                batch.ids[0],
+                self.version,
+                probabilities[end - len(batch.ids) : end],
+                labels[end - len(batch.ids) : end],
+            )
+            for batch, end in zip(batches, ends, strict=True)
+            if batch.ids
+        ]
 
-    def _missed(self, outcome: str, count: int, kind: str, why: str) -> list[ShadowRow]:
+    def _missed(self, outcome: str, count: int, kind: str, why: str) -> list[ShadowBatch]:
         self.counts.shadow_rows(outcome, count)
         if kind not in self._logged:
             self._logged.add(kind)

@@ -15,34 +15,48 @@ from typing import TYPE_CHECKING, TypeVar
 from bento.core.ids import first_id_at
 from bento.predictionlog.store import (
     ERASE_ROWS,
+    ERASED,
     INSERT_OUTCOME,
+    INSERT_SCORES,
     LABELLED_MARKER,
     LABELLED_SINCE,
     LEASE,
+    MIGRATE_CHUNK,
+    MIGRATION,
+    OLD_PREDICTIONS,
+    OLD_SHADOWS,
+    OLD_TABLES,
     PAIRED_SINCE,
     RELEASE_LEASE,
     SAVE_FIGURES,
+    SCORED_BATCHES,
     SCORED_MARKER,
-    SCORED_SINCE,
+    SCORED_SHADOWS,
     STORED_FIGURES,
     TAKE_LEASE,
     Recorded,
-    ShadowRow,
+    ShadowBatch,
     StoreBusyError,
     StoredFigures,
     StoreError,
+    batch_rows,
     check_outcomes,
     chunks,
     figure_rows,
+    id_range,
     labelled_of,
     marker_of,
+    migrated_batches,
+    migrated_shadows,
     new_outcomes,
     paired_of,
     recorded_after_insert,
-    rows_of,
     scored_marker_of,
     scored_of,
+    scores_of,
+    shadow_rows,
     stored_of,
+    within,
 )
 from bento.quality.comparison import Paired
 from bento.quality.windows import Labelled, Scored
@@ -56,25 +70,35 @@ BUSY_MILLISECONDS = 2000  # how long a write waits for a lock another connection
 
 
 SQLITE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS predictions (
-    id TEXT PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS prediction_batches (
+    first_id TEXT PRIMARY KEY,
+    rows INTEGER NOT NULL,
     time REAL NOT NULL,
     model_version TEXT NOT NULL,
-    probability REAL NOT NULL,
-    label INTEGER NOT NULL,
+    probabilities BLOB NOT NULL,
+    labels BLOB NOT NULL,
     features BLOB
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS predictions_with_features ON predictions (time) WHERE features IS NOT NULL;
+CREATE INDEX IF NOT EXISTS prediction_batches_with_features ON prediction_batches (time) WHERE features IS NOT NULL;
+CREATE TABLE IF NOT EXISTS shadow_batches (
+    first_id TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    probabilities BLOB NOT NULL,
+    labels BLOB NOT NULL,
+    PRIMARY KEY (first_id, model_version)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outcomes (
     prediction_id TEXT PRIMARY KEY,
     readmitted INTEGER NOT NULL,
     time REAL NOT NULL
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS shadow_predictions (
+CREATE TABLE IF NOT EXISTS labelled_scores (
     prediction_id TEXT NOT NULL,
     model_version TEXT NOT NULL,
+    time REAL NOT NULL,
     probability REAL NOT NULL,
     label INTEGER NOT NULL,
+    served INTEGER NOT NULL,
     PRIMARY KEY (prediction_id, model_version)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS monitor_lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires REAL NOT NULL);
@@ -101,6 +125,36 @@ def _recorded(connection: sqlite3.Connection, ids: list[str]) -> dict[str, int]:
     return recorded
 
 
+def _migrate(connection: sqlite3.Connection) -> None:
+    """Convert an earlier release's store (bento/predictionlog/store.py's MIGRATION), once, under the write lock."""
+
+    def old() -> set[str]:
+        query = f"SELECT name FROM sqlite_master WHERE type = 'table' AND name IN {OLD_TABLES!r}"
+        return {name for (name,) in connection.execute(query)}
+
+    if not old():
+        return
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        found = old()  # another worker may have converted it meanwhile
+        if "predictions" in found:
+            if "shadow_predictions" not in found:  # a release before shadow scoring
+                connection.execute("CREATE TABLE shadow_predictions (prediction_id, model_version, probability, label)")
+            for source, target, convert in (
+                (OLD_PREDICTIONS, "prediction_batches VALUES (?, ?, ?, ?, ?, ?, ?)", migrated_batches),
+                (OLD_SHADOWS, "shadow_batches VALUES (?, ?, ?, ?)", migrated_shadows),
+            ):
+                cursor = connection.execute(source)
+                while rows := cursor.fetchmany(MIGRATE_CHUNK):
+                    connection.executemany(f"INSERT INTO {target}", convert(rows))
+            for statement in MIGRATION:
+                connection.execute(statement)
+        connection.execute("COMMIT")
+    finally:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+
+
 class SQLiteStore:
     """The embedded store: one SQLite file in WAL mode, a connection per thread, writers serialised by SQLite."""
 
@@ -124,6 +178,7 @@ class SQLiteStore:
                 connection.execute("PRAGMA journal_mode = WAL")
                 connection.execute("PRAGMA synchronous = NORMAL")  # WAL: a commit survives a killed process
                 connection.executescript(SQLITE_SCHEMA)
+                _migrate(connection)
             except (sqlite3.Error, OSError) as error:
                 connection.close()
                 if isinstance(error, OSError):
@@ -161,29 +216,26 @@ class SQLiteStore:
             busy = getattr(error, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
             raise (StoreBusyError if busy else StoreError)(f"SQLite {self.path.name}: {error}") from error
 
-    def append(self, batches: Sequence[ScoredBatch], keep_features: bool, shadow: Sequence[ShadowRow] = ()) -> None:
-        """Add the scored rows and the challenger's rows in one transaction."""
-        rows = rows_of(batches, keep_features)
+    def append(self, batches: Sequence[ScoredBatch], keep_features: bool, shadow: Sequence[ShadowBatch] = ()) -> None:
+        """Add the scored batches and the challenger's scores of them in one transaction."""
+        rows, scores = batch_rows(batches, keep_features), shadow_rows(shadow)
 
         def work(connection: sqlite3.Connection) -> None:
-            connection.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?)", rows)
-            connection.executemany("INSERT INTO shadow_predictions VALUES (?, ?, ?, ?)", shadow)
+            connection.executemany("INSERT INTO prediction_batches VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            connection.executemany("INSERT INTO shadow_batches VALUES (?, ?, ?, ?)", scores)
 
         self._transaction(work)
 
     def record_outcomes(self, outcomes: dict[str, int], now: float) -> Recorded:
-        """Record true outcomes: all or none. Looked up first without the write lock, then inserted in one
-        short transaction."""
+        """Record true outcomes: all or none. Their batches and recorded outcomes are looked up first without the
+        write lock, then the outcomes and their scores inserted in one short transaction."""
 
-        def read(connection: sqlite3.Connection) -> tuple[set[str], dict[str, int]]:
-            known: set[str] = set()
-            for part in chunks(list(outcomes)):
-                found = connection.execute(f"SELECT id FROM predictions WHERE id IN ({_marks(part)})", part)
-                known.update(prediction_id for (prediction_id,) in found)
-            return known, _recorded(connection, list(outcomes))
+        def read(connection: sqlite3.Connection) -> tuple[dict, dict[str, int]]:
+            scores = scores_of(list(outcomes), lambda query, row: connection.execute(query.format("?"), row).fetchall())
+            return scores, _recorded(connection, list(outcomes))
 
-        known, recorded = self._transaction(read, immediate=False)
-        check_outcomes(outcomes, known, recorded)
+        scores, recorded = self._transaction(read, immediate=False)
+        check_outcomes(outcomes, set(scores), recorded)
         rows = new_outcomes(outcomes, recorded, now)
         if not rows:
             return Recorded(recorded=0, unchanged=len(outcomes))
@@ -191,24 +243,31 @@ class SQLiteStore:
         def write(connection: sqlite3.Connection) -> Recorded:
             inserted = connection.executemany(INSERT_OUTCOME.format("?"), rows).rowcount
             raced = {} if inserted == len(rows) else _recorded(connection, [i for i, _, _ in rows])
-            return recorded_after_insert(outcomes, inserted, rows, raced)
+            result = recorded_after_insert(outcomes, inserted, rows, raced)
+            connection.executemany(INSERT_SCORES.format("?"), [row for i, _, _ in rows for row in scores[i]])
+            return result
 
         return self._transaction(write)
 
     def labelled(self, since: float) -> Labelled:
         """Predictions made since `since` that have an outcome, served and shadow."""
-        query = LABELLED_SINCE.format("?")
-        return labelled_of(self._transaction(lambda c: c.execute(query, (since, since)).fetchall(), immediate=False))
+        bounds = (first_id_at(since), since)
+        return labelled_of(self._transaction(lambda c: c.execute(LABELLED_SINCE.format("?"), bounds).fetchall(), False))
 
     def paired(self, since: float) -> Paired:
         """Predictions made since `since` that have an outcome and a challenger's score."""
-        query = PAIRED_SINCE.format("?")
-        return paired_of(self._transaction(lambda c: c.execute(query, (since,)).fetchall(), immediate=False))
+        bounds = (first_id_at(since), since)
+        return paired_of(self._transaction(lambda c: c.execute(PAIRED_SINCE.format("?"), bounds).fetchall(), False))
 
     def scored(self, since: float) -> Scored:
         """Every logged probability made since `since`."""
-        query = SCORED_SINCE.format("?")
-        return scored_of(self._transaction(lambda c: c.execute(query, (first_id_at(since),) * 2).fetchall(), False))
+        first = (first_id_at(since),)
+
+        def read(connection: sqlite3.Connection) -> Scored:
+            served = connection.execute(SCORED_BATCHES.format("?"), first).fetchall()
+            return scored_of(served, connection.execute(SCORED_SHADOWS.format("?"), first).fetchall())
+
+        return self._transaction(read, immediate=False)
 
     def scored_marker(self) -> str:
         """The oldest and newest ids."""
@@ -216,19 +275,21 @@ class SQLiteStore:
 
     def purge_features(self, before: float) -> int:
         """Erase the encoded rows of predictions made before `before`."""
-        query = "UPDATE predictions SET features = NULL WHERE features IS NOT NULL AND time < ?"
-        return self._transaction(lambda c: c.execute(query, (before,)).rowcount)
+        query = "UPDATE prediction_batches SET features = NULL WHERE features IS NOT NULL AND time < ? RETURNING rows"
+        return self._transaction(lambda c: sum(rows for (rows,) in c.execute(query, (before,)).fetchall()))
 
     def erase_predictions(self, before: float, rows: int = ERASE_ROWS) -> int:
-        """Erase at most `rows` of the oldest predictions made before `before`, their outcomes and their shadow
-        rows: the statements pick the same rows, under the one write lock of the transaction."""
-        oldest = "SELECT id FROM predictions WHERE id < ? ORDER BY id LIMIT ?"  # ids sort by time: the primary key
-        bound = (first_id_at(before), rows)
+        """Erase the oldest batches made before `before` (at most `rows` predictions, at least one batch), their
+        outcomes, scores and shadow rows, under the one write lock of the transaction."""
+        oldest = "SELECT first_id, rows FROM prediction_batches WHERE first_id < ? ORDER BY first_id LIMIT ?"
 
         def work(connection: sqlite3.Connection) -> int:
-            connection.execute(f"DELETE FROM outcomes WHERE prediction_id IN ({oldest})", bound)
-            connection.execute(f"DELETE FROM shadow_predictions WHERE prediction_id IN ({oldest})", bound)
-            return connection.execute(f"DELETE FROM predictions WHERE id IN ({oldest})", bound).rowcount
+            erased = within(connection.execute(oldest, (first_id_at(before), rows)).fetchall(), rows)
+            bounds = [id_range(first_id, count) for first_id, count in erased]
+            for table, key in ERASED:
+                connection.executemany(f"DELETE FROM {table} WHERE {key} BETWEEN ? AND ?", bounds)
+            connection.executemany("DELETE FROM prediction_batches WHERE first_id = ?", [(i,) for i, _ in erased])
+            return sum(count for _, count in erased)
 
         return self._transaction(work)
 

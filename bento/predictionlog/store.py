@@ -1,14 +1,22 @@
 """The prediction log's stores: what they have in common, whichever database holds the log.
 
-Three tables, the same in every store (bento/predictionlog/sqlite.py, postgres.py):
-- `predictions`: id, time (seconds since the epoch), model version, probability, label, and the encoded row
-  (float32 bytes) only where READMISSION_PREDICTION_LOG_FEATURES opts in, erased after the retention period;
+The tables, the same in every store (bento/predictionlog/sqlite.py, postgres.py):
+- `prediction_batches`: one row per call of the model, its predictions as columns: the first prediction id (the
+  others follow it by their counter: bento/core/ids.py), the number of rows, the time (seconds since the epoch), the
+  model version, the probabilities (float32) and labels (uint8) as little-endian bytes, and the encoded rows
+  (float32 bytes, row after row) only where READMISSION_PREDICTION_LOG_FEATURES opts in, erased after the retention
+  period. A row of the log costs the writer a few bytes, not an insertion into an index (bench/: the log's µs a row);
+- `shadow_batches`: the challenger's probabilities and labels of a served batch (READMISSION_SHADOW), keyed by the
+  batch's first id and the challenger's version, written in the same transaction as the served batch;
 - `outcomes`: the true outcome of a prediction (`POST /feedback`), once per prediction;
-- `shadow_predictions`: the challenger's probability and label of a served prediction (READMISSION_SHADOW), keyed
-  by the prediction's id and the challenger's version, written in the same transaction as the served row.
+- `labelled_scores`: beside each outcome, the scores of its prediction (the served version's and each
+  challenger's: version, time, probability, label), copied from its batch when the outcome is recorded, so the live
+  figures read the labelled rows without opening a batch.
 Predictions older than READMISSION_PREDICTION_LOG_KEEP_DAYS are erased with their outcomes and shadow rows, the
-oldest first, at most ERASE_ROWS per transaction (`erase_predictions`), so the log stops growing and no erasure
-holds the write lock for long; feedback about an erased prediction is refused as unknown.
+oldest batches first, whole batches of at most ERASE_ROWS rows in all per transaction (at least one batch:
+`erase_predictions`), so the log stops growing and no erasure holds the write lock for long; feedback about an
+erased prediction is refused as unknown. A store written by an earlier release (one `predictions` row per
+prediction) is converted once when it is opened (`MIGRATION`).
 
 Every write is one short transaction, so a process killed in the middle leaves the store as it was before the
 write, and the writer of the log never waits long for feedback: feedback reads which ids are known and which
@@ -29,12 +37,13 @@ holds the lock); the caller retries or counts what was lost.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from bento.core.ids import last, offset_in
 from bento.quality.comparison import Paired
 from bento.quality.windows import Labelled, Scored
 
@@ -42,7 +51,8 @@ if TYPE_CHECKING:
     from bento.core.scoring import ScoredBatch
 
 IN_CHUNK = 500  # ids per `IN (...)` query
-ERASE_ROWS = 5000  # predictions erased per transaction: the write lock is held for milliseconds
+ERASE_ROWS = 5000  # predictions erased per transaction (whole batches, at least one): the lock is held for milliseconds
+PROBABILITY, LABEL = np.dtype("<f4"), np.dtype("u1")  # how a batch's columns are stored
 
 
 class StoreError(RuntimeError):
@@ -88,14 +98,21 @@ class Recorded:
     unchanged: int  # outcomes sent again with the same value
 
 
-ShadowRow = tuple[str, str, float, int]  # a `shadow_predictions` row: prediction id, version, probability, label
+@dataclass(frozen=True)
+class ShadowBatch:
+    """The challenger's scores of one served batch."""
+
+    first_id: str  # the served batch's first prediction id
+    model_version: str  # the challenger's
+    probabilities: np.ndarray  # float32 [N]
+    labels: np.ndarray  # int64 [N], at the challenger's own threshold
 
 
 class LogStore(Protocol):
     """What the prediction log, feedback and live performance need of a store."""
 
-    def append(self, batches: Sequence[ScoredBatch], keep_features: bool, shadow: Sequence[ShadowRow] = ()) -> None:
-        """Add the scored rows, and the challenger's rows of them (`shadow`), in one transaction."""
+    def append(self, batches: Sequence[ScoredBatch], keep_features: bool, shadow: Sequence[ShadowBatch] = ()) -> None:
+        """Add the scored batches, and the challenger's scores of them (`shadow`), in one transaction."""
 
     def record_outcomes(self, outcomes: dict[str, int], now: float) -> Recorded:
         """Record true outcomes in one transaction: all or none (UnknownPredictionError, ConflictingOutcomeError)."""
@@ -120,8 +137,9 @@ class LogStore(Protocol):
         """Erase the encoded rows of predictions made before `before`; how many were erased."""
 
     def erase_predictions(self, before: float, rows: int = ERASE_ROWS) -> int:
-        """Erase at most `rows` of the oldest predictions made before `before`, their outcomes and their shadow
-        rows, in one transaction; how many predictions were erased (fewer than `rows`: none older is left)."""
+        """Erase the oldest batches made before `before`, at most `rows` predictions in all but at least one batch,
+        with their outcomes and shadow rows, in one transaction; how many predictions were erased (0: none older
+        is left)."""
 
     def labelled_marker(self) -> str:
         """A cheap marker of the labelled rows (the outcomes' count and latest time): it changes when outcomes
@@ -144,56 +162,150 @@ class LogStore(Protocol):
         """Release connections."""
 
 
-def rows_of(batches: Sequence[ScoredBatch], keep_features: bool) -> list[tuple]:
-    """The `predictions` rows of scored batches: (id, time, version, probability, label, features)."""
-    rows = []
-    for batch in batches:
-        encoded = [row.tobytes() for row in batch.matrix] if keep_features else [None] * len(batch.ids)
-        rows.extend(
-            zip(
-                batch.ids,
-                [batch.time] * len(batch.ids),
-                [batch.model_version] * len(batch.ids),
-                batch.probabilities.astype(np.float64).tolist(),
-                batch.labels.tolist(),
-                encoded,
-                strict=True,
-            )
+def batch_rows(batches: Sequence[ScoredBatch], keep_features: bool) -> list[tuple]:
+    """The `prediction_batches` rows of scored batches: (first id, rows, time, version, probabilities, labels,
+    encoded rows)."""
+    return [
+        (
+            batch.ids[0],
+            len(batch.ids),
+            batch.time,
+            batch.model_version,
+            batch.probabilities.astype(PROBABILITY, copy=False).tobytes(),
+            batch.labels.astype(LABEL).tobytes(),
+            np.ascontiguousarray(batch.matrix, dtype=np.float32).tobytes() if keep_features else None,
         )
-    return rows
+        for batch in batches
+        if batch.ids
+    ]
+
+
+def shadow_rows(shadow: Sequence[ShadowBatch]) -> list[tuple]:
+    """The `shadow_batches` rows: (first id, version, probabilities, labels)."""
+    return [
+        (s.first_id, s.model_version, s.probabilities.astype(PROBABILITY).tobytes(), s.labels.astype(LABEL).tobytes())
+        for s in shadow
+    ]
+
+
+LabelledScore = tuple[str, str, float, float, int, int]  # id, version, time, probability, label, 1 = served
+
+
+def scores_of(ids: list[str], query: Callable[[str, tuple], list[tuple]]) -> dict[str, list[LabelledScore]]:
+    """The `labelled_scores` rows of each of `ids` the log holds (the served version's first), read from their
+    batches with `query` (FIND_BATCH, FIND_SHADOWS; `{}` left for the store's marker): one look-up of the primary
+    key per batch, the ids in order."""
+    found: dict[str, list[LabelledScore]] = {}
+    first_id, count, when, columns = "", 0, 0.0, []  # the batch last read
+    for prediction_id in sorted(ids):
+        offset = offset_in(first_id, count, prediction_id) if count else None
+        if offset is None:
+            batch = query(FIND_BATCH, (prediction_id,))
+            if not batch or (offset := offset_in(batch[0][0], batch[0][1], prediction_id)) is None:
+                continue
+            first_id, count, when, version, probabilities, labels = batch[0]
+            scored = [(version, probabilities, labels), *query(FIND_SHADOWS, (first_id,))]
+            columns = [(v, np.frombuffer(p, PROBABILITY), np.frombuffer(flags, LABEL)) for v, p, flags in scored]
+        found[prediction_id] = [
+            (prediction_id, version, when, float(probabilities[offset]), int(labels[offset]), int(n == 0))
+            for n, (version, probabilities, labels) in enumerate(columns)
+        ]
+    return found
+
+
+def within(oldest: list[tuple[str, int]], rows: int) -> list[tuple[str, int]]:
+    """The oldest batches (first id, rows) to erase at once: as many as hold at most `rows` predictions in all, at
+    least one."""
+    taken, total = [], 0
+    for first_id, count in oldest:
+        if taken and total + count > rows:
+            break
+        taken.append((first_id, count))
+        total += count
+    return taken
+
+
+def id_range(first_id: str, count: int) -> tuple[str, str]:
+    """The first and last id of a batch: the ids of its outcomes and scores lie between (bento/core/ids.py)."""
+    return first_id, last(first_id, count)
+
+
+def _packed(probability: float, label: int) -> tuple[bytes, bytes]:
+    return np.float32(probability).astype(PROBABILITY).tobytes(), np.array([label], LABEL).tobytes()
+
+
+def migrated_batches(rows: list[tuple]) -> list[tuple]:
+    """`prediction_batches` rows, one batch each, of an earlier release's OLD_PREDICTIONS rows."""
+    return [
+        (i, 1, when, version, *_packed(probability, label), None if encoded is None else bytes(encoded))
+        for i, when, version, probability, label, encoded in rows
+    ]
+
+
+def migrated_shadows(rows: list[tuple]) -> list[tuple]:
+    """`shadow_batches` rows, one batch each, of an earlier release's OLD_SHADOWS rows."""
+    return [(i, version, *_packed(probability, label)) for i, version, probability, label in rows]
 
 
 # The queries both stores run; `{}` is the driver's parameter marker ("?" for sqlite3, "%s" for psycopg).
 INSERT_OUTCOME = "INSERT INTO outcomes VALUES ({0}, {0}, {0}) ON CONFLICT (prediction_id) DO NOTHING"
+INSERT_SCORES = (
+    "INSERT INTO labelled_scores VALUES ({0}, {0}, {0}, {0}, {0}, {0}) "
+    "ON CONFLICT (prediction_id, model_version) DO NOTHING"
+)
+# The batch that may hold an id: the one with the greatest first id at or below it (ids of one batch share all but
+# their counter, so no other batch's first id lies between: bento/core/ids.py).
+FIND_BATCH = (
+    "SELECT first_id, rows, time, model_version, probabilities, labels FROM prediction_batches "
+    "WHERE first_id <= {0} ORDER BY first_id DESC LIMIT 1"
+)
+FIND_SHADOWS = (
+    "SELECT model_version, probabilities, labels FROM shadow_batches WHERE first_id = {0} ORDER BY model_version"
+)
+# The served rows and the challengers', in the order of the ids; the parameters: the first id at `since` (the primary
+# key's range), then `since` itself (the exact time).
 LABELLED_SINCE = (
-    "SELECT p.model_version, p.time, p.probability, p.label, o.readmitted, o.prediction_id "
-    "FROM outcomes o JOIN predictions p ON p.id = o.prediction_id WHERE p.time >= {0} "
-    "UNION ALL "
-    "SELECT s.model_version, p.time, s.probability, s.label, o.readmitted, o.prediction_id "
-    "FROM outcomes o JOIN predictions p ON p.id = o.prediction_id "
-    "JOIN shadow_predictions s ON s.prediction_id = o.prediction_id WHERE p.time >= {0} "
-    "ORDER BY 6"
-)  # the served rows and the challenger's, in the order of the ids: SQLite merges the two walks of the outcomes'
-# primary key, PostgreSQL sorts (in the database, not here). Its parameter twice: the time since.
+    "SELECT l.model_version, l.time, l.probability, l.label, o.readmitted "
+    "FROM labelled_scores l JOIN outcomes o ON o.prediction_id = l.prediction_id "
+    "WHERE l.prediction_id >= {0} AND l.time >= {0} ORDER BY l.prediction_id, l.model_version"
+)
 PAIRED_SINCE = (
-    "SELECT p.model_version, s.model_version, p.time, p.probability, s.probability, o.readmitted "
+    "SELECT c.model_version, s.model_version, c.time, c.probability, s.probability, o.readmitted "
+    "FROM labelled_scores c JOIN labelled_scores s ON s.prediction_id = c.prediction_id AND s.served = 0 "
+    "JOIN outcomes o ON o.prediction_id = c.prediction_id "
+    "WHERE c.served = 1 AND c.prediction_id >= {0} AND c.time >= {0} ORDER BY c.prediction_id, s.model_version"
+)
+# The served batches and the challengers' (at the time of the served batch), from the first id at `since` (the ids
+# sort by time, bento/core/ids.py: both tables' primary keys lead with the first id), in the order of the ids.
+SCORED_BATCHES = (
+    "SELECT first_id, model_version, rows, time, probabilities, labels FROM prediction_batches "
+    "WHERE first_id >= {0} ORDER BY first_id"
+)
+SCORED_SHADOWS = (
+    "SELECT s.first_id, s.model_version, p.rows, p.time, s.probabilities, s.labels FROM shadow_batches s "
+    "JOIN prediction_batches p ON p.first_id = s.first_id WHERE s.first_id >= {0} ORDER BY s.first_id, s.model_version"
+)
+# An earlier release's store, converted once: its rows read in chunks, then the labelled rows' scores copied, then
+# its two tables dropped, in one transaction.
+OLD_TABLES = ("predictions", "shadow_predictions")
+OLD_PREDICTIONS = "SELECT id, time, model_version, probability, label, features FROM predictions ORDER BY id"
+OLD_SHADOWS = "SELECT prediction_id, model_version, probability, label FROM shadow_predictions"
+MIGRATION = (
+    "INSERT INTO labelled_scores SELECT o.prediction_id, p.model_version, p.time, p.probability, p.label, 1 "
+    "FROM outcomes o JOIN predictions p ON p.id = o.prediction_id",
+    "INSERT INTO labelled_scores SELECT s.prediction_id, s.model_version, p.time, s.probability, s.label, 0 "
     "FROM outcomes o JOIN predictions p ON p.id = o.prediction_id "
-    "JOIN shadow_predictions s ON s.prediction_id = o.prediction_id "
-    "WHERE p.time >= {0} ORDER BY o.prediction_id, s.model_version"
+    "JOIN shadow_predictions s ON s.prediction_id = o.prediction_id",
+    "DROP TABLE shadow_predictions",
+    "DROP TABLE predictions",
 )
-# The served rows and the challenger's (at the time of the served prediction), from the first id at `since` (the ids
-# sort by time, bento/core/ids.py: both tables' primary keys lead with the id), in the order of the ids.
-SCORED_SINCE = (
-    "SELECT model_version, time, probability, label FROM ("
-    "SELECT id, model_version, time, probability, label FROM predictions WHERE id >= {0} UNION ALL "
-    "SELECT s.prediction_id, s.model_version, p.time, s.probability, s.label FROM shadow_predictions s "
-    "JOIN predictions p ON p.id = s.prediction_id WHERE s.prediction_id >= {0}"
-    ") AS scored ORDER BY id, model_version"
-)
+MIGRATE_CHUNK = 10_000  # old rows converted at a time
+# What goes with an erased batch: the rows of these tables whose key lies in its id_range.
+ERASED = (("outcomes", "prediction_id"), ("labelled_scores", "prediction_id"), ("shadow_batches", "first_id"))
 LABELLED_MARKER = "SELECT COUNT(*), COALESCE(MAX(time), 0) FROM outcomes"
 # Two look-ups of the primary key (one MIN and one MAX per query: SQLite finds those from the index alone). Erasing
 # moves the oldest id, adding the newest; a batch written late with ids below the newest is seen with the next one.
-SCORED_MARKER = "SELECT (SELECT MIN(id) FROM predictions), (SELECT MAX(id) FROM predictions)"
+SCORED_MARKER = "SELECT (SELECT MIN(first_id) FROM prediction_batches), (SELECT MAX(first_id) FROM prediction_batches)"
 LEASE = "monitor"  # the one lease's name
 TAKE_LEASE = (
     "INSERT INTO monitor_lease (name, holder, expires) VALUES ({0}, {0}, {0}) ON CONFLICT (name) DO UPDATE "
@@ -289,27 +401,30 @@ def paired_of(rows: list[tuple]) -> Paired:
     )
 
 
-def scored_of(rows: list[tuple]) -> Scored:
-    """Scored from (version, time, probability, label) rows, in the order of their ids."""
+def scored_of(served: list[tuple], shadow: list[tuple]) -> Scored:
+    """Scored from SCORED_BATCHES and SCORED_SHADOWS rows (first id, version, rows, time, probabilities, labels), in
+    the order of the ids (a version's rows, served or in shadow, oldest first)."""
+    rows = served + shadow
     if not rows:
         empty = np.zeros(0)
         return Scored(np.zeros(0, dtype=str), empty, empty, empty.astype(np.int64))
-    versions, times, probabilities, labels = zip(*rows, strict=True)
+    if shadow:  # the two reads each in order: merged by first id, then version
+        rows.sort(key=lambda row: (row[0], row[1]))
+    _, versions, counts, times, probabilities, labels = zip(*rows, strict=True)
     return Scored(
-        np.array(versions, dtype=str),
-        np.array(times, dtype=np.float64),
-        np.array(probabilities, dtype=np.float64),
-        np.array(labels, dtype=np.int64),
+        np.repeat(np.array(versions, dtype=str), counts),
+        np.repeat(np.array(times, dtype=np.float64), counts),
+        np.frombuffer(b"".join(probabilities), PROBABILITY).astype(np.float64),
+        np.frombuffer(b"".join(labels), LABEL).astype(np.int64),
     )
 
 
 def labelled_of(rows: list[tuple]) -> Labelled:
-    """Labelled from LABELLED_SINCE rows (version, time, probability, label, outcome, id), in the order of their
-    ids."""
+    """Labelled from LABELLED_SINCE rows (version, time, probability, label, outcome), in the order of their ids."""
     if not rows:
         empty = np.zeros(0)
         return Labelled(np.zeros(0, dtype=str), empty, empty, empty.astype(np.int64), empty.astype(np.int64))
-    versions, times, probabilities, labels, outcomes, _ = zip(*rows, strict=True)
+    versions, times, probabilities, labels, outcomes = zip(*rows, strict=True)
     return Labelled(
         np.array(versions, dtype=str),
         np.array(times, dtype=np.float64),

@@ -10,7 +10,10 @@ RETRY_SECONDS, while new rows queue (up to the queue's bound); a store that stil
 counted, so `lost` means the store failed, not that it was busy a moment. The next batch tries again, so logging
 resumes by itself when the store is back. Every PURGE_SECONDS the writer erases the encoded rows past their retention
 and then the predictions past READMISSION_PREDICTION_LOG_KEEP_DAYS, one batch of the store's ERASE_ROWS per flush
-between writes, so an erasure of any size never holds the queue back. `close` flushes the queue (SIGTERM). What it
+between writes, so an erasure of any size never holds the queue back. Where neither the store
+(READMISSION_PREDICTION_LOG_FEATURES) nor a challenger needs every encoded row, the queue keeps only the consumers'
+sample of them, every k-th row of the stream (k from the last flush, so a flush holds about CONSUMER_ROWS): a full
+queue holds megabytes, not the 100 MB of its rows' features. `close` flushes the queue (SIGTERM). What it
 counts (rows written, lost, dropped; the queue) goes to the `LogCounts` it is given: the log itself knows no metrics
 library.
 """
@@ -22,6 +25,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Protocol
 
 from bento.core.scoring import ScoredBatch
@@ -33,6 +37,7 @@ logger = logging.getLogger("readmission")
 PURGE_SECONDS = 3600  # how often encoded rows past their retention, then predictions past keeping, are erased
 RETRY_SECONDS = 5.0  # how long a failing store is tried again before the batch is counted lost
 FIRST_PAUSE, LONGEST_PAUSE = 0.05, 1.0  # seconds between tries, doubling
+CONSUMER_ROWS = 2048  # encoded rows of one flush the consumers need, at most (bento/monitoring/drift_counts.py)
 
 
 class LogCounts(Protocol):
@@ -76,6 +81,7 @@ class PredictionLog:
         self.shadow = shadow
         self._queue: deque[ScoredBatch] = deque()
         self._queued_rows = 0
+        self._stride, self._streamed = 1, 0  # every _stride-th encoded row of the stream is kept; rows queued so far
         self._wake = threading.Condition()
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
@@ -91,8 +97,15 @@ class PredictionLog:
             if self._queued_rows + rows > self.queue_rows or self._closing:
                 self.counts.prediction_log_rows("dropped", rows)
                 return
-            self._queue.append(batch)
+            self._queue.append(self._thinned(batch))
             self._queued_rows += rows
+
+    def _thinned(self, batch: ScoredBatch) -> ScoredBatch:
+        """The batch as queued: its encoded rows thinned to the consumers' sample where nothing else needs them."""
+        start, self._streamed = -self._streamed % self._stride, self._streamed + len(batch.ids)
+        if self._stride == 1 or self.keep_features or self.shadow is not None:
+            return batch
+        return replace(batch, matrix=batch.matrix[start :: self._stride].copy())
 
     @property
     def settle_seconds(self) -> float:
@@ -119,6 +132,7 @@ class PredictionLog:
                 taken_at = time.time()
                 batches = list(self._queue)
                 waiting, self._queued_rows = self._queued_rows, 0
+                self._stride = max(1, -(-waiting // CONSUMER_ROWS))
                 self._queue.clear()
                 closing = self._closing
             self.counts.prediction_log_queue(waiting)  # here, not per append: a metrics write off the request path
@@ -149,7 +163,7 @@ class PredictionLog:
             return False
         if erased:
             logger.info("prediction log: %d predictions past the keeping period erased", erased)
-        return erased == ERASE_ROWS
+        return erased > 0
 
     def _write(self, batches: list[ScoredBatch], backlog: bool) -> None:
         """Write the served rows, and the challenger's where it scored them (none when the queue is a `backlog`)."""

@@ -30,9 +30,11 @@ from bento.core.ids import issued_at
 from bento.predictionlog.sqlite import SQLITE_FILE
 from tests import servers
 from tests.helpers import (
+    LOGGED,
     RECORD,
     copy_home,
     log_rows_counted,
+    logged,
     matrix_of,
     poll,
     postgres_ids,
@@ -281,6 +283,6 @@ def test_the_encoded_rows_are_kept_where_opted_in_and_equal_what_was_scored(bent
     finally:
         server.stop()
     with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
-        stored = dict(db.execute("SELECT id, features FROM predictions"))
+        stored = {prediction_id: row[4] for prediction_id, row in logged(db.execute(LOGGED).fetchall()).items()}
     for prediction_id, row in zip(ids, matrix_of(patients), strict=True):
         np.testing.assert_array_equal(np.frombuffer(stored[prediction_id], dtype=np.float32), row)

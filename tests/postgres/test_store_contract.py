@@ -27,6 +27,27 @@ class TestPostgresStore(StoreContract):
         yield opened, query
         opened.close()
 
+    @pytest.fixture
+    def earlier(self, postgres):
+        """An earlier release's log in a fresh database, then a store opening it."""
+        url, opened = postgres.database(), []
+
+        def open_after(statements: list[tuple[str, list[tuple]]]) -> tuple[LogStore, Query]:
+            with psycopg.connect(url) as db:
+                for statement, rows in statements:
+                    db.cursor().executemany(statement, rows) if rows else db.execute(statement)
+            opened.append(PostgresStore(url))
+
+            def query(sql: str) -> list[tuple]:
+                with psycopg.connect(url) as db:
+                    return db.execute(sql).fetchall()
+
+            return opened[0], query
+
+        yield open_after
+        for store in opened:
+            store.close()
+
 
 def test_postgres_fails_while_the_server_is_down_and_writes_again_once_it_is_back(postgres):
     """No restart of the store: the next write after the server is back connects again. The password in the

@@ -21,7 +21,7 @@ from sklearn.metrics import roc_auc_score
 from bento.model.predictor import Predictor
 from bento.predictionlog.sqlite import SQLITE_FILE
 from tests import sample_data
-from tests.helpers import matrix_of, poll, records, sqlite_ids
+from tests.helpers import SHADOW_LOGGED, matrix_of, poll, records, shadow_logged, sqlite_ids
 from training import data
 
 WAIT = 30  # seconds: generous, for a busy machine
@@ -49,9 +49,9 @@ def shadow_rows(database) -> dict[str, tuple[str, float, int]]:
     if not database.exists():
         return {}
     with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
-        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'shadow_predictions'").fetchone() is None:
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'shadow_batches'").fetchone() is None:
             return {}
-        rows = db.execute("SELECT prediction_id, model_version, probability, label FROM shadow_predictions")
+        rows = shadow_logged(db.execute(SHADOW_LOGGED).fetchall())
         return {prediction_id: (version, p, label) for prediction_id, version, p, label in rows}
 
 

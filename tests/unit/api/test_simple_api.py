@@ -17,6 +17,7 @@ from bento.model import explain
 from bento.monitoring import metrics
 from bento.openapi import schemas
 from bento.predictionlog.sqlite import SQLITE_FILE, SQLiteStore
+from bento.predictionlog.store import ShadowBatch
 from bento.quality import comparison
 from tests.helpers import RECORD, SEED_EXAMPLE, matrix_of, poll, records, sqlite_ids
 
@@ -180,9 +181,8 @@ def test_performance_and_the_gauges_compare_the_challenger_on_the_same_patients(
     outcome = [n % 3 == 0 for n in range(12)]
     challenger = [0.8 - 0.05 * n if o else 0.1 + 0.02 * n for n, o in enumerate(outcome)]
     store = SQLiteStore(tmp_path / SQLITE_FILE)
-    store.append(
-        [], keep_features=False, shadow=[(i, "2", c, int(c >= 0.5)) for i, c in zip(ids, challenger, strict=True)]
-    )
+    scores = np.array(challenger, np.float32)
+    store.append([], keep_features=False, shadow=[ShadowBatch(ids[0], "2", scores, (scores >= 0.5).astype(int))])
     outcomes = [{"prediction_id": i, "readmitted_within_30_days": o} for i, o in zip(ids, outcome, strict=True)]
     assert client.post("/feedback", json=outcomes).status_code == 200
 

@@ -28,9 +28,11 @@ from bento.predictionlog.store import (
     ConflictingOutcomeError,
     LogStore,
     Recorded,
+    ShadowBatch,
     StoredFigures,
     UnknownPredictionError,
 )
+from tests.helpers import ID_RUNS, LOGGED, SHADOW_LOGGED, logged, run_ids, shadow_logged
 
 DAY = 86_400.0
 CONTESTED = 3000  # ids several calls give opposite outcomes for at once: enough for their lookups to overlap
@@ -55,6 +57,11 @@ def batch(rows: int, when: float | None = None, version: str = "3", seed: int = 
     )
 
 
+def scores(rows: ScoredBatch, version: str, probabilities: list[float], labels: list[int]) -> ShadowBatch:
+    """The challenger's scores of a served batch."""
+    return ShadowBatch(rows.ids[0], version, np.array(probabilities, np.float32), np.array(labels, np.int64))
+
+
 def race(log: LogStore, calls: list[dict[str, int]]) -> list[Recorded | Exception]:
     """The calls' results (or errors), each in its own thread, released together."""
     start = threading.Barrier(len(calls))
@@ -75,8 +82,50 @@ def race(log: LogStore, calls: list[dict[str, int]]) -> list[Recorded | Exceptio
     return results
 
 
+# An earlier release's tables (one row per prediction), as both stores created them (SQLite takes the types too).
+EARLIER_TABLES = (
+    "CREATE TABLE predictions (id TEXT PRIMARY KEY, time DOUBLE PRECISION NOT NULL, model_version TEXT NOT NULL, "
+    "probability DOUBLE PRECISION NOT NULL, label INTEGER NOT NULL, features BYTEA)",
+    "CREATE TABLE outcomes (prediction_id TEXT PRIMARY KEY, readmitted INTEGER NOT NULL, "
+    "time DOUBLE PRECISION NOT NULL)",
+    "CREATE TABLE shadow_predictions (prediction_id TEXT NOT NULL, model_version TEXT NOT NULL, "
+    "probability DOUBLE PRECISION NOT NULL, label INTEGER NOT NULL, PRIMARY KEY (prediction_id, model_version))",
+)
+Earlier = Callable[[list[tuple[str, list[tuple]]]], tuple[LogStore, Query]]
+
+
 class StoreContract:
-    """The store tests; a subclass named Test<Store> provides the `store` fixture: (store, query)."""
+    """The store tests; a subclass named Test<Store> provides the `store` fixture: (store, query), and `earlier`: a
+    function that runs statements (each with its rows) on a new database, then opens a store on it."""
+
+    def test_an_earlier_releases_log_is_converted_once_when_opened(self, earlier: Earlier):
+        now = time.time()
+        old, recent = batch(3, when=now - 40 * DAY, version="1", seed=1), batch(2, when=now - DAY, version="2", seed=2)
+        marker = "%s" if "Postgres" in type(self).__name__ else "?"
+        rows = [
+            (i, scored.time, scored.model_version, float(p), int(flag), row.tobytes() if scored is old else None)
+            for scored in (old, recent)
+            for i, p, flag, row in zip(scored.ids, scored.probabilities, scored.labels, scored.matrix, strict=True)
+        ]
+        insert = "INSERT INTO {} VALUES ({})"
+        log, query = earlier(
+            [(statement, []) for statement in EARLIER_TABLES]
+            + [
+                (insert.format("predictions", ", ".join([marker] * 6)), rows),
+                (insert.format("shadow_predictions", ", ".join([marker] * 4)), [(recent.ids[0], "3", 0.5, 1)]),
+                (insert.format("outcomes", ", ".join([marker] * 3)), [(old.ids[1], 1, now), (recent.ids[0], 0, now)]),
+            ]
+        )
+        scored = log.scored(since=0)
+        assert scored.model_version.tolist() == ["1"] * 3 + ["2", "3", "2"]
+        expected = [*old.probabilities.tolist(), recent.probabilities[0], 0.5, recent.probabilities[1]]
+        assert scored.probability.tolist() == [float(p) for p in expected]
+        labelled = log.labelled(since=0)
+        assert labelled.model_version.tolist() == ["1", "2", "3"] and labelled.outcome.tolist() == [1, 0, 0]
+        assert labelled.probability.tolist() == [float(old.probabilities[1]), float(recent.probabilities[0]), 0.5]
+        assert logged(query(LOGGED))[old.ids[2]][4] == old.matrix[2].tobytes()
+        assert log.record_outcomes({recent.ids[1]: 1}, now) == Recorded(recorded=1, unchanged=0)
+        assert query("SELECT COUNT(*) FROM outcomes") == [(3,)]
 
     def test_appended_rows_come_back_labelled_once_they_have_an_outcome(self, store):
         log, _ = store
@@ -112,12 +161,16 @@ class StoreContract:
         log, _ = store
         now = time.time()
         old, served = batch(2, when=now - 10 * DAY, seed=1), batch(3, when=now - 5, seed=2)
-        log.append([old, served], keep_features=False, shadow=[(i, "9", 0.25, 1) for i in old.ids + served.ids[:2]])
+        shadow = [scores(old, "9", [0.25] * 2, [1] * 2), scores(served, "9", [0.25] * 3, [1] * 3)]
+        log.append([old, served], keep_features=False, shadow=shadow)
         scored = log.scored(since=now - DAY)
-        assert scored.model_version.tolist() == ["3", "9", "3", "9", "3"]  # in the order of the ids
-        assert scored.time.tolist() == [served.time] * 5
-        assert scored.probability.tolist()[1::2] == [0.25, 0.25] and scored.label.tolist()[1::2] == [1, 1]
-        assert scored.probability.tolist()[::2] == served.probabilities.astype(np.float64).tolist()
+        of_challenger, of_served = scored.model_version == "9", scored.model_version == "3"
+        assert of_challenger.sum() == of_served.sum() == 3
+        assert scored.time.tolist() == [served.time] * 6
+        assert (
+            scored.probability[of_challenger].tolist() == [0.25] * 3 and scored.label[of_challenger].tolist() == [1] * 3
+        )
+        assert scored.probability[of_served].tolist() == served.probabilities.astype(np.float64).tolist()
 
     def test_the_scored_marker_moves_with_predictions_added_or_erased_only(self, store):
         log, _ = store
@@ -137,17 +190,21 @@ class StoreContract:
 
     def test_shadow_rows_come_back_labelled_under_their_version_beside_the_served_rows(self, store):
         log, _ = store
-        scored = batch(5, version="7", seed=3)
-        shadow = [(i, "8", 0.125 * n, n % 2) for n, i in enumerate(scored.ids) if n != 1]
-        log.append([scored], keep_features=False, shadow=shadow)
-        log.record_outcomes({scored.ids[n]: n % 2 for n in (0, 1, 3)}, time.time())
+        now = time.time()
+        scored, unscored = batch(5, now, version="7", seed=3), batch(2, now, version="7", seed=4)
+        shadow = scores(scored, "8", [0.125 * n for n in range(5)], [n % 2 for n in range(5)])
+        log.append([scored, unscored], keep_features=False, shadow=[shadow])
+        log.record_outcomes({scored.ids[n]: n % 2 for n in (0, 1, 3)} | {unscored.ids[0]: 1}, time.time())
         labelled = log.labelled(since=scored.time - 1)
         served, challenger = labelled.model_version == "7", labelled.model_version == "8"
-        assert labelled.probability[served].tolist() == scored.probabilities[[0, 1, 3]].astype(np.float64).tolist()
-        assert labelled.probability[challenger].tolist() == [0.0, 0.375], "in the order of the ids, no row 1"
-        assert labelled.label[challenger].tolist() == [0, 1]
-        assert labelled.outcome[served].tolist() == [0, 1, 1] and labelled.outcome[challenger].tolist() == [0, 1]
-        assert labelled.time.tolist() == [scored.time] * 5
+        assert labelled.probability[served].tolist() == [
+            *scored.probabilities[[0, 1, 3]].astype(np.float64).tolist(),
+            float(unscored.probabilities[0]),
+        ]
+        assert labelled.probability[challenger].tolist() == [0.0, 0.125, 0.375], "in the order of the ids"
+        assert labelled.label[challenger].tolist() == [0, 1, 1]
+        assert labelled.outcome[served].tolist() == [0, 1, 1, 1] and labelled.outcome[challenger].tolist() == [0, 1, 1]
+        assert labelled.time.tolist() == [scored.time] * 7
         assert len(log.labelled(since=scored.time + 1).outcome) == 0
 
     def test_an_unknown_id_records_nothing(self, store):
@@ -178,9 +235,9 @@ class StoreContract:
         kept, not_kept = batch(3, seed=1), batch(2, seed=2)
         log.append([kept], keep_features=True)
         log.append([not_kept], keep_features=False)
-        stored = dict(query("SELECT id, features FROM predictions"))
+        stored = {prediction_id: row[4] for prediction_id, row in logged(query(LOGGED)).items()}
         for prediction_id, row in zip(kept.ids, kept.matrix, strict=True):
-            np.testing.assert_array_equal(np.frombuffer(bytes(stored[prediction_id]), dtype=np.float32), row)
+            np.testing.assert_array_equal(np.frombuffer(stored[prediction_id], dtype=np.float32), row)
         assert all(stored[prediction_id] is None for prediction_id in not_kept.ids)
 
     def test_the_purge_erases_only_encoded_rows_older_than_the_cut_off(self, store):
@@ -191,7 +248,7 @@ class StoreContract:
         old, recent = batch(3, when=now - 31 * DAY, seed=3), batch(2, when=now - 29 * DAY, seed=4)
         log.append([old, recent], keep_features=True)
         assert log.purge_features(before=now - 30 * DAY) == 3
-        stored = dict(query("SELECT id, features FROM predictions"))
+        stored = {prediction_id: row[4] for prediction_id, row in logged(query(LOGGED)).items()}
         assert len(stored) == 5, "the predictions themselves are kept"
         assert all(stored[prediction_id] is None for prediction_id in old.ids)
         assert all(stored[prediction_id] is not None for prediction_id in recent.ids)
@@ -206,11 +263,12 @@ class StoreContract:
         log.append([*old, kept], keep_features=True)
         log.record_outcomes({i: 1 for i in old[0].ids[:5] + old[2].ids[:5] + kept.ids[:7]}, now)
         erased = []
-        while not erased or erased[-1] == 100:
-            erased.append(log.erase_predictions(before=now - 120 * DAY, rows=100))
-        assert erased == [100, 100, 10]
-        assert {i for (i,) in query("SELECT id FROM predictions")} == set(kept.ids)
+        while not erased or erased[-1]:
+            erased.append(log.erase_predictions(before=now - 120 * DAY, rows=150))
+        assert erased == [140, 70, 0], "whole batches, at most 150 rows (at least one batch)"
+        assert run_ids(query(ID_RUNS)) == set(kept.ids)
         assert {i for (i,) in query("SELECT prediction_id FROM outcomes")} == set(kept.ids[:7])
+        assert {i for (i,) in query("SELECT prediction_id FROM labelled_scores")} == set(kept.ids[:7])
         assert log.erase_predictions(before=now - 120 * DAY) == 0
         assert len(log.labelled(since=0).outcome) == 7
 
@@ -219,61 +277,68 @@ class StoreContract:
         the same batch of the erasure."""
         log, query = store
         now = time.time()
-        old, kept = batch(30, when=now - 200 * DAY, seed=1), batch(20, when=now - DAY, seed=2)
-        shadow = [(i, "9", 0.25, 0) for i in old.ids + kept.ids] + [(i, "10", 0.75, 1) for i in old.ids[:5]]
-        log.append([old, kept], keep_features=False, shadow=shadow)
-        assert sorted(query("SELECT prediction_id, model_version, probability, label FROM shadow_predictions")) == (
-            sorted(shadow)
-        )
+        old = [batch(12, when=now - (200 - n) * DAY, seed=n) for n in range(2)]
+        kept = batch(20, when=now - DAY, seed=2)
+        shadow = [scores(rows, "9", [0.25] * len(rows.ids), [0] * len(rows.ids)) for rows in [*old, kept]]
+        shadow.append(scores(old[0], "10", [0.75] * 12, [1] * 12))
+        log.append([*old, kept], keep_features=False, shadow=shadow)
+        ids_of = {rows.ids[0]: rows.ids for rows in [*old, kept]}
+        written = [
+            (i, scored.model_version, float(p), int(flag))
+            for scored in shadow
+            for i, p, flag in zip(ids_of[scored.first_id], scored.probabilities, scored.labels, strict=True)
+        ]
+        assert sorted(shadow_logged(query(SHADOW_LOGGED))) == sorted(written)
         assert log.erase_predictions(before=now - 120 * DAY, rows=12) == 12
-        served = {i for (i,) in query("SELECT id FROM predictions")}
-        assert {i for (i,) in query("SELECT prediction_id FROM shadow_predictions")} == served
-        assert query("SELECT COUNT(*) FROM shadow_predictions WHERE model_version = '10'") == [(0,)]
-        while log.erase_predictions(before=now - 120 * DAY, rows=12) == 12:
+        served = run_ids(query(ID_RUNS))
+        assert {i for i, *_ in shadow_logged(query(SHADOW_LOGGED))} == served
+        assert query("SELECT COUNT(*) FROM shadow_batches WHERE model_version = '10'") == [(0,)]
+        while log.erase_predictions(before=now - 120 * DAY, rows=12):
             pass
-        assert {i for (i,) in query("SELECT prediction_id FROM shadow_predictions")} == set(kept.ids)
+        assert {i for i, *_ in shadow_logged(query(SHADOW_LOGGED))} == set(kept.ids)
 
     def test_paired_rows_are_the_labelled_predictions_since_a_time_with_each_challengers_score(self, store):
         log, _ = store
         now = time.time()
         old, recent, unscored = batch(4, when=now - 100 * DAY, seed=3), batch(5, seed=4), batch(3, seed=5)
-        shadow = [(i, "9", 0.125 * n, n % 2) for n, i in enumerate(old.ids + recent.ids)]
-        shadow += [(recent.ids[0], "10", 0.5, 1)]  # a second challenger scored one of them
+        shadow = [scores(old, "9", [0.125 * n for n in range(4)], [n % 2 for n in range(4)])]
+        shadow.append(scores(recent, "9", [0.125 * (n + 4) for n in range(5)], [n % 2 for n in range(5)]))
+        shadow.append(scores(recent, "10", [0.5] * 5, [1] * 5))  # a second challenger
         log.append([old, recent, unscored], keep_features=False, shadow=shadow)
         log.record_outcomes({i: n % 2 for n, i in enumerate(old.ids + recent.ids[:4] + unscored.ids)}, now)
         paired = log.paired(since=now - 90 * DAY)
         served = dict(zip(recent.ids, recent.probabilities.astype(np.float64).tolist(), strict=True))
-        expected = [("3", "10", recent.time, served[recent.ids[0]], 0.5, 0)] + [
+        expected = [("3", "10", recent.time, served[i], 0.5, n % 2) for n, i in enumerate(recent.ids[:4])] + [
             ("3", "9", recent.time, served[i], 0.125 * (n + 4), n % 2) for n, i in enumerate(recent.ids[:4])
         ]  # fmt: skip
         columns = (paired.champion_version, paired.challenger_version, paired.time, paired.champion,
                    paired.challenger, paired.outcome)  # fmt: skip
         rows = list(zip(*(column.tolist() for column in columns), strict=True))
         assert sorted(rows) == sorted(expected)  # not the unlabelled, the old, nor the unscored
-        assert len(log.paired(since=0).outcome) == 9
+        assert len(log.paired(since=0).outcome) == 12
         assert len(log.paired(since=now + 1).outcome) == 0 and log.paired(since=now + 1).champion.dtype == np.float64
 
     def test_erasers_at_once_erase_each_old_prediction_once_and_nothing_newer(self, store):
         log, query = store
         now = time.time()
-        old, kept = batch(3000, when=now - 200 * DAY, seed=1), batch(50, when=now - DAY, seed=2)
-        log.append([old, kept], keep_features=False)
+        old = [batch(100, when=now - (200 - n / 100) * DAY, seed=n) for n in range(30)]
+        kept = batch(50, when=now - DAY, seed=2)
+        log.append([*old, kept], keep_features=False)
         erased: list[int] = []
         start = threading.Barrier(3)
 
         def erase() -> None:
             start.wait()
-            while (count := log.erase_predictions(before=now - 120 * DAY, rows=250)) == 250:
+            while count := log.erase_predictions(before=now - 120 * DAY, rows=250):
                 erased.append(count)
-            erased.append(count)
 
         threads = [threading.Thread(target=erase) for _ in range(3)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(60)
-        assert sum(erased) == 3000
-        assert {i for (i,) in query("SELECT id FROM predictions")} == set(kept.ids)
+        assert sum(erased) == 3000 and all(count % 100 == 0 for count in erased), "whole batches, each once"
+        assert run_ids(query(ID_RUNS)) == set(kept.ids)
 
     def test_the_lease_has_one_holder_until_it_lapses_or_is_released(self, store):
         log, _ = store

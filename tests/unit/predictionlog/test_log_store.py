@@ -22,7 +22,7 @@ from bento.monitoring import metrics
 from bento.predictionlog.sqlite import SQLiteStore
 from bento.predictionlog.store import LogStore, StoredFigures, StoreError, stored_of
 from bento.predictionlog.writer import PredictionLog
-from tests.helpers import poll
+from tests.helpers import poll, sqlite_ids
 from tests.unit.predictionlog.store_contract import Query, StoreContract, batch
 
 
@@ -39,6 +39,27 @@ class TestSQLiteStore(StoreContract):
 
         yield opened, query
         opened.close()
+
+    @pytest.fixture
+    def earlier(self, tmp_path):
+        """An earlier release's SQLite log, then a store opening it."""
+        path, opened = tmp_path / "earlier.db", []
+
+        def open_after(statements: list[tuple[str, list[tuple]]]) -> tuple[LogStore, Query]:
+            with closing(sqlite3.connect(path)) as db, db:
+                for statement, rows in statements:
+                    db.executemany(statement, rows) if rows else db.execute(statement)
+            opened.append(SQLiteStore(path))
+
+            def query(sql: str) -> list[tuple]:
+                with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+                    return db.execute(sql).fetchall()
+
+            return opened[0], query
+
+        yield open_after
+        for store in opened:
+            store.close()
 
 
 # --- PredictionLog -------------------------------------------------------------------------------------------
@@ -73,11 +94,6 @@ class Switchable:
 
 def rows_counted(outcome: str) -> float:
     return REGISTRY.get_sample_value("readmission_prediction_log_rows_total", {"outcome": outcome}) or 0.0
-
-
-def stored_ids(path) -> set[str]:
-    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-        return {prediction_id for (prediction_id,) in db.execute("SELECT id FROM predictions")}
 
 
 @pytest.fixture
@@ -117,7 +133,7 @@ def test_a_full_queue_drops_rows_counted_and_append_never_waits(switchable, tmp_
     assert rows_counted("dropped") - dropped_before == 5
     switchable.gate.set()
     log.close(timeout=10)
-    assert stored_ids(tmp_path / "predictions.db") == {*held.ids, *queued[0].ids, *queued[1].ids}
+    assert sqlite_ids(tmp_path / "predictions.db") == {*held.ids, *queued[0].ids, *queued[1].ids}
 
 
 def test_a_failing_store_loses_the_batch_counted_and_the_next_is_written(switchable, tmp_path):
@@ -132,7 +148,7 @@ def test_a_failing_store_loses_the_batch_counted_and_the_next_is_written(switcha
     log.append(later)
     poll(lambda: rows_counted("written") - written_before == 4, 5, "4 rows counted written")
     log.close(timeout=10)
-    assert stored_ids(tmp_path / "predictions.db") == set(later.ids)
+    assert sqlite_ids(tmp_path / "predictions.db") == set(later.ids)
 
 
 @pytest.fixture
@@ -162,7 +178,7 @@ def test_a_store_locked_for_less_than_the_writers_tries_loses_nothing(locked, ca
     poll(lambda: rows_counted("written") - written_before == 7, 30, "7 rows counted written")
     log.close(timeout=10)
     assert rows_counted("lost") == lost_before
-    assert set(held.ids) <= stored_ids(store.path)
+    assert set(held.ids) <= sqlite_ids(store.path)
 
 
 def test_a_store_locked_for_longer_than_the_writers_tries_loses_the_batch_counted(locked):
@@ -177,7 +193,7 @@ def test_a_store_locked_for_longer_than_the_writers_tries_loses_the_batch_counte
     later = batch(3, seed=1)
     log.append(later)
     log.close(timeout=10)
-    stored = stored_ids(store.path)
+    stored = sqlite_ids(store.path)
     assert set(later.ids) <= stored and not set(held.ids) & stored
 
 
@@ -196,7 +212,7 @@ def test_close_writes_everything_queued(switchable, tmp_path):
     closing.join(15)
     assert not closing.is_alive()
     expected = {*first.ids, *(i for scored in queued for i in scored.ids)}
-    assert stored_ids(tmp_path / "predictions.db") == expected
+    assert sqlite_ids(tmp_path / "predictions.db") == expected
 
 
 def test_figures_written_by_an_older_release_are_served_without_an_earlier_comparison_or_estimates():

@@ -21,7 +21,7 @@ from bento.monitoring import metrics
 from bento.predictionlog.shadow import Shadow
 from bento.predictionlog.sqlite import SQLiteStore
 from bento.predictionlog.writer import PredictionLog
-from tests.helpers import poll
+from tests.helpers import LOGGED, SHADOW_LOGGED, logged, poll, shadow_logged
 from tests.unit.predictionlog.store_contract import batch
 
 WAIT = 30  # seconds: generous, for a busy machine
@@ -76,9 +76,11 @@ def writer(path, calls: Calls, queue_rows: int = 1000, budget: float = 5.0) -> P
 
 
 def stored(path, table: str) -> list[tuple]:
-    columns = "id, model_version" if table == "predictions" else "prediction_id, model_version, probability, label"
+    """The served rows (id, version) or the challenger's (id, version, probability, label), in the order of the ids."""
     with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-        return sorted(db.execute(f"SELECT {columns} FROM {table}").fetchall())
+        if table == "predictions":
+            return sorted((i, row[1]) for i, row in logged(db.execute(LOGGED).fetchall()).items())
+        return sorted(shadow_logged(db.execute(SHADOW_LOGGED).fetchall()))
 
 
 def test_the_challengers_rows_go_in_with_the_served_rows_scored_in_one_call_per_flush(path):

@@ -15,6 +15,7 @@ from sklearn.metrics import roc_auc_score
 from bento.core.ids import PredictionIds
 from bento.core.scoring import ScoredBatch
 from bento.predictionlog.sqlite import SQLiteStore
+from bento.predictionlog.store import ShadowBatch
 from bento.quality import comparison
 from training import cli, registry
 from training.settings import MODEL_NAME, TrainingSettings
@@ -33,16 +34,16 @@ def _fill(path, now: float, better: bool) -> dict[str, tuple[np.ndarray, np.ndar
         outcome = (rng.random(rows) < 0.3).astype(np.int64)
         champion = np.clip(0.3 + 0.15 * outcome + rng.normal(0, 0.2, rows), 0.001, 0.999).astype(np.float32)
         signal = 0.4 * outcome if better else 0.0
-        challenger = np.clip(0.3 + signal + rng.normal(0, 0.1, rows), 0.001, 0.999)
+        challenger = np.clip(0.3 + signal + rng.normal(0, 0.1, rows), 0.001, 0.999).astype(np.float32)
         when = now - days_ago * DAY
         batch = ScoredBatch(ids.take(rows, when), when, "1", champion, (champion >= 0.4).astype(np.int64),
                             np.zeros((rows, 1), dtype=np.float32))  # fmt: skip
-        shadow = [(i, "2", float(p), int(p >= 0.4)) for i, p in zip(batch.ids, challenger, strict=True)]
+        shadow = [ShadowBatch(batch.ids[0], "2", challenger, (challenger >= 0.4).astype(np.int64))]
         store.append([batch], keep_features=False, shadow=shadow)
         store.record_outcomes(dict(zip(batch.ids, outcome.tolist(), strict=True)), now)
         for window, days in (("30d", 30), ("90d", 90)):
             if days_ago <= days:
-                held[window].append((outcome, champion.astype(np.float64), challenger))
+                held[window].append((outcome, champion.astype(np.float64), challenger.astype(np.float64)))
     store.close()
     return {w: tuple(np.concatenate(part) for part in zip(*parts, strict=True)) for w, parts in held.items()}
 
