@@ -33,7 +33,7 @@ from bento.core.scoring import ScoredBatch
 from bento.model.predictor import ModelInfo
 from bento.monitoring.live_performance import LivePerformance
 from bento.predictionlog.sqlite import SQLiteStore
-from bento.predictionlog.store import INSERT_OUTCOME, StoredFigures
+from bento.predictionlog.store import INSERT_OUTCOME, INSERT_SCORES, StoredFigures
 from bento.quality.windows import DAY, WINDOWS, measure
 
 CHUNK = 100_000  # rows per write
@@ -60,6 +60,9 @@ def build(store: SQLiteStore, rows: int, versions: int, now: float) -> None:
                 with direct:
                     outcomes = zip(batch.ids, outcome.tolist(), [now] * count, strict=True)
                     direct.executemany(INSERT_OUTCOME.format("?"), outcomes)
+                    scores = ((i, batch.model_version, when, float(p), int(flag), 1)
+                              for i, p, flag in zip(batch.ids, probability, labels, strict=True))  # fmt: skip
+                    direct.executemany(INSERT_SCORES.format("?"), scores)
     direct.close()
 
 

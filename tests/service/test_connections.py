@@ -324,4 +324,4 @@ def test_sigterm_under_keep_alive_load_answers_every_request_or_closes_before_re
 
 def _logged(home: Path) -> int:
     with sqlite3.connect(home / "predictions.db") as db:
-        return db.execute("SELECT count(*) FROM predictions").fetchone()[0]
+        return db.execute("SELECT coalesce(sum(rows), 0) FROM prediction_batches").fetchone()[0]

@@ -10,6 +10,7 @@ import json
 import sqlite3
 import time
 import uuid
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +23,13 @@ from bento.core.ids import PredictionIds, issued_at
 from bento.predictionlog.sqlite import SQLITE_FILE
 from tests.helpers import (
     INFER,
+    LOGGED,
     MODEL,
     RECORD,
     SEED_EXAMPLE,
     binary_matrix,
     decode_binary_response,
+    logged,
     matrix_of,
     poll,
     scrape,
@@ -204,13 +207,16 @@ def test_the_log_holds_what_was_served(client, home):
     answer = client.post("/predict/batch", json=[RECORD, SEED_EXAMPLE]).json()
     ids = [p["prediction_id"] for p in answer["predictions"]]
 
-    def logged():
-        with sqlite3.connect(f"file:{home / SQLITE_FILE}?mode=ro", uri=True) as db:
-            marks = ",".join("?" * len(ids))
-            query = f"SELECT id, probability, label, model_version, features FROM predictions WHERE id IN ({marks})"
-            return {row[0]: row[1:] for row in db.execute(query, ids)}
+    def stored():
+        with closing(sqlite3.connect(f"file:{home / SQLITE_FILE}?mode=ro", uri=True)) as db:
+            rows = logged(db.execute(LOGGED).fetchall())
+        return {
+            i: (probability, label, version, encoded)
+            for i, (_, version, probability, label, encoded) in rows.items()
+            if i in ids
+        }
 
-    rows = poll(lambda: len(logged()) == 2 and logged(), 10, "the two rows in the prediction log")
+    rows = poll(lambda: len(stored()) == 2 and stored(), 10, "the two rows in the prediction log")
     for prediction in answer["predictions"]:
         probability, label, version, encoded = rows[prediction["prediction_id"]]
         assert probability == pytest.approx(prediction["probability"], abs=1e-6)

@@ -12,7 +12,7 @@ import httpx
 
 from bento.predictionlog.sqlite import SQLiteStore
 from bento.predictionlog.store import ERASE_ROWS
-from tests.helpers import INFER, copy_home, matrix_of, matrix_request, records, serve
+from tests.helpers import ID_RUNS, INFER, copy_home, matrix_of, matrix_request, records, run_ids, serve
 from tests.unit.predictionlog.store_contract import DAY, batch
 
 OLD_BATCHES = 12  # ERASE_ROWS each: the writer erases one batch per flush, so this takes some seconds
@@ -36,7 +36,10 @@ def test_old_predictions_are_erased_in_batches_while_the_service_answers(bento_h
     store.append([*old, inside], keep_features=False)
     store.record_outcomes({i: 1 for i in old[0].ids[:100] + inside.ids[:50]}, now)
     store.close()
-    total, cut_off = OLD_BATCHES * ERASE_ROWS, f"SELECT COUNT(*) FROM predictions WHERE time < {now - 120 * DAY}"
+    total, cut_off = (
+        OLD_BATCHES * ERASE_ROWS,
+        f"SELECT COALESCE(SUM(rows), 0) FROM prediction_batches WHERE time < {now - 120 * DAY}",
+    )
 
     server = serve(copy_home(bento_home, tmp_path), tmp_path, READMISSION_PREDICTION_LOG=str(database),
                    READMISSION_PREDICTION_LOG_KEEP_DAYS="120")  # fmt: skip
@@ -57,6 +60,6 @@ def test_old_predictions_are_erased_in_batches_while_the_service_answers(bento_h
     assert len(between) >= 2, f"no erasure in batches seen: {sorted(seen)}"
     assert all(count % ERASE_ROWS == 0 for count in seen), sorted(seen)  # whole batches, never part of one
     assert answered >= len(between)
-    assert _count(database, f"SELECT COUNT(*) FROM predictions WHERE time >= {now - 120 * DAY}") >= 500 + 20
-    assert {i for (i,) in _rows(database, "SELECT id FROM predictions")} >= set(inside.ids)
+    assert _count(database, f"SELECT SUM(rows) FROM prediction_batches WHERE time >= {now - 120 * DAY}") >= 500 + 20
+    assert run_ids(_rows(database, ID_RUNS)) >= set(inside.ids)
     assert sorted(i for (i,) in _rows(database, "SELECT prediction_id FROM outcomes")) == sorted(inside.ids[:50])
