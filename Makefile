@@ -16,7 +16,7 @@ export READMISSION_GRPC_HOST ?= 127.0.0.1
 # Prometheus's port (8082) too: `make up`'s Prometheus scrapes it there.
 export READMISSION_METRICS_HOST ?= 127.0.0.1
 
-.PHONY: venv lock up serve train import build ui loadtest soak test test-unit lint format bench deploy oci oci-test prometheus \
+.PHONY: venv lock up serve train import model-card build ui loadtest soak test test-unit lint format bench deploy oci oci-test prometheus \
   alertmanager alert-receiver audit clean nannyml
 
 # Every version comes from uv.lock: constraints.txt is its export (all extras, sha256 of every file), installed in
@@ -64,6 +64,10 @@ train:
 	rm -f $(STATE)/trained.stamp && $(MAKE) $(STATE)/trained.stamp
 
 import: $(STATE)/imported.stamp
+
+# The released champion's card (docs/model-card.md, what the UI shows) from the one `readmission train` wrote last.
+model-card: $(STATE)/trained.stamp
+	cp $(READMISSION_HOME)/model-card.md docs/model-card.md
 
 build: $(STATE)/built.stamp
 

@@ -10,7 +10,7 @@ from bento.predictionlog.store import StoreError
 from bento.quality.windows import WINDOWS
 from bento.settings import SettingsError
 from training import data, registry
-from training.settings import MODEL_NAME, TrainingSettings
+from training.settings import MODEL_CARD_FILE, MODEL_NAME, TrainingSettings
 
 WINDOW_OF_DAYS = {str(days): window for window, days in WINDOWS.items()}  # --window 30 -> the window "30d"
 
@@ -19,7 +19,13 @@ def _train(args: argparse.Namespace, settings: TrainingSettings) -> None:
     from training import train
 
     train.run(
-        args.data, settings, force=args.force, seed=args.seed, verify=not args.no_verify, extra_seeds=args.extra_seeds
+        args.data,
+        settings,
+        force=args.force,
+        seed=args.seed,
+        verify=not args.no_verify,
+        model_card_path=args.model_card or settings.home / MODEL_CARD_FILE,
+        extra_seeds=args.extra_seeds,
     )
 
 
@@ -84,6 +90,12 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--no-verify", action="store_true", help="accept a CSV whose sha256 differs from UCI's")
     train.add_argument(
         "--extra-seeds", type=int, default=2, help="also train on this many other splits, for the spread (default 2)"
+    )
+    train.add_argument(
+        "--model-card",
+        type=Path,
+        help=f"where the champion's model card goes (default: $READMISSION_HOME/{MODEL_CARD_FILE}; the released one, "
+        "docs/model-card.md, is copied from it by `make model-card`)",
     )
     train.set_defaults(handler=_train)
 

@@ -15,6 +15,7 @@ SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data" / "dataset_diabetes.zip"
 EXPERIMENT_NAME = "readmission"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+MODEL_CARD_FILE = "model-card.md"  # the champion's card, as `readmission train` writes it under READMISSION_HOME
 
 
 def data_file() -> Path | None:

@@ -18,9 +18,8 @@ from bento import features
 from bento.model import risk_bands
 from bento.quality import drift, unusual
 from training import data, evaluate, model, model_card, registry, seeds
-from training.settings import CHAMPION, MODEL_NAME, PROJECT_ROOT, TrainingSettings
+from training.settings import CHAMPION, MODEL_NAME, TrainingSettings
 
-MODEL_CARD_PATH = PROJECT_ROOT / "docs" / "model-card.md"
 TOP_ICD9_CODES = 200
 
 
@@ -54,12 +53,12 @@ def run(
     force: bool = False,
     seed: int = 42,
     verify: bool = True,
-    model_card_path: Path | None = MODEL_CARD_PATH,
+    model_card_path: Path | None = None,
     extra_seeds: int = seeds.EXTRA_SEEDS,
 ) -> registry.Registered:
     """Train, evaluate, log and register; move `champion` when the new model is better.
 
-    The champion's model card is also written to `model_card_path` (docs/ by default). The same configuration
+    The champion's model card is also written to `model_card_path`, where given. The same configuration
     is also trained on the splits of `extra_seeds` more seeds, for the spread of the test ROC-AUC.
     """
     started = time.monotonic()
