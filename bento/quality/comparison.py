@@ -1,6 +1,6 @@
 """Champion and challenger on the same patients: the paired difference of their figures, per window.
 
-The challenger scores every served prediction in shadow (the prediction log's `shadow_predictions`), so each
+The challenger scores every served prediction in shadow (the prediction log's `shadow_batches`), so each
 labelled prediction holds both models' probabilities for one patient and one outcome. Per window (30 and 90 days,
 as the live figures: bento/quality/windows.py) and (champion, challenger) pair of versions, over those same rows:
 each model's ROC-AUC and Brier score, the ROC-AUC difference challenger - champion with DeLong's paired 95%
