@@ -120,6 +120,7 @@ def _migrate(cursor: psycopg.Cursor) -> None:
     predictions, shadows = cursor.fetchone()
     if not predictions:
         return
+    logger.info("prediction log: converting an earlier release's log to batches (once)")
     if not shadows:  # a release before shadow scoring
         cursor.execute(
             "CREATE TABLE shadow_predictions (prediction_id TEXT, model_version TEXT, probability DOUBLE PRECISION, "
@@ -137,6 +138,7 @@ def _migrate(cursor: psycopg.Cursor) -> None:
                         copy.write_row(row)
     for statement in MIGRATION:
         cursor.execute(statement)
+    logger.info("prediction log: converted")
 
 
 def where_of(url: str) -> str:

@@ -6,6 +6,7 @@ readable by the service's user only.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -64,6 +65,7 @@ from bento.quality.windows import Labelled, Scored
 if TYPE_CHECKING:
     from bento.core.scoring import ScoredBatch
 
+logger = logging.getLogger("readmission")
 SQLITE_FILE = "predictions.db"
 T = TypeVar("T")
 BUSY_MILLISECONDS = 2000  # how long a write waits for a lock another connection holds before it fails
@@ -138,6 +140,7 @@ def _migrate(connection: sqlite3.Connection) -> None:
     try:
         found = old()  # another worker may have converted it meanwhile
         if "predictions" in found:
+            logger.info("prediction log: converting an earlier release's log to batches (once)")
             if "shadow_predictions" not in found:  # a release before shadow scoring
                 connection.execute("CREATE TABLE shadow_predictions (prediction_id, model_version, probability, label)")
             for source, target, convert in (
@@ -149,6 +152,7 @@ def _migrate(connection: sqlite3.Connection) -> None:
                     connection.executemany(f"INSERT INTO {target}", convert(rows))
             for statement in MIGRATION:
                 connection.execute(statement)
+            logger.info("prediction log: converted")
         connection.execute("COMMIT")
     finally:
         if connection.in_transaction:
