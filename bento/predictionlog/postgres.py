@@ -37,6 +37,7 @@ from bento.predictionlog.store import (
     SCORED_BATCHES,
     SCORED_MARKER,
     SCORED_SHADOWS,
+    SHADOWS_OF,
     STORED_FIGURES,
     TAKE_LEASE,
     Recorded,
@@ -109,6 +110,12 @@ SCHEMA = (
     "expires DOUBLE PRECISION NOT NULL)",
     "CREATE TABLE IF NOT EXISTS monitor_figures (name TEXT PRIMARY KEY, computed_at DOUBLE PRECISION NOT NULL, "
     "marker TEXT NOT NULL, figures TEXT NOT NULL)",
+)
+# The batch that may hold each id (store.py's FIND_BATCH for every id in one statement: one round trip).
+CANDIDATES = (
+    "SELECT i.id, b.first_id, b.rows, b.time, b.model_version, b.probabilities, b.labels "
+    "FROM unnest(%s::text[]) AS i (id) CROSS JOIN LATERAL (SELECT * FROM prediction_batches "
+    "WHERE first_id <= i.id ORDER BY first_id DESC LIMIT 1) AS b"
 )
 BATCH_COLUMN_TYPES = ("text", "int4", "float8", "text", "bytea", "bytea", "bytea")
 SHADOW_COLUMN_TYPES = ("text", "text", "bytea", "bytea")
@@ -216,11 +223,12 @@ class PostgresStore:
         ids = list(outcomes)
 
         def read(cursor: psycopg.Cursor) -> tuple[dict, dict[str, int]]:
-            def query(statement: str, row: tuple) -> list[tuple]:
-                cursor.execute(statement.format("%s"), row)
-                return cursor.fetchall()
-
-            return scores_of(ids, query), _recorded(cursor, ids)
+            cursor.execute(CANDIDATES, (ids,))
+            candidates = {prediction_id: tuple(batch) for prediction_id, *batch in cursor.fetchall()}
+            cursor.execute(
+                SHADOWS_OF.format("SELECT unnest(%s::text[])"), (sorted({b[0] for b in candidates.values()}),)
+            )
+            return scores_of(ids, candidates, cursor.fetchall()), _recorded(cursor, ids)
 
         scores, recorded = self._transaction(read)
         check_outcomes(outcomes, set(scores), recorded)

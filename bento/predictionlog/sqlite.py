@@ -13,10 +13,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from bento.core.ids import first_id_at
+from bento.core.ids import first_id_at, offset_in
 from bento.predictionlog.store import (
     ERASE_ROWS,
     ERASED,
+    FIND_BATCH,
     INSERT_OUTCOME,
     INSERT_SCORES,
     LABELLED_MARKER,
@@ -33,6 +34,7 @@ from bento.predictionlog.store import (
     SCORED_BATCHES,
     SCORED_MARKER,
     SCORED_SHADOWS,
+    SHADOWS_OF,
     STORED_FIGURES,
     TAKE_LEASE,
     Recorded,
@@ -116,6 +118,20 @@ CREATE TABLE IF NOT EXISTS monitor_figures (
 def _marks(part: list[str]) -> str:
     """The `?` markers of an `IN (...)` over `part`."""
     return ",".join("?" * len(part))
+
+
+def _candidates(connection: sqlite3.Connection, ids: list[str]) -> dict[str, tuple]:
+    """The batch that may hold each id (FIND_BATCH): one look-up of the primary key per batch, the ids in order."""
+    found: dict[str, tuple] = {}
+    batch: tuple | None = None
+    for prediction_id in sorted(ids):
+        if batch is None or offset_in(batch[0], batch[1], prediction_id) is None:
+            rows = connection.execute(FIND_BATCH.format("?"), (prediction_id,)).fetchall()
+            if not rows:
+                continue
+            batch = rows[0]
+        found[prediction_id] = batch
+    return found
 
 
 def _recorded(connection: sqlite3.Connection, ids: list[str]) -> dict[str, int]:
@@ -235,8 +251,11 @@ class SQLiteStore:
         write lock, then the outcomes and their scores inserted in one short transaction."""
 
         def read(connection: sqlite3.Connection) -> tuple[dict, dict[str, int]]:
-            scores = scores_of(list(outcomes), lambda query, row: connection.execute(query.format("?"), row).fetchall())
-            return scores, _recorded(connection, list(outcomes))
+            candidates = _candidates(connection, list(outcomes))
+            shadows = []
+            for part in chunks(sorted({row[0] for row in candidates.values()})):
+                shadows += connection.execute(SHADOWS_OF.format(_marks(part)), part).fetchall()
+            return scores_of(list(outcomes), candidates, shadows), _recorded(connection, list(outcomes))
 
         scores, recorded = self._transaction(read, immediate=False)
         check_outcomes(outcomes, set(scores), recorded)

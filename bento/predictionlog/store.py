@@ -37,7 +37,7 @@ holds the lock); the caller retries or counts what was lost.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -201,24 +201,25 @@ def shadow_rows(shadow: Sequence[ShadowBatch]) -> list[tuple]:
 LabelledScore = tuple[str, str, float, float, int, int]  # id, version, time, probability, label, 1 = served
 
 
-def scores_of(ids: list[str], query: Callable[[str, tuple], list[tuple]]) -> dict[str, list[LabelledScore]]:
-    """The `labelled_scores` rows of each of `ids` the log holds (the served version's first), read from their
-    batches with `query` (FIND_BATCH, FIND_SHADOWS; `{}` left for the store's marker): one look-up of the primary
-    key per batch, the ids in order."""
+def scores_of(ids: list[str], candidates: dict[str, tuple], shadows: list[tuple]) -> dict[str, list[LabelledScore]]:
+    """The `labelled_scores` rows of each of `ids` the log holds (the served version's first), from the batch that
+    may hold each id (`candidates`: id -> FIND_BATCH row) and the challengers' scores of those batches (`shadows`:
+    SHADOWS_OF rows)."""
+    challengers: dict[str, list[tuple]] = {}
+    for first_id, version, probabilities, labels in sorted(shadows, key=lambda row: (row[0], row[1])):
+        challengers.setdefault(first_id, []).append((version, probabilities, labels))
+    columns: dict[str, list[tuple]] = {}  # first id -> each version's decoded columns
     found: dict[str, list[LabelledScore]] = {}
-    first_id, count, when, columns = "", 0, 0.0, []  # the batch last read
-    for prediction_id in sorted(ids):
-        offset = offset_in(first_id, count, prediction_id) if count else None
+    for prediction_id, (first_id, count, when, version, probabilities, labels) in candidates.items():
+        offset = offset_in(first_id, count, prediction_id)
         if offset is None:
-            batch = query(FIND_BATCH, (prediction_id,))
-            if not batch or (offset := offset_in(batch[0][0], batch[0][1], prediction_id)) is None:
-                continue
-            first_id, count, when, version, probabilities, labels = batch[0]
-            scored = [(version, probabilities, labels), *query(FIND_SHADOWS, (first_id,))]
-            columns = [(v, np.frombuffer(p, PROBABILITY), np.frombuffer(flags, LABEL)) for v, p, flags in scored]
+            continue
+        if first_id not in columns:
+            scored = [(version, probabilities, labels), *challengers.get(first_id, [])]
+            columns[first_id] = [(v, np.frombuffer(p, PROBABILITY), np.frombuffer(f, LABEL)) for v, p, f in scored]
         found[prediction_id] = [
-            (prediction_id, version, when, float(probabilities[offset]), int(labels[offset]), int(n == 0))
-            for n, (version, probabilities, labels) in enumerate(columns)
+            (prediction_id, v, when, float(p[offset]), int(f[offset]), int(n == 0))
+            for n, (v, p, f) in enumerate(columns[first_id])
         ]
     return found
 
@@ -269,9 +270,7 @@ FIND_BATCH = (
     "SELECT first_id, rows, time, model_version, probabilities, labels FROM prediction_batches "
     "WHERE first_id <= {0} ORDER BY first_id DESC LIMIT 1"
 )
-FIND_SHADOWS = (
-    "SELECT model_version, probabilities, labels FROM shadow_batches WHERE first_id = {0} ORDER BY model_version"
-)
+SHADOWS_OF = "SELECT first_id, model_version, probabilities, labels FROM shadow_batches WHERE first_id IN ({0})"
 # The served rows and the challengers', in the order of the ids; the parameters: the first id at `since` (the primary
 # key's range), then `since` itself (the exact time).
 LABELLED_SINCE = (

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from bento import features
-from bento.core.ids import PredictionIds
+from bento.core.ids import PredictionIds, run
 from bento.core.scoring import ScoredBatch
 from bento.predictionlog.store import (
     ConflictingOutcomeError,
@@ -212,9 +212,12 @@ class StoreContract:
         scored = batch(2)
         log.append([scored], keep_features=False)
         unknown = IDS.take(1, time.time() - DAY)[0]
-        with pytest.raises(UnknownPredictionError) as raised:
-            log.record_outcomes({scored.ids[0]: 1, unknown: 0}, time.time())
-        assert raised.value.ids == [unknown]
+        beyond = run(scored.ids[0], 3)[2]  # the batch's next id, never issued with it
+        shouted = scored.ids[1].upper()  # ids are known exactly as issued
+        for stranger in {unknown, beyond, shouted} - {scored.ids[1]}:  # (an id of digits alone reads the same)
+            with pytest.raises(UnknownPredictionError) as raised:
+                log.record_outcomes({scored.ids[0]: 1, stranger: 0}, time.time())
+            assert raised.value.ids == [stranger]
         assert query("SELECT COUNT(*) FROM outcomes") == [(0,)]
 
     def test_a_conflicting_outcome_records_nothing_and_the_same_outcome_again_changes_nothing(self, store):
