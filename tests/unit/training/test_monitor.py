@@ -16,6 +16,8 @@ from bento.quality import estimates
 from training import cli
 from training.monitor import INTERVAL_ROW
 
+LABELLED = "labelled predictions (oldest multiple of 20 by outcome time)"
+
 DAY = 86400.0
 TRAINING = {"roc_auc": 0.6719, "roc_auc_ci_low": 0.6594, "roc_auc_ci_high": 0.6853, "pr_auc": 0.2294, "brier": 0.0982}
 
@@ -73,10 +75,10 @@ def test_report_per_version_and_window_beside_the_training_figures(tmp_path, mon
     out = capsys.readouterr().out
 
     three, four = _table(out, "3"), _table(out, "4")
-    assert three["labelled predictions"] == ["-", "300", "500"]
+    assert three[LABELLED] == ["-", "300", "500"]
     assert three["predictions estimated (oldest multiple of 20)"] == ["-", "300", "500"]
     assert float(four["Estimated ROC-AUC (before outcomes)"][1]) == pytest.approx(estimated, abs=5e-5)
-    assert four["labelled predictions"] == ["-", "140", "140"]
+    assert four[LABELLED] == ["-", "140", "140"]
     assert three["ROC-AUC"][0] == "0.6719" and three[INTERVAL_ROW][0] == "0.6594 - 0.6853"
     assert three["Expected calibration error"][0] == "-" and four["ROC-AUC"][0] == "-"
     assert "no training figures found for version 4" in out
