@@ -42,6 +42,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bento import features
 from bento.core import ids
 from bento.monitoring.metrics_port import COMPUTED_HEADER
+from bento.quality.privacy import PUBLISH_ROWS
 from bento.settings import MODEL_NAME
 from tests import servers
 
@@ -250,6 +251,14 @@ def send_outcomes(client: httpx.Client, ids: list[str], outcome: np.ndarray, chu
         pairs = zip(ids[start : start + chunk], outcome[start : start + chunk].tolist(), strict=True)
         sent = [{"prediction_id": i, "readmitted_within_30_days": bool(o)} for i, o in pairs]
         assert client.post("/feedback", json=sent).json() == {"recorded": len(sent), "unchanged": 0}
+
+
+def published_rows(ids: list[str], chunk: int = 1000) -> np.ndarray:
+    """The positions (in order) of the rows the live figures are computed over once `send_outcomes` sent the
+    outcomes of `ids`, `chunk` a call: the oldest multiple of PUBLISH_ROWS by the time each was recorded (one call
+    after the other: one time per call, later for each), ties by prediction id (bento/quality/privacy.py)."""
+    recorded = sorted(range(len(ids)), key=lambda n: (n // chunk, ids[n]))
+    return np.sort(np.array(recorded[: len(ids) // PUBLISH_ROWS * PUBLISH_ROWS], dtype=np.int64))
 
 
 def bentoml_env(home: Path) -> dict[str, str]:

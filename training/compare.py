@@ -2,9 +2,10 @@
 
 The challenger scores every served prediction in shadow; the prediction log holds both probabilities under one
 prediction id. These read the labelled ones from the log (as `readmission monitor` does: training/monitor.py) and
-compare the two models on them with the service's code (bento/quality/comparison.py): per window, each ROC-AUC
-and Brier score, the ROC-AUC difference challenger - champion with DeLong's paired 95% interval and p-value, and
-the Brier difference with its interval. `promote --live` moves the champion alias to the challenger only when the
+compare the two models on them with the service's code (bento/quality/comparison.py: the oldest multiple of 20
+rows by outcome time, as the service publishes them): per window, each ROC-AUC and Brier score, the ROC-AUC
+difference challenger - champion with DeLong's paired 95% interval and p-value, and the Brier difference with its
+interval. `promote --live` moves the champion alias to the challenger only when the
 ROC-AUC difference's whole interval lies above a margin, for exactly the pair of versions the aliases name now.
 """
 

@@ -1,10 +1,11 @@
 """`readmission monitor`: live performance from the prediction log, beside the training figures of each version.
 
 The figures are the service's (bento/quality/windows.py, the same code): per model version and window (30 and 90
-days) of the predictions that have a true outcome; beside them the service's estimates from every prediction's
-probability, before outcomes arrive (bento/quality/estimates.py). The training figures of a version come from the
-MLflow registry, else from the model's metadata in the BentoML model store. A reliability plot of the live
-predictions is written too.
+days) of the predictions that have a true outcome, the oldest multiple of 20 by the time it was recorded; beside
+them the service's estimates from every prediction's probability, before outcomes arrive (bento/quality/
+estimates.py). The training figures of a version come from the MLflow registry, else from the model's metadata in
+the BentoML model store. A reliability plot of the live predictions (all of them: it is not published) is written
+too.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ def report(labelled: Labelled, scored: Scored, now: float, training: TrainingLoo
         header = "| metric | training (test split) | " + " | ".join(f"last {w}" for w in WINDOWS) + " |"
         lines = [f"model version {version}", "", header, "|---" * (len(WINDOWS) + 2) + "|"]
         rows = [str(windows[w][LABELLED_ROWS]) for w in WINDOWS]
-        lines.append(f"| labelled predictions | - | {' | '.join(rows)} |")
+        lines.append(f"| labelled predictions (oldest multiple of 20 by outcome time) | - | {' | '.join(rows)} |")
         for key, label in ROWS:
             cells = [_cell(trained, key)] + [_cell(windows[w], key) for w in WINDOWS]
             lines.append(f"| {label} | {' | '.join(cells)} |")

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from bento.quality.privacy import PUBLISH_ROWS
 from ui.client import Client, ServiceError
 
 SHOW = "ui:show_performance"
@@ -45,14 +46,16 @@ def live_performance(client: Client) -> None:
     versions = sorted(set(live) | set(estimated) | set(answer["training"]), key=str)
     if not any(_rows(windows) for windows in live.values()):
         st.info(
-            "No outcomes have been received yet, so the model cannot be checked against what happened to our "
-            "patients. The figures appear here once outcomes are sent to the service (POST /feedback)."
+            f"Fewer than {PUBLISH_ROWS} outcomes have been received yet, so the model cannot be checked against "
+            "what happened to our patients. The figures appear here once outcomes are sent to the service (POST "
+            f"/feedback), {PUBLISH_ROWS} at a time, so that no change of them describes a single patient."
         )
     for version in versions:
         st.markdown(f"**Model version {_plain(version)}**")
         st.table(table(live.get(version, {}), answer["training"].get(version), estimated.get(version, {})))
     st.caption(
-        "Live figures use the predictions of the last 30 and 90 days whose outcome is known; with few patients "
+        f"Live figures use the predictions of the last 30 and 90 days whose outcome is known, {PUBLISH_ROWS} "
+        "outcomes at a time (the earliest recorded); with few patients "
         "they move a lot (see the interval). The estimates use every prediction of the window, before any outcome "
         "is known, assuming the model's risks are as accurate for our patients as at training; they cannot see a "
         "change in what happens to patients like these (only the outcomes show that, a month later). The training "

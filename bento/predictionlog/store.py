@@ -119,11 +119,12 @@ class LogStore(Protocol):
 
     def labelled(self, since: float) -> Labelled:
         """Predictions made since `since` that have an outcome: the served rows and the challenger's (shadow) rows,
-        each under its model version, at the time of the prediction, in the order of the ids."""
+        each under its model version, at the time of the prediction, with when the outcome was recorded, in the
+        order of the ids."""
 
     def paired(self, since: float) -> Paired:
         """Predictions made since `since` that have an outcome and a challenger's score in shadow, once per
-        challenger version."""
+        challenger version, with when the outcome was recorded."""
 
     def scored(self, since: float) -> Scored:
         """Every logged probability made since `since`, outcome or not, the challenger's shadow rows too (at the
@@ -271,15 +272,16 @@ FIND_BATCH = (
     "WHERE first_id <= {0} ORDER BY first_id DESC LIMIT 1"
 )
 SHADOWS_OF = "SELECT first_id, model_version, probabilities, labels FROM shadow_batches WHERE first_id IN ({0})"
-# The served rows and the challengers', in the order of the ids; the parameters: the first id at `since` (the primary
-# key's range), then `since` itself (the exact time).
+# The served rows and the challengers', in the order of the ids, with when each outcome was recorded (the figures
+# publish the oldest rows by that time: bento/quality/privacy.py); the parameters: the first id at `since` (the
+# primary key's range), then `since` itself (the exact time).
 LABELLED_SINCE = (
-    "SELECT l.model_version, l.time, l.probability, l.label, o.readmitted "
+    "SELECT l.model_version, l.time, l.probability, l.label, o.readmitted, o.time "
     "FROM labelled_scores l JOIN outcomes o ON o.prediction_id = l.prediction_id "
     "WHERE l.prediction_id >= {0} AND l.time >= {0} ORDER BY l.prediction_id, l.model_version"
 )
 PAIRED_SINCE = (
-    "SELECT c.model_version, s.model_version, c.time, c.probability, s.probability, o.readmitted "
+    "SELECT c.model_version, s.model_version, c.time, c.probability, s.probability, o.readmitted, o.time "
     "FROM labelled_scores c JOIN labelled_scores s ON s.prediction_id = c.prediction_id AND s.served = 0 "
     "JOIN outcomes o ON o.prediction_id = c.prediction_id "
     "WHERE c.served = 1 AND c.prediction_id >= {0} AND c.time >= {0} ORDER BY c.prediction_id, s.model_version"
@@ -398,8 +400,9 @@ def chunks(ids: list[str]) -> list[list[str]]:
 
 
 def paired_of(rows: list[tuple]) -> Paired:
-    """Paired from PAIRED_SINCE rows (champion version, challenger version, time, both probabilities, outcome)."""
-    columns = list(zip(*rows, strict=True)) or [()] * 6
+    """Paired from PAIRED_SINCE rows (champion version, challenger version, time, both probabilities, outcome, when
+    the outcome was recorded)."""
+    columns = list(zip(*rows, strict=True)) or [()] * 7
     return Paired(
         np.array(columns[0], dtype=str),
         np.array(columns[1], dtype=str),
@@ -407,6 +410,7 @@ def paired_of(rows: list[tuple]) -> Paired:
         np.array(columns[3], dtype=np.float64),
         np.array(columns[4], dtype=np.float64),
         np.array(columns[5], dtype=np.int64),
+        np.array(columns[6], dtype=np.float64),
     )
 
 
@@ -429,15 +433,17 @@ def scored_of(served: list[tuple], shadow: list[tuple]) -> Scored:
 
 
 def labelled_of(rows: list[tuple]) -> Labelled:
-    """Labelled from LABELLED_SINCE rows (version, time, probability, label, outcome), in the order of their ids."""
+    """Labelled from LABELLED_SINCE rows (version, time, probability, label, outcome, when the outcome was recorded),
+    in the order of their ids."""
     if not rows:
         empty = np.zeros(0)
-        return Labelled(np.zeros(0, dtype=str), empty, empty, empty.astype(np.int64), empty.astype(np.int64))
-    versions, times, probabilities, labels, outcomes = zip(*rows, strict=True)
+        return Labelled(np.zeros(0, dtype=str), empty, empty, empty.astype(np.int64), empty.astype(np.int64), empty)
+    versions, times, probabilities, labels, outcomes, recorded = zip(*rows, strict=True)
     return Labelled(
         np.array(versions, dtype=str),
         np.array(times, dtype=np.float64),
         np.array(probabilities, dtype=np.float64),
         np.array(labels, dtype=np.int64),
         np.array(outcomes, dtype=np.int64),
+        np.array(recorded, dtype=np.float64),
     )

@@ -7,7 +7,9 @@ each model's ROC-AUC and Brier score, the ROC-AUC difference challenger - champi
 interval and p-value (bento/quality/delong.py: correlated ROC curves), and the Brier difference with its interval
 (the Brier difference is exactly the mean of the per-row differences of squared errors, so its interval is a
 mean's: normal, from their standard error). A figure that cannot be computed (one class only, fewer than two rows)
-is absent.
+is absent. Each pair and window is compared over its oldest multiple of PUBLISH_ROWS rows by the time the outcome
+was recorded (bento/quality/privacy.py's `published`, as the live figures), so one outcome moves no published
+figure until it completes a step.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from bento.quality import delong, figures
+from bento.quality.privacy import published
 from bento.quality.windows import DAY, WINDOWS, Figures, version_order
 
 ROWS = "rows"
@@ -48,6 +51,7 @@ class Paired:
     champion: np.ndarray  # float64 [N], the served probability
     challenger: np.ndarray  # float64 [N], the challenger's probability
     outcome: np.ndarray  # int64 [N], 1 = readmitted within 30 days
+    recorded: np.ndarray  # float64 [N], when the outcome was recorded: the order the comparison publishes rows in
 
 
 def brier_difference(outcome: np.ndarray, a: np.ndarray, b: np.ndarray) -> delong.Difference | None:
@@ -93,7 +97,8 @@ def compare(outcome: np.ndarray, champion: np.ndarray, challenger: np.ndarray) -
 
 def measure(paired: Paired, now: float) -> list[dict[str, Any]]:
     """Per (champion, challenger) pair of versions: {"champion_version", "challenger_version", "windows": window ->
-    METRICS}, the pairs in version order."""
+    METRICS}, the pairs in version order; each pair and window over its oldest multiple of PUBLISH_ROWS rows by
+    outcome time (ROWS is that count), so one more outcome moves nothing until it completes a step."""
     pairs = sorted(
         set(zip(paired.champion_version.tolist(), paired.challenger_version.tolist(), strict=True)),
         key=lambda pair: (version_order(pair[0]), version_order(pair[1])),
@@ -103,7 +108,8 @@ def measure(paired: Paired, now: float) -> list[dict[str, Any]]:
         of_pair = (paired.champion_version == champion) & (paired.challenger_version == challenger)
         windows = {}
         for window, days in WINDOWS.items():
-            rows = of_pair & (paired.time >= now - days * DAY)
+            in_window = np.flatnonzero(of_pair & (paired.time >= now - days * DAY))
+            rows = published(in_window, paired.recorded[in_window])
             windows[window] = compare(paired.outcome[rows], paired.champion[rows], paired.challenger[rows])
         result.append({"champion_version": champion, "challenger_version": challenger, "windows": windows})
     return result

@@ -1,6 +1,8 @@
 """Model figures over windows of labelled predictions: per model version, the last 30 and 90 days.
 
-The figures of bento/quality/figures.py on the predictions of the log that have a true outcome (`POST /feedback`).
+The figures of bento/quality/figures.py on the predictions of the log that have a true outcome (`POST /feedback`),
+each version and window over its oldest multiple of PUBLISH_ROWS labelled rows by the time the outcome was recorded
+(bento/quality/privacy.py): the figures are published without authentication, and one outcome must not move them.
 The service computes them in a thread of each worker (bento/monitoring/live_performance.py) and
 `readmission monitor` from a copy of the log: the same code, so the two never differ.
 """
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bento.quality import figures
+from bento.quality.privacy import published
 
 DAY = 86400.0
 WINDOWS = {"30d": 30, "90d": 90}  # window label -> days
@@ -32,6 +35,7 @@ class Labelled:
     probability: np.ndarray  # float64 [N], the probability served (float32 widened exactly)
     label: np.ndarray  # int64 [N]
     outcome: np.ndarray  # int64 [N], 1 = readmitted within 30 days
+    recorded: np.ndarray  # float64 [N], when the outcome was recorded: the order the figures publish rows in
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,10 @@ def measure(
 ) -> dict[str, dict[str, Figures]]:
     """The figures per model version and window (the `versions` given appear even without labelled rows).
 
+    Published in steps: each version and window is measured over its oldest multiple of PUBLISH_ROWS rows by the
+    time their outcome was recorded (bento/quality/privacy.py's `published`), and LABELLED_ROWS is that count; so
+    one more outcome, about any prediction, moves nothing until it completes a step, and no difference of two
+    readings describes fewer than PUBLISH_ROWS patients' outcomes.
     With a `memo` of the last call, a version and window whose rows are the same as then are not computed again;
     a window holding the same rows as the shorter one before it takes its figures.
     """
@@ -58,18 +66,19 @@ def measure(
         result[version] = {}
         previous: tuple[int, Figures] | None = None  # the last window's row count and figures
         for window, days in sorted(WINDOWS.items(), key=lambda item: item[1]):
-            rows = of_version & (labelled.time >= now - days * DAY)
-            count = int(rows.sum())
+            window_rows = np.flatnonzero(of_version & (labelled.time >= now - days * DAY))
+            count = len(window_rows)
             if previous is not None and previous[0] == count:  # windows nest: as many rows are the same rows
                 result[version][window] = previous[1]
                 continue
+            rows = published(window_rows, labelled.recorded[window_rows])
             outcome, probability, label = labelled.outcome[rows], labelled.probability[rows], labelled.label[rows]
             digest = hashlib.blake2b(outcome.tobytes() + probability.tobytes() + label.tobytes()).digest()
             known = memo.get((version, window)) if memo is not None else None
             if known is not None and known[0] == digest:
                 result[version][window], previous = known[1], (count, known[1])
                 continue
-            computed = {**figures.summary(outcome, probability, label), LABELLED_ROWS: count}
+            computed = {**figures.summary(outcome, probability, label), LABELLED_ROWS: len(rows)}
             result[version][window], previous = computed, (count, computed)
             if memo is not None:
                 memo[(version, window)] = (digest, computed)

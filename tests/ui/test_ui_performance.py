@@ -60,7 +60,7 @@ def test_no_feedback_yet_is_said_politely_and_training_is_still_shown(monkeypatc
     empty = {"30d": {"labelled_rows": 0}, "90d": {"labelled_rows": 0}}
     fake.body = {"computed_at": 1.0, "live": {"7": empty}, "training": {"7": TRAINING}}
     at = _about(monkeypatch, fake)
-    assert "No outcomes have been received yet" in at.info[0].value
+    assert "Fewer than 20 outcomes have been received yet" in at.info[0].value
     assert at.table[0].value.loc["ROC-AUC (discrimination)"].tolist() == ["0.672", "-", "-"]
 
 

@@ -147,17 +147,17 @@ def test_feedback_refusals_name_the_item_and_the_field(app, body, status, says):
 
 def test_performance_follows_the_feedback(serve, tmp_path):
     client = serve(monitor_seconds=1)
-    ids = [p["prediction_id"] for p in client.post("/predict/batch", json=records(4, seed=24)).json()["predictions"]]
-    more = client.post("/predict/batch", json=records(17, seed=25)).json()["predictions"]  # never an outcome
+    ids = [p["prediction_id"] for p in client.post("/predict/batch", json=records(20, seed=24)).json()["predictions"]]
+    more = client.post("/predict/batch", json=records(1, seed=25)).json()["predictions"]  # never an outcome
     poll(lambda: set(ids) <= sqlite_ids(tmp_path / SQLITE_FILE), 10, "the predictions in the log", interval=0.05)
     outcomes = [{"prediction_id": i, "readmitted_within_30_days": n % 2 == 0} for n, i in enumerate(ids)]
     assert client.post("/feedback", json=outcomes).status_code == 200
 
     def labelled() -> int:
         performance = client.get("/performance").json()
-        return performance["live"].get("1", {}).get("30d", {}).get("labelled_rows", 0) == 4 and performance
+        return performance["live"].get("1", {}).get("30d", {}).get("labelled_rows", 0) == 20 and performance
 
-    performance = poll(labelled, 10, "4 labelled rows in /performance", interval=0.05)
+    performance = poll(labelled, 10, "20 labelled rows in /performance", interval=0.05)
     assert performance["training"] == {"1": {"roc_auc": 0.7, "brier": 0.1}}
     assert performance["windows_days"] == {"30d": 30, "90d": 90}
     schemas.Performance.model_validate(performance)
@@ -167,7 +167,7 @@ def test_performance_follows_the_feedback(serve, tmp_path):
         return estimated if estimated["30d"]["scored_rows"] == 20 else None
 
     estimated = poll(stepped, 10, "the estimates of 20 predictions", interval=0.05)
-    assert len(more) == 17 and estimated["30d"] == estimated["90d"]
+    assert len(more) == 1 and estimated["30d"] == estimated["90d"]
     assert set(estimated["30d"]) == {"scored_rows", "estimated_roc_auc", "estimated_precision", "flagged_rate"}
     assert 0.0 < estimated["30d"]["estimated_roc_auc"] < 1.0
     properties = client.get("/openapi.json").json()["components"]["schemas"]["Performance"]["properties"]
@@ -176,10 +176,10 @@ def test_performance_follows_the_feedback(serve, tmp_path):
 
 def test_performance_and_the_gauges_compare_the_challenger_on_the_same_patients(serve, tmp_path):
     client = serve(monitor_seconds=1)
-    ids = [p["prediction_id"] for p in client.post("/predict/batch", json=records(12, seed=25)).json()["predictions"]]
+    ids = [p["prediction_id"] for p in client.post("/predict/batch", json=records(24, seed=25)).json()["predictions"]]
     poll(lambda: set(ids) <= sqlite_ids(tmp_path / SQLITE_FILE), 10, "the predictions in the log", interval=0.05)
-    outcome = [n % 3 == 0 for n in range(12)]
-    challenger = [0.8 - 0.05 * n if o else 0.1 + 0.02 * n for n, o in enumerate(outcome)]
+    outcome = [n % 3 == 0 for n in range(24)]
+    challenger = [0.9 - 0.01 * n if o else 0.1 + 0.01 * n for n, o in enumerate(outcome)]
     store = SQLiteStore(tmp_path / SQLITE_FILE)
     scores = np.array(challenger, np.float32)
     store.append([], keep_features=False, shadow=[ShadowBatch(ids[0], "2", scores, (scores >= 0.5).astype(int))])
@@ -194,10 +194,14 @@ def test_performance_and_the_gauges_compare_the_challenger_on_the_same_patients(
     assert schemas.Performance.model_validate(body).model_dump() == body  # the OpenAPI schema says all of it
     paired = store.paired(since=0)
     store.close()
-    expected = comparison.compare(paired.outcome, paired.champion, paired.challenger)
+    assert len(set(paired.recorded.tolist())) == 1, "one feedback call: one time recorded, the oldest ids published"
+    first = slice(0, 20)  # 24 outcomes: the oldest 20
+    expected = comparison.compare(paired.outcome[first], paired.champion[first], paired.challenger[first])
     assert pair == {"champion_version": "1", "challenger_version": "2", "windows": {"30d": expected, "90d": expected}}
-    assert expected["rows"] == 12 and expected["challenger_roc_auc"] == roc_auc_score(outcome, challenger) == 1.0
-    assert expected["champion_roc_auc"] == pytest.approx(roc_auc_score(paired.outcome, paired.champion), abs=1e-12)
+    assert expected["rows"] == 20 and expected["challenger_roc_auc"] == roc_auc_score(outcome[:20], challenger[:20])
+    assert expected["champion_roc_auc"] == pytest.approx(
+        roc_auc_score(paired.outcome[first], paired.champion[first]), abs=1e-9
+    )
     gauges = {
         tuple(sample.labels[k] for k in ("champion_version", "challenger_version", "window", "metric")): sample.value
         for family in text_string_to_metric_families(metrics.exposition().decode())
@@ -207,6 +211,75 @@ def test_performance_and_the_gauges_compare_the_challenger_on_the_same_patients(
     assert gauges == {
         ("1", "2", window, metric): value for window in ("30d", "90d") for metric, value in expected.items()
     }
+
+
+PUBLIC = {  # the series of the realised figures, and their labels in order
+    "readmission_live_metric": ("model_version", "window", "metric"),
+    "readmission_live_comparison": ("champion_version", "challenger_version", "window", "metric"),
+}
+
+
+def _public(client) -> tuple[dict, dict]:
+    """What anyone reads of the realised figures: the live and comparison series of a scrape, and /performance's."""
+    series = {
+        (family.name, *(sample.labels[label] for label in PUBLIC[family.name])): sample.value
+        for family in text_string_to_metric_families(metrics.exposition().decode())
+        if family.name in PUBLIC
+        for sample in family.samples
+    }
+    performance = client.get("/performance").json()
+    return series, {"live": performance["live"], "comparison": performance["comparison"]}
+
+
+def test_one_feedback_moves_no_public_figure_until_it_completes_a_step(serve, tmp_path):
+    """The scrape-diff leak: two readings around ONE `POST /feedback` (about a prediction older than every labelled
+    one) are identical once the figures were computed again; the PUBLISH_ROWS-th outcome moves them."""
+    client = serve(monitor_seconds=1)
+    older = [p["prediction_id"] for p in client.post("/predict/batch", json=records(20, seed=26)).json()["predictions"]]
+    ids = [p["prediction_id"] for p in client.post("/predict/batch", json=records(20, seed=27)).json()["predictions"]]
+    poll(lambda: set(older + ids) <= sqlite_ids(tmp_path / SQLITE_FILE), 10, "the predictions in the log", 0.05)
+    store = SQLiteStore(tmp_path / SQLITE_FILE)
+    scores = np.linspace(0.05, 0.95, 20, dtype=np.float32)
+    store.append([], keep_features=False, shadow=[ShadowBatch(first, "2", scores, (scores >= 0.5).astype(int))
+                                                  for first in (older[0], ids[0])])  # fmt: skip
+
+    def feedback(about: list[str]) -> float:
+        """Send outcomes about `about` in one call; when the figures served before it were computed (0: never)."""
+        computed_at = client.get("/performance").json()["computed_at"] or 0.0
+        outcomes = [{"prediction_id": i, "readmitted_within_30_days": int(i[-4:], 16) % 3 == 0} for i in about]
+        assert client.post("/feedback", json=outcomes).status_code == 200
+        return computed_at
+
+    def recomputed(after: float) -> bool:
+        """Whether the figures served were computed from the outcomes recorded now, later than `after`."""
+        stored, served = store.stored_figures(), client.get("/performance").json()["computed_at"]
+        return (
+            stored is not None
+            and stored.marker.split(" ")[0] == store.labelled_marker()
+            and served == stored.computed_at > after
+        )
+
+    computed_at = feedback(ids)
+    poll(lambda: recomputed(computed_at), 20, "the first step's figures served", interval=0.05)
+    series, performance = _public(client)
+    assert performance["live"]["1"]["30d"]["labelled_rows"] == 20 and "roc_auc" in performance["live"]["1"]["30d"]
+    assert performance["comparison"][0]["windows"]["30d"]["rows"] == 20
+    assert series[("readmission_live_metric", "1", "30d", "labelled_rows")] == 20
+    assert ("readmission_live_comparison", "1", "2", "90d", "challenger_roc_auc") in series
+
+    computed_at = feedback(older[:1])  # ONE outcome, about a prediction older than the 20 published
+    poll(lambda: recomputed(computed_at), 20, "the figures computed again after one outcome", interval=0.05)
+    assert _public(client) == (series, performance), "one outcome moved a public figure"
+
+    computed_at = feedback(older[1:])  # the 20th: a step
+    poll(lambda: recomputed(computed_at), 20, "the figures computed again after a step", interval=0.05)
+    moved, after = _public(client)
+    assert after["live"]["1"]["90d"]["labelled_rows"] == after["comparison"][0]["windows"]["90d"]["rows"] == 40
+    assert (
+        moved[("readmission_live_metric", "1", "90d", "roc_auc")]
+        != series[("readmission_live_metric", "1", "90d", "roc_auc")]
+    )
+    store.close()
 
 
 def test_without_a_log_feedback_and_performance_are_unavailable_and_predictions_go_on(serve, tmp_path):

@@ -5,6 +5,7 @@ tests/postgres/test_live_lease.py.
 
 Two workers refresh every few hundredths of a second: exactly one reads the rows and computes, only when predictions
 or outcomes arrived; the other serves the same figures; when the holder stops, the lease moves and the other computes.
+Outcomes arrive PUBLISH_ROWS at a time: the figures are published in steps of that many (bento/quality/privacy.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from bento.core.ids import PredictionIds
 from bento.core.scoring import ScoredBatch
@@ -21,6 +23,7 @@ from bento.model.predictor import ModelInfo
 from bento.monitoring import live_performance
 from bento.monitoring.live_performance import LivePerformance
 from bento.predictionlog.store import LogStore
+from bento.quality.privacy import PUBLISH_ROWS
 from tests.helpers import poll
 
 INFO = ModelInfo(
@@ -31,6 +34,7 @@ SECONDS = 0.05
 IDS = PredictionIds()
 
 Opener = Callable[[], LogStore]
+STEP = [n % 2 for n in range(PUBLISH_ROWS)]  # one step of outcomes
 
 
 def labelled(store: LogStore, outcomes: list[int]) -> None:
@@ -73,18 +77,19 @@ class LeaseContract:
         poll(lambda: second.latest().computed_at == first.latest().computed_at, 10, "the stored figures", 0.01)
         assert rows_served(second) == 0
 
-        labelled(first_store, [0, 1, 0, 1])
-        poll(lambda: rows_served(first) == 4 and rows_served(second) == 4, 10, "4 labelled rows in both", 0.01)
+        labelled(first_store, STEP)
+        poll(lambda: rows_served(first) == rows_served(second) == PUBLISH_ROWS, 10, "a step in both", 0.01)
         # the predictions and their outcomes are two changes, each perhaps measured twice (the markers are read
         # before the rows): then nothing changes, and nothing is computed over 5 refreshes of both
         poll(lambda: settled(first, second), 10, "no computation over 5 refreshes", interval=0)
         assert 2 <= first.computations <= 5 and second.computations == 0, "computed when rows changed, by the holder"
         assert first.latest() == second.latest()
-        assert second.latest().live["5"]["90d"]["roc_auc"] == 0.75
+        probabilities = np.linspace(0.1, 0.9, PUBLISH_ROWS, dtype=np.float32)
+        assert second.latest().live["5"]["90d"]["roc_auc"] == pytest.approx(roc_auc_score(STEP, probabilities), 1e-9)
 
         first.stop(5)
-        labelled(second_store, [1, 0])
-        poll(lambda: rows_served(second) == 6, 10, "the other worker computing", interval=0.01)
+        labelled(second_store, STEP)
+        poll(lambda: rows_served(second) == 2 * PUBLISH_ROWS, 10, "the other worker computing", interval=0.01)
         assert second.computations >= 1
         second.stop(5)
         first_store.close()
@@ -95,12 +100,12 @@ class LeaseContract:
         first = LivePerformance(first_store, lambda: INFO, SECONDS)
         first.refresh()  # computes and holds the lease, then is gone without releasing it
         assert first.computations == 1
-        labelled(first_store, [0, 1, 1])
+        labelled(first_store, STEP)
         second = LivePerformance(second_store, lambda: INFO, SECONDS)
         second.refresh()
         assert second.computations == 0, "the lease still runs"
         second.start()
-        poll(lambda: rows_served(second) == 3, 10, "the lapsed lease taken over", interval=0.01)
+        poll(lambda: rows_served(second) == PUBLISH_ROWS, 10, "the lapsed lease taken over", interval=0.01)
         assert second.computations == 1
         second.stop(5)
         first_store.close()

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from bento.core.ids import PredictionIds
 from bento.core.scoring import ScoredBatch
@@ -59,12 +60,13 @@ def test_the_thread_recomputes_until_stopped(tmp_path):
     first = poll(lambda: live.latest().computed_at, 10, "the first computation", interval=0.02)
     assert _samples(live)[("readmission_live_metric", "5", "30d", "labelled_rows")] == 0
     assert ("readmission_live_metric", "5", "30d", "roc_auc") not in _samples(live)  # absent, not zero
-    now = time.time()
-    batch = ScoredBatch(PredictionIds().take(4, now), now, "5", np.array([0.1, 0.2, 0.4, 0.8], dtype=np.float32),
-                        np.array([0, 0, 1, 1]), np.zeros((4, 1), dtype=np.float32))  # fmt: skip
+    now, rows = time.time(), PUBLISH_ROWS  # four probabilities and outcomes, PUBLISH_ROWS / 4 times
+    probability = np.tile(np.array([0.1, 0.2, 0.4, 0.8], np.float32), rows // 4)
+    batch = ScoredBatch(PredictionIds().take(rows, now), now, "5", probability, np.tile([0, 0, 1, 1], rows // 4),
+                        np.zeros((rows, 1), dtype=np.float32))  # fmt: skip
     store.append([batch], keep_features=False)
-    store.record_outcomes(dict(zip(batch.ids, [0, 1, 0, 1], strict=True)), now)
-    poll(lambda: live.latest().computed_at > first and live.latest().live["5"]["30d"]["labelled_rows"] == 4, 10,
+    store.record_outcomes(dict(zip(batch.ids, np.tile([0, 1, 0, 1], rows // 4).tolist(), strict=True)), now)
+    poll(lambda: live.latest().computed_at > first and live.latest().live["5"]["30d"]["labelled_rows"] == rows, 10,
          "the outcomes in the figures", interval=0.02)  # fmt: skip
     figures = _samples(live)
     assert figures[("readmission_live_metric", "5", "90d", "roc_auc")] == 0.75
@@ -131,29 +133,36 @@ def test_a_large_log_is_read_again_for_outcomes_not_for_each_new_prediction(tmp_
     store.close()
 
 
+def _labelled(rows: int, days_ago: float, now: float) -> Labelled:
+    """`rows` labelled predictions of version 5 made `days_ago`, their outcomes recorded now."""
+    probability = np.linspace(0.1, 0.6, rows)
+    return Labelled(np.array(["5"] * rows), np.full(rows, now - days_ago * 86400.0), probability,
+                    (probability >= 0.3).astype(np.int64), np.arange(rows) % 2, np.full(rows, now))  # fmt: skip
+
+
 def test_figures_of_unchanged_rows_are_not_computed_again():
     now = time.time()
-    rows = Labelled(np.array(["5"] * 6), np.full(6, now - 40 * 86400.0), np.linspace(0.1, 0.6, 6),
-                    np.array([0, 0, 0, 1, 1, 1]), np.array([0, 1, 0, 1, 0, 1]))  # fmt: skip
+    rows = _labelled(PUBLISH_ROWS, 40, now)
     memo: dict = {}
     first = measure(rows, now, memo=memo)
     assert "30d" in first["5"] and first["5"]["30d"] == {"labelled_rows": 0}
-    assert first["5"]["90d"]["roc_auc"] == 2 / 3
+    assert first["5"]["90d"]["roc_auc"] == pytest.approx(roc_auc_score(rows.outcome, rows.probability), abs=1e-9)
     again = measure(rows, now + 60, memo=memo)
     assert again["5"]["90d"] is first["5"]["90d"]  # the same rows: the memo's figures
-    changed = replace(rows, outcome=np.array([1, 1, 0, 1, 0, 1]))
-    assert measure(changed, now + 60, memo=memo)["5"]["90d"]["roc_auc"] == 3 / 8
+    changed = replace(rows, outcome=1 - rows.outcome)
+    assert measure(changed, now + 60, memo=memo)["5"]["90d"]["roc_auc"] == pytest.approx(
+        roc_auc_score(changed.outcome, changed.probability), abs=1e-9
+    )
 
 
 def test_a_window_holding_the_same_rows_as_the_shorter_one_is_not_computed_again():
     now = time.time()
-    rows = Labelled(np.array(["5"] * 6), np.full(6, now - 86400.0), np.linspace(0.1, 0.6, 6),
-                    np.array([0, 0, 0, 1, 1, 1]), np.array([0, 1, 0, 1, 0, 1]))  # fmt: skip
+    rows = _labelled(2 * PUBLISH_ROWS, 1, now)
     measured = measure(rows, now)
-    assert measured["5"]["90d"] is measured["5"]["30d"] and measured["5"]["30d"]["labelled_rows"] == 6
-    older = replace(rows, time=np.r_[rows.time[:5], now - 40 * 86400.0])
-    apart = measure(older, now)
-    assert (apart["5"]["30d"]["labelled_rows"], apart["5"]["90d"]["labelled_rows"]) == (5, 6)
+    assert measured["5"]["90d"] is measured["5"]["30d"] and measured["5"]["30d"]["labelled_rows"] == 2 * PUBLISH_ROWS
+    older = replace(rows, time=np.r_[rows.time[:-1], now - 40 * 86400.0])
+    apart = measure(older, now)  # one row fewer in the last 30 days: one step fewer published
+    assert (apart["5"]["30d"]["labelled_rows"], apart["5"]["90d"]["labelled_rows"]) == (PUBLISH_ROWS, 2 * PUBLISH_ROWS)
 
 
 def test_the_holder_rests_a_hundred_times_its_last_computation_before_the_next(tmp_path, monkeypatch):
@@ -161,14 +170,17 @@ def test_the_holder_rests_a_hundred_times_its_last_computation_before_the_next(t
     live = LivePerformance(store, lambda: INFO, 60)
     monkeypatch.setattr(live_performance, "CPU_SHARE", 1e9)  # no rest to speak of
     live.refresh()
-    labelled(store, [0, 1, 0, 1])
+    step = [n % 2 for n in range(PUBLISH_ROWS)]
+    labelled(store, step)
     live.refresh()
-    assert (live.computations, live.latest().live["5"]["90d"]["labelled_rows"]) == (2, 4)
+    assert (live.computations, live.latest().live["5"]["90d"]["labelled_rows"]) == (2, PUBLISH_ROWS)
     monkeypatch.setattr(live_performance, "CPU_SHARE", 1e-9)  # a rest of a billion times the CPU time
-    labelled(store, [1, 0])
+    labelled(store, step)
     live.refresh()
-    assert (live.computations, live.latest().live["5"]["90d"]["labelled_rows"]) == (3, 6)
-    labelled(store, [1, 0])
+    assert (live.computations, live.latest().live["5"]["90d"]["labelled_rows"]) == (3, 2 * PUBLISH_ROWS)
+    labelled(store, step)
     live.refresh()
-    assert (live.computations, live.latest().live["5"]["90d"]["labelled_rows"]) == (3, 6), "computed while resting"
+    assert (live.computations, live.latest().live["5"]["90d"]["labelled_rows"]) == (3, 2 * PUBLISH_ROWS), (
+        "computed while resting"
+    )
     store.close()

@@ -132,9 +132,12 @@ class StoreContract:
         scored = batch(4, version="7")
         log.append([scored], keep_features=False)
         first, _, third, _ = scored.ids
-        assert log.record_outcomes({first: 1, third: 0}, time.time()) == Recorded(recorded=2, unchanged=0)
+        when = time.time()
+        assert log.record_outcomes({third: 0}, when) == Recorded(recorded=1, unchanged=0)
+        assert log.record_outcomes({first: 1}, when + 5) == Recorded(recorded=1, unchanged=0)
         labelled = log.labelled(since=scored.time - 1)
         assert labelled.outcome.tolist() == [1, 0]
+        assert labelled.recorded.tolist() == [when + 5, when]  # when each outcome was recorded, in the ids' order
         assert labelled.label.tolist() == [scored.labels[0], scored.labels[2]]
         assert labelled.probability.tolist() == scored.probabilities[[0, 2]].astype(np.float64).tolist()  # exact
         assert labelled.model_version.tolist() == ["7", "7"]
@@ -308,14 +311,17 @@ class StoreContract:
         shadow.append(scores(recent, "9", [0.125 * (n + 4) for n in range(5)], [n % 2 for n in range(5)]))
         shadow.append(scores(recent, "10", [0.5] * 5, [1] * 5))  # a second challenger
         log.append([old, recent, unscored], keep_features=False, shadow=shadow)
-        log.record_outcomes({i: n % 2 for n, i in enumerate(old.ids + recent.ids[:4] + unscored.ids)}, now)
+        log.record_outcomes({i: n % 2 for n, i in enumerate(old.ids + recent.ids[:3] + unscored.ids)}, now)
+        log.record_outcomes({recent.ids[3]: 1}, now + 7)
         paired = log.paired(since=now - 90 * DAY)
         served = dict(zip(recent.ids, recent.probabilities.astype(np.float64).tolist(), strict=True))
-        expected = [("3", "10", recent.time, served[i], 0.5, n % 2) for n, i in enumerate(recent.ids[:4])] + [
-            ("3", "9", recent.time, served[i], 0.125 * (n + 4), n % 2) for n, i in enumerate(recent.ids[:4])
+        recorded = [now] * 3 + [now + 7]
+        labelled = list(enumerate(recent.ids[:4]))
+        expected = [("3", "10", recent.time, served[i], 0.5, n % 2, recorded[n]) for n, i in labelled] + [
+            ("3", "9", recent.time, served[i], 0.125 * (n + 4), n % 2, recorded[n]) for n, i in labelled
         ]  # fmt: skip
         columns = (paired.champion_version, paired.challenger_version, paired.time, paired.champion,
-                   paired.challenger, paired.outcome)  # fmt: skip
+                   paired.challenger, paired.outcome, paired.recorded)  # fmt: skip
         rows = list(zip(*(column.tolist() for column in columns), strict=True))
         assert sorted(rows) == sorted(expected)  # not the unlabelled, the old, nor the unscored
         assert len(log.paired(since=0).outcome) == 12

@@ -100,10 +100,10 @@ def test_per_pair_and_window_over_the_rows_of_each():
     outcome, champion, challenger = _pair(900, 5)
     days_ago = np.repeat([5.0, 60.0, 5.0], 300)
     versions = np.repeat(["3", "3", "2"], 300), np.repeat(["4", "4", "10"], 300)
-    paired = Paired(versions[0], versions[1], now - days_ago * DAY, champion, challenger, outcome)
+    paired = Paired(versions[0], versions[1], now - days_ago * DAY, champion, challenger, outcome, np.full(900, now))
     measured = comparison.measure(paired, now)
     assert [(m["champion_version"], m["challenger_version"]) for m in measured] == [("2", "10"), ("3", "4")]
     assert measured[0]["windows"]["30d"] == comparison.compare(outcome[600:], champion[600:], challenger[600:])
     assert measured[1]["windows"]["30d"] == comparison.compare(outcome[:300], champion[:300], challenger[:300])
     assert measured[1]["windows"]["90d"] == comparison.compare(outcome[:600], champion[:600], challenger[:600])
-    assert comparison.measure(Paired(*(np.zeros(0),) * 6), now) == []
+    assert comparison.measure(Paired(*(np.zeros(0),) * 7), now) == []

@@ -16,12 +16,15 @@ from bento.quality import estimates
 from training import cli
 from training.monitor import INTERVAL_ROW
 
+LABELLED = "labelled predictions (oldest multiple of 20 by outcome time)"
+
 DAY = 86400.0
 TRAINING = {"roc_auc": 0.6719, "roc_auc_ci_low": 0.6594, "roc_auc_ci_high": 0.6853, "pr_auc": 0.2294, "brier": 0.0982}
 
 
 def _fill(path, now: float) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
-    """Labelled predictions of versions 3 and 4 at 5, 60 and 120 days ago; what each (version, window) holds."""
+    """Labelled predictions of versions 3 and 4 at 5, 60 and 120 days ago, the outcomes of each batch's later half
+    recorded before those of its first half; what each (version, window) holds, in the order of the ids."""
     rng = np.random.default_rng(4)
     store, ids = SQLiteStore(path), PredictionIds()
     expected: dict[tuple[str, str], list] = {}
@@ -32,7 +35,9 @@ def _fill(path, now: float) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarra
         batch = ScoredBatch(ids.take(rows, now - days_ago * DAY), now - days_ago * DAY, version, probability, labels,
                             np.zeros((rows, 1), dtype=np.float32))  # fmt: skip
         store.append([batch], keep_features=False)
-        store.record_outcomes(dict(zip(batch.ids, outcome.tolist(), strict=True)), now)
+        half = rows // 2
+        store.record_outcomes(dict(zip(batch.ids[half:], outcome[half:].tolist(), strict=True)), now - 10)
+        store.record_outcomes(dict(zip(batch.ids[:half], outcome[:half].tolist(), strict=True)), now)
         for window, days in (("30d", 30), ("90d", 90)):
             if days_ago <= days:
                 expected.setdefault((version, window), []).append((outcome, probability.astype(np.float64)))
@@ -54,6 +59,10 @@ def _table(text: str, version: str) -> dict[str, list[str]]:
 def test_report_per_version_and_window_beside_the_training_figures(tmp_path, monkeypatch, capsys):
     now = time.time()
     expected = _fill(tmp_path / "log.db", now)
+    estimated = estimates.expected_roc_auc(expected[("4", "30d")][1][:140])  # 150 predictions: the oldest 140 by id
+    published = np.r_[75:150, 0:65]  # 150 outcomes: the oldest 140 by the time recorded, the later half's first
+    for window in ("30d", "90d"):
+        expected[("4", window)] = tuple(column[published] for column in expected[("4", window)])
     models = tmp_path / "bentoml" / "models" / "readmission" / "abc123"
     models.mkdir(parents=True)
     (models / "model_metadata.json").write_text(json.dumps({"mlflow_version": "3", "test_metrics": TRAINING}))
@@ -66,11 +75,10 @@ def test_report_per_version_and_window_beside_the_training_figures(tmp_path, mon
     out = capsys.readouterr().out
 
     three, four = _table(out, "3"), _table(out, "4")
-    assert three["labelled predictions"] == ["-", "300", "500"]
+    assert three[LABELLED] == ["-", "300", "500"]
     assert three["predictions estimated (oldest multiple of 20)"] == ["-", "300", "500"]
-    estimated = estimates.expected_roc_auc(expected[("4", "30d")][1][:140])  # 150 rows: the oldest 140
     assert float(four["Estimated ROC-AUC (before outcomes)"][1]) == pytest.approx(estimated, abs=5e-5)
-    assert four["labelled predictions"] == ["-", "150", "150"]
+    assert four[LABELLED] == ["-", "140", "140"]
     assert three["ROC-AUC"][0] == "0.6719" and three[INTERVAL_ROW][0] == "0.6594 - 0.6853"
     assert three["Expected calibration error"][0] == "-" and four["ROC-AUC"][0] == "-"
     assert "no training figures found for version 4" in out
