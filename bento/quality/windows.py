@@ -1,7 +1,7 @@
 """Model figures over windows of labelled predictions: per model version, the last 30 and 90 days.
 
 The figures of bento/quality/figures.py on the predictions of the log that have a true outcome (`POST /feedback`).
-The service computes them in a thread of each worker (bento/monitoring/live_performance.py) and
+The service computes them in a process of their own (bento/monitoring/live_compute.py) and
 `readmission monitor` from a copy of the log: the same code, so the two never differ.
 """
 
