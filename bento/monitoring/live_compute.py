@@ -67,7 +67,7 @@ class Outcome:
 def run(place: Place, job: Job, timeout: float, waiting: Callable[[], bool], step: float) -> Outcome:
     """Compute `job` in a child process and wait for it, holding no GIL: every `step` seconds `waiting()` is asked
     whether to go on (False: the child is killed); a child still running after `timeout` seconds is killed."""
-    before = _children_cpu()
+    before = children_cpu()
     path = os.pathsep.join(filter(None, [str(SOURCE), os.environ.get("PYTHONPATH")]))
     child = subprocess.Popen(
         COMMAND, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": path}, text=True
@@ -78,7 +78,7 @@ def run(place: Place, job: Job, timeout: float, waiting: Callable[[], bool], ste
         if child.returncode is None:  # `waiting` raised
             child.kill()
             child.communicate()
-    cpu = _children_cpu() - before  # the child's, now that it has been waited for
+    cpu = children_cpu() - before  # the child's, now that it has been waited for
     if problem is None:
         answer = _answer(output)
         if child.returncode == 0 and "memo" in answer:
@@ -109,7 +109,7 @@ def _waited(
         return "", f"{problem}: killed"
 
 
-def _children_cpu() -> float:
+def children_cpu() -> float:
     """CPU seconds of this process's children that have been waited for."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
