@@ -17,6 +17,10 @@ child lives and the worker's CPU time (its own, /proc/PID/stat utime + stime: th
 Per round: /predict's p99 over the requests started while the child lived and over those of the quiet window before
 it; the worker's CPU seconds over the recomputation less what serving took at the quiet window's rate; the child's
 CPU seconds (the worker's cutime + cstime). Printed per round, and the median of the rounds per placement.
+
+`--spin` keeps the child's core busy at the lowest priority (a shell loop under `chrt -i 0`) through each quiet
+window, as the child keeps it after: on this virtual machine an idle core wakes more slowly than a busy one, so
+without it the windows during a recomputation (a busy core) answer faster than the quiet ones (an idle core).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import numpy as np
 
 from bench.contenders import server_ours
 from bench.live_recompute import build
-from bench.processes import LOAD_CORE, Running
+from bench.processes import LOAD_CORE, SERVER_CORE, Running
 from bento.features import EXAMPLE_PATIENT
 from bento.predictionlog.sqlite import SQLiteStore
 from loadtest.cli import free_port
@@ -48,6 +52,7 @@ WORKER = b"_bentoml_impl.worker.service"
 HZ = os.sysconf("SC_CLK_TCK")
 SAMPLE_SECONDS = 0.02
 CONNECTIONS = 4
+SPIN = ("sh", "-c", "while :; do :; done")  # a busy loop
 
 
 @dataclass
@@ -141,9 +146,10 @@ def p99_ms(latency_us: np.ndarray) -> float:
 
 
 def placement(
-    name: str, log: Path, work: Path, rounds: int, rate: int, quiet: float, tail: float
+    name: str, log: Path, work: Path, rounds: int, rate: int, quiet: float, tail: float, spin: bool
 ) -> list[dict[str, float]]:
-    """One service run: `rounds` quiet windows, each followed by a recomputation; the figures of each round."""
+    """One service run: `rounds` quiet windows, each followed by a recomputation; the figures of each round. `spin`:
+    the child's core kept busy at the lowest priority through each quiet window."""
     port = free_port()
     server = server_ours(port, work / name, venv="project")
     server.command[server.command.index("bento.service:ReadmissionService")] = (
@@ -152,6 +158,7 @@ def placement(
     server.env |= {"READMISSION_PREDICTION_LOG": str(log), "READMISSION_MONITOR_SECONDS": "1", "BENCH_CPU_SHARE": "1"}
     if name == "pinned":
         server.env["READMISSION_MONITOR_CPUS"] = LOAD_CORE
+    core = (LOAD_CORE if name == "pinned" else SERVER_CORE) if spin else None
     (work / name).mkdir(parents=True, exist_ok=True)
     running = Running(server, port, work / name / "service.log")
     try:
@@ -166,7 +173,7 @@ def placement(
             body.write_text(json.dumps(EXAMPLE_PATIENT))
             for i in range(rounds):
                 rounds_done.append(_one_round(client, sampler, running, body, work / name / f"h2load-{i}.log", rate,
-                                              quiet, tail))  # fmt: skip
+                                              quiet, tail, core))  # fmt: skip
         sampler.stop()
     finally:
         running.stop()
@@ -182,9 +189,12 @@ def _one_round(
     rate: int,
     quiet: float,
     tail: float,
+    spin: str | None,
 ) -> tuple[float, float, np.ndarray, np.ndarray]:
     """h2load for `quiet` + `tail` seconds, a recomputation asked for after `quiet`: the quiet window's start, when
-    the outcome was sent, each request's start (s) and duration (us)."""
+    the outcome was sent, each request's start (s) and duration (us). `spin`: a core kept busy at the lowest priority
+    through the quiet window, as the child keeps it after."""
+    spinner = None if spin is None else subprocess.Popen(["chrt", "-i", "0", "taskset", "-c", spin, *SPIN])
     load = subprocess.Popen(
         ["taskset", "-c", LOAD_CORE, "h2load", "--h1", "-c", str(CONNECTIONS), "--rps", str(rate // CONNECTIONS),
          "-D", str(round(quiet + tail)), "-d", str(body), "-H", "content-type: application/json",
@@ -193,6 +203,9 @@ def _one_round(
     )  # fmt: skip
     quiet_from = time.time() + 2  # connections made
     time.sleep(quiet)
+    if spinner is not None:
+        spinner.kill()
+        spinner.wait()
     triggered = time.time()
     outcome_sent(client)
     wait_for(lambda: any(s.child and s.at > triggered for s in sampler.samples), 60, "the child")
@@ -243,6 +256,9 @@ def main() -> None:
     parser.add_argument("--tail", type=float, default=40.0, help="seconds of load after asking for one (it ends in)")
     parser.add_argument("--log", type=Path, default=None, help="reuse (or write) the SQLite log here")
     parser.add_argument("--placements", default="inherit,pinned")
+    parser.add_argument(
+        "--spin", action="store_true", help="keep the child's core busy at the lowest priority in the quiet windows"
+    )
     args = parser.parse_args()
     os.sched_setaffinity(0, {int(LOAD_CORE)})  # this harness (the sampler) off the server's core
     with tempfile.TemporaryDirectory() as folder:
@@ -255,7 +271,7 @@ def main() -> None:
             store.close()
             print(f"log: {2 * args.rows:,} labelled rows written in {time.perf_counter() - started:.0f} s", flush=True)
         for name in args.placements.split(","):
-            rounds = placement(name, log, work, args.rounds, args.rate, args.quiet, args.tail)
+            rounds = placement(name, log, work, args.rounds, args.rate, args.quiet, args.tail, args.spin)
             for i, figures in enumerate(rounds):
                 shown = "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in figures.items())
                 print(f"{name} round {i + 1}: {shown}", flush=True)
