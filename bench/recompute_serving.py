@@ -160,10 +160,10 @@ def placement(
         server.env["READMISSION_MONITOR_CPUS"] = LOAD_CORE
     core = (LOAD_CORE if name == "pinned" else SERVER_CORE) if spin else None
     (work / name).mkdir(parents=True, exist_ok=True)
-    running = Running(server, port, work / name / "service.log")
+    running, sampler, rounds_done = Running(server, port, work / name / "service.log"), None, []
     try:
         running.wait_ready()
-        sampler, rounds_done = Sampler(worker_of(running)), []
+        sampler = Sampler(worker_of(running))
         with httpx.Client(base_url=running.url(""), timeout=30) as client:
             # the first computation (a new holder) and its rest
             wait_for(lambda: client.get("/performance").json()["computed_at"] is not None, 600, "the first figures")
@@ -174,8 +174,9 @@ def placement(
             for i in range(rounds):
                 rounds_done.append(_one_round(client, sampler, running, body, work / name / f"h2load-{i}.log", rate,
                                               quiet, tail, core))  # fmt: skip
-        sampler.stop()
     finally:
+        if sampler is not None:
+            sampler.stop()
         running.stop()
     return [_round(sampler.samples, *done) for done in rounds_done]
 
@@ -253,7 +254,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rate", type=int, default=200, help="single-row /predict requests a second")
     parser.add_argument("--quiet", type=float, default=20.0, help="seconds without a recomputation before each")
-    parser.add_argument("--tail", type=float, default=40.0, help="seconds of load after asking for one (it ends in)")
+    parser.add_argument("--tail", type=float, default=90.0, help="seconds of load after asking for one (it ends in)")
     parser.add_argument("--log", type=Path, default=None, help="reuse (or write) the SQLite log here")
     parser.add_argument("--placements", default="inherit,pinned")
     parser.add_argument(
