@@ -8,12 +8,15 @@ core, what one worker of the deployment (the lease holder) does every READMISSIO
 
 - `unchanged`: a refresh when no outcome arrived since, or while the holder rests (the lease, the stored figures);
 - `marker`: the change marker the holder reads once rested;
-- `recompute`: a refresh after new outcomes (read the labelled rows, the figures of every version and window,
-  DeLong's interval, written to the store), and its parts: `read` (the store's labelled rows), `figures`;
+- `recompute`: a refresh after new outcomes: the child process that reads the labelled rows, computes the figures
+  of every version and window (DeLong's interval) and writes them to the store (bento/monitoring/live_compute.py),
+  and what the worker's thread does meanwhile (start it, wait, read the stored figures); and the child's parts, in
+  this process: `read` (the store's labelled rows), `figures`;
 - `follower`: a refresh of a worker that does not hold the lease (reads the stored figures).
 
-CPU seconds (process time) and wall seconds, the minimum of `--repeats`. Divide by READMISSION_MONITOR_SECONDS
-for the share of a core. Writing the log takes about a minute at the default size: a shared machine notices.
+CPU seconds of this process (the worker's part), of its children (the child's) and wall seconds, the minimum of
+`--repeats`. Divide by READMISSION_MONITOR_SECONDS for the share of a core. Writing the log takes about a minute at
+the default size: a shared machine notices.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import numpy as np
 from bento.core.ids import PredictionIds
 from bento.core.scoring import ScoredBatch
 from bento.model.predictor import ModelInfo
+from bento.monitoring.live_compute import Place, children_cpu
 from bento.monitoring.live_performance import LivePerformance
 from bento.predictionlog.sqlite import SQLiteStore
 from bento.predictionlog.store import INSERT_OUTCOME, INSERT_SCORES, StoredFigures
@@ -66,16 +70,20 @@ def build(store: SQLiteStore, rows: int, versions: int, now: float) -> None:
     direct.close()
 
 
-def timed(work: Callable[[], object], repeats: int, before: Callable[[], object] = lambda: None) -> tuple[float, float]:
-    """The minimum CPU and wall seconds of `work` over `repeats` (`before` runs untimed before each)."""
-    cpu, wall = [], []
+def timed(
+    work: Callable[[], object], repeats: int, before: Callable[[], object] = lambda: None
+) -> tuple[float, float, float]:
+    """The minimum CPU seconds of `work` in this process and in its children, and its wall seconds, over `repeats`
+    (`before` runs untimed before each)."""
+    cpu, children, wall = [], [], []
     for _ in range(repeats):
         before()
-        started_cpu, started_wall = time.process_time(), time.perf_counter()
+        started_cpu, started_children, started_wall = time.process_time(), children_cpu(), time.perf_counter()
         work()
         cpu.append(time.process_time() - started_cpu)
+        children.append(children_cpu() - started_children)
         wall.append(time.perf_counter() - started_wall)
-    return min(cpu), min(wall)
+    return min(cpu), min(children), min(wall)
 
 
 def main() -> None:
@@ -97,8 +105,9 @@ def main() -> None:
         build(store, args.rows, args.versions, now)
         print(f"log: {2 * args.rows:,} labelled rows, {args.versions} versions, written in "
               f"{time.perf_counter() - started:.0f} s, {path.stat().st_size / 1e6:.0f} MB")  # fmt: skip
-        holder = LivePerformance(store, lambda: info, 60)
-        follower = LivePerformance(SQLiteStore(path), lambda: info, 60)
+        place = Place(str(path), Path(folder))
+        holder = LivePerformance(store, lambda: info, 60, place)
+        follower = LivePerformance(SQLiteStore(path), lambda: info, 60, place)
         holder.refresh()
         counts = {v: {w: f["labelled_rows"] for w, f in ws.items()} for v, ws in holder.latest().live.items()}
         print(f"labelled rows per version and window: {counts}")
@@ -107,7 +116,7 @@ def main() -> None:
 
         def changed() -> None:  # outcomes arrived: the marker moved; a new holder (no memo) redoes every figure
             fresh[0].stop(0)
-            fresh[0] = LivePerformance(store, lambda: info, 60)
+            fresh[0] = LivePerformance(store, lambda: info, 60, place)
             store.save_figures(StoredFigures(computed_at=0.0, marker="", figures="{}", comparison="[]", estimated="{}"))
 
         results = {
@@ -119,8 +128,9 @@ def main() -> None:
         }
         labelled = store.labelled(now - max(WINDOWS.values()) * DAY)
         results["figures"] = timed(lambda: measure(labelled, now, [info.version]), args.repeats)
-        for name, (cpu, wall) in results.items():
-            print(f"{name:>10}: {cpu:8.3f} s CPU  {wall:8.3f} s wall  ({100 * cpu / 60:.2f}% of a core over 60 s)")
+        for name, (cpu, children, wall) in results.items():
+            print(f"{name:>10}: {cpu:8.3f} s CPU ({100 * cpu / 60:.2f}% of a core over 60 s), {children:8.3f} s in "
+                  f"children, {wall:8.3f} s wall")  # fmt: skip
         store.close()
         follower.store.close()
 

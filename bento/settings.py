@@ -6,12 +6,13 @@ training (training/settings.py): each field is a variable, its description the R
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_core import ErrorDetails
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIB = 1024 * 1024
 # The model's one name: MLflow's registered model, the BentoML model, the V2 model (READMISSION_V2_MODEL_NAME).
@@ -31,6 +32,23 @@ def strip(value: Any) -> Any:
 def token(value: Any) -> Any:
     """A bearer token without surrounding blanks; a blank one is none."""
     return strip(value) or None
+
+
+def cpu_list(value: Any) -> Any:
+    """Cores as Linux writes them ("1", "2-3", "0,2-3") as a set of core numbers; ValueError where malformed or
+    beyond the machine's cores."""
+    if not isinstance(value, str):
+        return value
+    cores: set[int] = set()
+    for part in value.replace(" ", "").split(","):
+        low, dash, high = part.partition("-")
+        if not low.isdigit() or (dash and not high.isdigit()) or int(high if dash else low) < int(low):
+            raise ValueError(f"{part!r} is not a core or a range of cores: write e.g. 1, 2-3 or 0,2-3")
+        cores.update(range(int(low), int(high if dash else low) + 1))
+    beyond = sorted(core for core in cores if core >= (os.cpu_count() or 1))
+    if beyond:
+        raise ValueError(f"the machine has no core {beyond[0]} (cores 0-{(os.cpu_count() or 1) - 1})")
+    return frozenset(cores)
 
 
 class ReadmissionSettings(BaseSettings):
@@ -136,6 +154,11 @@ class ServiceSettings(ReadmissionSettings):
         description="how often live performance is refreshed: one worker of the deployment (the lease holder) "
         "recomputes it from the log when outcomes changed, every worker serves the stored figures",
     )
+    monitor_cpus: Annotated[frozenset[int] | None, NoDecode] = Field(
+        None,
+        description="cores (`1`, `2-3`, `0,2-3`) the process computing the live figures is pinned to, at the lowest "
+        "priority: give it a core the workers do not serve on; unset: the worker's",
+    )
     header_timeout_seconds: int = Field(
         10,
         ge=1,
@@ -167,3 +190,4 @@ class ServiceSettings(ReadmissionSettings):
 
     _token = field_validator("api_token", mode="before")(token)
     _strip = field_validator("prediction_log", mode="before")(strip)
+    _cpus = field_validator("monitor_cpus", mode="before")(cpu_list)

@@ -15,7 +15,7 @@ import numpy as np
 
 from bento.core.scoring import ScoringCore
 from bento.model.predictor import ModelInfo
-from bento.monitoring import drift_counts, metrics
+from bento.monitoring import drift_counts, live_compute, metrics
 from bento.monitoring.live_performance import LivePerformance
 from bento.predictionlog.factory import open_store
 from bento.predictionlog.shadow import Shadow
@@ -60,7 +60,8 @@ class Monitoring:
                 shadow=shadow_of(core),
             )
         )
-        self.live = None if store is None else LivePerformance(store, self._served, settings.monitor_seconds)
+        place = live_compute.Place(settings.prediction_log, settings.home, settings.monitor_cpus)
+        self.live = None if store is None else LivePerformance(store, self._served, settings.monitor_seconds, place)
 
     def shadow(self) -> dict[str, object]:
         """Which challenger is scored in shadow, or why none is (the `shadow` block of /health)."""

@@ -11,15 +11,17 @@ estimated precision of the flagged, the share flagged: performance before any ou
 window over its oldest multiple of PUBLISH_ROWS rows, so a single prediction moves no estimate. That worker holds the
 store's lease (bento/predictionlog/store.py: taken in one upsert, renewed each
 interval, lapsing LEASE_INTERVALS intervals after its holder stops renewing it, released at once on a clean stop),
-and it reads the rows only when the change markers of the labelled or the scored rows moved (or SLIDE_SECONDS
-passed: the windows slide),
-and not again before it has rested 100 times the CPU time the last computation took (CPU_SHARE); it writes the
-figures to the store. Every worker serves the stored figures as `GET /performance` and as the
-Prometheus gauges `readmission_live_metric{model_version, window, metric}` and
+and it has them computed only when the change markers of the labelled or the scored rows moved (or SLIDE_SECONDS
+passed: the windows slide), and not again before it has rested 100 times the CPU time the last computation took
+(CPU_SHARE). The computation runs in a child process (bento/monitoring/live_compute.py: lowest priority, pinned to
+READMISSION_MONITOR_CPUS where set), which reads the rows and writes the figures to the store; the holder's thread
+only waits for it, holding no GIL, renewing the lease meanwhile. Every worker serves the stored figures as
+`GET /performance` and as the Prometheus gauges `readmission_live_metric{model_version, window, metric}` and
 `readmission_live_comparison{champion_version, challenger_version, window, metric}`, beside the held-out test figures of
 the model it serves, `readmission_training_metric{model_version, metric}`; so whichever worker answers a scrape
 reports the same figures. A figure that cannot be computed (one class only, nothing flagged) is absent. A store
-that cannot be read is logged and tried again at the next interval; serving never sees it.
+that cannot be read, or a child that fails or outlives TIMEOUT_SECONDS (killed), is logged (and the child counted,
+`readmission_live_compute_failures_total`) and tried again once rested; serving never sees it.
 """
 
 from __future__ import annotations
@@ -38,14 +40,19 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily
 
 from bento.model.predictor import ModelInfo
+from bento.monitoring import live_compute, metrics
 from bento.predictionlog.store import LogStore, StoredFigures, StoreError
-from bento.quality import comparison, estimates, figures
-from bento.quality.windows import DAY, LABELLED_ROWS, WINDOWS, Figures, Memo, measure
+from bento.quality import estimates, figures
+from bento.quality.windows import LABELLED_ROWS, WINDOWS, Figures, Memo
 
 logger = logging.getLogger("readmission")
 LEASE_INTERVALS = 3  # a lease runs this many intervals: a holder that stopped without releasing it is replaced then
 SLIDE_SECONDS = 3600.0  # unchanged labelled rows are measured again after this long: rows leave the windows with time
-CPU_SHARE = 0.01  # after a computation that took c CPU seconds the holder rests c / CPU_SHARE: at most 1% of a core
+CPU_SHARE = 0.01  # after a child that took c CPU seconds the holder rests c / CPU_SHARE: at most 1% of a core
+# A child still computing after this is killed (at 1,000,000 labelled rows it takes about 5 s of CPU, but at the
+# lowest priority it waits for whatever else the cores run)
+TIMEOUT_SECONDS = 900.0
+WAIT_SECONDS = 0.5  # at most this between a waiting holder's checks (stopping, the lease); it holds no GIL between
 # Past this many logged rows a version's estimates were computed over, new predictions alone no longer make the
 # holder read every logged probability again (seconds of the worker's thread at millions of rows): the figures are
 # then computed again when outcomes are recorded or erased, a version is new, or SLIDE_SECONDS passed.
@@ -83,8 +90,11 @@ class LivePerformance:
     """The thread that computes the live figures when it holds the lease, serves the stored ones, and their
     Prometheus collector."""
 
-    def __init__(self, store: LogStore, served: Callable[[], ModelInfo | None], seconds: float) -> None:
+    def __init__(
+        self, store: LogStore, served: Callable[[], ModelInfo | None], seconds: float, place: live_compute.Place
+    ) -> None:
         self.store = store
+        self.place = place  # where the child computing the figures finds the log, and its cores
         self.served = served
         self.seconds = seconds
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -153,28 +163,46 @@ class LivePerformance:
         )
 
     def _compute(self, now: float, versions: list[str]) -> StoredFigures | None:
-        """Measure and store the figures and estimates, unless the stored ones are of the same rows, recent, and
-        show every version served here, or this holder is resting after its last computation (CPU_SHARE: at 1,000,000
-        labelled rows per window, figures some minutes behind the outcomes, which arrive a month late anyway).
-        The markers are read before the rows: rows recorded in between are measured now and again next time, never
-        missed. Returns the figures stored now (read once, not again by the caller)."""
+        """Have a child process (bento/monitoring/live_compute.py) measure and store the figures and estimates,
+        unless the stored ones are of the same rows, recent, and show every version served here, or this holder is
+        resting after its last computation (CPU_SHARE of the child's CPU time: at 1,000,000 labelled rows per
+        window, figures some minutes behind the outcomes, which arrive a month late anyway). The markers are read
+        before the rows: rows recorded in between are measured now and again next time, never missed. A child that
+        fails or outlives TIMEOUT_SECONDS is logged and counted; the stored figures stay. Returns the stored
+        figures."""
         if time.monotonic() < self._rested_at:
             return self.store.stored_figures()
         labelled, scored = self.store.labelled_marker(), self.store.scored_marker()
         previous = self.store.stored_figures()
         if previous is not None and not _due(previous, labelled, scored, now, versions):
             return previous
-        marker = f"{labelled} {scored}"
-        started = time.thread_time()
-        since = now - max(WINDOWS.values()) * DAY
-        live = measure(self.store.labelled(since), now, versions, self._memo)
-        compared = comparison.measure(self.store.paired(since), now)
-        estimated = estimates.measure(self.store.scored(since), now, versions)
-        stored = StoredFigures(now, marker, json.dumps(live), json.dumps(compared), json.dumps(estimated))
-        self.store.save_figures(stored)
+        job = live_compute.Job(now, versions, f"{labelled} {scored}", self._memo)
+        outcome = live_compute.run(self.place, job, TIMEOUT_SECONDS, self._waiting(), min(self.seconds, WAIT_SECONDS))
+        self._rested_at = time.monotonic() + outcome.cpu_seconds / CPU_SHARE
+        if outcome.memo is None:
+            if not self._stopping.is_set():
+                logger.warning("live performance: its computation failed (%s); tried again once rested (%.0f s)",
+                               outcome.problem, outcome.cpu_seconds / CPU_SHARE)  # fmt: skip
+                metrics.live_compute_failed()
+            return previous
+        self._memo = outcome.memo
         self.computations += 1
-        self._rested_at = time.monotonic() + (time.thread_time() - started) / CPU_SHARE
-        return stored
+        return self.store.stored_figures()
+
+    def _waiting(self) -> Callable[[], bool]:
+        """Whether the child is still wanted: this worker is not stopping and still holds the lease (renewed every
+        `seconds` while the child computes, so no other worker starts a second computation meanwhile)."""
+        renewed = [time.monotonic()]
+
+        def wanted() -> bool:
+            if self._stopping.is_set():
+                return False
+            if time.monotonic() - renewed[0] < self.seconds:
+                return True
+            renewed[0] = time.monotonic()
+            return self.store.take_lease(self.holder, time.time(), LEASE_INTERVALS * self.seconds)
+
+        return wanted
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """The latest figures as `readmission_live_metric`, `readmission_estimated_metric`,

@@ -105,6 +105,10 @@ SHADOW_ROWS = Counter(
     "still busy, or the prediction log's queue past half its bound)",
     ["outcome"],
 )
+LIVE_COMPUTE_FAILURES = Counter(
+    "readmission_live_compute_failures",
+    "Computations of the live figures whose process failed or outlived its timeout (killed); the stored figures stayed",
+)
 FEEDBACK = Counter(
     "readmission_feedback_outcomes",
     "True outcomes received by POST /feedback: recorded (new) or unchanged (sent again)",
@@ -234,6 +238,11 @@ def shadow_rows(outcome: str, rows: int) -> None:
     _child(SHADOW_ROWS, outcome).inc(rows)
 
 
+def live_compute_failed() -> None:
+    """Count a computation of the live figures that failed."""
+    LIVE_COMPUTE_FAILURES.inc()
+
+
 def feedback(recorded: int, unchanged: int) -> None:
     """Count the outcomes one feedback call recorded and those it had already."""
     _child(FEEDBACK, "recorded").inc(recorded)
@@ -309,7 +318,7 @@ def _le(bound: float) -> str:
 
 
 class ServiceProcesses(Collector):
-    """CPU time and resident memory of the whole service: the BentoML supervisor and its workers.
+    """CPU time and resident memory of the whole service: the BentoML supervisor, its workers and their children.
 
     Multiprocess mode drops prometheus-client's per-process metrics, so these are read with psutil
     at scrape time from the process tree of the worker's parent (the supervisor).
@@ -332,7 +341,9 @@ class ServiceProcesses(Collector):
                 with process.oneshot():
                     rss += process.memory_info().rss
                     times = process.cpu_times()
-                    cpu += times.user + times.system
+                    # with the children it waited for: a process that ended (the live figures' computation)
+                    # leaves its CPU time in the total, which only grows
+                    cpu += times.user + times.system + times.children_user + times.children_system
                 count += 1
             except psutil.Error:
                 continue

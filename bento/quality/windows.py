@@ -3,7 +3,7 @@
 The figures of bento/quality/figures.py on the predictions of the log that have a true outcome (`POST /feedback`),
 each version and window over its oldest multiple of PUBLISH_ROWS labelled rows by the time the outcome was recorded
 (bento/quality/privacy.py): the figures are published without authentication, and one outcome must not move them.
-The service computes them in a thread of each worker (bento/monitoring/live_performance.py) and
+The service computes them in a process of their own (bento/monitoring/live_compute.py) and
 `readmission monitor` from a copy of the log: the same code, so the two never differ.
 """
 

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from bento.predictionlog.postgres import PostgresStore
-from tests.unit.monitoring.lease_contract import LeaseContract, Opener
+from tests.unit.monitoring.lease_contract import LeaseContract
 
 
 class TestPostgresLease(LeaseContract):
     @pytest.fixture
-    def opened(self, postgres) -> Opener:
-        url = postgres.database()
-        return lambda: PostgresStore(url)
+    def location(self, postgres) -> str:
+        return postgres.database()

@@ -27,7 +27,7 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 WRITTEN = ("readmission_prediction_log_rows_total", frozenset({("outcome", "written")}))
 ESTIMATED = "readmission_estimated_metric"  # moves in steps of PUBLISH_ROWS predictions of a version
 # The families a prediction may move at once: traffic, the size of the model call, the log's own counts, the
-# service's processes. Nothing of them depends on the patient's fields or score.
+# service's processes (their number too). Nothing of them depends on the patient's fields or score.
 MOVE_WITH_ANY_REQUEST = {
     "bentoml_service_request_total",
     "bentoml_service_request_duration_seconds_bucket",
@@ -40,6 +40,9 @@ MOVE_WITH_ANY_REQUEST = {
     "readmission_prediction_log_queue_rows",
     "readmission_process_cpu_seconds_total",
     "readmission_process_resident_memory_bytes",
+    # the lease holder's child computing the live figures (bento/monitoring/live_compute.py) after new predictions:
+    # one process more while it runs, whatever the rows hold
+    "readmission_process_count",
 }
 ROUNDS = 8  # quiet and busy half-seconds each
 PER_PATIENT = ("readmission_feature_rows_total", "readmission_predictions_total", "readmission_predicted_probability")

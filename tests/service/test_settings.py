@@ -43,7 +43,7 @@ def test_the_defaults_are_those_of_a_laptop():
     assert (service.metrics_port, service.metrics_host) == (8082, "0.0.0.0")  # apart from 3000 and 8081
     assert (service.home, service.prediction_log) == (Path.home() / ".readmission", "")
     assert (service.prediction_log_queue_rows, service.prediction_log_features) == (100_000, False)
-    assert (service.prediction_log_retention_days, service.monitor_seconds) == (30, 60)
+    assert (service.prediction_log_retention_days, service.monitor_seconds, service.monitor_cpus) == (30, 60, None)
     assert service.prediction_log_keep_days == max(WINDOWS.values()) + 30  # the longest window + the outcome delay
     ui = UISettings.from_env()
     assert (ui.api_url, ui.timeout, ui.batch_rows, ui.api_token) == ("http://127.0.0.1:3000", 10.0, 1000, None)
@@ -64,6 +64,9 @@ def test_values_come_from_the_prefixed_variables(monkeypatch, tmp_path):
     service = ServiceSettings.from_env()
     assert (service.workers, service.tracing, service.grpc_port, service.prediction_log) == (3, True, 0, "off")
     assert service.max_batch_rows == 1000
+    for cores, parsed in (("0", {0}), (" 0-1 ", {0, 1}), ("1,0", {0, 1}), ("0-0,0", {0})):
+        monkeypatch.setenv("READMISSION_MONITOR_CPUS", cores)  # Linux's cpu list, as taskset -c takes it
+        assert ServiceSettings.from_env().monitor_cpus == frozenset(parsed)
     monkeypatch.setenv("READMISSION_UI_BATCH_ROWS", "50")
     monkeypatch.setenv("READMISSION_API_URL", "http://predictor:8080/")
     assert (UISettings.from_env().batch_rows, UISettings.from_env().api_url) == (50, "http://predictor:8080")
@@ -92,6 +95,10 @@ def test_settings_are_frozen():
         (ServiceSettings, "READMISSION_TRACING", "maybe", "valid boolean"),
         (ServiceSettings, "READMISSION_PREDICTION_LOG_RETENTION_DAYS", "0", "greater than or equal to 1"),
         (ServiceSettings, "READMISSION_MONITOR_SECONDS", "-5", "greater than or equal to 1"),
+        (ServiceSettings, "READMISSION_MONITOR_CPUS", "one", "'one' is not a core or a range of cores"),
+        (ServiceSettings, "READMISSION_MONITOR_CPUS", "3-2", "'3-2' is not a core or a range of cores"),
+        (ServiceSettings, "READMISSION_MONITOR_CPUS", "0,", "'' is not a core or a range of cores"),
+        (ServiceSettings, "READMISSION_MONITOR_CPUS", "4096", "the machine has no core 4096"),
         (UISettings, "READMISSION_UI_TIMEOUT", "0", "greater than 0"),
         (UISettings, "READMISSION_UI_BATCH_ROWS", "1001", "less than or equal to 1000"),
     ],

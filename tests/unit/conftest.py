@@ -22,6 +22,7 @@ from bento import features
 from bento.core.scoring import ScoringCore
 from bento.model import risk_bands
 from bento.model.predictor import ModelInfo, Predictor
+from bento.monitoring import live_performance
 from bento.quality import drift, unusual
 from bento.server.app import create_app
 from bento.settings import PREFIX, ServiceSettings
@@ -104,10 +105,12 @@ def core(core_of) -> ScoringCore:
 
 
 @pytest.fixture
-def serve(core_of) -> Iterator[Callable[..., TestClient]]:
+def serve(core_of, monkeypatch) -> Iterator[Callable[..., TestClient]]:
     """Start the application over a core serving the tiny model (or `model=`, with `challenger=` in shadow) with
     settings `overrides` (the lifespan runs: the prediction log is tmp_path/predictions.db); every client is closed,
-    and the lifespan ended, after the test."""
+    and the lifespan ended, after the test. The live figures' holder never rests: the start-up of its child process
+    alone (0.15 s of CPU) would rest it 15 s, past what a test waits for a recomputation."""
+    monkeypatch.setattr(live_performance, "CPU_SHARE", 1e9)
     clients: list[TestClient] = []
 
     def start(**overrides: Any) -> TestClient:

@@ -1,7 +1,7 @@
 """What live performance (bento/monitoring/live_performance.py) keeps with several workers on one log, whichever
-store holds it: a test module subclasses `LeaseContract` with an `opened` fixture, a function that opens another
-store on the same log (another worker, or another pod for PostgreSQL): tests/unit/monitoring/test_live.py (SQLite),
-tests/postgres/test_live_lease.py.
+store holds it: a test module subclasses `LeaseContract` with a `location` fixture, the log's
+READMISSION_PREDICTION_LOG, where each worker (or pod, for PostgreSQL) opens a store of its own and its computations'
+processes theirs: tests/unit/monitoring/test_live.py (SQLite), tests/postgres/test_live_lease.py.
 
 Two workers refresh every few hundredths of a second: exactly one reads the rows and computes, only when predictions
 or outcomes arrived; the other serves the same figures; when the holder stops, the lease moves and the other computes.
@@ -11,7 +11,7 @@ Outcomes arrive PUBLISH_ROWS at a time: the figures are published in steps of th
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +21,9 @@ from bento.core.ids import PredictionIds
 from bento.core.scoring import ScoredBatch
 from bento.model.predictor import ModelInfo
 from bento.monitoring import live_performance
+from bento.monitoring.live_compute import Place
 from bento.monitoring.live_performance import LivePerformance
+from bento.predictionlog.factory import open_store
 from bento.predictionlog.store import LogStore
 from bento.quality.privacy import PUBLISH_ROWS
 from tests.helpers import poll
@@ -33,8 +35,14 @@ INFO = ModelInfo(
 SECONDS = 0.05
 IDS = PredictionIds()
 
-Opener = Callable[[], LogStore]
 STEP = [n % 2 for n in range(PUBLISH_ROWS)]  # one step of outcomes
+
+
+def worker(location: str) -> LivePerformance:
+    """A worker's live performance on the log at `location`, with a store of its own."""
+    store = open_store(location, Path())
+    assert store is not None
+    return LivePerformance(store, lambda: INFO, SECONDS, Place(location, Path()))
 
 
 def labelled(store: LogStore, outcomes: list[int]) -> None:
@@ -60,17 +68,17 @@ def settled(first: LivePerformance, second: LivePerformance) -> bool:
 
 
 class LeaseContract:
-    """The tests; a subclass named Test<Store> provides `opened`."""
+    """The tests; a subclass named Test<Store> provides `location`."""
 
     def test_one_worker_computes_when_rows_change_the_other_serves_the_same_and_takes_over(
-        self, opened: Opener, monkeypatch: pytest.MonkeyPatch
+        self, location: str, monkeypatch: pytest.MonkeyPatch
     ):
         # a lease of 10 s, not 3 intervals: a busy machine may stall the holder's thread longer than that; the
         # holder releases it when it stops (a lease that lapses: the next test)
         monkeypatch.setattr(live_performance, "LEASE_INTERVALS", 10 / SECONDS)
-        first_store, second_store = opened(), opened()
-        first = LivePerformance(first_store, lambda: INFO, SECONDS)
-        second = LivePerformance(second_store, lambda: INFO, SECONDS)
+        monkeypatch.setattr(live_performance, "CPU_SHARE", 1e9)  # no rest: each child's start-up alone takes 0.1 s
+        first, second = worker(location), worker(location)
+        first_store, second_store = first.store, second.store
         first.start()
         poll(lambda: first.latest().computed_at, 10, "the first worker's computation", interval=0.01)
         second.start()
@@ -95,13 +103,17 @@ class LeaseContract:
         first_store.close()
         second_store.close()
 
-    def test_a_holder_that_never_releases_loses_the_lease_once_it_lapses(self, opened: Opener):
-        first_store, second_store = opened(), opened()
-        first = LivePerformance(first_store, lambda: INFO, SECONDS)
+    def test_a_holder_that_never_releases_loses_the_lease_once_it_lapses(
+        self, location: str, monkeypatch: pytest.MonkeyPatch
+    ):
+        monkeypatch.setattr(live_performance, "CPU_SHARE", 1e9)  # no rest: each child's start-up alone takes 0.1 s
+        first = worker(location)
+        first_store = first.store
         first.refresh()  # computes and holds the lease, then is gone without releasing it
         assert first.computations == 1
         labelled(first_store, STEP)
-        second = LivePerformance(second_store, lambda: INFO, SECONDS)
+        second = worker(location)
+        second_store = second.store
         second.refresh()
         assert second.computations == 0, "the lease still runs"
         second.start()

@@ -15,13 +15,14 @@ from bento.core.ids import PredictionIds
 from bento.core.scoring import ScoredBatch
 from bento.model.predictor import ModelInfo
 from bento.monitoring import live_performance
+from bento.monitoring.live_compute import Place
 from bento.monitoring.live_performance import LivePerformance
 from bento.predictionlog.sqlite import SQLiteStore
 from bento.quality import estimates
 from bento.quality.privacy import PUBLISH_ROWS
 from bento.quality.windows import Labelled, measure
 from tests.helpers import poll
-from tests.unit.monitoring.lease_contract import LeaseContract, Opener, labelled
+from tests.unit.monitoring.lease_contract import LeaseContract, labelled
 
 INFO = ModelInfo(
     name="readmission", version="5", run_id="", tag="readmission:t", threshold=0.3, prevalence=0.1, spec_hash="x",
@@ -31,8 +32,13 @@ INFO = ModelInfo(
 
 class TestSQLiteLease(LeaseContract):
     @pytest.fixture
-    def opened(self, tmp_path) -> Opener:
-        return lambda: SQLiteStore(tmp_path / "log.db")
+    def location(self, tmp_path) -> str:
+        return str(tmp_path / "log.db")
+
+
+def live_of(store: SQLiteStore, seconds: float = 60) -> LivePerformance:
+    """The live performance of a worker logging to `store`, its child computing from the same file."""
+    return LivePerformance(store, lambda: INFO, seconds, Place(str(store.path), store.path.parent))
 
 
 def _samples(live: LivePerformance) -> dict[tuple[str, ...], float]:
@@ -42,7 +48,7 @@ def _samples(live: LivePerformance) -> dict[tuple[str, ...], float]:
 def test_a_store_that_cannot_be_read_is_logged_and_the_training_figures_stay(tmp_path, caplog):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    live = LivePerformance(SQLiteStore(blocker / "log.db"), lambda: INFO, 60)  # its folder cannot be made
+    live = live_of(SQLiteStore(blocker / "log.db"))  # its folder cannot be made
     with caplog.at_level(logging.WARNING, logger="readmission"):
         live.refresh()
     assert "live performance: the prediction log cannot be read" in caplog.text
@@ -53,9 +59,10 @@ def test_a_store_that_cannot_be_read_is_logged_and_the_training_figures_stay(tmp
     }
 
 
-def test_the_thread_recomputes_until_stopped(tmp_path):
+def test_the_thread_recomputes_until_stopped(tmp_path, monkeypatch):
     store = SQLiteStore(tmp_path / "log.db")
-    live = LivePerformance(store, lambda: INFO, 0.05)
+    live = live_of(store, 0.05)
+    monkeypatch.setattr(live_performance, "CPU_SHARE", 1e9)  # no rest: each child's start-up alone takes 0.1 s
     live.start()
     first = poll(lambda: live.latest().computed_at, 10, "the first computation", interval=0.02)
     assert _samples(live)[("readmission_live_metric", "5", "30d", "labelled_rows")] == 0
@@ -80,7 +87,7 @@ def test_the_estimates_are_served_and_published_in_steps_of_twenty_predictions(t
     """Before any outcome: the estimates of the oldest multiple of PUBLISH_ROWS rows, on /performance's body and
     as gauges; a single new prediction moves nothing, the PUBLISH_ROWS-th moves them."""
     store = SQLiteStore(tmp_path / "log.db")
-    live = LivePerformance(store, lambda: INFO, 60)
+    live = live_of(store)
     monkeypatch.setattr(live_performance, "CPU_SHARE", 1e9)  # no rest to speak of
     ids, now = PredictionIds(), time.time()
 
@@ -109,7 +116,7 @@ def test_a_large_log_is_read_again_for_outcomes_not_for_each_new_prediction(tmp_
     """Past LARGE_LOG_ROWS estimated rows, new predictions alone do not make the holder read the log again; an
     outcome does (and so would SLIDE_SECONDS)."""
     store = SQLiteStore(tmp_path / "log.db")
-    live = LivePerformance(store, lambda: INFO, 60)
+    live = live_of(store)
     monkeypatch.setattr(live_performance, "CPU_SHARE", 1e9)  # no rest to speak of
     monkeypatch.setattr(live_performance, "LARGE_LOG_ROWS", 2 * PUBLISH_ROWS)
     ids, now = PredictionIds(), time.time()
@@ -167,7 +174,7 @@ def test_a_window_holding_the_same_rows_as_the_shorter_one_is_not_computed_again
 
 def test_the_holder_rests_a_hundred_times_its_last_computation_before_the_next(tmp_path, monkeypatch):
     store = SQLiteStore(tmp_path / "log.db")
-    live = LivePerformance(store, lambda: INFO, 60)
+    live = live_of(store)
     monkeypatch.setattr(live_performance, "CPU_SHARE", 1e9)  # no rest to speak of
     live.refresh()
     step = [n % 2 for n in range(PUBLISH_ROWS)]
