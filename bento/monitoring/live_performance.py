@@ -210,7 +210,8 @@ class LivePerformance:
         latest = self._latest
         live = _per_window(
             "readmission_live_metric",
-            "Performance on the labelled predictions of the log, per model version and window (days)",
+            "Performance on the labelled predictions of the log, per model version and window (days), over the oldest "
+            "multiple of 20 rows of each by the time their outcome was recorded",
             latest.live,
         )
         estimated = _per_window(
@@ -221,7 +222,8 @@ class LivePerformance:
         )
         compared = GaugeMetricFamily(
             "readmission_live_comparison",
-            "Challenger - champion on the same labelled predictions, per pair of versions and window (days)",
+            "Challenger - champion on the same labelled predictions, per pair of versions and window (days), over the "
+            "oldest multiple of 20 rows of each by the time their outcome was recorded",
             labels=["champion_version", "challenger_version", "window", "metric"],
         )
         for pair in latest.comparison:
