@@ -44,8 +44,11 @@ def expected_roc_auc(probability: np.ndarray) -> float | None:
     negatives = len(ordered) - positives
     if len(ordered) == 0 or positives <= 0.0 or negatives <= 0.0:
         return None
-    below = np.cumsum(ordered) - ordered / 2  # expected positives scored above row i, and half of its own
-    return float(np.dot(1.0 - ordered, below) / (positives * negatives))
+    below = np.cumsum(ordered)
+    other = ordered * 0.5  # (one array for both terms, in place: a window may hold millions of rows)
+    below -= other  # expected positives scored above row i, and half of its own
+    np.subtract(1.0, ordered, out=other)
+    return float(np.dot(other, below) / (positives * negatives))
 
 
 def expected_precision(probability: np.ndarray, flagged: np.ndarray) -> float | None:
@@ -76,7 +79,7 @@ def measure(scored: Scored, now: float, versions: Iterable[str] = ()) -> dict[st
     shorter one before it takes its estimates.
     """
     result: dict[str, dict[str, Figures]] = {}
-    for version in sorted(set(scored.model_version.tolist()) | set(versions), key=version_order):
+    for version in sorted(set(np.unique(scored.model_version).tolist()) | set(versions), key=version_order):
         of_version = scored.model_version == version
         result[version] = {}
         previous: tuple[int, Figures] | None = None  # the last window's row count and estimates

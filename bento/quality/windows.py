@@ -61,7 +61,7 @@ def measure(
     a window holding the same rows as the shorter one before it takes its figures.
     """
     result: dict[str, dict[str, Figures]] = {}
-    for version in sorted(set(labelled.model_version.tolist()) | set(versions), key=version_order):
+    for version in sorted(set(np.unique(labelled.model_version).tolist()) | set(versions), key=version_order):
         of_version = labelled.model_version == version
         result[version] = {}
         previous: tuple[int, Figures] | None = None  # the last window's row count and figures
