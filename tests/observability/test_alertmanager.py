@@ -28,7 +28,7 @@ EXAMPLES = CONFIG.parent / "receivers.example.yml"
 # The routing contract (issue 24): who is paged, and which alerts are about the model.
 PAGES = {"ReadmissionServiceDown", "ReadmissionNotReady", "ReadmissionHighErrorRatio", "FeedbackStopped"}
 MODEL_ALERTS = {"ReadmissionScoreDrift", "FeatureDrift", "LiveRocAucBelowTraining", "EstimatedRocAucBelowTraining",
-                "FeedbackStopped",
+                "LiveFiguresNotComputed", "FeedbackStopped",
                 "FeedbackNeverReceived", "ReadmissionNoPredictions", "ReadmissionModelVersionChanged"}  # fmt: skip
 RECEIVER_OF = {"critical": "pages", "warning": "tickets", "info": "notices"}
 MATCHER = re.compile(r'^(\w+)(=~|!~|=|!=)"(.*)"$')

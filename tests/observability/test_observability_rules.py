@@ -122,6 +122,7 @@ def test_every_alert_has_severity_category_summary_runbook_url_and_a_measure():
         "FeatureDrift",
         "LiveRocAucBelowTraining",
         "EstimatedRocAucBelowTraining",
+        "LiveFiguresNotComputed",
         "FeedbackStopped",
         "FeedbackNeverReceived",
     }
