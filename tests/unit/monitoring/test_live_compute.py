@@ -46,6 +46,19 @@ def logged(store: SQLiteStore, rows: int, seed: int) -> None:
         store.record_outcomes(labelled, time.time())
 
 
+def computing() -> list[psutil.Process]:
+    """This process's children running live_compute.COMMAND (the child, or a test's stand-in for it): not the
+    services other tests of this worker may have left running."""
+    found = []
+    for child in psutil.Process().children():
+        try:
+            if tuple(child.cmdline()[: len(live_compute.COMMAND)]) == live_compute.COMMAND:
+                found.append(child)
+        except psutil.Error:  # ended meanwhile
+            continue
+    return found
+
+
 def failures() -> float:
     return REGISTRY.get_sample_value(FAILURES) or 0.0
 
@@ -108,7 +121,7 @@ def test_a_child_that_crashes_is_logged_once_counted_and_the_next_computation_go
     assert "ended by signal 6" in record.getMessage() and record.levelname == "WARNING"
     assert failures() == counted + 1
     assert (live.computations, live.latest().computed_at) == (0, None), "nothing stored, nothing served"
-    assert not psutil.Process().children(), "no child left behind"
+    assert not computing(), "no child left behind"
 
     monkeypatch.undo()  # the real child again
     monkeypatch.setattr(live_performance, "CPU_SHARE", 1e9)
@@ -127,7 +140,7 @@ def test_a_child_that_hangs_is_killed_at_its_timeout(tmp_path, monkeypatch, capl
         live.refresh()
     assert time.monotonic() - started < 30
     assert "its computation failed (still running after 1 s: killed)" in caplog.text
-    assert failures() == counted + 1 and not psutil.Process().children()
+    assert failures() == counted + 1 and not computing()
     store.close()
 
 
@@ -137,8 +150,8 @@ def test_stopping_kills_the_child_it_waits_for(tmp_path, monkeypatch):
     monkeypatch.setattr(live_compute, "COMMAND", (sys.executable, "-c", "import time; time.sleep(600)"))
     counted = failures()
     live.start()
-    poll(lambda: psutil.Process().children(), 10, "the child", interval=0.02)
+    poll(computing, 10, "the child", interval=0.02)
     live.stop(10)
-    assert not live._thread.is_alive() and not psutil.Process().children()
+    assert not live._thread.is_alive() and not computing()
     assert failures() == counted, "a child stopped with its worker is no failure"
     store.close()
