@@ -169,7 +169,9 @@ def test_every_panel_rule_and_alert_returns_data_under_load(prometheus, load):
         running = prometheus.query("sum(locust_users) > 0")
         # Locust's feedback of both outcomes has reached the live figures (an interval needs both classes)
         live = prometheus.query('readmission_live_metric{window="30d", metric="roc_auc_ci_high"}')
-        return bool(samples and running and live and float(samples[0]["value"][1]) >= 15)
+        # and a rule evaluation since they appeared (they appear once 20 outcomes complete a step of the figures)
+        gap = prometheus.query("model_version:readmission_roc_auc_gap:30d")
+        return bool(samples and running and live and gap and float(samples[0]["value"][1]) >= 15)
 
     poll(locust_scraped_long_enough, LOAD_SECONDS + 30, "15 s of Locust metrics and live figures in Prometheus")
     # the row "Champion and challenger" has data only where a challenger scores in shadow
