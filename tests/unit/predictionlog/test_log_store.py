@@ -223,3 +223,21 @@ def test_figures_written_by_an_older_release_are_served_without_an_earlier_compa
     older = [("monitor", 3.0, "n", '{"5": {}}'), *current[1:]]
     assert stored_of(older) == StoredFigures(3.0, "n", '{"5": {}}', "[]", "{}")
     assert stored_of(current[1:]) is None
+
+
+def test_the_queue_keeps_only_the_consumers_sample_of_encoded_rows_after_a_large_flush(tmp_path):
+    """A flush of 5,000 rows sets the stride to 3 (CONSUMER_ROWS 2,048): the next 6,000 rows are queued with every
+    third encoded row only, and all of them are still written."""
+    seen: list[int] = []
+    store = SQLiteStore(tmp_path / "predictions.db")
+    log = PredictionLog(store, 100_000, keep_features=False, retention_days=30, keep_days=120, counts=metrics,
+                        consumers=[lambda batches: seen.append(sum(len(b.matrix) for b in batches))],
+                        flush_seconds=2.0)  # fmt: skip
+    first, second = batch(5000, seed=1), batch(6000, seed=2)
+    log.append(first)
+    log.start()
+    poll(lambda: seen, 10, "the first flush", interval=0.01)
+    log.append(second)  # queued before the next flush: thinned with the first flush's stride
+    log.close(timeout=10)
+    assert seen == [5000, 2000]
+    assert set(first.ids) | set(second.ids) <= sqlite_ids(tmp_path / "predictions.db")
