@@ -85,15 +85,10 @@ class Shadow:
         if len(probabilities) != count or len(labels) != count:
             return self._missed(FAILED, count, "failed", f"the challenger scored {len(probabilities)} of {count} rows")
         self.counts.shadow_rows(SCORED, count)
-        ends = np.cumsum([len(batch.ids) for batch in batches])
+        cuts = np.cumsum([len(batch.ids) for batch in batches])[:-1]  # each batch's share of the one call
         return [
-            ShadowBatch(
-                batch.ids[0],
-                self.version,
-                probabilities[end - len(batch.ids) : end],
-                labels[end - len(batch.ids) : end],
-            )
-            for batch, end in zip(batches, ends, strict=True)
+            ShadowBatch(batch.ids[0], self.version, p, flags)
+            for batch, p, flags in zip(batches, np.split(probabilities, cuts), np.split(labels, cuts), strict=True)
             if batch.ids
         ]
 
