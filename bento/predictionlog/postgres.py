@@ -24,22 +24,22 @@ from bento.predictionlog.store import (
     ERASED,
     INSERT_OUTCOME,
     INSERT_SCORES,
+    LABELLED,
     LABELLED_MARKER,
-    LABELLED_SINCE,
     LEASE,
     MIGRATE_CHUNK,
     MIGRATION,
     OLD_PREDICTIONS,
     OLD_SHADOWS,
-    PAIRED_SINCE,
+    PAIRED,
     RELEASE_LEASE,
     SAVE_FIGURES,
-    SCORED_BATCHES,
+    SCORED,
     SCORED_MARKER,
-    SCORED_SHADOWS,
     SHADOWS_OF,
     STORED_FIGURES,
     TAKE_LEASE,
+    Read,
     Recorded,
     ShadowBatch,
     StoreBusyError,
@@ -49,15 +49,12 @@ from bento.predictionlog.store import (
     check_outcomes,
     figure_rows,
     id_range,
-    labelled_of,
     marker_of,
     migrated_batches,
     migrated_shadows,
     new_outcomes,
-    paired_of,
     recorded_after_insert,
     scored_marker_of,
-    scored_of,
     scores_of,
     shadow_rows,
     stored_of,
@@ -248,30 +245,23 @@ class PostgresStore:
 
     def labelled(self, since: float) -> Labelled:
         """Predictions made since `since` that have an outcome, served and shadow."""
-
-        def work(cursor: psycopg.Cursor) -> list[tuple]:
-            cursor.execute(LABELLED_SINCE.format("%s"), (first_id_at(since), since))
-            return cursor.fetchall()
-
-        return labelled_of(self._transaction(work))
+        return self._read(LABELLED, (first_id_at(since), since))
 
     def paired(self, since: float) -> Paired:
         """Predictions made since `since` that have an outcome and a challenger's score."""
-
-        def work(cursor: psycopg.Cursor) -> list[tuple]:
-            cursor.execute(PAIRED_SINCE.format("%s"), (first_id_at(since), since))
-            return cursor.fetchall()
-
-        return paired_of(self._transaction(work))
+        return self._read(PAIRED, (first_id_at(since), since))
 
     def scored(self, since: float) -> Scored:
         """Every logged probability made since `since`."""
+        return self._read(SCORED, (first_id_at(since),) * 2)
 
-        def work(cursor: psycopg.Cursor) -> Scored:
-            cursor.execute(SCORED_BATCHES.format("%s"), (first_id_at(since),))
-            served = cursor.fetchall()
-            cursor.execute(SCORED_SHADOWS.format("%s"), (first_id_at(since),))
-            return scored_of(served, cursor.fetchall())
+    def _read(self, read: Read[T], parameters: tuple) -> T:
+        """`read` through a server-side cursor: the rows come READ_ROWS at a time, not all at once."""
+
+        def work(cursor: psycopg.Cursor) -> T:
+            with cursor.connection.cursor(name="read") as rows:
+                rows.execute(read.query.format("%s"), parameters)
+                return read.of(rows)
 
         return self._transaction(work)
 

@@ -20,23 +20,23 @@ from bento.predictionlog.store import (
     FIND_BATCH,
     INSERT_OUTCOME,
     INSERT_SCORES,
+    LABELLED,
     LABELLED_MARKER,
-    LABELLED_SINCE,
     LEASE,
     MIGRATE_CHUNK,
     MIGRATION,
     OLD_PREDICTIONS,
     OLD_SHADOWS,
     OLD_TABLES,
-    PAIRED_SINCE,
+    PAIRED,
     RELEASE_LEASE,
     SAVE_FIGURES,
-    SCORED_BATCHES,
+    SCORED,
     SCORED_MARKER,
-    SCORED_SHADOWS,
     SHADOWS_OF,
     STORED_FIGURES,
     TAKE_LEASE,
+    Read,
     Recorded,
     ShadowBatch,
     StoreBusyError,
@@ -47,15 +47,12 @@ from bento.predictionlog.store import (
     chunks,
     figure_rows,
     id_range,
-    labelled_of,
     marker_of,
     migrated_batches,
     migrated_shadows,
     new_outcomes,
-    paired_of,
     recorded_after_insert,
     scored_marker_of,
-    scored_of,
     scores_of,
     shadow_rows,
     stored_of,
@@ -274,23 +271,18 @@ class SQLiteStore:
 
     def labelled(self, since: float) -> Labelled:
         """Predictions made since `since` that have an outcome, served and shadow."""
-        bounds = (first_id_at(since), since)
-        return labelled_of(self._transaction(lambda c: c.execute(LABELLED_SINCE.format("?"), bounds).fetchall(), False))
+        return self._read(LABELLED, (first_id_at(since), since))
 
     def paired(self, since: float) -> Paired:
         """Predictions made since `since` that have an outcome and a challenger's score."""
-        bounds = (first_id_at(since), since)
-        return paired_of(self._transaction(lambda c: c.execute(PAIRED_SINCE.format("?"), bounds).fetchall(), False))
+        return self._read(PAIRED, (first_id_at(since), since))
 
     def scored(self, since: float) -> Scored:
         """Every logged probability made since `since`."""
-        first = (first_id_at(since),)
+        return self._read(SCORED, (first_id_at(since),) * 2)
 
-        def read(connection: sqlite3.Connection) -> Scored:
-            served = connection.execute(SCORED_BATCHES.format("?"), first).fetchall()
-            return scored_of(served, connection.execute(SCORED_SHADOWS.format("?"), first).fetchall())
-
-        return self._transaction(read, immediate=False)
+    def _read(self, read: Read[T], parameters: tuple) -> T:
+        return self._transaction(lambda c: read.of(c.execute(read.query.format("?"), parameters)), immediate=False)
 
     def scored_marker(self) -> str:
         """The oldest and newest ids."""

@@ -37,9 +37,9 @@ holds the lock); the caller retries or counts what was lost.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -51,8 +51,10 @@ if TYPE_CHECKING:
     from bento.core.scoring import ScoredBatch
 
 IN_CHUNK = 500  # ids per `IN (...)` query
+READ_ROWS = 10_000  # rows a read of many rows fetches at a time (`Read`)
 ERASE_ROWS = 5000  # predictions erased per transaction (whole batches, at least one): the lock is held for milliseconds
 PROBABILITY, LABEL = np.dtype("<f4"), np.dtype("u1")  # how a batch's columns are stored
+T = TypeVar("T")
 
 
 class StoreError(RuntimeError):
@@ -286,15 +288,14 @@ PAIRED_SINCE = (
     "JOIN outcomes o ON o.prediction_id = c.prediction_id "
     "WHERE c.served = 1 AND c.prediction_id >= {0} AND c.time >= {0} ORDER BY c.prediction_id, s.model_version"
 )
-# The served batches and the challengers' (at the time of the served batch), from the first id at `since` (the ids
-# sort by time, bento/core/ids.py: both tables' primary keys lead with the first id), in the order of the ids.
-SCORED_BATCHES = (
-    "SELECT first_id, model_version, rows, time, probabilities, labels FROM prediction_batches "
-    "WHERE first_id >= {0} ORDER BY first_id"
-)
-SCORED_SHADOWS = (
-    "SELECT s.first_id, s.model_version, p.rows, p.time, s.probabilities, s.labels FROM shadow_batches s "
-    "JOIN prediction_batches p ON p.first_id = s.first_id WHERE s.first_id >= {0} ORDER BY s.first_id, s.model_version"
+# Every logged probability from the first id at `since` (the ids sort by time, bento/core/ids.py): the served batches
+# and the challengers' (at the time of the served batch), merged in the order of the first ids (a batch's challengers
+# beside it in any order: each is another version). Both tables' primary keys lead with the first id, so the database
+# merges two index scans and sorts nothing. The parameters: the first id at `since`, twice.
+SCORED_SINCE = (
+    "SELECT first_id, model_version, time, rows, probabilities, labels FROM prediction_batches WHERE first_id >= {0} "
+    "UNION ALL SELECT s.first_id, s.model_version, p.time, p.rows, s.probabilities, s.labels FROM shadow_batches s "
+    "JOIN prediction_batches p ON p.first_id = s.first_id WHERE s.first_id >= {0} ORDER BY 1"
 )
 # An earlier release's store, converted once: its rows read in chunks, then the labelled rows' scores copied, then
 # its two tables dropped, in one transaction.
@@ -399,51 +400,50 @@ def chunks(ids: list[str]) -> list[list[str]]:
     return [ids[start : start + IN_CHUNK] for start in range(0, len(ids), IN_CHUNK)]
 
 
-def paired_of(rows: list[tuple]) -> Paired:
-    """Paired from PAIRED_SINCE rows (champion version, challenger version, time, both probabilities, outcome, when
-    the outcome was recorded)."""
-    columns = list(zip(*rows, strict=True)) or [()] * 7
-    return Paired(
-        np.array(columns[0], dtype=str),
-        np.array(columns[1], dtype=str),
-        np.array(columns[2], dtype=np.float64),
-        np.array(columns[3], dtype=np.float64),
-        np.array(columns[4], dtype=np.float64),
-        np.array(columns[5], dtype=np.int64),
-        np.array(columns[6], dtype=np.float64),
-    )
+Column = Callable[[tuple], np.ndarray]  # one column of fetched rows, as numpy
 
 
-def scored_of(served: list[tuple], shadow: list[tuple]) -> Scored:
-    """Scored from SCORED_BATCHES and SCORED_SHADOWS rows (first id, version, rows, time, probabilities, labels), in
-    the order of the ids (a version's rows, served or in shadow, oldest first)."""
-    rows = served + shadow
-    if not rows:
-        empty = np.zeros(0)
-        return Scored(np.zeros(0, dtype=str), empty, empty, empty.astype(np.int64))
-    if shadow:  # the two reads each in order: merged by first id, then version
-        rows.sort(key=lambda row: (row[0], row[1]))
-    _, versions, counts, times, probabilities, labels = zip(*rows, strict=True)
-    return Scored(
-        np.repeat(np.array(versions, dtype=str), counts),
-        np.repeat(np.array(times, dtype=np.float64), counts),
-        np.frombuffer(b"".join(probabilities), PROBABILITY).astype(np.float64),
-        np.frombuffer(b"".join(labels), LABEL).astype(np.int64),
-    )
+def values(dtype: type) -> Column:
+    """A column of values, as an array of `dtype`."""
+    return lambda column: np.array(column, dtype=dtype)
 
 
-def labelled_of(rows: list[tuple]) -> Labelled:
-    """Labelled from LABELLED_SINCE rows (version, time, probability, label, outcome, when the outcome was recorded),
-    in the order of their ids."""
-    if not rows:
-        empty = np.zeros(0)
-        return Labelled(np.zeros(0, dtype=str), empty, empty, empty.astype(np.int64), empty.astype(np.int64), empty)
-    versions, times, probabilities, labels, outcomes, recorded = zip(*rows, strict=True)
-    return Labelled(
-        np.array(versions, dtype=str),
-        np.array(times, dtype=np.float64),
-        np.array(probabilities, dtype=np.float64),
-        np.array(labels, dtype=np.int64),
-        np.array(outcomes, dtype=np.int64),
-        np.array(recorded, dtype=np.float64),
-    )
+def packed(dtype: np.dtype) -> Column:
+    """A column of byte strings, each an array of `dtype`, as one array: their items one after another."""
+    return lambda column: np.frombuffer(b"".join(column), dtype)
+
+
+@dataclass(frozen=True)
+class Read(Generic[T]):
+    """A read of many rows: its query (placeholders `{0}`), how each of its columns becomes numpy (None: left out,
+    fetched for the order alone) and what the columns make."""
+
+    query: str
+    columns: tuple[Column | None, ...]
+    made: Callable[..., T]
+
+    def of(self, cursor: Rows) -> T:
+        """What the rest of `cursor`'s rows make, fetched READ_ROWS at a time: each chunk's Python objects become
+        numpy columns before the next is fetched, so a read of millions of rows never holds them all as objects."""
+        chunks = [
+            self._converted(list(zip(*rows, strict=True))) for rows in iter(lambda: cursor.fetchmany(READ_ROWS), [])
+        ]
+        return self.made(*map(np.concatenate, zip(*chunks, strict=True))) if chunks else self.made(*self._converted())
+
+    def _converted(self, columns: list[tuple] | None = None) -> list[np.ndarray]:
+        """Fetched columns (None: none fetched) as numpy, those left out dropped."""
+        columns = columns or [()] * len(self.columns)
+        return [convert(column) for convert, column in zip(self.columns, columns, strict=True) if convert]
+
+
+class Rows(Protocol):
+    """What a read needs of a database cursor (sqlite3's and psycopg's)."""
+
+    def fetchmany(self, size: int) -> list[Any]:
+        """At most `size` more rows; none once every row was fetched."""
+
+
+TEXT, REAL, INTEGER = values(str), values(np.float64), values(np.int64)
+LABELLED = Read(LABELLED_SINCE, (TEXT, REAL, REAL, INTEGER, INTEGER, REAL), Labelled)
+PAIRED = Read(PAIRED_SINCE, (TEXT, TEXT, REAL, REAL, REAL, INTEGER, REAL), Paired)
+SCORED = Read(SCORED_SINCE, (None, TEXT, REAL, INTEGER, packed(PROBABILITY), packed(LABEL)), Scored)

@@ -28,6 +28,7 @@ from bento.quality.windows import DAY, WINDOWS, Figures, Scored, version_order
 
 ESTIMATES = ("estimated_roc_auc", "estimated_precision", "flagged_rate")
 SCORED_ROWS = "scored_rows"  # the rows the estimates of a version and window were computed over
+WIDENED_ROWS = 1 << 16  # probabilities widened to float64 at a time
 
 
 def expected_roc_auc(probability: np.ndarray) -> float | None:
@@ -37,25 +38,27 @@ def expected_roc_auc(probability: np.ndarray) -> float | None:
     (cumulative sum of p) and false positives (of 1 - p), over their totals, are a point of the curve, and the area
     is the trapezoid sum. Tied probabilities add the same step each, so their points lie on one line and the area
     does not depend on their order (as scikit-learn's trapezoids over tie groups). The trapezoid of row i is
-    (1 - p_i) * (C_i - p_i / 2) / (P * N), C_i the cumulative sum: one sort and one pass.
+    (1 - p_i) * (C_i - p_i / 2) / (P * N), C_i the cumulative sum: one sort (in the probabilities' own precision:
+    float32 from the log) and one pass, widened to float64 WIDENED_ROWS rows at a time (a window may hold millions).
     """
-    ordered = np.sort(np.asarray(probability, dtype=np.float64))[::-1]
-    positives = float(ordered.sum())
+    ordered = np.sort(np.asarray(probability))[::-1]
+    positives = area = 0.0
+    for start in range(0, len(ordered), WIDENED_ROWS):
+        part = ordered[start : start + WIDENED_ROWS].astype(np.float64)
+        cumulative = np.cumsum(np.r_[positives, part])[1:]  # carried on from the rows before, as one sum over all
+        positives = float(cumulative[-1])
+        area += float(np.dot(1.0 - part, cumulative - 0.5 * part))
     negatives = len(ordered) - positives
-    if len(ordered) == 0 or positives <= 0.0 or negatives <= 0.0:
+    if positives <= 0.0 or negatives <= 0.0:
         return None
-    below = np.cumsum(ordered)
-    other = ordered * 0.5  # (one array for both terms, in place: a window may hold millions of rows)
-    below -= other  # expected positives scored above row i, and half of its own
-    np.subtract(1.0, ordered, out=other)
-    return float(np.dot(other, below) / (positives * negatives))
+    return area / (positives * negatives)
 
 
 def expected_precision(probability: np.ndarray, flagged: np.ndarray) -> float | None:
     """Expected share of the `flagged` rows (probability at or above the version's threshold: the logged label)
     readmitted; None if none flagged."""
-    chosen = np.asarray(probability, dtype=np.float64)[np.asarray(flagged, dtype=bool)]
-    return float(chosen.mean()) if len(chosen) else None
+    chosen = np.asarray(probability)[np.asarray(flagged, dtype=bool)]
+    return float(chosen.mean(dtype=np.float64)) if len(chosen) else None
 
 
 def summary(probability: np.ndarray, flagged: np.ndarray) -> dict[str, float]:
@@ -84,14 +87,14 @@ def measure(scored: Scored, now: float, versions: Iterable[str] = ()) -> dict[st
         result[version] = {}
         previous: tuple[int, Figures] | None = None  # the last window's row count and estimates
         for window, days in sorted(WINDOWS.items(), key=lambda item: item[1]):
-            rows = np.flatnonzero(of_version & (scored.time >= now - days * DAY))
-            published = rows[: len(rows) // PUBLISH_ROWS * PUBLISH_ROWS]  # in the order of the ids: the oldest
-            if previous is not None and previous[0] == len(rows):  # windows nest: as many rows are the same rows
+            batches = of_version & (scored.time >= now - days * DAY)
+            rows = int(scored.rows[batches].sum())
+            if previous is not None and previous[0] == rows:  # windows nest: as many rows are the same rows
                 result[version][window] = previous[1]
                 continue
-            found = {
-                **summary(scored.probability[published], scored.label[published] == 1),
-                SCORED_ROWS: len(published),
-            }
-            result[version][window], previous = found, (len(rows), found)
+            chosen = np.repeat(batches, scored.rows)  # in the order of the ids: the oldest first
+            published = rows // PUBLISH_ROWS * PUBLISH_ROWS
+            probability, label = scored.probability[chosen][:published], scored.label[chosen][:published]
+            found = {**summary(probability, label == 1), SCORED_ROWS: published}
+            result[version][window], previous = found, (rows, found)
     return result

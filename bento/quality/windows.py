@@ -40,12 +40,16 @@ class Labelled:
 
 @dataclass(frozen=True)
 class Scored:
-    """The logged probabilities made since some time, outcome or not, in the order of their ids (oldest first)."""
+    """The logged probabilities made since some time, outcome or not, as the log holds them: per batch (one call of
+    a model) its version, time and number of rows; per row its probability and label, the batches' rows one after
+    another. Each version's batches are in the order of their ids (oldest first). A few bytes a row: a window may
+    hold millions."""
 
-    model_version: np.ndarray  # str [N]
-    time: np.ndarray  # float64 [N], when the prediction was made
-    probability: np.ndarray  # float64 [N]
-    label: np.ndarray  # int64 [N], 1 = flagged at the version's own threshold
+    model_version: np.ndarray  # str [B]
+    time: np.ndarray  # float64 [B], when the batch was scored
+    rows: np.ndarray  # int64 [B]
+    probability: np.ndarray  # float32 [N], N = rows.sum()
+    label: np.ndarray  # uint8 [N], 1 = flagged at the version's own threshold
 
 
 def measure(

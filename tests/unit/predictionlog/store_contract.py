@@ -32,6 +32,7 @@ from bento.predictionlog.store import (
     StoredFigures,
     UnknownPredictionError,
 )
+from bento.quality.windows import Scored
 from tests.helpers import ID_RUNS, LOGGED, SHADOW_LOGGED, logged, run_ids, shadow_logged
 
 DAY = 86_400.0
@@ -117,9 +118,7 @@ class StoreContract:
             ]
         )
         scored = log.scored(since=0)
-        assert scored.model_version.tolist() == ["1"] * 3 + ["2", "3", "2"]
-        expected = [*old.probabilities.tolist(), recent.probabilities[0], 0.5, recent.probabilities[1]]
-        assert scored.probability.tolist() == [float(p) for p in expected]
+        assert by_version(scored) == {"1": rows_of(old), "2": rows_of(recent), "3": [(0.5, 1)]}
         labelled = log.labelled(since=0)
         assert labelled.model_version.tolist() == ["1", "2", "3"] and labelled.outcome.tolist() == [1, 0, 0]
         assert labelled.probability.tolist() == [float(old.probabilities[1]), float(recent.probabilities[0]), 0.5]
@@ -152,9 +151,9 @@ class StoreContract:
         log.append([first], keep_features=False)
         log.record_outcomes({first.ids[1]: 1}, now)  # an outcome changes nothing here
         scored = log.scored(since=now - DAY)
-        assert scored.model_version.tolist() == ["3"] * 3 + ["8"] * 2
-        assert scored.time.tolist() == [first.time] * 3 + [second.time] * 2
-        expected = np.concatenate([first.probabilities, second.probabilities]).astype(np.float64)
+        assert scored.model_version.tolist() == ["3", "8"] and scored.rows.tolist() == [3, 2]
+        assert scored.time.tolist() == [first.time, second.time]
+        expected = np.concatenate([first.probabilities, second.probabilities])
         assert scored.probability.tolist() == expected.tolist()  # exact
         assert scored.label.tolist() == [*first.labels.tolist(), *second.labels.tolist()]
         assert len(log.scored(since=0).probability) == 7
@@ -167,13 +166,8 @@ class StoreContract:
         shadow = [scores(old, "9", [0.25] * 2, [1] * 2), scores(served, "9", [0.25] * 3, [1] * 3)]
         log.append([old, served], keep_features=False, shadow=shadow)
         scored = log.scored(since=now - DAY)
-        of_challenger, of_served = scored.model_version == "9", scored.model_version == "3"
-        assert of_challenger.sum() == of_served.sum() == 3
-        assert scored.time.tolist() == [served.time] * 6
-        assert (
-            scored.probability[of_challenger].tolist() == [0.25] * 3 and scored.label[of_challenger].tolist() == [1] * 3
-        )
-        assert scored.probability[of_served].tolist() == served.probabilities.astype(np.float64).tolist()
+        assert by_version(scored) == {"3": rows_of(served), "9": [(0.25, 1)] * 3}
+        assert scored.time.tolist() == [served.time] * 2 and scored.rows.tolist() == [3, 3]
 
     def test_the_scored_marker_moves_with_predictions_added_or_erased_only(self, store):
         log, _ = store
@@ -428,3 +422,15 @@ class StoreContract:
             for caller, result in enumerate(opposite):
                 assert isinstance(result, Recorded if caller % 2 == kept else ConflictingOutcomeError), opposite
             assert sum(result.recorded for result in opposite if isinstance(result, Recorded)) == CONTESTED
+
+
+def by_version(scored: Scored) -> dict[str, list[tuple[float, int]]]:
+    """Each version's logged probabilities and labels, in the order the log returned them."""
+    versions = np.repeat(scored.model_version, scored.rows)
+    rows = list(zip(scored.probability.tolist(), scored.label.tolist(), strict=True))
+    return {version: [row for row, v in zip(rows, versions, strict=True) if v == version] for version in set(versions)}
+
+
+def rows_of(scored: ScoredBatch) -> list[tuple[float, int]]:
+    """A scored batch's probabilities (float32, as logged) and labels."""
+    return list(zip(scored.probabilities.astype(np.float32).tolist(), scored.labels.tolist(), strict=True))

@@ -129,9 +129,14 @@ def test_the_estimates_agree_with_nannyml_cbpe_on_the_same_rows(tmp_path):
 
 
 def _scored(rows: int, now: float, version: str = "3", days_ago: float = 1.0, seed: int = 20) -> Scored:
-    probability = _probabilities(rows, seed)
+    """`rows` single-row batches, as the log holds them (float32 probabilities, uint8 labels)."""
+    probability = _probabilities(rows, seed).astype(np.float32)
     return Scored(
-        np.full(rows, version), np.full(rows, now - days_ago * DAY), probability, (probability >= THRESHOLD) * 1
+        np.full(rows, version),
+        np.full(rows, now - days_ago * DAY),
+        np.ones(rows, dtype=np.int64),
+        probability,
+        (probability >= THRESHOLD).astype(np.uint8),
     )
 
 
