@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from bento.core.scoring import ScoredBatch
 
 IN_CHUNK = 500  # ids per `IN (...)` query
-READ_ROWS = 10_000  # rows a read of many rows fetches at a time (`Read`)
+READ_ROWS = 1000  # rows a read of many rows fetches at a time (`Read`): batches of the log, up to 1,000,000 rows
 ERASE_ROWS = 5000  # predictions erased per transaction (whole batches, at least one): the lock is held for milliseconds
 PROBABILITY, LABEL = np.dtype("<f4"), np.dtype("u1")  # how a batch's columns are stored
 T = TypeVar("T")

@@ -92,7 +92,9 @@ def measure(scored: Scored, now: float, versions: Iterable[str] = ()) -> dict[st
             if previous is not None and previous[0] == rows:  # windows nest: as many rows are the same rows
                 result[version][window] = previous[1]
                 continue
-            chosen = np.repeat(batches, scored.rows)  # in the order of the ids: the oldest first
+            # in the order of the ids, the oldest first; every row (the usual case: one version, every row recent)
+            # as a view, not a copy
+            chosen = slice(None) if batches.all() else np.repeat(batches, scored.rows)
             published = rows // PUBLISH_ROWS * PUBLISH_ROWS
             probability, label = scored.probability[chosen][:published], scored.label[chosen][:published]
             found = {**summary(probability, label == 1), SCORED_ROWS: published}
