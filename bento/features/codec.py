@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,30 +30,59 @@ def validate(record: Mapping[str, Any]) -> dict[str, Any]:
     return {f.name: f.parse(record.get(f.name)) for f in FIELDS}
 
 
-def encode(records: Sequence[Mapping[str, Any]]) -> np.ndarray:
-    """Encode validated records into the model's float32 matrix (NaN where missing)."""
-    matrix = np.zeros((len(records), len(COLUMNS)), dtype=np.float32)
-    start = 0
+@dataclass(frozen=True)
+class _OneHot:
+    """A one-hot field's place in a row: the column of each value (a category's default has none: all zeros) or,
+    for an ICD-9 field, of each group, then the column of the code's number."""
+
+    name: str
+    columns: Mapping[Any, int]
+    number: int | None  # ICD-9 fields only
+
+
+def _layout() -> tuple[tuple[str, ...], np.ndarray, tuple[_OneHot, ...]]:
+    """The number and code fields, their columns, and the one-hot fields, in FIELDS' order."""
+    numbers, number_columns, one_hot, start = [], [], [], 0
     for f in FIELDS:
-        width = len(f.columns)
-        column = [record[f.name] for record in records]
         if f.kind in (Kind.NUMBER, Kind.CODE):
-            matrix[:, start] = [np.nan if v is None else v for v in column]
-        elif f.kind is Kind.CATEGORY:
-            offsets = {value: start + i for i, value in enumerate(f.encoded_values)}
-            for row, value in enumerate(column):
-                if value is not None and value != f.default:
-                    matrix[row, offsets[value]] = 1.0
+            numbers.append(f.name)
+            number_columns.append(start)
         else:
-            offsets = {group: start + i for i, group in enumerate(icd9.GROUPS)}
-            code_column = start + width - 1
-            for row, value in enumerate(column):
-                if value is None:
-                    matrix[row, code_column] = np.nan
-                else:
-                    matrix[row, offsets[icd9.group(value)]] = 1.0
-                    matrix[row, code_column] = icd9.numeric_value(value)
-        start += width
+            values = icd9.GROUPS if f.kind is Kind.ICD9 else f.encoded_values
+            number = start + len(f.columns) - 1 if f.kind is Kind.ICD9 else None
+            one_hot.append(_OneHot(f.name, {value: start + i for i, value in enumerate(values)}, number))
+        start += len(f.columns)
+    return tuple(numbers), np.array(number_columns), tuple(one_hot)
+
+
+_NUMBERS, _NUMBER_COLUMNS, _ONE_HOT = _layout()
+
+
+def encode(records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """Encode validated records into the model's float32 matrix (NaN where missing). A few numpy calls whatever the
+    number of records and fields: the numbers in one assignment, the one-hot columns (and ICD-9 codes' numbers) in
+    one scatter each."""
+    width = len(COLUMNS)
+    matrix = np.zeros((len(records), width), dtype=np.float32)
+    numbers = [[math.nan if record[name] is None else record[name] for name in _NUMBERS] for record in records]
+    matrix[:, _NUMBER_COLUMNS] = np.array(numbers, dtype=np.float64).reshape(len(records), len(_NUMBERS))
+    ones, at, values = [], [], []  # flat indices of the ones, flat indices and values of the codes' numbers
+    for field in _ONE_HOT:
+        for row, record in enumerate(records):
+            value = record[field.name]
+            if field.number is None:
+                if value in field.columns:  # None and the default have no column
+                    ones.append(row * width + field.columns[value])
+            elif value is None:
+                at.append(row * width + field.number)
+                values.append(math.nan)
+            else:
+                ones.append(row * width + field.columns[icd9.group(value)])
+                at.append(row * width + field.number)
+                values.append(icd9.numeric_value(value))
+    flat = matrix.reshape(-1)
+    flat[ones] = 1.0
+    flat[at] = values
     return matrix
 
 
