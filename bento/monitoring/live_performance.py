@@ -54,7 +54,7 @@ CPU_SHARE = 0.01  # after a child that took c CPU seconds the holder rests c / C
 TIMEOUT_SECONDS = 900.0
 WAIT_SECONDS = 0.5  # at most this between a waiting holder's checks (stopping, the lease); it holds no GIL between
 # Past this many logged rows a version's estimates were computed over, new predictions alone no longer make the
-# holder read every logged probability again (seconds of the worker's thread at millions of rows): the figures are
+# holder's child read every logged probability again (seconds of CPU at millions of rows): the figures are
 # then computed again when outcomes are recorded or erased, a version is new, or SLIDE_SECONDS passed.
 LARGE_LOG_ROWS = 100_000
 
