@@ -1,7 +1,8 @@
 """The prediction log's size in PostgreSQL: bytes a row, table and primary key (the README's figure).
 
 `.venv/bin/python -m bench.log_size_postgres [ROWS]` starts a throwaway PostgreSQL from Debian's packages (as the
-tests do), appends ROWS rows (200,000) through `PostgresStore` in batches of 1,000, and prints
+tests do), appends ROWS rows (200,000) through `PostgresStore` in batches of 1,000, with probabilities as varied as the
+model's (so PostgreSQL's compression of the columns is not flattered) and their labels, and prints
 `pg_total_relation_size` per row and for a day at the benchmark's single-row rate.
 """
 
@@ -29,12 +30,13 @@ def main(rows: int = 200_000) -> None:
     try:
         url = server.database()
         store = PostgresStore(url)
-        ids = PredictionIds()
+        ids, rng = PredictionIds(), np.random.default_rng(0)
         matrix = np.zeros((BATCH, len(features.COLUMNS)), dtype=np.float32)
         for _ in range(rows // BATCH):
             now = time.time()
-            probabilities = np.full(BATCH, 0.15, dtype=np.float32)
-            batch = ScoredBatch(ids.take(BATCH, now), now, "1", probabilities, np.zeros(BATCH, np.int64), matrix)
+            probabilities = rng.beta(2.0, 12.0, BATCH).astype(np.float32)  # mean about 0.14, as served
+            labels = (probabilities >= 0.149).astype(np.int64)
+            batch = ScoredBatch(ids.take(BATCH, now), now, "1", probabilities, labels, matrix)
             store.append([batch], keep_features=False)
         store.close()
         with psycopg.connect(url) as connection:
