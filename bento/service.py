@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from bento.core.scoring import ScoringCore
 from bento.model.predictor import CHALLENGER_TAG, ModelLoadError, Predictor
 from bento.monitoring import metrics
-from bento.server import connections, drain
+from bento.server import connections, drain, timeout
 from bento.server.app import create_app
 from bento.settings import ServiceSettings, SettingsError
 
@@ -63,6 +63,7 @@ DRAIN = drain.Drain(SETTINGS.drain_seconds, CORE)
 # worker, with or without Kubernetes. (create_watcher, in the `bentoml serve` process, asks this function;
 # that process imports this module before it creates its watchers.)
 bentoml.serving.running_inside_container = lambda: False
+timeout.install()  # the traffic timeout below, without a task and a pending timer per request
 
 
 class ServedModel(bentoml.models.BentoModel):
