@@ -4,19 +4,13 @@ BentoML's TimeoutMiddleware runs every request in a task of its own and arms a t
 timers stay pending under load): a tenth of a single-row request's CPU. `RequestTimeout` answers the same, in
 the request's own task: past `timeout` seconds before the response starts, the request is cancelled and answered
 504 with BentoML's body; once the response starts the timeout no longer applies, as BentoML's does.
-
-`install` puts it in BentoML's middleware stack in place of BentoML's (the same place: after its tracing and
-access log, before the application). BentoML builds that stack from `ServiceAppFactory.middlewares` in each
-worker, after importing the service module, which calls `install`.
+bento/server/middlewares.py puts it in BentoML's stack in the place of BentoML's.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from _bentoml_impl.server.app import ServiceAppFactory  # noqa: PLC2701  (pinned BentoML: no setting for this)
-from bentoml._internal.server.http.traffic import TimeoutMiddleware  # noqa: PLC2701
-from starlette.middleware import Middleware
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -52,19 +46,3 @@ class RequestTimeout:
                 {"error": f"Not able to process the request in {self.timeout} seconds"}, status_code=504
             )
             await answer(scope, receive, send)
-
-
-def swapped(middlewares: list[Middleware]) -> list[Middleware]:
-    """BentoML's middlewares with its TimeoutMiddleware replaced by RequestTimeout (same timeout, same place)."""
-    return [
-        Middleware(RequestTimeout, **m.kwargs) if m.cls is TimeoutMiddleware else m  # type: ignore[arg-type]
-        for m in middlewares
-    ]
-
-
-_BENTOML_MIDDLEWARES = ServiceAppFactory.middlewares
-
-
-def install() -> None:
-    """Have BentoML build its stack with RequestTimeout in place of its TimeoutMiddleware (idempotent)."""
-    ServiceAppFactory.middlewares = property(lambda factory: swapped(_BENTOML_MIDDLEWARES.fget(factory)))  # type: ignore[method-assign,attr-defined]

@@ -1,5 +1,5 @@
 """bento/server/timeout.py: the request timeout answers as BentoML's TimeoutMiddleware did (504 and its body before
-the response starts, nothing once it has), and `install` puts it in BentoML's stack in the place of BentoML's."""
+the response starts, nothing once it has)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,7 @@ import asyncio
 import json
 
 import pytest
-from _bentoml_impl.server.app import ServiceAppFactory
-from bentoml._internal.server.http.traffic import TimeoutMiddleware
-from starlette.middleware import Middleware
 
-from bento.server import timeout
 from bento.server.timeout import RequestTimeout
 
 SCOPE = {"type": "http", "method": "POST", "path": "/predict", "headers": []}
@@ -78,19 +74,3 @@ def test_the_applications_own_timeout_error_is_not_taken_for_the_deadline():
 
     with pytest.raises(TimeoutError, match="the application's"):
         serve(failing, 1)
-
-
-def test_install_swaps_bentomls_timeout_in_its_place_keeping_its_setting(monkeypatch):
-    class Tracing:
-        pass
-
-    class Application:
-        pass
-
-    stack = [Middleware(Tracing), Middleware(TimeoutMiddleware, timeout=30), Middleware(Application)]
-    monkeypatch.setattr(ServiceAppFactory, "middlewares", ServiceAppFactory.middlewares)  # restored after the test
-    monkeypatch.setattr(timeout, "_BENTOML_MIDDLEWARES", property(lambda factory: stack))
-    timeout.install()
-    built = ServiceAppFactory.middlewares.fget(object())
-    assert [m.cls for m in built] == [Tracing, RequestTimeout, Application]
-    assert built[1].kwargs == {"timeout": 30}
