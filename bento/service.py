@@ -85,9 +85,10 @@ class ServedModel(bentoml.models.BentoModel):
 
 
 class ApplicationFirst:
-    """ASGI middleware in BentoML's stack, after its tracing, access log and timeout: every request that is not
-    for one of BentoML's own routes goes straight to the application, past BentoML's request context (which
-    only its @bentoml.api methods read) and its router. Unknown paths so get the application's JSON 404.
+    """ASGI middleware in BentoML's stack, after its tracing and access log (where on) and the request timeout
+    (bento/server/middlewares.py): every request that is not for one of BentoML's own routes goes straight to the
+    application, past BentoML's request context (which only its @bentoml.api methods read) and its router. Unknown
+    paths so get the application's JSON 404.
     """
 
     def __init__(self, app: ASGIApp, application: ASGIApp) -> None:
