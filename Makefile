@@ -105,7 +105,8 @@ loadtest: venv
 	$(BIN)/python loadtest/run.py --host http://127.0.0.1:$(PORT) $(LOADTEST_ARGS)
 
 # Soak (loadtest/soak.py): the built Bento on a free loopback port, its log beside the results, mixed traffic
-# for SOAK_DURATION; checks failures, p99 drift, memory growth and the log; the service always stops after.
+# for SOAK_DURATION; checks failures, p99 drift, memory growth and the log (the access log on, so the scan covers
+# a line per request); the service always stops after.
 SOAK_DURATION ?= 10m
 SOAK_WINDOW ?= 60
 SOAK_USERS ?= 100
@@ -113,7 +114,7 @@ soak: $(STATE)/built.stamp
 	@set -eu; name=$$(date -u +%Y%m%dT%H%M%SZ)-soak; dir=$${LOADTEST_RESULTS:-loadtest/results}/$$name; mkdir -p $$dir; \
 	port=$(or $(SOAK_PORT),$$($(BIN)/python -c 'from loadtest.cli import free_port; print(free_port())')); \
 	metrics=$$($(BIN)/python -c 'from loadtest.cli import free_port; print(free_port())'); \
-	READMISSION_METRICS_PORT=$$metrics setsid $(BIN)/bentoml serve readmission:latest --host 127.0.0.1 --port $$port \
+	READMISSION_METRICS_PORT=$$metrics READMISSION_ACCESS_LOG=true setsid $(BIN)/bentoml serve readmission:latest --host 127.0.0.1 --port $$port \
 	  >$$dir/service.log 2>&1 & pid=$$!; \
 	trap 'kill -TERM -- -$$pid 2>/dev/null || kill -TERM $$pid 2>/dev/null || true; wait $$pid 2>/dev/null || true' EXIT; \
 	trap 'exit 130' INT TERM; \

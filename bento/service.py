@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from bento.core.scoring import ScoringCore
 from bento.model.predictor import CHALLENGER_TAG, ModelLoadError, Predictor
 from bento.monitoring import metrics
-from bento.server import connections, drain
+from bento.server import connections, drain, middlewares
 from bento.server.app import create_app
 from bento.settings import ServiceSettings, SettingsError
 
@@ -63,6 +63,7 @@ DRAIN = drain.Drain(SETTINGS.drain_seconds, CORE)
 # worker, with or without Kubernetes. (create_watcher, in the `bentoml serve` process, asks this function;
 # that process imports this module before it creates its watchers.)
 bentoml.serving.running_inside_container = lambda: False
+middlewares.install(SETTINGS.tracing)  # the traffic timeout below for less, no tracing middleware unless on
 
 
 class ServedModel(bentoml.models.BentoModel):
@@ -84,9 +85,10 @@ class ServedModel(bentoml.models.BentoModel):
 
 
 class ApplicationFirst:
-    """ASGI middleware in BentoML's stack, after its tracing, access log and timeout: every request that is not
-    for one of BentoML's own routes goes straight to the application, past BentoML's request context (which
-    only its @bentoml.api methods read) and its router. Unknown paths so get the application's JSON 404.
+    """ASGI middleware in BentoML's stack, after its tracing and access log (where on) and the request timeout
+    (bento/server/middlewares.py): every request that is not for one of BentoML's own routes goes straight to the
+    application, past BentoML's request context (which only its @bentoml.api methods read) and its router. Unknown
+    paths so get the application's JSON 404.
     """
 
     def __init__(self, app: ASGIApp, application: ASGIApp) -> None:
@@ -117,8 +119,10 @@ BENTOML_PREFIXES = ("/static_content/", "/assets/")
     metrics={"enabled": False},
     endpoints={"livez": "/livez", "readyz": "/readyz"},
     # BentoML wraps every request in an OpenTelemetry span even with nothing exporting them: about a
-    # quarter of a single-row request's time. Off unless READMISSION_TRACING is set.
+    # quarter of a single-row request's time. Off unless READMISSION_TRACING is set (and its middleware left out).
     tracing={} if SETTINGS.tracing else {"excluded_urls": ["/"]},
+    # a line per request: about a tenth of a single-row request's time. Off unless READMISSION_ACCESS_LOG is set.
+    logging={"access": {"enabled": SETTINGS.access_log}},
 )
 class ReadmissionService:
     """Loads the model from the BentoML store (carried by the Bento) into every worker."""

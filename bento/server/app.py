@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import lru_cache
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -55,17 +56,25 @@ def _behind_token(route: Route) -> Route:
 
 def endpoint_of(scope: Scope) -> str:
     """The route template a request matches ("other" for none): a bounded metrics label."""
-    return _endpoint_of_path(scope["path"])
+    route = _route_of_path(scope["path"])
+    return "other" if route is None else route.path
 
 
-@lru_cache(maxsize=4096)  # the template depends on the path alone; bounded whatever paths clients invent
-def _endpoint_of_path(path: str) -> str:
+@lru_cache(maxsize=4096)  # the route depends on the path alone; bounded whatever paths clients invent
+def _route_of_path(path: str) -> Route | None:
     scope = {"type": "http", "path": path, "root_path": "", "method": "GET"}
-    for route in ROUTES:
-        match, _ = route.matches(scope)
-        if match is not Match.NONE:
-            return route.path
-    return "other"
+    return next((route for route in ROUTES if route.matches(scope)[0] is not Match.NONE), None)
+
+
+@lru_cache(maxsize=4096)
+def _infer_route(path: str) -> tuple[dict[str, str], bool] | None:
+    """For a V2 infer path (the route Starlette's router would pick): its path parameters and whether the bearer
+    token guards it; None for any other path."""
+    route = _route_of_path(path)
+    if route is None or route.endpoint is not rest.infer:
+        return None
+    _, child = route.matches({"type": "http", "path": path, "root_path": "", "method": "POST"})
+    return child["path_params"], auth.protects(route.path)
 
 
 async def _refused(request: Request, error: Exception) -> Response:
@@ -151,9 +160,51 @@ class TrafficMiddleware:
             metrics.http_request_finished(endpoint, status, time.perf_counter() - started)
 
 
+class ServiceApp(Starlette):
+    """The Starlette application, with a lean path for `POST` V2 infer (the single-row hot path).
+
+    Starlette's middleware stack and router (a dozen calls and send wrappers a request) are skipped by an infer
+    request, which keeps all they do for it: the traffic metrics (TrafficMiddleware), the bearer token before the
+    body is read, the same handler (bento/v2/rest.py `infer`), refusals answered by the same exception handlers, and
+    a bug answered 500 and then raised, as Starlette's ServerErrorMiddleware does, so that uvicorn logs it and closes
+    the connection.
+    Every other request, and a mounted app's (a `root_path`), goes through Starlette.
+    """
+
+    def __init__(self, core: ScoringCore, **options: Any) -> None:
+        super().__init__(**options)
+        self._core = core
+        self._infer = TrafficMiddleware(self._serve_infer, core.in_flight)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve an infer request on the lean path, anything else through Starlette."""
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+            infer = _infer_route(scope["path"])
+            if infer is not None:
+                scope["app"], scope["path_params"] = self, dict(infer[0])
+                await self._infer(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+    async def _serve_infer(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        _, protected = _infer_route(scope["path"])  # type: ignore[misc]  # __call__ found it
+        try:
+            if protected:
+                auth.check(request.headers.get("authorization"), self._core.settings.api_token)
+            response = await rest.infer(request)
+        except RequestError as error:
+            response = await _refused(request, error)
+        except Exception as error:
+            await (await _unexpected(request, error))(scope, receive, send)
+            raise
+        await response(scope, receive, send)
+
+
 def create_app(core: ScoringCore) -> Starlette:
     """The HTTP application over `core` (`app.state.core`), which the service loads the model into."""
-    app = Starlette(
+    app = ServiceApp(
+        core,
         routes=[_behind_token(route) for route in ROUTES],
         lifespan=_lifespan,
         middleware=[Middleware(TrafficMiddleware, in_flight=core.in_flight)],

@@ -59,6 +59,9 @@ class BoundedProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, core: ScoringCore, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # uvicorn builds its own access line's arguments for every answer when its logger has a handler anywhere up
+        # the tree (BentoML's, at the root), before the logger drops it below WARNING: only build it where it is kept
+        self.access_log = self.access_log and self.access_logger.isEnabledFor(logging.INFO)
         self.core = core
         self.header_seconds = core.settings.header_timeout_seconds
         self.max_connections = core.settings.max_connections

@@ -152,9 +152,8 @@ def secured(bento_home, tmp_path_factory) -> Iterator[servers.Server]:
     command = [str(Path(sys.executable).parent / "bentoml"), "serve", "bento.service:ReadmissionService",
                "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
     extra, address = grpc_env()
-    server = servers.start(
-        command, port, {**bentoml_env(home), **extra, "READMISSION_API_TOKEN": TOKEN}, folder / "log"
-    )
+    env = {**bentoml_env(home), **extra, "READMISSION_API_TOKEN": TOKEN, "READMISSION_ACCESS_LOG": "true"}
+    server = servers.start(command, port, env, folder / "log")  # the access log on: the token must not reach it
     server.grpc = address
     yield server
     server.stop()

@@ -161,3 +161,10 @@ def test_openapi_document_covers_every_route(client):
     assert record == {"$ref": "#/components/schemas/PatientRecord"}
     race = document["components"]["schemas"]["PatientRecord"]["properties"]["race"]
     assert "Caucasian" in race["anyOf"][0]["enum"]
+
+
+def test_no_access_log_unless_asked_for(client, service):
+    """BentoML's access log is off by default (READMISSION_ACCESS_LOG; tests/service/test_auth.py turns it on)."""
+    assert client.post("/predict", json=SEED_EXAMPLE).status_code == 200
+    assert client.get("/no/such/path").status_code == 404
+    assert "scheme=http" not in service.log_text() and "path=/predict" not in service.log_text()

@@ -38,7 +38,7 @@ def test_the_defaults_are_those_of_a_laptop():
     assert (service.model_tag, service.v2_model_name, service.workers) == ("readmission:latest", "readmission", 1)
     assert (service.max_batch_rows, service.max_infer_rows, service.max_body_bytes) == (1000, 10_000, 16 * MIB)
     assert (service.body_timeout_seconds, service.top_factors, service.drain_seconds) == (10, 5, 10)
-    assert not service.tracing
+    assert not service.tracing and not service.access_log
     assert (service.grpc_port, service.grpc_host, service.api_token) == (8081, "0.0.0.0", None)
     assert (service.metrics_port, service.metrics_host) == (8082, "0.0.0.0")  # apart from 3000 and 8081
     assert (service.home, service.prediction_log) == (Path.home() / ".readmission", "")
