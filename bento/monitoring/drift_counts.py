@@ -21,7 +21,7 @@ from bento.predictionlog.writer import CONSUMER_ROWS, Consumer
 from bento.quality import drift
 
 logger = logging.getLogger("readmission")
-SAMPLE_ROWS = CONSUMER_ROWS  # rows of one flush of the log (0.5 s of predictions) that are counted, at most
+SAMPLE_ROWS = CONSUMER_ROWS  # rows of one flush of the log (0.1 s of predictions) that are counted, at most
 
 
 def consumers(reference: drift.Reference | None) -> list[Consumer]:

@@ -96,7 +96,7 @@ PREDICTION_LOG_ROWS = Counter(
 )
 PREDICTION_LOG_QUEUE = Gauge(
     "readmission_prediction_log_queue_rows",
-    "Rows the prediction log's writer found waiting at its last flush (every 0.5 s)",
+    "Rows the prediction log's writer found waiting at its last flush (every 0.1 s)",
     multiprocess_mode="livesum",
 )
 SHADOW_ROWS = Counter(

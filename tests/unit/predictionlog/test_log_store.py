@@ -10,6 +10,7 @@ close() writes what is queued.
 from __future__ import annotations
 
 import logging
+import math
 import sqlite3
 import threading
 import time
@@ -21,7 +22,7 @@ from prometheus_client import REGISTRY
 from bento.monitoring import metrics
 from bento.predictionlog.sqlite import SQLiteStore
 from bento.predictionlog.store import LogStore, StoredFigures, StoreError, stored_of
-from bento.predictionlog.writer import PredictionLog
+from bento.predictionlog.writer import CONSUMER_ROWS, PredictionLog
 from tests.helpers import poll, sqlite_ids
 from tests.unit.predictionlog.store_contract import Query, StoreContract, batch
 
@@ -226,8 +227,8 @@ def test_figures_written_by_an_older_release_are_served_without_an_earlier_compa
 
 
 def test_the_queue_keeps_only_the_consumers_sample_of_encoded_rows_after_a_large_flush(tmp_path):
-    """A flush of 5,000 rows sets the stride to 3 (CONSUMER_ROWS 2,048): the next 6,000 rows are queued with every
-    third encoded row only, and all of them are still written."""
+    """A flush of 5,000 rows sets the stride to ceil(5,000 / CONSUMER_ROWS): the next 6,000 rows are queued with
+    every stride-th encoded row only, and all of them are still written."""
     seen: list[int] = []
     store = SQLiteStore(tmp_path / "predictions.db")
     log = PredictionLog(store, 100_000, keep_features=False, retention_days=30, keep_days=120, counts=metrics,
@@ -239,5 +240,6 @@ def test_the_queue_keeps_only_the_consumers_sample_of_encoded_rows_after_a_large
     poll(lambda: seen, 10, "the first flush", interval=0.01)
     log.append(second)  # queued before the next flush: thinned with the first flush's stride
     log.close(timeout=10)
-    assert seen == [5000, 2000]
+    stride = math.ceil(5000 / CONSUMER_ROWS)  # every stride-th row of the stream, counted from the first
+    assert stride > 1 and seen == [5000, len(range(-5000 % stride, 6000, stride))]
     assert set(first.ids) | set(second.ids) <= sqlite_ids(tmp_path / "predictions.db")
