@@ -73,7 +73,8 @@ def settled(service: servers.Server, client: httpx.Client, written: float, since
     """The first scrape showing `written` rows in the log (its consumers, drift among them, ran before) and the
     estimates the lease holder computed from them (after `since`, a moment before the rows were sent)."""
     poll(lambda: samples(scrape(service)).get(WRITTEN, 0) >= written, 15, f"{written} rows")
-    performance = poll(lambda: (p := client.get("/performance").json())["computed_at"] >= since and p, 30, "estimates")
+    # the lease holder rests 100 times its last child's CPU time (mostly its start-up: 0.2-0.5 s) between computations
+    performance = poll(lambda: (p := client.get("/performance").json())["computed_at"] >= since and p, 120, "estimates")
     shown = {
         (ESTIMATED, frozenset({("model_version", v), ("window", w), ("metric", m)})): value
         for v, windows in performance["estimated"].items()
