@@ -245,22 +245,22 @@ class PostgresStore:
 
     def labelled(self, since: float) -> Labelled:
         """Predictions made since `since` that have an outcome, served and shadow."""
-        return self._read(LABELLED, (first_id_at(since), since))
+        return self._read(LABELLED, since)
 
     def paired(self, since: float) -> Paired:
         """Predictions made since `since` that have an outcome and a challenger's score."""
-        return self._read(PAIRED, (first_id_at(since), since))
+        return self._read(PAIRED, since)
 
     def scored(self, since: float) -> Scored:
         """Every logged probability made since `since`."""
-        return self._read(SCORED, (first_id_at(since),) * 2)
+        return self._read(SCORED, since)
 
-    def _read(self, read: Read[T], parameters: tuple) -> T:
+    def _read(self, read: Read[T], since: float) -> T:
         """`read` through a server-side cursor: the rows come READ_ROWS at a time, not all at once."""
 
         def work(cursor: psycopg.Cursor) -> T:
             with cursor.connection.cursor(name="read") as rows:
-                rows.execute(read.query.format("%s"), parameters)
+                rows.execute(read.query.format("%s"), read.parameters(since))
                 return read.of(rows)
 
         return self._transaction(work)

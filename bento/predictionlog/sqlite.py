@@ -271,18 +271,20 @@ class SQLiteStore:
 
     def labelled(self, since: float) -> Labelled:
         """Predictions made since `since` that have an outcome, served and shadow."""
-        return self._read(LABELLED, (first_id_at(since), since))
+        return self._read(LABELLED, since)
 
     def paired(self, since: float) -> Paired:
         """Predictions made since `since` that have an outcome and a challenger's score."""
-        return self._read(PAIRED, (first_id_at(since), since))
+        return self._read(PAIRED, since)
 
     def scored(self, since: float) -> Scored:
         """Every logged probability made since `since`."""
-        return self._read(SCORED, (first_id_at(since),) * 2)
+        return self._read(SCORED, since)
 
-    def _read(self, read: Read[T], parameters: tuple) -> T:
-        return self._transaction(lambda c: read.of(c.execute(read.query.format("?"), parameters)), immediate=False)
+    def _read(self, read: Read[T], since: float) -> T:
+        return self._transaction(
+            lambda c: read.of(c.execute(read.query.format("?"), read.parameters(since))), immediate=False
+        )
 
     def scored_marker(self) -> str:
         """The oldest and newest ids."""

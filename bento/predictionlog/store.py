@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
-from bento.core.ids import last, offset_in
+from bento.core.ids import first_id_at, last, offset_in
 from bento.quality.comparison import Paired
 from bento.quality.windows import Labelled, Scored
 
@@ -421,6 +421,12 @@ class Read(Generic[T]):
     query: str
     columns: tuple[Column | None, ...]
     made: Callable[..., T]
+    exact: bool = True  # its parameters: the first id at `since`, then `since` (True) or that first id again
+
+    def parameters(self, since: float) -> tuple[str, str | float]:
+        """The query's parameters for the rows made since `since`."""
+        first = first_id_at(since)
+        return (first, since if self.exact else first)
 
     def of(self, cursor: Rows) -> T:
         """What the rest of `cursor`'s rows make, fetched READ_ROWS at a time: each chunk's Python objects become
@@ -446,4 +452,4 @@ class Rows(Protocol):
 TEXT, REAL, INTEGER = values(str), values(np.float64), values(np.int64)
 LABELLED = Read(LABELLED_SINCE, (TEXT, REAL, REAL, INTEGER, INTEGER, REAL), Labelled)
 PAIRED = Read(PAIRED_SINCE, (TEXT, TEXT, REAL, REAL, REAL, INTEGER, REAL), Paired)
-SCORED = Read(SCORED_SINCE, (None, TEXT, REAL, INTEGER, packed(PROBABILITY), packed(LABEL)), Scored)
+SCORED = Read(SCORED_SINCE, (None, TEXT, REAL, INTEGER, packed(PROBABILITY), packed(LABEL)), Scored, exact=False)

@@ -38,8 +38,8 @@ PURGE_SECONDS = 3600  # how often encoded rows past their retention, then predic
 RETRY_SECONDS = 5.0  # how long a failing store is tried again before the batch is counted lost
 FIRST_PAUSE, LONGEST_PAUSE = 0.05, 1.0  # seconds between tries, doubling
 # The writer's interval: short, so that each flush's work (the consumers', the store's) on a core it may share with
-# the event loop is short too: at 0.5 s, single-row V2's p99 at 8 connections was 2.7-3.3 times its p50, at 0.1 s
-# (with CONSUMER_ROWS 256 rather than 2,048) 2.3-2.4 times (bench/: issue 23).
+# the event loop is short too: at 0.5 s (with CONSUMER_ROWS 2,048) single-row V2's p99 at 8 connections was 3.11
+# times its p50, at 0.1 s 2.35 times (bench/run.py; README, Performance).
 FLUSH_SECONDS = 0.1
 CONSUMER_ROWS = 256  # encoded rows of one flush the consumers need, at most: 2,560 a second (drift_counts.py)
 
