@@ -2,12 +2,12 @@
 
 It runs in the log's writer thread, off the request path: one vectorised bucketing of each flush's rows
 (bento/quality/drift.py), added to the counts pending publication, which become counter increments
-(`readmission_feature_rows_total`, one per non-empty bucket) once they cover metrics.PUBLISH_ROWS rows: a scrape
-never shows the fields of fewer rows than that. A flush of more than SAMPLE_ROWS rows is counted on an evenly
-spaced sample of SAMPLE_ROWS of them (the log's queue keeps only an evenly spaced sample of the stream already:
-bento/predictionlog/writer.py): the shares PSI compares stay unbiased, and the writer thread's cost stays bounded
-under batch traffic (it shares the worker's core).
-"""
+(`readmission_feature_rows_total`, one per non-empty bucket) once they cover metrics.PUBLISH_ROWS rows: a scrape never
+shows the fields of fewer rows than that. While rows keep coming they are published at most once every
+metrics.FEATURE_PUBLISH_SECONDS; a flush of the log that finds nothing queued publishes what waited. A flush of more
+than SAMPLE_ROWS rows is counted on an evenly spaced sample of SAMPLE_ROWS of them (the log's queue keeps only an evenly
+spaced sample of the stream already: bento/predictionlog/writer.py): the shares PSI compares stay unbiased, and the
+writer thread's cost stays bounded under batch traffic (it shares the worker's core)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,9 @@ def consumers(reference: drift.Reference | None) -> list[Consumer]:
     pending = metrics.PendingFeatureRows(buckets)
 
     def count_served_features(batches: list[ScoredBatch]) -> None:
+        if not batches:  # the stream paused: publish what waited for its turn
+            pending.publish()
+            return
         rows = sum(len(batch.matrix) for batch in batches)
         step = -(-rows // SAMPLE_ROWS)  # ceil: every row while a flush holds at most SAMPLE_ROWS
         offset, sample = 0, []

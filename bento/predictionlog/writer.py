@@ -1,22 +1,20 @@
 """The prediction log: every scored row, written to a store off the request path.
 
 The scoring core hands each scored batch to `PredictionLog.append` (registered with the core by
-bento/monitoring/lifecycle.py), which only puts it on a bounded queue (counted as dropped, never waiting, when
-the queue is full). A writer thread takes what has queued, passes it to the consumers that watch the served data
-(bento/monitoring/drift_counts.py), has the challenger score it where one is in shadow (bento/predictionlog/
-shadow.py) and appends the served rows and the challenger's to the store (bento/predictionlog/store.py) in one
-transaction. A store that fails (locked, disk full, database down) is tried again with a growing pause for
-RETRY_SECONDS, while new rows queue (up to the queue's bound); a store that still fails then loses that batch,
-counted, so `lost` means the store failed, not that it was busy a moment. The next batch tries again, so logging
-resumes by itself when the store is back. Every PURGE_SECONDS the writer erases the encoded rows past their retention
-and then the predictions past READMISSION_PREDICTION_LOG_KEEP_DAYS, one batch of the store's ERASE_ROWS per flush
-between writes, so an erasure of any size never holds the queue back. Where neither the store
+bento/monitoring/lifecycle.py), which only puts it on a bounded queue (counted as dropped, never waiting, when the queue
+is full). A writer thread takes what has queued, passes it to the consumers that watch the served data
+(bento/monitoring/drift_counts.py; an empty flush too: the stream paused), has the challenger score it where one is in
+shadow (bento/predictionlog/shadow.py) and appends the served rows and the challenger's to the store
+(bento/predictionlog/store.py) in one transaction. A store that fails (locked, disk full, database down) is tried again
+with a growing pause for RETRY_SECONDS, while new rows queue (up to the queue's bound); a store that still fails then
+loses that batch, counted, so `lost` means the store failed, not that it was busy a moment. The next batch tries again,
+so logging resumes by itself when the store is back. Every PURGE_SECONDS the writer erases the encoded rows past their
+retention and then the predictions past READMISSION_PREDICTION_LOG_KEEP_DAYS, one batch of the store's ERASE_ROWS per
+flush between writes, so an erasure of any size never holds the queue back. Where neither the store
 (READMISSION_PREDICTION_LOG_FEATURES) nor a challenger needs every encoded row, the queue keeps only the consumers'
-sample of them, every k-th row of the stream (k from the last flush, so a flush holds about CONSUMER_ROWS): a full
-queue holds megabytes, not the 100 MB of its rows' features. `close` flushes the queue (SIGTERM). What it
-counts (rows written, lost, dropped; the queue) goes to the `LogCounts` it is given: the log itself knows no metrics
-library.
-"""
+sample of them, every k-th row of the stream (k from the last flush, so a flush holds about CONSUMER_ROWS): a full queue
+holds megabytes, not the 100 MB of its rows' features. `close` flushes the queue (SIGTERM). What it counts (rows
+written, lost, dropped; the queue) goes to the `LogCounts` it is given: the log itself knows no metrics library."""
 
 from __future__ import annotations
 
@@ -54,7 +52,7 @@ class LogCounts(Protocol):
         """The writer found `rows` rows waiting at its last flush."""
 
 
-Consumer = Callable[[list[ScoredBatch]], None]
+Consumer = Callable[[list[ScoredBatch]], None]  # called every flush: with no batch where nothing was queued
 
 
 class PredictionLog:
@@ -142,6 +140,8 @@ class PredictionLog:
             self.counts.prediction_log_queue(waiting)  # here, not per append: a metrics write off the request path
             if batches:
                 self._write(batches, backlog=waiting > self.queue_rows / 2)
+            else:
+                self._consume(batches)
             if closing:
                 return
             if taken_at - last_purge >= PURGE_SECONDS:
@@ -169,14 +169,18 @@ class PredictionLog:
             logger.info("prediction log: %d predictions past the keeping period erased", erased)
         return erased > 0
 
-    def _write(self, batches: list[ScoredBatch], backlog: bool) -> None:
-        """Write the served rows, and the challenger's where it scored them (none when the queue is a `backlog`)."""
-        rows = sum(len(batch.ids) for batch in batches)
+    def _consume(self, batches: list[ScoredBatch]) -> None:
+        """Pass a flush's batches to the consumers (none: the queue was empty, the stream paused)."""
         for consumer in self.consumers:
             try:
                 consumer(batches)
             except Exception as error:  # a consumer's bug must not stop the log
                 logger.error("prediction log consumer %s failed: %s", getattr(consumer, "__name__", consumer), error)
+
+    def _write(self, batches: list[ScoredBatch], backlog: bool) -> None:
+        """Write the served rows, and the challenger's where it scored them (none when the queue is a `backlog`)."""
+        rows = sum(len(batch.ids) for batch in batches)
+        self._consume(batches)
         shadow = [] if self.shadow is None else self.shadow.rows(batches, backlog)
         deadline, pause = time.monotonic() + self.retry_seconds, FIRST_PAUSE
         while True:
