@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from bento.core.scoring import ScoringCore
 from bento.model.predictor import CHALLENGER_TAG, ModelLoadError, Predictor
 from bento.monitoring import metrics
-from bento.server import connections, drain, middlewares
+from bento.server import allocator, connections, drain, middlewares
 from bento.server.app import create_app
 from bento.settings import ServiceSettings, SettingsError
 
@@ -153,6 +153,7 @@ class ReadmissionService:
         # Requests make little cyclic garbage (full passes under load collected nothing) but, once start-up
         # objects are frozen, the default thresholds run a ~10 ms full pass every second: collect less often.
         gc.set_threshold(*GC_THRESHOLDS)
+        allocator.keep(SETTINGS.keep_freed_mb)
 
     def _load_challenger(self) -> None:
         """Score the champion's challenger in shadow where READMISSION_SHADOW allows, or say why none is."""
