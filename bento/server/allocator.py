@@ -1,12 +1,13 @@
 """The worker's memory allocator, set for large requests: freed memory kept for the next request.
 
-glibc's malloc serves each block of 128 KB or more (a request body, simdjson's document, the float buffers of a
-1,000-row call) with a fresh mapping and returns it to the system when freed, and trims the heap's free top as soon
-as it passes a few hundred KB: every large request then touches new pages, and each first touch is a page fault. A
-1,000-row V2 JSON request faulted about 3,000 pages, 40% of its CPU (bench/run.py's workload, minor faults of the
-worker over wrk's run). `keep(megabytes)` (READMISSION_KEEP_FREED_MB, called as the worker starts) serves blocks up to
-MAX_HEAP_BLOCK from the heap and lets up to `megabytes` of free memory stay there for reuse, through glibc's
-`mallopt`; elsewhere (another C library) it does nothing and says so.
+glibc's malloc serves large blocks (128 KB and more at first; it raises the bar as they are freed: a request body,
+simdjson's document, the float buffers of a 1,000-row call) with fresh mappings returned to the system when freed, and
+trims the heap's free top as soon as it passes a few hundred KB: every large request then touches new pages, and each
+first touch is a page fault. A 1,000-row V2 JSON request faulted about 2,000 pages (tests/service/test_v2.py), and the
+benchmark's 1,000-row JSON workload went from 1.18x to 2.17x MLServer's once freed memory was kept (bench/run.py;
+README, "Performance"). `keep(megabytes)` (READMISSION_KEEP_FREED_MB, called as the worker starts) serves blocks up to
+MAX_HEAP_BLOCK from the heap and lets up to `megabytes` of free memory stay there for reuse, through glibc's `mallopt`;
+elsewhere (another C library) it does nothing and says so.
 """
 
 from __future__ import annotations
