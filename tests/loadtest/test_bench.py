@@ -140,3 +140,25 @@ def test_live_recompute_bench_measures_both_versions_and_windows_at_a_small_size
     }
     assert set(children) == set(cpu), done.stdout
     assert children["recompute"] > 0 and children["follower"] == children["unchanged"] == 0, done.stdout
+
+
+def test_pair_bench_compares_the_cpu_a_request_of_two_variants_served_at_once(bento_home, tmp_path):
+    if shutil.which("wrk") is None:
+        pytest.skip("wrk is not installed (apt-get install wrk)")
+    home = copy_home(bento_home, tmp_path)
+    variants = ["on=", "off=READMISSION_PREDICTION_LOG=off"]
+    options = ["--rounds", "2", "--duration", "1", "--log-rows", "2000", "--bentoml-home", str(home),
+               "--ours-venv", "project"]  # fmt: skip
+    env = {**os.environ, **bentoml_env(home)}
+    command = [sys.executable, "-m", "bench.pair", *variants, *options]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    ratios = []
+    for line in re.findall(r"^round \d: .*$", done.stdout, re.M):
+        cost = {name: float(us) for name, us in re.findall(r"(\w+) ([\d.]+) µs a request", line)}
+        assert set(cost) == {"on", "off"} and min(cost.values()) > 0, line
+        ratios.append(cost["on"] / cost["off"])
+        assert float(line.rsplit(" ", 1)[1]) == pytest.approx(ratios[-1], abs=2e-3), line
+    assert len(ratios) == 2, done.stdout
+    (median,) = re.findall(r"^on / off, CPU a single-row request: median ([\d.]+)", done.stdout, re.M)
+    assert float(median) == pytest.approx(sum(ratios) / 2, abs=2e-3)
