@@ -28,7 +28,7 @@ from bench.contenders import server_ours
 from bench.drivers import wrk
 from bench.inputs import BENTOML_HOME, input_rows, v2_body
 from bench.live_compute_memory import write_log
-from bench.processes import Running, cpu_ticks
+from bench.processes import Running
 from bento.predictionlog.sqlite import SQLITE_FILE
 from loadtest.cli import free_port
 
@@ -45,11 +45,6 @@ def variant(text: str) -> tuple[str, dict[str, str]]:
     if any(len(pair) != 2 for pair in pairs):
         raise argparse.ArgumentTypeError(f"{text!r}: each variable as VAR=VALUE")
     return name, dict(pairs)
-
-
-def tree_ticks(running: Running) -> int:
-    """CPU clock ticks of a server's process tree so far."""
-    return sum(cpu_ticks(pid) for pid in running.pids())
 
 
 def one_round(
@@ -71,9 +66,9 @@ def one_round(
             process.wait_ready()
         urls = {name: process.url(path) for name, (process, path) in running.items()}
         drive_all(urls, body, WARMUP_SECONDS)
-        before = {name: tree_ticks(process) for name, (process, _) in running.items()}
+        before = {name: process.cpu_ticks() for name, (process, _) in running.items()}
         results = drive_all(urls, body, args.duration)
-        after = {name: tree_ticks(process) for name, (process, _) in running.items()}
+        after = {name: process.cpu_ticks() for name, (process, _) in running.items()}
     finally:
         for process, _ in running.values():
             process.stop()

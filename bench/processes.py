@@ -77,6 +77,10 @@ class Running:
             todo.extend(children.get(pid, []))
         return tree
 
+    def cpu_ticks(self) -> int:
+        """CPU clock ticks of the server's process tree so far."""
+        return sum(cpu_ticks(pid) for pid in self.pids())
+
     def stop(self) -> None:
         """SIGTERM the process group (and any stray child), SIGKILL what is left."""
         pids = self.pids()
@@ -150,7 +154,7 @@ class MemorySampler:
             self._stop.wait(0.1)
 
     def _cpu(self) -> tuple[float, int, int]:
-        return time.monotonic(), sum(cpu_ticks(pid) for pid in self.running.pids()), _core_busy_ticks(SERVER_CORE)
+        return time.monotonic(), self.running.cpu_ticks(), _core_busy_ticks(SERVER_CORE)
 
     def __enter__(self) -> MemorySampler:
         self._start = self._cpu()
