@@ -24,6 +24,7 @@ from bento.core.ids import PredictionIds
 from bento.core.scoring import ScoredBatch
 from bento.monitoring import live_compute
 from bento.predictionlog.sqlite import SQLiteStore
+from bento.predictionlog.store import LoggedBatch
 from bento.quality.windows import DAY
 
 VERSION = "5"
@@ -47,7 +48,9 @@ def write_log(path: Path, rows: int, per_call: int, seed: int = 3) -> SQLiteStor
         batches = []
         for first in range(start, min(start + APPEND_ROWS, rows), per_call):
             p = probability[first : first + per_call]
-            batches.append(ScoredBatch(ids.take(len(p), when), when, VERSION, p, (p >= 0.3) * 1, width[: len(p)]))
+            batches.append(
+                LoggedBatch.of(ScoredBatch(ids.take(len(p), when), when, VERSION, p, (p >= 0.3) * 1, width[: len(p)]))
+            )
         store.append(batches, keep_features=False)
     return store
 

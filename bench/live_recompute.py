@@ -37,7 +37,7 @@ from bento.model.predictor import ModelInfo
 from bento.monitoring.live_compute import Place, children_cpu
 from bento.monitoring.live_performance import LivePerformance
 from bento.predictionlog.sqlite import SQLiteStore
-from bento.predictionlog.store import INSERT_OUTCOME, INSERT_SCORES, StoredFigures
+from bento.predictionlog.store import INSERT_OUTCOME, INSERT_SCORES, LoggedBatch, StoredFigures
 from bento.quality.windows import DAY, WINDOWS, measure
 
 CHUNK = 100_000  # rows per write
@@ -60,7 +60,7 @@ def build(store: SQLiteStore, rows: int, versions: int, now: float) -> None:
                 labels = (probability >= 0.3).astype(np.int64)
                 matrix = np.zeros((count, WIDTH), np.float32)
                 batch = ScoredBatch(ids.take(count, when), when, str(version + 1), probability, labels, matrix)
-                store.append([batch], keep_features=False)
+                store.append([LoggedBatch.of(batch)], keep_features=False)
                 with direct:
                     outcomes = zip(batch.ids, outcome.tolist(), [now] * count, strict=True)
                     direct.executemany(INSERT_OUTCOME.format("?"), outcomes)

@@ -21,6 +21,7 @@ from bento import features
 from bento.core.ids import PredictionIds
 from bento.core.scoring import ScoredBatch
 from bento.predictionlog.sqlite import SQLiteStore
+from bento.predictionlog.store import LoggedBatch
 
 
 def main() -> None:
@@ -37,7 +38,7 @@ def main() -> None:
     batches = []
     for _ in range(arguments.batches):
         now = time.time()
-        batches.append(ScoredBatch(ids.take(rows, now), now, "1", probabilities, labels, matrix))
+        batches.append(LoggedBatch.of(ScoredBatch(ids.take(rows, now), now, "1", probabilities, labels, matrix)))
     with tempfile.TemporaryDirectory() as folder:
         store = SQLiteStore(Path(folder) / "predictions.db")
         started = time.process_time()

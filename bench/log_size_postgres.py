@@ -18,6 +18,7 @@ from bento import features
 from bento.core.ids import PredictionIds
 from bento.core.scoring import ScoredBatch
 from bento.predictionlog.postgres import PostgresStore
+from bento.predictionlog.store import LoggedBatch
 from tests.postgres_server import start_server
 
 BATCH = 1000
@@ -37,7 +38,7 @@ def main(rows: int = 200_000) -> None:
             probabilities = rng.beta(2.0, 12.0, BATCH).astype(np.float32)  # mean about 0.14, as served
             labels = (probabilities >= 0.149).astype(np.int64)
             batch = ScoredBatch(ids.take(BATCH, now), now, "1", probabilities, labels, matrix)
-            store.append([batch], keep_features=False)
+            store.append([LoggedBatch.of(batch)], keep_features=False)
         store.close()
         with psycopg.connect(url) as connection:
             count = connection.execute("SELECT sum(rows) FROM prediction_batches").fetchone()[0]

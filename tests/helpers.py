@@ -41,7 +41,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bento import features
 from bento.core import ids
+from bento.core.scoring import ScoredBatch
 from bento.monitoring.metrics_port import COMPUTED_HEADER
+from bento.predictionlog.store import LoggedBatch
 from bento.quality.privacy import PUBLISH_ROWS
 from bento.settings import MODEL_NAME
 from tests import servers
@@ -90,6 +92,11 @@ CSV = (
     "3,13,?,Unknown/Invalid,[60-70),?,1,11,7,3,?,?,20,0,5,0,0,0,42X,?,?,3,None,None,No,No,No,NO\n"
     "4,14,Asian,Male,[40-50),?,2,1,7,2,?,?,12,0,8,0,0,1,V57,?,?,4,Norm,Norm,Steady,No,Yes,NO\n"
 )
+
+
+def queued(*batches: ScoredBatch) -> list[LoggedBatch]:
+    """Scored batches as the prediction log's queue hands them to a store (every encoded row kept)."""
+    return [LoggedBatch.of(batch) for batch in batches]
 
 
 def records(count: int, seed: int = 11) -> list[dict[str, Any]]:

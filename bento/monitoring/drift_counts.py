@@ -1,13 +1,13 @@
-"""The served side of feature drift: a prediction-log consumer counting every scored row per field and bucket.
+"""The served side of feature drift: a prediction-log consumer counting the scored rows per field and bucket.
 
-It runs in the log's writer thread, off the request path: one vectorised bucketing of each flush's rows
-(bento/quality/drift.py), added to the counts pending publication, which become counter increments
-(`readmission_feature_rows_total`, one per non-empty bucket) once they cover metrics.PUBLISH_ROWS rows: a scrape never
-shows the fields of fewer rows than that. While rows keep coming they are published at most once every
-metrics.FEATURE_PUBLISH_SECONDS; a flush of the log that finds nothing queued publishes what waited. A flush of more
-than SAMPLE_ROWS rows is counted on an evenly spaced sample of SAMPLE_ROWS of them (the log's queue keeps only an evenly
-spaced sample of the stream already: bento/predictionlog/writer.py): the shares PSI compares stay unbiased, and the
-writer thread's cost stays bounded under batch traffic (it shares the worker's core)."""
+It runs in the log's writer thread, off the request path. The rows of each flush (a sample, below) wait with those
+pending publication and are bucketed together (bento/quality/drift.py, vectorised) when they are published: counter
+increments (`readmission_feature_rows_total`, one per non-empty bucket) once they are metrics.PUBLISH_ROWS rows or more,
+so a scrape never shows the fields of fewer rows than that. While rows keep coming they are published at most once
+every metrics.FEATURE_PUBLISH_SECONDS; a flush of the log that finds nothing queued publishes what waited. A flush of
+more than SAMPLE_ROWS rows is counted on an evenly spaced sample of SAMPLE_ROWS of them (the log's queue keeps only an
+evenly spaced sample of the stream already: bento/predictionlog/writer.py): the shares PSI compares stay unbiased, and
+the writer thread's cost stays small and bounded (it shares the worker's core)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import logging
 
 import numpy as np
 
-from bento.core.scoring import ScoredBatch
 from bento.monitoring import metrics
+from bento.predictionlog.store import LoggedBatch
 from bento.predictionlog.writer import CONSUMER_ROWS, Consumer
 from bento.quality import drift
 
@@ -33,7 +33,7 @@ def consumers(reference: drift.Reference | None) -> list[Consumer]:
     buckets = reference.buckets
     pending = metrics.PendingFeatureRows(buckets)
 
-    def count_served_features(batches: list[ScoredBatch]) -> None:
+    def count_served_features(batches: list[LoggedBatch]) -> None:
         if not batches:  # the stream paused: publish what waited for its turn
             pending.publish()
             return
@@ -43,7 +43,6 @@ def consumers(reference: drift.Reference | None) -> list[Consumer]:
         for batch in batches:  # every step-th row of the flush, without concatenating the whole flush first
             sample.append(batch.matrix[(-offset) % step :: step])
             offset += len(batch.matrix)
-        matrix = sample[0] if len(sample) == 1 else np.concatenate(sample)
-        pending.add(len(matrix), buckets.counts(matrix))
+        pending.add(np.concatenate(sample))  # a copy: a view would keep the whole batch alive until published
 
     return [count_served_features]

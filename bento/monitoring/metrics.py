@@ -261,31 +261,32 @@ def feature_reference(reference: drift.Reference) -> None:
 
 
 class PendingFeatureRows:
-    """Served rows per (field, bucket) not yet published, in the order of `buckets.series`: published once they
-    cover PUBLISH_ROWS rows, at most once every FEATURE_PUBLISH_SECONDS while rows keep coming (a publication is an
+    """Served encoded rows not yet published: bucketed together (bento/quality/drift.py) and published once they are
+    PUBLISH_ROWS rows or more, at most once every FEATURE_PUBLISH_SECONDS while rows keep coming (a publication is an
     increment per non-empty bucket, a few hundred), and at once when the stream pauses. One per prediction log (its
     writer thread alone adds to it)."""
 
     def __init__(self, buckets: drift.Buckets) -> None:
         self.buckets = buckets
-        self.counts = np.zeros(len(buckets.series), dtype=np.int64)
+        self.matrices: list[np.ndarray] = []
         self.rows = 0
         self._due = 0.0  # time.monotonic() from which rows coming in are published
 
-    def add(self, rows: int, counts: np.ndarray) -> None:
-        """Hold back `rows` rows bucketed as `counts`; publish what is pending where it is due."""
-        self.counts += counts
-        self.rows += rows
+    def add(self, matrix: np.ndarray) -> None:
+        """Hold back these encoded rows (the caller's own copy); publish what is pending where it is due."""
+        self.matrices.append(matrix)
+        self.rows += len(matrix)
         if time.monotonic() >= self._due:
             self.publish()
 
     def publish(self) -> None:
-        """Publish what is pending, where it covers PUBLISH_ROWS rows."""
+        """Bucket and publish what is pending, where it is PUBLISH_ROWS rows or more."""
         if self.rows < PUBLISH_ROWS:
             return
-        for index in np.flatnonzero(self.counts).tolist():
-            _child(FEATURE_ROWS, *self.buckets.series[index]).inc(int(self.counts[index]))
-        self.counts[:] = 0
+        counts = self.buckets.counts(np.concatenate(self.matrices))
+        for index in np.flatnonzero(counts).tolist():
+            _child(FEATURE_ROWS, *self.buckets.series[index]).inc(int(counts[index]))
+        self.matrices.clear()
         self.rows = 0
         self._due = time.monotonic() + FEATURE_PUBLISH_SECONDS
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -39,6 +39,7 @@ from bento.predictionlog.store import (
     SHADOWS_OF,
     STORED_FIGURES,
     TAKE_LEASE,
+    LoggedBatch,
     Read,
     Recorded,
     ShadowBatch,
@@ -62,9 +63,6 @@ from bento.predictionlog.store import (
 )
 from bento.quality.comparison import Paired
 from bento.quality.windows import Labelled, Scored
-
-if TYPE_CHECKING:
-    from bento.core.scoring import ScoredBatch
 
 logger = logging.getLogger("readmission")
 T = TypeVar("T")
@@ -196,7 +194,7 @@ class PostgresStore:
             busy = isinstance(error, psycopg.errors.DeadlockDetected | psycopg.errors.LockNotAvailable)
             raise (StoreBusyError if busy else StoreError)(f"PostgreSQL {self.where}: {str(error).strip()}") from error
 
-    def append(self, batches: Sequence[ScoredBatch], keep_features: bool, shadow: Sequence[ShadowBatch] = ()) -> None:
+    def append(self, batches: Sequence[LoggedBatch], keep_features: bool, shadow: Sequence[ShadowBatch] = ()) -> None:
         """Add the scored batches and the challenger's scores of them in one transaction (COPY)."""
         rows, scores = batch_rows(batches, keep_features), shadow_rows(shadow)
 

@@ -18,8 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
-from bento.core.scoring import ScoredBatch
-from bento.predictionlog.store import ShadowBatch
+from bento.predictionlog.store import LoggedBatch, ShadowBatch
 
 logger = logging.getLogger("readmission")
 BUDGET_SECONDS = 0.5  # the writer waits this long for the challenger's call, then writes the served rows without it
@@ -54,10 +53,10 @@ class Shadow:
         """The challenger's last call is still running."""
         return self._call is not None and self._call.is_alive()
 
-    def rows(self, batches: Sequence[ScoredBatch], backlog: bool) -> list[ShadowBatch]:
+    def rows(self, batches: Sequence[LoggedBatch], backlog: bool) -> list[ShadowBatch]:
         """The challenger's rows of `batches` (the writer's queue is past half its bound where `backlog`); none
         where it missed them, counted."""
-        count = sum(len(batch.ids) for batch in batches)
+        count = sum(batch.rows for batch in batches)
         if not count:
             return []
         if backlog:
@@ -85,11 +84,10 @@ class Shadow:
         if len(probabilities) != count or len(labels) != count:
             return self._missed(FAILED, count, "failed", f"the challenger scored {len(probabilities)} of {count} rows")
         self.counts.shadow_rows(SCORED, count)
-        cuts = np.cumsum([len(batch.ids) for batch in batches])[:-1]  # each batch's share of the one call
+        cuts = np.cumsum([batch.rows for batch in batches])[:-1]  # each batch's share of the one call
         return [
-            ShadowBatch(batch.ids[0], self.version, p, flags)
+            ShadowBatch(batch.first_id, self.version, p, flags)
             for batch, p, flags in zip(batches, np.split(probabilities, cuts), np.split(labels, cuts), strict=True)
-            if batch.ids
         ]
 
     def _missed(self, outcome: str, count: int, kind: str, why: str) -> list[ShadowBatch]:

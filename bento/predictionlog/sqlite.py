@@ -11,7 +11,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from bento.core.ids import first_id_at, offset_in
 from bento.predictionlog.store import (
@@ -36,6 +36,7 @@ from bento.predictionlog.store import (
     SHADOWS_OF,
     STORED_FIGURES,
     TAKE_LEASE,
+    LoggedBatch,
     Read,
     Recorded,
     ShadowBatch,
@@ -60,9 +61,6 @@ from bento.predictionlog.store import (
 )
 from bento.quality.comparison import Paired
 from bento.quality.windows import Labelled, Scored
-
-if TYPE_CHECKING:
-    from bento.core.scoring import ScoredBatch
 
 logger = logging.getLogger("readmission")
 SQLITE_FILE = "predictions.db"
@@ -233,7 +231,7 @@ class SQLiteStore:
             busy = getattr(error, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
             raise (StoreBusyError if busy else StoreError)(f"SQLite {self.path.name}: {error}") from error
 
-    def append(self, batches: Sequence[ScoredBatch], keep_features: bool, shadow: Sequence[ShadowBatch] = ()) -> None:
+    def append(self, batches: Sequence[LoggedBatch], keep_features: bool, shadow: Sequence[ShadowBatch] = ()) -> None:
         """Add the scored batches and the challenger's scores of them in one transaction."""
         rows, scores = batch_rows(batches, keep_features), shadow_rows(shadow)
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeVar
 
 import numpy as np
 
@@ -100,6 +100,33 @@ class Recorded:
     unchanged: int  # outcomes sent again with the same value
 
 
+class LoggedBatch(NamedTuple):
+    """A scored batch as the log keeps it from the moment it is queued: its first prediction id and row count (the
+    others follow by their counter: bento/core/ids.py), not every id; the encoded rows only where needed. (A tuple:
+    built on the request path, and held a flush long, for each call of the model.)"""
+
+    first_id: str
+    rows: int
+    time: float  # seconds since the epoch
+    model_version: str
+    probabilities: np.ndarray  # float32 [rows]
+    labels: np.ndarray  # int64 [rows]
+    matrix: np.ndarray  # float32 [N, COLUMNS]: every encoded row, or a sample of them where that is all that is needed
+
+    @classmethod
+    def of(cls, batch: ScoredBatch, matrix: np.ndarray | None = None) -> LoggedBatch:
+        """A scored batch of at least one row as the log keeps it, with `matrix` for its encoded rows (default: all)."""
+        return cls(
+            batch.ids[0],
+            len(batch.ids),
+            batch.time,
+            batch.model_version,
+            batch.probabilities,
+            batch.labels,
+            batch.matrix if matrix is None else matrix,
+        )
+
+
 @dataclass(frozen=True)
 class ShadowBatch:
     """The challenger's scores of one served batch."""
@@ -113,8 +140,9 @@ class ShadowBatch:
 class LogStore(Protocol):
     """What the prediction log, feedback and live performance need of a store."""
 
-    def append(self, batches: Sequence[ScoredBatch], keep_features: bool, shadow: Sequence[ShadowBatch] = ()) -> None:
-        """Add the scored batches, and the challenger's scores of them (`shadow`), in one transaction."""
+    def append(self, batches: Sequence[LoggedBatch], keep_features: bool, shadow: Sequence[ShadowBatch] = ()) -> None:
+        """Add the scored batches, and the challenger's scores of them (`shadow`), in one transaction (their encoded
+        rows where `keep_features`: then every one of them)."""
 
     def record_outcomes(self, outcomes: dict[str, int], now: float) -> Recorded:
         """Record true outcomes in one transaction: all or none (UnknownPredictionError, ConflictingOutcomeError)."""
@@ -165,23 +193,23 @@ class LogStore(Protocol):
         """Release connections."""
 
 
-def batch_rows(batches: Sequence[ScoredBatch], keep_features: bool) -> list[tuple]:
+def batch_rows(batches: Sequence[LoggedBatch], keep_features: bool) -> list[tuple]:
     """The `prediction_batches` rows of scored batches: (first id, rows, time, version, probabilities, labels,
     encoded rows). The columns of all batches are converted at once and cut per batch: one numpy call a batch
     would cost a single-row batch more than its row."""
-    batches = [batch for batch in batches if batch.ids]
+    batches = [batch for batch in batches if batch.rows]
     if not batches:
         return []
     probabilities = np.concatenate([batch.probabilities for batch in batches]).astype(PROBABILITY).tobytes()
     labels = np.concatenate([batch.labels for batch in batches]).astype(LABEL).tobytes()
     rows, start = [], 0
     for batch in batches:
-        end = start + len(batch.ids)
+        end = start + batch.rows
         encoded = np.ascontiguousarray(batch.matrix, dtype=np.float32).tobytes() if keep_features else None
         rows.append(
             (
-                batch.ids[0],
-                end - start,
+                batch.first_id,
+                batch.rows,
                 batch.time,
                 batch.model_version,
                 probabilities[start * PROBABILITY.itemsize : end * PROBABILITY.itemsize],

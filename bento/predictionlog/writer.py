@@ -1,20 +1,23 @@
 """The prediction log: every scored row, written to a store off the request path.
 
 The scoring core hands each scored batch to `PredictionLog.append` (registered with the core by
-bento/monitoring/lifecycle.py), which only puts it on a bounded queue (counted as dropped, never waiting, when the queue
-is full). A writer thread takes what has queued, passes it to the consumers that watch the served data
-(bento/monitoring/drift_counts.py; an empty flush too: the stream paused), has the challenger score it where one is in
-shadow (bento/predictionlog/shadow.py) and appends the served rows and the challenger's to the store
-(bento/predictionlog/store.py) in one transaction. A store that fails (locked, disk full, database down) is tried again
-with a growing pause for RETRY_SECONDS, while new rows queue (up to the queue's bound); a store that still fails then
-loses that batch, counted, so `lost` means the store failed, not that it was busy a moment. The next batch tries again,
-so logging resumes by itself when the store is back. Every PURGE_SECONDS the writer erases the encoded rows past their
-retention and then the predictions past READMISSION_PREDICTION_LOG_KEEP_DAYS, one batch of the store's ERASE_ROWS per
-flush between writes, so an erasure of any size never holds the queue back. Where neither the store
-(READMISSION_PREDICTION_LOG_FEATURES) nor a challenger needs every encoded row, the queue keeps only the consumers'
-sample of them, every k-th row of the stream (k from the last flush, so a flush holds about CONSUMER_ROWS): a full queue
-holds megabytes, not the 100 MB of its rows' features. `close` flushes the queue (SIGTERM). What it counts (rows
-written, lost, dropped; the queue) goes to the `LogCounts` it is given: the log itself knows no metrics library."""
+bento/monitoring/lifecycle.py), which only puts it on a bounded queue as the log keeps it (a `LoggedBatch`: its first
+id, not every id; counted as dropped, never waiting, when the queue is full): what a worker holds for the log between
+flushes is a few small arrays a call of the model, not the scored batches whole (ids, findings, encoded rows), which the
+allocator of a busy worker feels (bench/pair.py: log on against off). A writer thread takes what has queued, passes it
+to the consumers that watch the served data (bento/monitoring/drift_counts.py; an empty flush too: the stream paused),
+has the challenger score it where one is in shadow (bento/predictionlog/shadow.py) and appends the served rows and the
+challenger's to the store (bento/predictionlog/store.py) in one transaction. A store that fails (locked, disk full,
+database down) is tried again with a growing pause for RETRY_SECONDS, while new rows queue (up to the queue's bound); a
+store that still fails then loses that batch, counted, so `lost` means the store failed, not that it was busy a moment.
+The next batch tries again, so logging resumes by itself when the store is back. Every PURGE_SECONDS the writer erases
+the encoded rows past their retention and then the predictions past READMISSION_PREDICTION_LOG_KEEP_DAYS, one batch of
+the store's ERASE_ROWS per flush between writes, so an erasure of any size never holds the queue back. Where neither the
+store (READMISSION_PREDICTION_LOG_FEATURES) nor a challenger needs every encoded row, the queue keeps only the
+consumers' sample of them, every k-th row of the stream (k from the last flush, so a flush holds about CONSUMER_ROWS),
+copied out of the scored batch: a full queue holds megabytes, not the 100 MB of its rows' features. `close` flushes the
+queue (SIGTERM). What it counts (rows written, lost, dropped; the queue) goes to the `LogCounts` it is given: the log
+itself knows no metrics library."""
 
 from __future__ import annotations
 
@@ -23,12 +26,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from typing import Protocol
+
+import numpy as np
 
 from bento.core.scoring import ScoredBatch
 from bento.predictionlog.shadow import BUDGET_SECONDS, Shadow
-from bento.predictionlog.store import ERASE_ROWS, LogStore, StoreError
+from bento.predictionlog.store import ERASE_ROWS, LoggedBatch, LogStore, StoreError
 from bento.quality.windows import DAY
 
 logger = logging.getLogger("readmission")
@@ -39,7 +43,9 @@ FIRST_PAUSE, LONGEST_PAUSE = 0.05, 1.0  # seconds between tries, doubling
 # the event loop is short too: at 0.5 s (with CONSUMER_ROWS 2,048) single-row V2's p99 at 8 connections was 3.11
 # times its p50, at 0.1 s 2.35 times (bench/run.py; README, Performance).
 FLUSH_SECONDS = 0.1
-CONSUMER_ROWS = 256  # encoded rows of one flush the consumers need, at most: 2,560 a second (drift_counts.py)
+# encoded rows of one flush the consumers need, at most: 260 a second (drift_counts.py), plenty for the shares PSI
+# compares (2,560 before: the log on against off cost single rows 1.063 of their CPU, now 1.040; bench/pair.py)
+CONSUMER_ROWS = 26
 
 
 class LogCounts(Protocol):
@@ -52,7 +58,7 @@ class LogCounts(Protocol):
         """The writer found `rows` rows waiting at its last flush."""
 
 
-Consumer = Callable[[list[ScoredBatch]], None]  # called every flush: with no batch where nothing was queued
+Consumer = Callable[[list[LoggedBatch]], None]  # called every flush: with no batch where nothing was queued
 
 
 class PredictionLog:
@@ -81,7 +87,7 @@ class PredictionLog:
         self.flush_seconds = flush_seconds
         self.retry_seconds = retry_seconds
         self.shadow = shadow
-        self._queue: deque[ScoredBatch] = deque()
+        self._queue: deque[LoggedBatch] = deque()
         self._queued_rows = 0
         self._stride, self._streamed = 1, 0  # every _stride-th encoded row of the stream is kept; rows queued so far
         self._wake = threading.Condition()
@@ -99,15 +105,17 @@ class PredictionLog:
             if self._queued_rows + rows > self.queue_rows or self._closing:
                 self.counts.prediction_log_rows("dropped", rows)
                 return
-            self._queue.append(self._thinned(batch))
-            self._queued_rows += rows
+            if rows:
+                self._queue.append(LoggedBatch.of(batch, self._kept(batch.matrix)))
+                self._queued_rows += rows
 
-    def _thinned(self, batch: ScoredBatch) -> ScoredBatch:
-        """The batch as queued: its encoded rows thinned to the consumers' sample where nothing else needs them."""
-        start, self._streamed = -self._streamed % self._stride, self._streamed + len(batch.ids)
+    def _kept(self, matrix: np.ndarray) -> np.ndarray:
+        """The encoded rows the queue keeps: all where the store or the challenger needs them or every row is in the
+        consumers' sample, else that sample's rows, copied (the scored batch's are freed with it)."""
+        start, self._streamed = -self._streamed % self._stride, self._streamed + len(matrix)
         if self._stride == 1 or self.keep_features or self.shadow is not None:
-            return batch
-        return replace(batch, matrix=batch.matrix[start :: self._stride].copy())
+            return matrix
+        return matrix[start :: self._stride].copy()
 
     @property
     def settle_seconds(self) -> float:
@@ -169,7 +177,7 @@ class PredictionLog:
             logger.info("prediction log: %d predictions past the keeping period erased", erased)
         return erased > 0
 
-    def _consume(self, batches: list[ScoredBatch]) -> None:
+    def _consume(self, batches: list[LoggedBatch]) -> None:
         """Pass a flush's batches to the consumers (none: the queue was empty, the stream paused)."""
         for consumer in self.consumers:
             try:
@@ -177,9 +185,9 @@ class PredictionLog:
             except Exception as error:  # a consumer's bug must not stop the log
                 logger.error("prediction log consumer %s failed: %s", getattr(consumer, "__name__", consumer), error)
 
-    def _write(self, batches: list[ScoredBatch], backlog: bool) -> None:
+    def _write(self, batches: list[LoggedBatch], backlog: bool) -> None:
         """Write the served rows, and the challenger's where it scored them (none when the queue is a `backlog`)."""
-        rows = sum(len(batch.ids) for batch in batches)
+        rows = sum(batch.rows for batch in batches)
         self._consume(batches)
         shadow = [] if self.shadow is None else self.shadow.rows(batches, backlog)
         deadline, pause = time.monotonic() + self.retry_seconds, FIRST_PAUSE

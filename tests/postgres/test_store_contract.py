@@ -10,6 +10,7 @@ import pytest
 
 from bento.predictionlog.postgres import PostgresStore
 from bento.predictionlog.store import LogStore, Recorded, StoreError, UnknownPredictionError
+from tests.helpers import queued
 from tests.unit.predictionlog.store_contract import Query, StoreContract, batch
 
 
@@ -55,18 +56,18 @@ def test_postgres_fails_while_the_server_is_down_and_writes_again_once_it_is_bac
     password = "not-in-any-message"  # pragma: allowlist secret (trust authentication ignores it)
     store = PostgresStore(postgres.database().replace("postgres@", f"postgres:{password}@", 1))
     before, during, after = batch(2), batch(2, seed=1), batch(2, seed=2)
-    store.append([before], keep_features=False)
+    store.append(queued(before), keep_features=False)
     postgres.stop()
     try:
         started = time.monotonic()
         for _ in range(2):  # the lost connection, then a refused new one
             with pytest.raises(StoreError) as raised:
-                store.append([during], keep_features=False)
+                store.append(queued(during), keep_features=False)
             assert password not in str(raised.value) and f":{postgres.port}/" in str(raised.value)
         assert time.monotonic() - started < 10, "a write waited on the stopped server"
     finally:
         postgres.start()
-    store.append([after], keep_features=False)
+    store.append(queued(after), keep_features=False)
     assert store.record_outcomes({before.ids[0]: 1, after.ids[0]: 0}, time.time()) == Recorded(2, 0)
     with pytest.raises(UnknownPredictionError):
         store.record_outcomes({during.ids[0]: 1}, time.time())

@@ -12,7 +12,7 @@ import httpx
 
 from bento.predictionlog.sqlite import SQLiteStore
 from bento.predictionlog.store import ERASE_ROWS
-from tests.helpers import ID_RUNS, INFER, copy_home, matrix_of, matrix_request, records, run_ids, serve
+from tests.helpers import ID_RUNS, INFER, copy_home, matrix_of, matrix_request, queued, records, run_ids, serve
 from tests.unit.predictionlog.store_contract import DAY, batch
 
 OLD_BATCHES = 12  # ERASE_ROWS each: the writer erases one batch per flush, so this takes some seconds
@@ -33,7 +33,7 @@ def test_old_predictions_are_erased_in_batches_while_the_service_answers(bento_h
     store = SQLiteStore(database)
     old = [batch(ERASE_ROWS, when=now - (200 - n) * DAY, seed=n) for n in range(OLD_BATCHES)]
     inside = batch(500, when=now - 119 * DAY, seed=99)
-    store.append([*old, inside], keep_features=False)
+    store.append(queued(*old, inside), keep_features=False)
     store.record_outcomes({i: 1 for i in old[0].ids[:100] + inside.ids[:50]}, now)
     store.close()
     total, cut_off = (

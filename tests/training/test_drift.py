@@ -13,8 +13,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from bento import features
-from bento.core.scoring import ScoredBatch
 from bento.monitoring import drift_counts
+from bento.predictionlog.store import LoggedBatch
 from bento.quality import drift
 from bento.quality.privacy import PUBLISH_ROWS
 from observability.thresholds import FEATURE_PSI_THRESHOLD, PSI_EPSILON
@@ -158,7 +158,7 @@ def test_a_flush_larger_than_the_sample_is_counted_evenly(reference, matrices):
     rows[:1000, features.COLUMN_INDEX["age_[80-90)"]] = 1
     rows[1000:, features.COLUMN_INDEX["age_[40-50)"]] = 1
     batches = [  # the flush as the log hands it over: several model calls
-        ScoredBatch([], 0.0, "1", np.zeros(len(part), np.float32), np.zeros(len(part), np.int64), part)
+        LoggedBatch("", len(part), 0.0, "1", np.zeros(len(part), np.float32), np.zeros(len(part), np.int64), part)
         for part in np.array_split(rows, 7)
     ]
     series = reference.buckets.series
@@ -222,10 +222,15 @@ def test_served_fields_are_published_at_most_once_a_second_and_when_the_stream_p
         """Rows published (every field counts each row once: the first field's total) after a flush of `rows`."""
         before = served_counts(series)
         part = matrices[1][:rows]
-        count([ScoredBatch([], 0.0, "1", np.zeros(rows, np.float32), np.zeros(rows, np.int64), part)] if rows else [])
+        count(
+            [LoggedBatch("", rows, 0.0, "1", np.zeros(rows, np.float32), np.zeros(rows, np.int64), part)]
+            if rows
+            else []
+        )
         return float((served_counts(series) - before)[: len(reference.buckets.fields[0].labels)].sum())
 
-    assert flush(30) == 30  # the first publication is due at once
-    assert flush(30) == 0  # within FEATURE_PUBLISH_SECONDS of it: held back
-    assert flush(0) == 30  # a flush with nothing queued: the stream paused, what waited is published
+    rows = drift_counts.SAMPLE_ROWS  # every row of such a flush is counted
+    assert flush(rows) == rows  # the first publication is due at once
+    assert flush(rows) == 0  # within FEATURE_PUBLISH_SECONDS of it: held back
+    assert flush(0) == rows  # a flush with nothing queued: the stream paused, what waited is published
     assert flush(PUBLISH_ROWS - 1) == 0 and flush(0) == 0  # never fewer than PUBLISH_ROWS rows

@@ -26,7 +26,7 @@ from bento.monitoring.live_performance import LivePerformance
 from bento.predictionlog.factory import open_store
 from bento.predictionlog.store import LogStore
 from bento.quality.privacy import PUBLISH_ROWS
-from tests.helpers import poll
+from tests.helpers import poll, queued
 
 INFO = ModelInfo(
     name="readmission", version="5", run_id="", tag="readmission:t", threshold=0.3, prevalence=0.1, spec_hash="x",
@@ -51,7 +51,7 @@ def labelled(store: LogStore, outcomes: list[int]) -> None:
     probabilities = np.linspace(0.1, 0.9, len(outcomes), dtype=np.float32)
     batch = ScoredBatch(IDS.take(len(outcomes), now), now, "5", probabilities, (probabilities > 0.3).astype(np.int64),
                         np.zeros((len(outcomes), 1), dtype=np.float32))  # fmt: skip
-    store.append([batch], keep_features=False)
+    store.append(queued(batch), keep_features=False)
     store.record_outcomes(dict(zip(batch.ids, outcomes, strict=True)), now)
 
 

@@ -21,7 +21,7 @@ from bento.predictionlog.sqlite import SQLiteStore
 from bento.quality import estimates
 from bento.quality.privacy import PUBLISH_ROWS
 from bento.quality.windows import Labelled, measure
-from tests.helpers import poll
+from tests.helpers import poll, queued
 from tests.unit.monitoring.lease_contract import LeaseContract, labelled
 
 INFO = ModelInfo(
@@ -71,7 +71,7 @@ def test_the_thread_recomputes_until_stopped(tmp_path, monkeypatch):
     probability = np.tile(np.array([0.1, 0.2, 0.4, 0.8], np.float32), rows // 4)
     batch = ScoredBatch(PredictionIds().take(rows, now), now, "5", probability, np.tile([0, 0, 1, 1], rows // 4),
                         np.zeros((rows, 1), dtype=np.float32))  # fmt: skip
-    store.append([batch], keep_features=False)
+    store.append(queued(batch), keep_features=False)
     store.record_outcomes(dict(zip(batch.ids, np.tile([0, 1, 0, 1], rows // 4).tolist(), strict=True)), now)
     poll(lambda: live.latest().computed_at > first and live.latest().live["5"]["30d"]["labelled_rows"] == rows, 10,
          "the outcomes in the figures", interval=0.02)  # fmt: skip
@@ -93,8 +93,9 @@ def test_the_estimates_are_served_and_published_in_steps_of_twenty_predictions(t
 
     def predicted(rows: int, seed: int) -> np.ndarray:
         probability = np.random.default_rng(seed).beta(2.0, 8.0, rows).astype(np.float32)
-        store.append([ScoredBatch(ids.take(rows, now), now, "5", probability, (probability >= 0.3).astype(np.int64),
-                                  np.zeros((rows, 1), dtype=np.float32))], keep_features=False)  # fmt: skip
+        batch = ScoredBatch(ids.take(rows, now), now, "5", probability, (probability >= 0.3).astype(np.int64),
+                            np.zeros((rows, 1), dtype=np.float32))  # fmt: skip
+        store.append(queued(batch), keep_features=False)
         live.refresh()
         return probability.astype(np.float64)
 
@@ -125,7 +126,7 @@ def test_a_large_log_is_read_again_for_outcomes_not_for_each_new_prediction(tmp_
         probability = np.linspace(0.05, 0.95, rows, dtype=np.float32)
         batch = ScoredBatch(ids.take(rows, now), now, "5", probability, (probability >= 0.3).astype(np.int64),
                             np.zeros((rows, 1), dtype=np.float32))  # fmt: skip
-        store.append([batch], keep_features=False)
+        store.append(queued(batch), keep_features=False)
         live.refresh()
         return batch
 

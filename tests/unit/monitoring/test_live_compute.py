@@ -24,7 +24,7 @@ from bento.predictionlog.sqlite import SQLiteStore
 from bento.predictionlog.store import ShadowBatch
 from bento.quality import comparison, estimates
 from bento.quality.windows import DAY, measure
-from tests.helpers import poll
+from tests.helpers import poll, queued
 from tests.unit.monitoring.test_live import live_of
 
 FAILURES = "readmission_live_compute_failures_total"
@@ -41,7 +41,7 @@ def logged(store: SQLiteStore, rows: int, seed: int) -> None:
         batch = ScoredBatch(ids.take(len(probability), when), when, "5", probability, labels, matrix)
         challenger = np.clip(probability + rng.normal(0, 0.05, len(probability)), 0, 1).astype(np.float32)
         shadow = [ShadowBatch(batch.ids[0], "6", challenger, (challenger >= 0.3).astype(np.int64))]
-        store.append([batch], keep_features=False, shadow=shadow)
+        store.append(queued(batch), keep_features=False, shadow=shadow)
         outcome = (rng.random(len(probability)) < probability).astype(int)
         labelled = {i: int(o) for i, o in zip(batch.ids, outcome, strict=True) if rng.random() < 0.75}
         store.record_outcomes(labelled, time.time())

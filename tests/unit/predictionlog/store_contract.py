@@ -33,7 +33,7 @@ from bento.predictionlog.store import (
     UnknownPredictionError,
 )
 from bento.quality.windows import Scored
-from tests.helpers import ID_RUNS, LOGGED, SHADOW_LOGGED, logged, run_ids, shadow_logged
+from tests.helpers import ID_RUNS, LOGGED, SHADOW_LOGGED, logged, queued, run_ids, shadow_logged
 
 DAY = 86_400.0
 CONTESTED = 3000  # ids several calls give opposite outcomes for at once: enough for their lookups to overlap
@@ -129,7 +129,7 @@ class StoreContract:
     def test_appended_rows_come_back_labelled_once_they_have_an_outcome(self, store):
         log, _ = store
         scored = batch(4, version="7")
-        log.append([scored], keep_features=False)
+        log.append(queued(scored), keep_features=False)
         first, _, third, _ = scored.ids
         when = time.time()
         assert log.record_outcomes({third: 0}, when) == Recorded(recorded=1, unchanged=0)
@@ -147,8 +147,8 @@ class StoreContract:
         log, _ = store
         now = time.time()
         old, first, second = batch(2, when=now - 10 * DAY, seed=1), batch(3, when=now - 5), batch(2, version="8")
-        log.append([second, old], keep_features=False)  # written out of order: read back in the order of the ids
-        log.append([first], keep_features=False)
+        log.append(queued(second, old), keep_features=False)  # written out of order: read back in the order of the ids
+        log.append(queued(first), keep_features=False)
         log.record_outcomes({first.ids[1]: 1}, now)  # an outcome changes nothing here
         scored = log.scored(since=now - DAY)
         assert scored.model_version.tolist() == ["3", "8"] and scored.rows.tolist() == [3, 2]
@@ -164,7 +164,7 @@ class StoreContract:
         now = time.time()
         old, served = batch(2, when=now - 10 * DAY, seed=1), batch(3, when=now - 5, seed=2)
         shadow = [scores(old, "9", [0.25] * 2, [1] * 2), scores(served, "9", [0.25] * 3, [1] * 3)]
-        log.append([old, served], keep_features=False, shadow=shadow)
+        log.append(queued(old, served), keep_features=False, shadow=shadow)
         scored = log.scored(since=now - DAY)
         assert by_version(scored) == {"3": rows_of(served), "9": [(0.25, 1)] * 3}
         assert scored.time.tolist() == [served.time] * 2 and scored.rows.tolist() == [3, 3]
@@ -174,12 +174,12 @@ class StoreContract:
         now = time.time()
         empty = log.scored_marker()
         old, recent = batch(3, when=now - 200 * DAY, seed=1), batch(3, when=now - DAY, seed=2)
-        log.append([old, recent], keep_features=False)
+        log.append(queued(old, recent), keep_features=False)
         added = log.scored_marker()
         assert added != empty
         log.record_outcomes({recent.ids[0]: 0}, now)
         assert log.scored_marker() == added, "outcomes change no estimate"
-        log.append([batch(1, seed=3)], keep_features=False)
+        log.append(queued(batch(1, seed=3)), keep_features=False)
         newer = log.scored_marker()
         assert newer != added
         log.erase_predictions(before=now - 120 * DAY)
@@ -190,7 +190,7 @@ class StoreContract:
         now = time.time()
         scored, unscored = batch(5, now, version="7", seed=3), batch(2, now, version="7", seed=4)
         shadow = scores(scored, "8", [0.125 * n for n in range(5)], [n % 2 for n in range(5)])
-        log.append([scored, unscored], keep_features=False, shadow=[shadow])
+        log.append(queued(scored, unscored), keep_features=False, shadow=[shadow])
         log.record_outcomes({scored.ids[n]: n % 2 for n in (0, 1, 3)} | {unscored.ids[0]: 1}, time.time())
         labelled = log.labelled(since=scored.time - 1)
         served, challenger = labelled.model_version == "7", labelled.model_version == "8"
@@ -207,7 +207,7 @@ class StoreContract:
     def test_an_unknown_id_records_nothing(self, store):
         log, query = store
         scored = batch(2)
-        log.append([scored], keep_features=False)
+        log.append(queued(scored), keep_features=False)
         unknown = IDS.take(1, time.time() - DAY)[0]
         beyond = run(scored.ids[0], 3)[2]  # the batch's next id, never issued with it
         shouted = scored.ids[1].upper()  # ids are known exactly as issued
@@ -220,7 +220,7 @@ class StoreContract:
     def test_a_conflicting_outcome_records_nothing_and_the_same_outcome_again_changes_nothing(self, store):
         log, query = store
         scored = batch(3)
-        log.append([scored], keep_features=False)
+        log.append(queued(scored), keep_features=False)
         a, b, c = scored.ids
         log.record_outcomes({a: 1}, time.time())
         with pytest.raises(ConflictingOutcomeError) as raised:
@@ -233,8 +233,8 @@ class StoreContract:
     def test_encoded_rows_round_trip_as_float32_bytes_only_where_opted_in(self, store):
         log, query = store
         kept, not_kept = batch(3, seed=1), batch(2, seed=2)
-        log.append([kept], keep_features=True)
-        log.append([not_kept], keep_features=False)
+        log.append(queued(kept), keep_features=True)
+        log.append(queued(not_kept), keep_features=False)
         stored = {prediction_id: row[4] for prediction_id, row in logged(query(LOGGED)).items()}
         for prediction_id, row in zip(kept.ids, kept.matrix, strict=True):
             np.testing.assert_array_equal(np.frombuffer(stored[prediction_id], dtype=np.float32), row)
@@ -246,7 +246,7 @@ class StoreContract:
         log, query = store
         now = time.time()
         old, recent = batch(3, when=now - 31 * DAY, seed=3), batch(2, when=now - 29 * DAY, seed=4)
-        log.append([old, recent], keep_features=True)
+        log.append(queued(old, recent), keep_features=True)
         assert log.purge_features(before=now - 30 * DAY) == 3
         stored = {prediction_id: row[4] for prediction_id, row in logged(query(LOGGED)).items()}
         assert len(stored) == 5, "the predictions themselves are kept"
@@ -260,7 +260,7 @@ class StoreContract:
         now = time.time()
         old = [batch(70, when=now - (130 + n) * DAY, seed=n) for n in range(3)]  # 210 rows, the oldest first
         kept = batch(30, when=now - 119 * DAY, seed=9)
-        log.append([*old, kept], keep_features=True)
+        log.append(queued(*old, kept), keep_features=True)
         log.record_outcomes({i: 1 for i in old[0].ids[:5] + old[2].ids[:5] + kept.ids[:7]}, now)
         erased = []
         while not erased or erased[-1]:
@@ -281,7 +281,7 @@ class StoreContract:
         kept = batch(20, when=now - DAY, seed=2)
         shadow = [scores(rows, "9", [0.25] * len(rows.ids), [0] * len(rows.ids)) for rows in [*old, kept]]
         shadow.append(scores(old[0], "10", [0.75] * 12, [1] * 12))
-        log.append([*old, kept], keep_features=False, shadow=shadow)
+        log.append(queued(*old, kept), keep_features=False, shadow=shadow)
         ids_of = {rows.ids[0]: rows.ids for rows in [*old, kept]}
         written = [
             (i, scored.model_version, float(p), int(flag))
@@ -304,7 +304,7 @@ class StoreContract:
         shadow = [scores(old, "9", [0.125 * n for n in range(4)], [n % 2 for n in range(4)])]
         shadow.append(scores(recent, "9", [0.125 * (n + 4) for n in range(5)], [n % 2 for n in range(5)]))
         shadow.append(scores(recent, "10", [0.5] * 5, [1] * 5))  # a second challenger
-        log.append([old, recent, unscored], keep_features=False, shadow=shadow)
+        log.append(queued(old, recent, unscored), keep_features=False, shadow=shadow)
         log.record_outcomes({i: n % 2 for n, i in enumerate(old.ids + recent.ids[:3] + unscored.ids)}, now)
         log.record_outcomes({recent.ids[3]: 1}, now + 7)
         paired = log.paired(since=now - 90 * DAY)
@@ -326,7 +326,7 @@ class StoreContract:
         now = time.time()
         old = [batch(100, when=now - (200 - n / 100) * DAY, seed=n) for n in range(30)]
         kept = batch(50, when=now - DAY, seed=2)
-        log.append([*old, kept], keep_features=False)
+        log.append(queued(*old, kept), keep_features=False)
         erased: list[int] = []
         start = threading.Barrier(3)
 
@@ -379,7 +379,7 @@ class StoreContract:
         now = time.time()
         empty = log.labelled_marker()
         old, recent = batch(3, when=now - 200 * DAY, seed=1), batch(3, when=now - DAY, seed=2)
-        log.append([old, recent], keep_features=False)
+        log.append(queued(old, recent), keep_features=False)
         assert log.labelled_marker() == empty, "predictions without outcomes change no figure"
         log.record_outcomes({old.ids[0]: 1, recent.ids[0]: 0}, now)
         recorded = log.labelled_marker()
@@ -408,7 +408,7 @@ class StoreContract:
         rounds, callers = 3, 4
         for round_ in range(rounds):
             scored, contested = batch(600, seed=round_), batch(CONTESTED, seed=round_)
-            log.append([scored, contested], keep_features=False)
+            log.append(queued(scored, contested), keep_features=False)
             rng = random.Random(round_)
             subsets = [rng.sample(scored.ids, 400) for _ in range(callers)]  # overlapping, each in its own order
             same = race(log, [{i: 1 for i in subset} for subset in subsets])

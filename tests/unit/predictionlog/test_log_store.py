@@ -14,6 +14,7 @@ import math
 import sqlite3
 import threading
 import time
+import weakref
 from contextlib import closing
 
 import pytest
@@ -23,7 +24,7 @@ from bento.monitoring import metrics
 from bento.predictionlog.sqlite import SQLiteStore
 from bento.predictionlog.store import LogStore, StoredFigures, StoreError, stored_of
 from bento.predictionlog.writer import CONSUMER_ROWS, PredictionLog
-from tests.helpers import poll, sqlite_ids
+from tests.helpers import poll, queued, sqlite_ids
 from tests.unit.predictionlog.store_contract import Query, StoreContract, batch
 
 
@@ -157,7 +158,7 @@ def locked(tmp_path):
     """A real SQLite store and another connection that can hold `BEGIN EXCLUSIVE` on its file."""
     path = tmp_path / "predictions.db"
     store = SQLiteStore(path)
-    store.append([batch(1)], keep_features=False)  # the file and its tables exist
+    store.append(queued(batch(1)), keep_features=False)  # the file and its tables exist
     other = sqlite3.connect(path, isolation_level=None)
     yield store, other
     if other.in_transaction:
@@ -243,3 +244,30 @@ def test_the_queue_keeps_only_the_consumers_sample_of_encoded_rows_after_a_large
     stride = math.ceil(5000 / CONSUMER_ROWS)  # every stride-th row of the stream, counted from the first
     assert stride > 1 and seen == [5000, len(range(-5000 % stride, 6000, stride))]
     assert set(first.ids) | set(second.ids) <= sqlite_ids(tmp_path / "predictions.db")
+
+
+def test_the_queue_keeps_what_the_store_needs_of_a_scored_batch_not_the_batch(tmp_path):
+    """Between flushes a worker holds a few small arrays a call of the model for the log, not the scored batch (its
+    ids, its findings) nor, once the stream is sampled, its encoded rows (the sample's are copied); what is written
+    is the same."""
+    seen: list[int] = []
+    store = SQLiteStore(tmp_path / "predictions.db")
+    log = PredictionLog(store, 100_000, keep_features=False, retention_days=30, keep_days=120, counts=metrics,
+                        consumers=[lambda batches: seen.append(sum(len(b.matrix) for b in batches))],
+                        flush_seconds=2.0)  # fmt: skip
+    large, early, unsampled, sampled = batch(5000, seed=1), batch(3, seed=2), batch(3, seed=3), batch(30, seed=4)
+    written = {*large.ids, *early.ids, *unsampled.ids, *sampled.ids}
+    kept = weakref.ref(early)
+    log.append(large)
+    log.append(early)  # no flush yet: every row is the consumers' sample, the encoded rows are kept as they are
+    del early
+    assert kept() is None, "the queue holds the scored batch"
+    log.start()
+    poll(lambda: seen, 10, "the first flush", interval=0.01)  # the stride is now ceil(5,003 / CONSUMER_ROWS)
+    kept = [weakref.ref(b) for b in (unsampled, unsampled.matrix, sampled, sampled.matrix)]
+    log.append(unsampled)  # no row of it in the sample
+    log.append(sampled)  # a row or two of it in the sample
+    del unsampled, sampled
+    assert [ref() is None for ref in kept] == [True] * 4, "the queue holds a scored batch or all its encoded rows"
+    log.close(timeout=10)
+    assert seen[-1] > 0 and sqlite_ids(tmp_path / "predictions.db") == written

@@ -18,6 +18,7 @@ from bento.predictionlog.store import ShadowBatch
 from bento.quality import comparison
 from bento.quality.privacy import PUBLISH_ROWS
 from bento.quality.windows import DAY, WINDOWS, measure
+from tests.helpers import queued
 
 DAYS_AGO = (80, 50, 20, 1)  # a batch of PUBLISH_ROWS predictions each: the first two in the 90-day window only
 ROWS = PUBLISH_ROWS * len(DAYS_AGO)
@@ -36,7 +37,7 @@ def _logged(store: SQLiteStore, now: float) -> tuple[list[str], np.ndarray, np.n
         batch = ScoredBatch(ids.take(PUBLISH_ROWS, when), when, "5", served[part], (served[part] >= 0.5).astype(int),
                             np.zeros((PUBLISH_ROWS, 1), dtype=np.float32))  # fmt: skip
         shadow = ShadowBatch(batch.ids[0], "6", challenger[part], (challenger[part] >= 0.5).astype(int))
-        store.append([batch], keep_features=False, shadow=[shadow])
+        store.append(queued(batch), keep_features=False, shadow=[shadow])
         names += batch.ids
     days_ago = np.repeat(np.array(DAYS_AGO, dtype=np.float64), PUBLISH_ROWS)
     return names, days_ago, served.astype(np.float64), challenger.astype(np.float64), outcome

@@ -17,6 +17,7 @@ from bento.core.scoring import ScoredBatch
 from bento.predictionlog.sqlite import SQLiteStore
 from bento.predictionlog.store import ShadowBatch
 from bento.quality import comparison
+from tests.helpers import queued
 from training import cli, registry
 from training.settings import MODEL_NAME, TrainingSettings
 
@@ -39,7 +40,7 @@ def _fill(path, now: float, better: bool) -> dict[str, tuple[np.ndarray, np.ndar
         batch = ScoredBatch(ids.take(rows, when), when, "1", champion, (champion >= 0.4).astype(np.int64),
                             np.zeros((rows, 1), dtype=np.float32))  # fmt: skip
         shadow = [ShadowBatch(batch.ids[0], "2", challenger, (challenger >= 0.4).astype(np.int64))]
-        store.append([batch], keep_features=False, shadow=shadow)
+        store.append(queued(batch), keep_features=False, shadow=shadow)
         store.record_outcomes(dict(zip(batch.ids, outcome.tolist(), strict=True)), now)
         for window, days in (("30d", 30), ("90d", 90)):
             if days_ago <= days:

@@ -13,6 +13,7 @@ from bento.core.ids import PredictionIds
 from bento.core.scoring import ScoredBatch
 from bento.predictionlog.sqlite import SQLiteStore
 from bento.quality import estimates
+from tests.helpers import queued
 from training import cli
 from training.monitor import INTERVAL_ROW
 
@@ -34,7 +35,7 @@ def _fill(path, now: float) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarra
         labels = (probability >= 0.3).astype(np.int64)
         batch = ScoredBatch(ids.take(rows, now - days_ago * DAY), now - days_ago * DAY, version, probability, labels,
                             np.zeros((rows, 1), dtype=np.float32))  # fmt: skip
-        store.append([batch], keep_features=False)
+        store.append(queued(batch), keep_features=False)
         half = rows // 2
         store.record_outcomes(dict(zip(batch.ids[half:], outcome[half:].tolist(), strict=True)), now - 10)
         store.record_outcomes(dict(zip(batch.ids[:half], outcome[:half].tolist(), strict=True)), now)
