@@ -20,11 +20,12 @@ import shutil
 import statistics
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from bench import contenders
-from bench.contenders import server_ours
+from bench.contenders import Server, server_ours
 from bench.drivers import wrk
 from bench.inputs import BENTOML_HOME, input_rows, v2_body
 from bench.live_compute_memory import write_log
@@ -47,39 +48,56 @@ def variant(text: str) -> tuple[str, dict[str, str]]:
     return name, dict(pairs)
 
 
-def one_round(
-    variants: list[tuple[str, dict[str, str]]], work: Path, seed: Path | None, body: Path, args: argparse.Namespace
-) -> dict[str, dict[str, float]]:
-    """Serve the variants at once and drive them at once: each one's CPU µs a request and req/s."""
-    running: dict[str, tuple[Running, str]] = {}
+class Measured(NamedTuple):
+    """One server's drive of a round: wrk's summary and the CPU µs a request of its process tree."""
+
+    label: str
+    wrk: dict[str, Any]
+    cpu_us: float
+
+
+Serve = Callable[[int, Path], Server]  # a server on this port, its files (the prediction log) in this folder
+
+
+def one_round(servers: dict[str, Serve], work: Path, body: Path, duration: float) -> dict[str, Measured]:
+    """Serve the servers at once, each from its folder under `work`, and drive them at once (single-row V2 at
+    CONNECTIONS connections, a wrk each, WARMUP_SECONDS then `duration`): each one's drive and CPU a request."""
+    running: dict[str, tuple[Running, Server]] = {}
     try:
-        for name, env in variants:
+        for name, serve in servers.items():
             folder = work / name
             folder.mkdir(parents=True)
-            if seed is not None:
-                shutil.copytree(seed, folder / "ours-home")
             port = free_port()
-            server = server_ours(port, folder, args.bentoml_home, args.ours_venv)
-            server.env.update(env)
-            running[name] = (Running(server, port, folder / "server.log"), server.infer_path)
+            server = serve(port, folder)
+            running[name] = (Running(server, port, folder / "server.log"), server)
         for process, _ in running.values():
             process.wait_ready()
-        urls = {name: process.url(path) for name, (process, path) in running.items()}
+        urls = {name: process.url(server.infer_path) for name, (process, server) in running.items()}
         drive_all(urls, body, WARMUP_SECONDS)
         before = {name: process.cpu_ticks() for name, (process, _) in running.items()}
-        results = drive_all(urls, body, args.duration)
+        results = drive_all(urls, body, duration)
         after = {name: process.cpu_ticks() for name, (process, _) in running.items()}
     finally:
         for process, _ in running.values():
             process.stop()
     tick = os.sysconf("SC_CLK_TCK")
     return {
-        name: {
-            "us": (after[name] - before[name]) / tick / result["requests"] * 1e6,
-            "req_s": result["requests"] / (result["duration_us"] / 1e6),
-        }
+        name: Measured(running[name][1].label, result, (after[name] - before[name]) / tick / result["requests"] * 1e6)
         for name, result in results.items()
     }
+
+
+def variant_server(env: dict[str, str], seed: Path | None, args: argparse.Namespace) -> Serve:
+    """Our service with `env`, starting from a copy of the log in `seed` where given."""
+
+    def serve(port: int, folder: Path) -> Server:
+        if seed is not None:
+            shutil.copytree(seed, folder / "ours-home")
+        server = server_ours(port, folder, args.bentoml_home, args.ours_venv)
+        server.env.update(env)
+        return server
+
+    return serve
 
 
 def drive_all(urls: dict[str, str], body: Path, seconds: float) -> dict[str, dict[str, Any]]:
@@ -121,13 +139,16 @@ def main() -> None:
             seed = work / "seed"
             seed.mkdir()
             write_log(seed / SQLITE_FILE, args.log_rows, 1000).close()
+        servers = {name: variant_server(env, seed, args) for name, env in args.variants}
         ratios = []
         for number in range(args.rounds):
-            order = args.variants if number % 2 == 0 else args.variants[::-1]
-            measured = one_round(order, work / f"round-{number}", seed, work / "body.json", args)
-            ratios.append(measured[first]["us"] / measured[second]["us"])
+            order = list(servers) if number % 2 == 0 else list(servers)[::-1]
+            measured = one_round({name: servers[name] for name in order}, work / f"round-{number}",
+                                 work / "body.json", args.duration)  # fmt: skip
+            ratios.append(measured[first].cpu_us / measured[second].cpu_us)
             shown = "  ".join(
-                f"{name} {m['us']:.1f} µs a request ({m['req_s']:,.0f} req/s)" for name, m in measured.items()
+                f"{name} {m.cpu_us:.1f} µs a request ({m.wrk['requests'] / (m.wrk['duration_us'] / 1e6):,.0f} req/s)"
+                for name, m in measured.items()
             )
             print(f"round {number + 1}: {shown}  ratio {ratios[-1]:.3f}", flush=True)
     print(f"{first} / {second}, CPU a single-row request: median {statistics.median(ratios):.3f} "

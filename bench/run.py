@@ -7,7 +7,9 @@ gRPC) on core 1, both on 127.0.0.1 only. For each server: start it, wait until r
 1,000 rows (JSON, binary where the server takes the binary extension, and gRPC where it serves the Open
 Inference Protocol over gRPC) get the reference probabilities (within 1e-5 of the booster in this process),
 run the workloads, stop the whole process group. All servers run `--rounds` times,
-interleaved; the report holds the medians over rounds, ratios of medians and the TARGETS with PASS/MISS.
+interleaved; where ours and ours-nolog both run, each round ends with the two served and driven at once
+(workloads.PAIRED, bench/pair.py: the prediction log's single-row cost as CPU a request, which rounds of one server at
+a time cannot resolve). The report holds the medians over rounds, ratios of medians and the TARGETS with PASS/MISS.
 Prints markdown tables; writes bench/results/latest.{json,md}. See bench/README.md.
 
 The parts: inputs.py (the model, the rows, the request bodies), contenders.py (the servers and how each
@@ -55,8 +57,10 @@ from bench.inputs import (
     v2_body,
 )
 from bench.processes import LOAD_CORE
-from bench.workloads import V2_1_8, Result, bench_server
+from bench.workloads import PAIRED, V2_1_8, Result, bench_paired, bench_server
 from loadtest.cli import free_port
+
+PAIRED_SERVERS = ("ours", "ours-nolog")  # also served at once every round where both run: the log's single-row cost
 
 
 def main() -> int:
@@ -141,6 +145,10 @@ def main() -> int:
         "floor-orjson": lambda p: contenders.server_floor_orjson(p, work, model),
         "floor-compiled": lambda p: contenders.server_floor_compiled(p, work, model),
     }
+    paired = {  # as above, each with its own folder for the log
+        "ours": lambda p, folder: contenders.server_ours(p, folder, args.bentoml_home, args.ours_venv),
+        "ours-nolog": lambda p, folder: contenders.server_ours_nolog(p, folder, args.bentoml_home, args.ours_venv),
+    }
     names = [s.strip() for s in args.servers.split(",") if s.strip()]
     for name in names:
         if name not in factories:
@@ -191,6 +199,15 @@ def main() -> int:
             meta["binary_probe"][name] = info["binary_probe"]
         if stop:
             break
+        if set(PAIRED_SERVERS) <= set(names) - unusable:
+            print(f"{' and '.join(PAIRED_SERVERS)}, {PAIRED} (round {round_no}/{args.rounds}):", flush=True)
+            order = PAIRED_SERVERS if round_no % 2 else PAIRED_SERVERS[::-1]
+            try:
+                raw += bench_paired({name: paired[name] for name in order}, work / f"paired-{round_no}",
+                                    files[V2_1], args.duration, round_no)  # fmt: skip
+            except (RuntimeError, subprocess.SubprocessError, OSError) as error:
+                print(f"  FAILED: {error}", file=sys.stderr, flush=True)
+                meta["failures"].setdefault(PAIRED_SERVERS[0], []).append({"round": round_no, "error": str(error)})
     meta["versions"] = contenders.versions()
     single_row = report.value(report.medians(raw, names), report.Metric("ours", V2_1_8, "req_s"))
     meta["prediction_log"] = report.log_size(work / "ours-home", single_row)

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from bench import pair
 from bench.checks import check, check_grpc
 from bench.contenders import Server
 from bench.drivers import h2load, h2load_counts, wrk, wrk_counts
@@ -42,6 +43,7 @@ class Result:
     round: int = 0
     rounds: int = 1
     req_s_spread_pct: float = 0.0  # summary: (max - min) / median of req/s over the rounds
+    cpu_us: float = 0.0  # PAIRED only: CPU µs a request of the server's process tree
     streams: int = 1  # concurrent requests per connection (h2load's -m; wrk: 1)
     wrong_size: int = 0  # gRPC: responses whose size is not that of the checked answer (counted in errors)
 
@@ -52,6 +54,10 @@ V2_BINARY = f"v2 {BATCH_ROWS:,} rows binary, 8 conn"
 PREDICT = "/predict 1 row, 8 conn"
 GRPC_1_8 = "grpc 1 row, 8 streams"
 GRPC_BATCH = f"grpc {BATCH_ROWS:,} rows raw, 8 streams"
+# single-row V2 on two servers served (both on the server core) and driven at once (bench/pair.py): the CPU a request
+# of each under the same machine state, for differences of a few per cent that rounds of one server at a time (±10%)
+# cannot show
+PAIRED = "v2 1 row, 8 conn, two served at once"
 
 
 class Workload(NamedTuple):
@@ -170,3 +176,41 @@ def bench_server(
     finally:
         running.stop()
     return results, info
+
+
+def bench_paired(
+    servers: dict[str, pair.Serve], work: Path, body: Path, duration: float, round_no: int
+) -> list[Result]:
+    """PAIRED on `servers` (one round): each one's result, with its CPU µs a request."""
+    results = []
+    for name, measured in pair.one_round(servers, work, body, duration).items():
+        counts = wrk_counts(measured.wrk)
+        seconds = counts["seconds"]
+        result = Result(
+            server=name,
+            label=measured.label,
+            workload=PAIRED,
+            rows_per_request=1,
+            connections=pair.CONNECTIONS,
+            seconds=round(seconds, 2),
+            requests=counts["requests"],
+            req_s=counts["requests"] / seconds,
+            rows_s=counts["requests"] / seconds,
+            p50_ms=counts["p50_us"] / 1000,
+            p90_ms=counts["p90_us"] / 1000,
+            p99_ms=counts["p99_us"] / 1000,
+            max_ms=counts["max_us"] / 1000,
+            errors=counts["non_2xx"] + counts["socket_errors"],
+            non_2xx=counts["non_2xx"],
+            socket_errors=counts["socket_errors"],
+            peak_rss_mb=0.0,
+            hwm_sum_mb=0.0,
+            server_cpu_pct=measured.cpu_us * counts["requests"] / seconds / 1e4,
+            other_on_core_pct=0.0,
+            round=round_no,
+            cpu_us=measured.cpu_us,
+        )
+        results.append(result)
+        print(f"  {name:<12} {result.req_s:9.1f} req/s  {result.cpu_us:7.1f} µs of CPU a request"
+              f"  errors {result.errors}", flush=True)  # fmt: skip
+    return results
