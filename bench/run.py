@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from bench import contenders, report
+from bench import contenders, pair, report
 from bench.checks import TOLERANCE
 from bench.inputs import (
     BATCH_ROWS,
@@ -135,19 +135,15 @@ def main() -> int:
         flush=True,
     )
 
-    factories = {
-        "ours": lambda p: contenders.server_ours(p, work, args.bentoml_home, args.ours_venv),
-        "ours-nolog": lambda p: contenders.server_ours_nolog(p, work, args.bentoml_home, args.ours_venv),
-        "ours-noshadow": lambda p: contenders.server_ours_noshadow(p, work, args.bentoml_home, args.ours_venv),
-        "mlserver": lambda p: contenders.server_mlserver(p, work, model),
-        "kserve": lambda p: contenders.server_kserve(p, work, model),
-        "floor": lambda p: contenders.server_floor(p, work, model),
-        "floor-orjson": lambda p: contenders.server_floor_orjson(p, work, model),
-        "floor-compiled": lambda p: contenders.server_floor_compiled(p, work, model),
-    }
-    paired = {  # as above, each with its own folder for the log
-        "ours": lambda p, folder: contenders.server_ours(p, folder, args.bentoml_home, args.ours_venv),
-        "ours-nolog": lambda p, folder: contenders.server_ours_nolog(p, folder, args.bentoml_home, args.ours_venv),
+    factories: dict[str, pair.Serve] = {  # a server on a port, its files in a folder (the paired step: one each)
+        "ours": lambda p, f: contenders.server_ours(p, f, args.bentoml_home, args.ours_venv),
+        "ours-nolog": lambda p, f: contenders.server_ours_nolog(p, f, args.bentoml_home, args.ours_venv),
+        "ours-noshadow": lambda p, f: contenders.server_ours_noshadow(p, f, args.bentoml_home, args.ours_venv),
+        "mlserver": lambda p, f: contenders.server_mlserver(p, f, model),
+        "kserve": lambda p, f: contenders.server_kserve(p, f, model),
+        "floor": lambda p, f: contenders.server_floor(p, f, model),
+        "floor-orjson": lambda p, f: contenders.server_floor_orjson(p, f, model),
+        "floor-compiled": lambda p, f: contenders.server_floor_compiled(p, f, model),
     }
     names = [s.strip() for s in args.servers.split(",") if s.strip()]
     for name in names:
@@ -181,7 +177,7 @@ def main() -> int:
             try:
                 port = free_port()
                 try:
-                    server = factories[name](port)
+                    server = factories[name](port, work)
                 except (subprocess.SubprocessError, OSError, RuntimeError):
                     unusable.add(name)
                     raise
@@ -203,7 +199,7 @@ def main() -> int:
             print(f"{' and '.join(PAIRED_SERVERS)}, {PAIRED} (round {round_no}/{args.rounds}):", flush=True)
             order = PAIRED_SERVERS if round_no % 2 else PAIRED_SERVERS[::-1]
             try:
-                raw += bench_paired({name: paired[name] for name in order}, work / f"paired-{round_no}",
+                raw += bench_paired({name: factories[name] for name in order}, work / f"paired-{round_no}",
                                     files[V2_1], args.duration, round_no)  # fmt: skip
             except (RuntimeError, subprocess.SubprocessError, OSError) as error:
                 print(f"  FAILED: {error}", file=sys.stderr, flush=True)

@@ -138,31 +138,18 @@ def bench_server(
                 with MemorySampler(running) as memory:
                     counts = wrk_counts(wrk(url, file, workload.connections, args.duration, body.headers))
             hwm = sum(status_kb(pid, "VmHWM") for pid in running.pids())
-            seconds = counts["seconds"]
             result = Result(
                 server=server.name,
                 label=server.label,
                 workload=workload.name,
-                rows_per_request=body.rows,
                 connections=workload.connections,
-                seconds=round(seconds, 2),
-                requests=counts["requests"],
-                req_s=counts["requests"] / seconds,
-                rows_s=counts["requests"] * body.rows / seconds,
-                p50_ms=counts["p50_us"] / 1000,
-                p90_ms=counts["p90_us"] / 1000,
-                p99_ms=counts["p99_us"] / 1000,
-                max_ms=counts["max_us"] / 1000,
-                errors=counts["non_2xx"] + counts["socket_errors"] + counts["wrong_size"],
-                non_2xx=counts["non_2xx"],
-                socket_errors=counts["socket_errors"],
+                **counted(counts, body.rows),
                 peak_rss_mb=memory.peak_kb / 1024,
                 hwm_sum_mb=hwm / 1024,
                 server_cpu_pct=memory.server_cpu_pct,
                 other_on_core_pct=memory.other_on_core_pct,
                 round=round_no,
                 streams=workload.streams,
-                wrong_size=counts["wrong_size"],
             )
             results.append(result)
             wrong = f" (wrong size {result.wrong_size})" if result.wrong_size else ""
@@ -178,34 +165,42 @@ def bench_server(
     return results, info
 
 
+def counted(counts: dict[str, Any], rows: int) -> dict[str, Any]:
+    """A driver's counts (drivers.py's wrk_counts, h2load_counts) as the Result's fields, `rows` a request."""
+    seconds = counts["seconds"]
+    return {
+        "rows_per_request": rows,
+        "seconds": round(seconds, 2),
+        "requests": counts["requests"],
+        "req_s": counts["requests"] / seconds,
+        "rows_s": counts["requests"] * rows / seconds,
+        "p50_ms": counts["p50_us"] / 1000,
+        "p90_ms": counts["p90_us"] / 1000,
+        "p99_ms": counts["p99_us"] / 1000,
+        "max_ms": counts["max_us"] / 1000,
+        "errors": counts["non_2xx"] + counts["socket_errors"] + counts["wrong_size"],
+        "non_2xx": counts["non_2xx"],
+        "socket_errors": counts["socket_errors"],
+        "wrong_size": counts["wrong_size"],
+    }
+
+
 def bench_paired(
     servers: dict[str, pair.Serve], work: Path, body: Path, duration: float, round_no: int
 ) -> list[Result]:
     """PAIRED on `servers` (one round): each one's result, with its CPU µs a request."""
     results = []
     for name, measured in pair.one_round(servers, work, body, duration).items():
-        counts = wrk_counts(measured.wrk)
-        seconds = counts["seconds"]
+        shared = counted(wrk_counts(measured.wrk), 1)
         result = Result(
             server=name,
             label=measured.label,
             workload=PAIRED,
-            rows_per_request=1,
             connections=pair.CONNECTIONS,
-            seconds=round(seconds, 2),
-            requests=counts["requests"],
-            req_s=counts["requests"] / seconds,
-            rows_s=counts["requests"] / seconds,
-            p50_ms=counts["p50_us"] / 1000,
-            p90_ms=counts["p90_us"] / 1000,
-            p99_ms=counts["p99_us"] / 1000,
-            max_ms=counts["max_us"] / 1000,
-            errors=counts["non_2xx"] + counts["socket_errors"],
-            non_2xx=counts["non_2xx"],
-            socket_errors=counts["socket_errors"],
+            **shared,
             peak_rss_mb=0.0,
             hwm_sum_mb=0.0,
-            server_cpu_pct=measured.cpu_us * counts["requests"] / seconds / 1e4,
+            server_cpu_pct=measured.cpu_us * shared["req_s"] / 1e4,
             other_on_core_pct=0.0,
             round=round_no,
             cpu_us=measured.cpu_us,
