@@ -43,9 +43,7 @@ FIRST_PAUSE, LONGEST_PAUSE = 0.05, 1.0  # seconds between tries, doubling
 # the event loop is short too: at 0.5 s (with CONSUMER_ROWS 2,048) single-row V2's p99 at 8 connections was 3.11
 # times its p50, at 0.1 s 2.35 times (bench/run.py; README, Performance).
 FLUSH_SECONDS = 0.1
-# encoded rows of one flush the consumers need, at most: 260 a second (drift_counts.py), plenty for the shares PSI
-# compares (2,560 before: the log on against off cost single rows 1.063 of their CPU, now 1.040; bench/pair.py)
-CONSUMER_ROWS = 26
+CONSUMER_ROWS = 256  # encoded rows of one flush the consumers need, at most: 2,560 a second (drift_counts.py)
 
 
 class LogCounts(Protocol):
